@@ -1,0 +1,63 @@
+// Command airlock is a policy-governed, container-sandboxed runtime for the tools AI agents call.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one subcommand. It returns the process exit code.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"exec":   {"run one command in a fresh sandbox", cmdExec},
+		"call":   {"run one tool call through all seven stages", cmdCall},
+		"serve":  {"serve MCP over stdio or streamable HTTP", cmdServe},
+		"policy": {"check, evaluate and test policies", cmdPolicy},
+		"audit":  {"verify and read the audit log", cmdAudit},
+		"images": {"build and list sandbox images", cmdImages},
+		"doctor": {"report what works on this machine", cmdDoctor},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "airlock: unknown command %q\n\n", args[0])
+		usage(stderr, cmds)
+		return 2
+	}
+	return c.run(ctx, args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "usage: airlock COMMAND [flags]")
+	fmt.Fprintln(w)
+	for _, name := range []string{"serve", "call", "exec", "policy", "audit", "images", "doctor"} {
+		fmt.Fprintf(w, "  %-7s %s\n", name, cmds[name].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'airlock COMMAND -h' for the flags of one command.")
+}

@@ -1,0 +1,145 @@
+// Package sandbox describes one run of one command in a fresh, hardened container (Spec), the
+// outcome of that run (Result), and the small interface every container backend implements.
+//
+// A Spec starts from the hardened defaults (see Defaults) and is changed only through Options.
+// An option that weakens a default records that it did in Spec.Loosened, and the Result carries
+// that list, so an operator can always see which guarantees a run did not have.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Backend runs Specs. Each Run uses a new container that no other run has seen and removes
+// that container, its bundle/state and its cgroup before returning, whatever happened.
+type Backend interface {
+	// Name is the backend's registry name: "runc", "docker", "containerd".
+	Name() string
+	// Run executes spec to completion. A non-nil error means the sandbox itself failed (the
+	// command did not run, or its outcome is unknown); a command that ran and failed is a
+	// Result with a non-zero ExitCode and a nil error.
+	Run(ctx context.Context, spec Spec) (Result, error)
+	// Reap removes leftovers of earlier Airlock processes that died without cleaning up.
+	// It never touches containers of a live Airlock process.
+	Reap(ctx context.Context) error
+}
+
+// Access is how a host directory is offered to the sandbox.
+type Access string
+
+const (
+	// ReadOnly: a read-only bind mount (the default for the workspace).
+	ReadOnly Access = "ro"
+	// ReadWrite: a writable bind mount; writes reach the host. Recorded in Loosened.
+	ReadWrite Access = "rw"
+	// CopyOnWrite: an overlay whose upper layer lives in the run's private state and is
+	// discarded with the container; the host directory is never written.
+	CopyOnWrite Access = "copy"
+)
+
+// Mount is a host directory or file made visible inside the container. Every mount is
+// nosuid and nodev; ReadOnly mounts are also remounted read-only (MS_RDONLY|MS_REMOUNT).
+type Mount struct {
+	Source string // absolute host path
+	Target string // absolute path inside the container
+	Access Access
+}
+
+// Tmpfs is a size-capped in-memory file system.
+type Tmpfs struct {
+	Target    string
+	SizeBytes int64
+	Mode      uint32 // e.g. 01777
+}
+
+// User is the numeric identity the command runs as.
+type User struct {
+	UID uint32
+	GID uint32
+}
+
+// Limits are the cgroup and rlimit caps of one run.
+type Limits struct {
+	MemoryBytes int64   // memory limit; swap is set equal so there is no extra swap
+	CPUs        float64 // CPU quota in cores, e.g. 1.0
+	Pids        int64   // max processes/threads
+	NoFile      uint64  // RLIMIT_NOFILE
+}
+
+// Network is the network mode of a run.
+type Network string
+
+const (
+	// NetworkNone: a new, empty network namespace with only loopback.
+	NetworkNone Network = "none"
+)
+
+// Seccomp profile names understood by package seccomp.
+const (
+	SeccompDefault    = "default"
+	SeccompFiles      = "files"
+	SeccompUnconfined = "unconfined"
+)
+
+// Spec is everything one run needs. Build it with New and Options; the zero value is not valid.
+type Spec struct {
+	Image   string   // image name known to package images: "busybox", "host", ...
+	Argv    []string // argv[0] is resolved inside the container's PATH by the backend
+	Env     []string // KEY=VALUE; nothing of the host environment is inherited
+	Workdir string   // absolute path inside the container
+
+	Mounts []Mount
+	Tmpfs  []Tmpfs
+	User   User
+	Limits Limits
+
+	Seccomp string  // SeccompDefault, SeccompFiles or SeccompUnconfined
+	Network Network // only NetworkNone today
+
+	Timeout   time.Duration // wall clock; on expiry every process in the container is killed
+	StdoutCap int64         // bytes kept of stdout; the rest is read and discarded
+	StderrCap int64         // bytes kept of stderr
+	Stdin     []byte        // nil means /dev/null
+
+	// Labels are attached to the container (OCI annotations, Docker labels) so leftovers can
+	// be found; "airlock"="1" is always present.
+	Labels map[string]string
+
+	// Loosened names every hardened default an option weakened, e.g. "workspace:rw",
+	// "seccomp:unconfined". It is copied into the Result.
+	Loosened []string
+}
+
+// Result is the outcome of a run that the sandbox completed.
+type Result struct {
+	ExitCode        int // 124 on timeout; 137 when killed by OOM
+	Stdout          []byte
+	Stderr          []byte
+	StdoutTruncated bool
+	StderrTruncated bool
+	TimedOut        bool
+	OOMKilled       bool
+	Duration        time.Duration
+	ContainerID     string
+	Loosened        []string
+}
+
+// Truncated reports whether either stream lost bytes to its cap.
+func (r Result) Truncated() bool { return r.StdoutTruncated || r.StderrTruncated }
+
+// Exit codes with a fixed meaning, matching the shell's conventions.
+const (
+	ExitTimeout = 124
+	ExitKilled  = 137
+)
+
+// Errors callers branch on.
+var (
+	// ErrUnavailable: the backend cannot run containers here (runtime missing, no cgroups...).
+	// Callers must refuse the call; Airlock never falls back to running a tool unsandboxed.
+	ErrUnavailable = errors.New("sandbox backend unavailable")
+	// ErrInvalidSpec: the Spec violates an invariant (relative path, empty argv, ...).
+	ErrInvalidSpec = errors.New("invalid sandbox spec")
+)
