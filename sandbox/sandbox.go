@@ -143,3 +143,17 @@ var (
 	// ErrInvalidSpec: the Spec violates an invariant (relative path, empty argv, ...).
 	ErrInvalidSpec = errors.New("invalid sandbox spec")
 )
+
+// Image is a root file system a backend can run, as resolved by package images.
+type Image struct {
+	Name   string  `json:"name"`            // "busybox", "host"
+	ID     string  `json:"id"`              // "sha256:<hex>" of the image's content (and, for host, its bind list)
+	Rootfs string  `json:"rootfs"`          // absolute host path of the unpacked root file system
+	Binds  []Mount `json:"binds,omitempty"` // read-only host binds the image needs (host image)
+}
+
+// ImageResolver finds a built image by name. An unknown or unbuilt image is an error that tells
+// the operator to run `airlock images build NAME`.
+type ImageResolver interface {
+	Resolve(ctx context.Context, name string) (Image, error)
+}
