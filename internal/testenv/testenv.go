@@ -126,4 +126,6 @@ type buildError struct {
 	err  error
 }
 
-func (e *buildError) Error() string { return "go " + e.args[0] + " " + e.args[len(e.args)-1] + ": " + e.err.Error() + "\n" + e.out }
+func (e *buildError) Error() string {
+	return "go " + e.args[0] + " " + e.args[len(e.args)-1] + ": " + e.err.Error() + "\n" + e.out
+}
