@@ -1,0 +1,76 @@
+// Drives Airlock's MCP server with the official TypeScript SDK (@modelcontextprotocol/sdk).
+//
+// Usage: node client.mjs PLAN_JSON
+//
+// PLAN_JSON says how to reach the server and which tools to call:
+//   {"transport": "stdio", "command": "/path/airlock", "args": ["serve", "--stdio", ...],
+//    "env": {"AIRLOCK_STATE_DIR": "..."}, "cwd": "/workspace",
+//    "calls": [{"name": "read_file", "arguments": {"path": "hello.txt"}}]}
+//   {"transport": "http", "url": "http://127.0.0.1:8811/mcp", "token": "optional bearer",
+//    "calls": [...]}
+//
+// It prints one JSON object on stdout:
+//   {"transport", "server": {name, version}, "tools": [Tool...],
+//    "calls": [{"name", "result": CallToolResult} | {"name", "error": "message"}]}
+// and exits 0 when it could connect and list tools (a tool error or denial is a result, not a
+// failure), 1 otherwise. Diagnostics go to stderr.
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+function transportFor(plan) {
+  switch (plan.transport) {
+    case "stdio":
+      return new StdioClientTransport({
+        command: plan.command,
+        args: plan.args ?? [],
+        // The SDK passes only a few safe variables by default; Airlock needs its own.
+        env: { ...getDefaultEnvironment(), ...(plan.env ?? {}) },
+        cwd: plan.cwd,
+        stderr: "inherit",
+      });
+    case "http": {
+      const headers = {};
+      if (plan.token) headers.Authorization = `Bearer ${plan.token}`;
+      return new StreamableHTTPClientTransport(new URL(plan.url), { requestInit: { headers } });
+    }
+    default:
+      throw new Error(`unknown transport ${JSON.stringify(plan.transport)}: want "stdio" or "http"`);
+  }
+}
+
+async function main() {
+  if (process.argv.length !== 3) {
+    throw new Error("usage: node client.mjs PLAN_JSON");
+  }
+  const plan = JSON.parse(process.argv[2]);
+  const client = new Client({ name: "airlock-tsclient", version: "0.0.0" });
+  const transport = transportFor(plan);
+  await client.connect(transport);
+  const out = {
+    transport: plan.transport,
+    server: client.getServerVersion() ?? null,
+    tools: [],
+    calls: [],
+  };
+  try {
+    const listed = await client.listTools();
+    out.tools = listed.tools;
+    for (const call of plan.calls ?? []) {
+      try {
+        const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} });
+        out.calls.push({ name: call.name, result });
+      } catch (err) {
+        out.calls.push({ name: call.name, error: String(err?.message ?? err) });
+      }
+    }
+  } finally {
+    await client.close();
+  }
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
+main().catch((err) => {
+  process.stderr.write(`tsclient: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});
