@@ -1,0 +1,233 @@
+// Command probe runs INSIDE an Airlock sandbox during the escape tests. It attempts the
+// operations a container escape or a host attack starts with and prints one JSON line per
+// attempt, so the test on the host can assert that each one failed and with which errno.
+//
+// Every attempt is chosen to be harmless even if the sandbox failed to stop it: mounts and
+// namespaces are private to the container, reboot uses an invalid magic number, module loading
+// gets no file, and nothing is written outside /tmp.
+//
+// Usage:
+//
+//	probe syscalls          try every forbidden operation
+//	probe connect ADDR...   try a TCP connection to each host:port
+//	probe pause             sleep (a ptrace target)
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Attempt is one line of output.
+type Attempt struct {
+	Op    string `json:"op"`
+	OK    bool   `json:"ok"`              // the operation succeeded
+	Errno string `json:"errno,omitempty"` // e.g. "EPERM" when it failed with an errno
+	Err   string `json:"err,omitempty"`
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe syscalls | connect ADDR... | pause")
+		os.Exit(2)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	emit := func(op string, err error) {
+		a := Attempt{Op: op, OK: err == nil}
+		if err != nil {
+			a.Err = err.Error()
+			var errno syscall.Errno
+			if errors.As(err, &errno) {
+				a.Errno = unix.ErrnoName(errno)
+			}
+		}
+		_ = enc.Encode(a)
+	}
+	switch os.Args[1] {
+	case "syscalls":
+		// As root outside a sandbox these attempts would succeed and change this machine
+		// (a tmpfs mounted, the clock set); the sandbox always runs the probe as uid 65534.
+		if os.Geteuid() == 0 {
+			fmt.Fprintln(os.Stderr, "probe: refusing to run as root; run it inside an Airlock sandbox")
+			os.Exit(2)
+		}
+		for _, p := range probes() {
+			emit(p.op, p.try())
+		}
+	case "connect":
+		for _, addr := range os.Args[2:] {
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err == nil {
+				c.Close()
+			}
+			emit("connect "+addr, err)
+		}
+	case "pause":
+		time.Sleep(time.Minute)
+	default:
+		fmt.Fprintf(os.Stderr, "probe: unknown mode %q\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+type probe struct {
+	op  string
+	try func() error
+}
+
+// closeFD turns a successful fd-returning call into a nil error, closing the fd.
+func closeFD(fd int, err error) error {
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err
+}
+
+func rawErr(e syscall.Errno) error {
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func probes() []probe {
+	return []probe{
+		// A new mount over a masked path (or anywhere) would let the command undo the masks.
+		{"mount", func() error {
+			dir := "/tmp/airlock-probe-mnt"
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			return unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m")
+		}},
+		// Unmounting the /dev/null bind over /proc/kcore would expose host kernel memory.
+		{"umount", func() error { return unix.Unmount("/proc/kcore", unix.MNT_DETACH) }},
+		{"unshare_mount", func() error { return unix.Unshare(unix.CLONE_NEWNS) }},
+		// A user namespace gives the process a full capability set over new namespaces: the
+		// start of most kernel privilege-escalation exploits. Go cannot unshare(CLONE_NEWUSER)
+		// once multi-threaded, so a child is cloned into one instead.
+		{"unshare_user", func() error { return runChild(unix.CLONE_NEWUSER) }},
+		{"setns", func() error {
+			fd, err := unix.Open("/proc/self/ns/uts", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Setns(fd, unix.CLONE_NEWUTS)
+		}},
+		{"ptrace", ptraceChild},
+		{"bpf", func() error {
+			attr := struct{ mapType, keySize, valueSize, maxEntries uint32 }{2 /* array */, 4, 4, 1}
+			fd, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_CREATE, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+			if e == 0 {
+				unix.Close(int(fd))
+			}
+			return rawErr(e)
+		}},
+		{"keyctl", func() error {
+			_, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, true)
+			return err
+		}},
+		{"add_key", func() error {
+			_, err := unix.AddKey("user", "airlock-probe", []byte("x"), unix.KEY_SPEC_PROCESS_KEYRING)
+			return err
+		}},
+		{"perf_event_open", func() error {
+			attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK}
+			attr.Size = uint32(unsafe.Sizeof(attr))
+			return closeFD(unix.PerfEventOpen(&attr, 0, -1, -1, unix.PERF_FLAG_FD_CLOEXEC))
+		}},
+		{"io_uring_setup", func() error {
+			var params [120]byte // struct io_uring_params, zeroed
+			fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0)
+			if e == 0 {
+				unix.Close(int(fd))
+			}
+			return rawErr(e)
+		}},
+		{"userfaultfd", func() error {
+			const userModeOnly = 1 // UFFD_USER_MODE_ONLY: allowed unprivileged unless filtered
+			fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|userModeOnly, 0, 0)
+			if e == 0 {
+				unix.Close(int(fd))
+			}
+			return rawErr(e)
+		}},
+		{"socket_raw_inet", func() error { return closeFD(unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)) }},
+		{"socket_packet", func() error { return closeFD(unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)) }},
+		{"socket_inet_tcp", func() error { return closeFD(unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)) }},
+		{"socket_inet6_tcp", func() error { return closeFD(unix.Socket(unix.AF_INET6, unix.SOCK_STREAM, 0)) }},
+		{"socket_inet_udp", func() error { return closeFD(unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)) }},
+		{"socket_unix", func() error { return closeFD(unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)) }},
+		{"setuid_root", func() error { return unix.Setuid(0) }},
+		{"chroot", func() error { return unix.Chroot("/tmp") }},
+		{"mknod_dev", func() error {
+			err := unix.Mknod("/tmp/probe-null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))
+			if err == nil {
+				unix.Unlink("/tmp/probe-null")
+			}
+			return err
+		}},
+		// "Shocker": open_by_handle_at reads host files by inode handle, bypassing the mount view.
+		{"open_by_handle_at", func() error {
+			root, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(root)
+			h := unix.NewFileHandle(1 /* FILEID_INO32_GEN */, make([]byte, 8))
+			return closeFD(unix.OpenByHandleAt(root, h, unix.O_RDONLY))
+		}},
+		{"finit_module", func() error {
+			_, _, e := unix.Syscall(unix.SYS_FINIT_MODULE, ^uintptr(0) /* fd -1 */, 0, 0)
+			return rawErr(e)
+		}},
+		// Invalid magic: even a permitted reboot(2) returns EINVAL and does nothing.
+		{"reboot", func() error {
+			_, _, e := unix.Syscall6(unix.SYS_REBOOT, 0, 0, 0, 0, 0, 0)
+			return rawErr(e)
+		}},
+		{"clock_settime", func() error {
+			var ts unix.Timespec
+			if err := unix.ClockGettime(unix.CLOCK_REALTIME, &ts); err != nil {
+				return err
+			}
+			return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
+		}},
+	}
+}
+
+// runChild starts this binary again in new namespaces given by cloneflags.
+func runChild(cloneflags uintptr) error {
+	cmd := exec.Command("/proc/self/exe", "pause")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	return nil
+}
+
+// ptraceChild attaches to a child of the same user: allowed by the kernel without Yama, so only
+// the seccomp profile stands between the command and reading/writing another process's memory.
+func ptraceChild() error {
+	cmd := exec.Command("/proc/self/exe", "pause")
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start target: %w", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return unix.PtraceAttach(cmd.Process.Pid)
+}
