@@ -1,0 +1,223 @@
+package seccomp
+
+import (
+	"fmt"
+	"slices"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// Refusal is a group of syscalls a profile removes from Docker's allow lists, with the reason.
+// Removed syscalls are simply not allowed any more, so they get the default action (EPERM);
+// Airlock never adds a deny rule in front of an allow, because with libseccomp the most
+// permissive matching rule for a syscall is not guaranteed to lose.
+type Refusal struct {
+	Why   string
+	Names []string
+}
+
+// defaultRefusals are removed from Docker's profile for every Airlock profile. Most of them
+// already need a capability Airlock never grants; removing them anyway means a kernel bug in
+// the capability check, or a future Docker profile that allows them, does not reopen the path.
+func defaultRefusals() []Refusal {
+	return []Refusal{
+		{
+			Why: "inspect or write another process's memory: ptrace and process_vm_* read secrets from " +
+				"and inject code into any process the tool can see, including a sibling in the same sandbox",
+			Names: []string{"ptrace", "process_vm_readv", "process_vm_writev"},
+		},
+		{
+			Why: "io_uring performs file and network operations that seccomp never sees (the rings bypass " +
+				"the syscall filter) and has been the source of many kernel privilege escalations",
+			Names: []string{"io_uring_setup", "io_uring_enter", "io_uring_register"},
+		},
+		{
+			Why: "kernel keyrings are not namespaced per container: a key added or read here can leak to " +
+				"or from other containers and the host",
+			Names: []string{"keyctl", "add_key", "request_key"},
+		},
+		{
+			Why: "large kernel attack surfaces a tool never needs: eBPF programs, userfaultfd (used to win " +
+				"kernel races), perf events (side channels, many CVEs) and loading a new kernel",
+			Names: []string{"bpf", "userfaultfd", "perf_event_open", "kexec_load", "kexec_file_load"},
+		},
+		{
+			Why: "file handles open any inode of a mounted file system by number, escaping bind mounts " +
+				"and the container's root (the 2014 'shocker' Docker breakout)",
+			Names: []string{"open_by_handle_at", "name_to_handle_at"},
+		},
+		{
+			Why: "mount and namespace changes are how container escapes rearrange the file system view " +
+				"(runc CVE-2025-31133/52565/52881 race mounts over /proc and /dev); a tool runs in the " +
+				"namespaces it was given and never builds new ones. clone with namespace flags stays " +
+				"refused by Docker's masked clone rule and clone3 returns ENOSYS so libc falls back to it",
+			Names: []string{
+				"mount", "umount", "umount2", "mount_setattr", "move_mount", "open_tree",
+				"fsopen", "fsconfig", "fsmount", "fspick", "pivot_root", "unshare", "setns", "chroot",
+			},
+		},
+	}
+}
+
+// filesRefusals are removed on top of defaultRefusals by the files profile, which is for tools
+// that only open, read, write, stat and walk files (airlock-toolbox, busybox file applets).
+//
+// What stays is what a static Go program and busybox need to start and run: execve, mmap and
+// friends, brk, arch_prctl, clone without namespace flags (goroutine threads, busybox sh
+// pipelines), futex, rt_sig*, sigaltstack, tgkill (Go's async preemption), sched_*, getrandom,
+// prlimit64, epoll_* and eventfd2 (Go's netpoller, initialised on the first pipe write), pipe2,
+// wait4, the *at file calls, getdents64, fsync, rename, unlink, chmod, utimensat, and runc's
+// own last steps before exec (open, write, close, close_range, getpid).
+func filesRefusals() []Refusal {
+	return []Refusal{
+		{
+			Why: "no sockets at all: a file tool has no peer to talk to, and without socket and " +
+				"socketpair it cannot reach even a unix socket that a mount might expose",
+			Names: socketCalls(),
+		},
+		{
+			Why: "identity changes: a file tool runs as the uid it was given; with no capabilities these " +
+				"calls can only shuffle its own ids, but they are the first step of every setuid-style exploit",
+			Names: []string{
+				"setuid", "setuid32", "setgid", "setgid32", "setreuid", "setreuid32", "setregid", "setregid32",
+				"setresuid", "setresuid32", "setresgid", "setresgid32", "setgroups", "setgroups32",
+				"setfsuid", "setfsuid32", "setfsgid", "setfsgid32", "capset", "setsid", "personality",
+			},
+		},
+		{
+			Why: "System V and POSIX IPC objects outlive the process and are a channel to anything else " +
+				"in the IPC namespace; file tools use none",
+			Names: []string{
+				"ipc", "msgctl", "msgget", "msgrcv", "msgsnd", "semctl", "semget", "semop", "semtimedop",
+				"semtimedop_time64", "shmat", "shmctl", "shmdt", "shmget", "mq_getsetattr", "mq_notify",
+				"mq_open", "mq_timedreceive", "mq_timedreceive_time64", "mq_timedsend", "mq_timedsend_time64",
+				"mq_unlink",
+			},
+		},
+		{
+			Why: "fileless execution and fd theft: memfd_create+execveat runs code that never touched " +
+				"the (read-only) file system; kcmp and pidfd_getfd inspect and take other processes' files",
+			Names: []string{"memfd_create", "memfd_secret", "execveat", "kcmp", "pidfd_getfd"},
+		},
+		{
+			Why: "kernel interfaces with a history of exploitable bugs that reading and writing files does " +
+				"not need: vmsplice/tee (pipe page tricks), Linux AIO, NUMA memory policy, mlock, " +
+				"inotify, clock adjustment, mount introspection and quotas",
+			Names: []string{
+				"vmsplice", "tee",
+				"io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
+				"io_pgetevents_time64",
+				"mbind", "set_mempolicy", "get_mempolicy", "migrate_pages", "move_pages", "set_mempolicy_home_node",
+				"mlock", "mlock2", "mlockall", "munlock", "munlockall",
+				"inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+				"adjtimex", "clock_adjtime", "clock_adjtime64",
+				"listmount", "statmount", "quotactl", "quotactl_fd",
+			},
+		},
+	}
+}
+
+// socketCalls are the syscalls that create or use sockets.
+func socketCalls() []string {
+	return []string{
+		"socket", "socketpair", "socketcall", "connect", "accept", "accept4", "bind", "listen",
+		"getsockname", "getpeername", "getsockopt", "setsockopt", "sendto", "recvfrom", "send", "recv",
+		"sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown",
+	}
+}
+
+// Refusals lists, in order, what profile removes from Docker's default profile for network.
+// It is what docs/seccomp.md describes and what the tests check.
+func Refusals(profile string, network sandbox.Network) ([]Refusal, error) {
+	switch profile {
+	case sandbox.SeccompDefault, sandbox.SeccompFiles:
+	default:
+		return nil, unknownProfile(profile)
+	}
+	out := defaultRefusals()
+	if profile == sandbox.SeccompFiles {
+		return append(out, filesRefusals()...), nil
+	}
+	if network == sandbox.NetworkNone {
+		// socketcall is the i386 multiplexer whose arguments seccomp cannot see; it is refused
+		// so the AF_UNIX-only rule below is the only way to create a socket.
+		out = append(out, Refusal{
+			Why: "network none: sockets only through the AF_UNIX-only rule (socket and socketpair " +
+				"with arg0 == AF_UNIX), so a tool cannot open netlink, packet, vsock, AF_ALG or " +
+				"inet sockets to attack kernel protocol code even in an empty network namespace",
+			Names: []string{"socket", "socketpair", "socketcall"},
+		})
+	}
+	return out, nil
+}
+
+func unknownProfile(profile string) error {
+	return fmt.Errorf("seccomp: unknown profile %q; use %s, %s or %s", profile,
+		sandbox.SeccompDefault, sandbox.SeccompFiles, sandbox.SeccompUnconfined)
+}
+
+// build compiles profile for network on t. The result is a fresh value.
+func build(profile string, network sandbox.Network, t Target) (*specs.LinuxSeccomp, error) {
+	refusals, err := Refusals(profile, network)
+	if err != nil {
+		return nil, err
+	}
+	p, err := resolveDocker(t)
+	if err != nil {
+		return nil, err
+	}
+	refused := map[string]bool{}
+	for _, r := range refusals {
+		for _, n := range r.Names {
+			refused[n] = true
+		}
+	}
+	removeAllowed(p, refused)
+	if profile == sandbox.SeccompDefault && network == sandbox.NetworkNone {
+		p.Syscalls = append(p.Syscalls, specs.LinuxSyscall{
+			Names:  []string{"socket", "socketpair"},
+			Action: specs.ActAllow,
+			Args:   []specs.LinuxSeccompArg{{Index: 0, Value: unix.AF_UNIX, Op: specs.OpEqualTo}},
+		})
+	}
+	normalise(p)
+	return p, nil
+}
+
+// removeAllowed drops refused names from every allow rule, and rules left without names.
+// Errno rules (clone3 -> ENOSYS) are kept: they refuse, they never allow.
+func removeAllowed(p *specs.LinuxSeccomp, refused map[string]bool) {
+	rules := p.Syscalls[:0]
+	for _, r := range p.Syscalls {
+		if r.Action == specs.ActAllow {
+			r.Names = slices.DeleteFunc(r.Names, func(n string) bool { return refused[n] })
+			if len(r.Names) == 0 {
+				continue
+			}
+		}
+		rules = append(rules, r)
+	}
+	p.Syscalls = rules
+}
+
+// normalise merges every unconditional allow rule into one sorted rule at the front, so the
+// golden files read as one list and a change to it is a one-line diff. Rule order does not
+// change the filter's meaning: libseccomp decides per syscall, and no syscall is in both the
+// unconditional list and another rule (a test checks this).
+func normalise(p *specs.LinuxSeccomp) {
+	var plain []string
+	var rest []specs.LinuxSyscall
+	for _, r := range p.Syscalls {
+		if r.Action == specs.ActAllow && len(r.Args) == 0 {
+			plain = append(plain, r.Names...)
+			continue
+		}
+		rest = append(rest, r)
+	}
+	slices.Sort(plain)
+	plain = slices.Compact(plain)
+	p.Syscalls = append([]specs.LinuxSyscall{{Names: plain, Action: specs.ActAllow}}, rest...)
+}
