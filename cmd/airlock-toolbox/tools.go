@@ -1,0 +1,593 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Caps keep every answer well below the sandbox's stdout cap, so the JSON is never cut.
+const (
+	readDefaultLines = 2000
+	readMaxLines     = 20000
+	readMaxBytes     = 256 << 10
+	listMaxEntries   = 2000
+	searchDefault    = 100
+	searchMaxResults = 1000
+	searchMaxFile    = 4 << 20
+	searchMaxLine    = 400
+	searchMaxPattern = 1000
+	binarySniffBytes = 8000
+)
+
+func dispatch(root, tool string, raw []byte) (any, error) {
+	switch tool {
+	case "read_file":
+		var a readArgs
+		if err := decode(raw, &a); err != nil {
+			return nil, err
+		}
+		return readFile(root, a)
+	case "list_directory":
+		var a listArgs
+		if err := decode(raw, &a); err != nil {
+			return nil, err
+		}
+		return listDirectory(root, a)
+	case "search_files":
+		var a searchArgs
+		if err := decode(raw, &a); err != nil {
+			return nil, err
+		}
+		return searchFiles(root, a)
+	case "write_file":
+		var a writeArgs
+		if err := decode(raw, &a); err != nil {
+			return nil, err
+		}
+		return writeFile(root, a)
+	default:
+		return nil, fmt.Errorf("unknown tool %q: want read_file, list_directory, search_files or write_file", tool)
+	}
+}
+
+// decode is strict: the pipeline already validated the arguments against the tool's schema,
+// so anything unexpected here means the two disagree and the call must not proceed.
+func decode(raw []byte, v any) error {
+	if err := exactKeys(raw, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("arguments: %w", err)
+	}
+	if dec.More() {
+		return errors.New("arguments: trailing data after the JSON object")
+	}
+	return nil
+}
+
+// relPath maps a tool path to a clean path relative to the workspace root. It refuses any ".."
+// component, even one that would stay inside: the policy's path_within check reasons about the
+// lexical path, so the path that runs must be the path that was checked. Absolute paths are
+// accepted only under /workspace, the mount point the agent sees.
+func relPath(p string) (string, error) {
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", errors.New("path contains a NUL byte")
+	}
+	if p == "" {
+		return ".", nil
+	}
+	if path.IsAbs(p) {
+		switch {
+		case p == workspaceRoot || p == workspaceRoot+"/":
+			return ".", nil
+		case strings.HasPrefix(p, workspaceRoot+"/"):
+			p = strings.TrimPrefix(p, workspaceRoot+"/")
+		default:
+			return "", fmt.Errorf("path %q is outside %s; use a path relative to the workspace", p, workspaceRoot)
+		}
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return "", fmt.Errorf("path %q contains \"..\"; use a path relative to the workspace without \"..\"", p)
+		}
+	}
+	return path.Clean(p), nil
+}
+
+// display is how a path is reported back: relative to the workspace.
+func display(rel string) string { return rel }
+
+// openRoot opens the workspace. Every later lookup goes through os.Root, which resolves each
+// component with openat(O_NOFOLLOW) and refuses symlinks that lead outside the root, so a
+// symlink planted in the workspace cannot make a tool read or write elsewhere.
+func openRoot(root string) (*os.Root, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("opening workspace: %w", err)
+	}
+	return r, nil
+}
+
+// openRegular opens rel for reading and insists on a regular file. O_NONBLOCK stops a FIFO
+// planted in the workspace from hanging the call until the timeout.
+func openRegular(r *os.Root, rel string) (*os.File, os.FileInfo, error) {
+	f, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, cleanErr(err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, cleanErr(err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		if fi.IsDir() {
+			return nil, nil, fmt.Errorf("%s is a directory; use list_directory", display(rel))
+		}
+		return nil, nil, fmt.Errorf("%s is not a regular file", display(rel))
+	}
+	return f, fi, nil
+}
+
+// cleanErr drops the *PathError's path (it would show the sandbox's root) and keeps the cause.
+func cleanErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		switch {
+		case errors.Is(pe.Err, fs.ErrNotExist):
+			return fmt.Errorf("%s: no such file or directory", pe.Path)
+		case errors.Is(pe.Err, fs.ErrPermission):
+			return fmt.Errorf("%s: permission denied", pe.Path)
+		}
+		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
+	}
+	return err
+}
+
+type readArgs struct {
+	Path   string `json:"path"`
+	Offset int    `json:"offset"` // first line to return, 0-based
+	Limit  int    `json:"limit"`  // number of lines; 0 means the default
+}
+
+type readResult struct {
+	Path       string `json:"path"`
+	Content    string `json:"content,omitempty"`
+	Offset     int    `json:"offset"`
+	Lines      int    `json:"lines"`
+	NextOffset int    `json:"next_offset,omitempty"` // set when more lines follow
+	Truncated  bool   `json:"truncated"`
+	Size       int64  `json:"size"`
+	Binary     bool   `json:"binary,omitempty"`
+}
+
+// readFile returns lines [offset, offset+limit) of a text file, at most readMaxBytes of them.
+func readFile(root string, a readArgs) (any, error) {
+	rel, err := relPath(a.Path)
+	if err != nil {
+		return nil, err
+	}
+	if a.Offset < 0 || a.Limit < 0 {
+		return nil, errors.New("offset and limit must not be negative")
+	}
+	limit := a.Limit
+	if limit == 0 {
+		limit = readDefaultLines
+	}
+	limit = min(limit, readMaxLines)
+	r, err := openRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	f, fi, err := openRegular(r, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	res := readResult{Path: display(rel), Offset: a.Offset, Size: fi.Size()}
+	br := bufio.NewReaderSize(f, 64<<10)
+	if head, _ := br.Peek(binarySniffBytes); bytes.IndexByte(head, 0) >= 0 {
+		res.Binary = true
+		return res, nil
+	}
+	var out strings.Builder
+	line := 0
+	for {
+		text, err := br.ReadString('\n')
+		if text != "" {
+			if line >= a.Offset {
+				if res.Lines == limit || out.Len()+len(text) > readMaxBytes {
+					res.NextOffset = line
+					res.Truncated = true
+					break
+				}
+				out.WriteString(text)
+				res.Lines++
+			}
+			line++
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, cleanErr(err)
+		}
+	}
+	res.Content = out.String()
+	return res, nil
+}
+
+type listArgs struct {
+	Path string `json:"path"`
+}
+
+type entry struct {
+	Name string `json:"name"`
+	Type string `json:"type"` // file, dir, symlink, other
+	Size int64  `json:"size,omitempty"`
+}
+
+type listResult struct {
+	Path      string  `json:"path"`
+	Entries   []entry `json:"entries"`
+	Truncated bool    `json:"truncated"`
+}
+
+func listDirectory(root string, a listArgs) (any, error) {
+	rel, err := relPath(a.Path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := openRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	d, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ENOTDIR) {
+			return nil, fmt.Errorf("%s is not a directory; use read_file", display(rel))
+		}
+		return nil, cleanErr(err)
+	}
+	defer d.Close()
+	des, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, cleanErr(err)
+	}
+	res := listResult{Path: display(rel), Entries: []entry{}}
+	slicesSortByName(des)
+	for _, de := range des {
+		if len(res.Entries) == listMaxEntries {
+			res.Truncated = true
+			break
+		}
+		e := entry{Name: de.Name(), Type: typeName(de.Type())}
+		if e.Type == "file" {
+			if fi, err := de.Info(); err == nil {
+				e.Size = fi.Size()
+			}
+		}
+		res.Entries = append(res.Entries, e)
+	}
+	return res, nil
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "dir"
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m.IsRegular():
+		return "file"
+	default:
+		return "other"
+	}
+}
+
+type searchArgs struct {
+	Pattern    string `json:"pattern"`
+	Glob       string `json:"glob"`
+	Path       string `json:"path"`
+	MaxResults int    `json:"max_results"`
+}
+
+type match struct {
+	Path string `json:"path"`
+	Line int    `json:"line"` // 1-based
+	Text string `json:"text"`
+}
+
+type searchResult struct {
+	Matches      []match `json:"matches"`
+	Truncated    bool    `json:"truncated"`
+	FilesScanned int     `json:"files_scanned"`
+}
+
+// searchFiles greps regular files under path for an RE2 pattern. It never follows symlinks,
+// skips .git, binary files and files over searchMaxFile bytes.
+func searchFiles(root string, a searchArgs) (any, error) {
+	if a.Pattern == "" || len(a.Pattern) > searchMaxPattern {
+		return nil, fmt.Errorf("pattern must be 1 to %d bytes", searchMaxPattern)
+	}
+	re, err := regexp.Compile(a.Pattern)
+	if err != nil {
+		return nil, fmt.Errorf("pattern: %w", err)
+	}
+	var glob *regexp.Regexp
+	if a.Glob != "" {
+		if glob, err = globRegexp(a.Glob); err != nil {
+			return nil, err
+		}
+	}
+	rel, err := relPath(a.Path)
+	if err != nil {
+		return nil, err
+	}
+	maxResults := a.MaxResults
+	if maxResults <= 0 {
+		maxResults = searchDefault
+	}
+	maxResults = min(maxResults, searchMaxResults)
+	r, err := openRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	fsys := r.FS()
+	res := searchResult{Matches: []match{}}
+	errStop := errors.New("stop")
+	walkErr := fs.WalkDir(fsys, rel, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == rel {
+				return cleanErr(err)
+			}
+			return nil // unreadable entries are skipped, not fatal
+		}
+		if d.IsDir() {
+			if d.Name() == ".git" && p != rel {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if glob != nil && !matchGlob(glob, a.Glob, p) {
+			return nil
+		}
+		found, stop := grepFile(r, p, re, maxResults-len(res.Matches))
+		res.FilesScanned++
+		res.Matches = append(res.Matches, found...)
+		if stop {
+			res.Truncated = true
+			return errStop
+		}
+		return nil
+	})
+	if walkErr != nil && !errors.Is(walkErr, errStop) {
+		return nil, walkErr
+	}
+	return res, nil
+}
+
+// grepFile returns up to budget matches; stop reports that the budget ran out with lines left.
+func grepFile(r *os.Root, p string, re *regexp.Regexp, budget int) (found []match, stop bool) {
+	f, fi, err := openRegular(r, p)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	if fi.Size() > searchMaxFile {
+		return nil, false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, searchMaxFile))
+	if err != nil || bytes.IndexByte(data[:min(len(data), binarySniffBytes)], 0) >= 0 {
+		return nil, false
+	}
+	line := 0
+	for len(data) > 0 {
+		line++
+		text := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			text, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if !re.Match(text) {
+			continue
+		}
+		if len(found) == budget {
+			return found, true
+		}
+		t := strings.TrimRight(string(text), "\r")
+		if len(t) > searchMaxLine {
+			t = t[:searchMaxLine] + "…"
+		}
+		found = append(found, match{Path: p, Line: line, Text: t})
+	}
+	return found, false
+}
+
+// globRegexp compiles a glob: "*" and "?" stay within one path segment, "**" spans segments.
+func globRegexp(g string) (*regexp.Regexp, error) {
+	if len(g) > 500 || strings.IndexByte(g, 0) >= 0 {
+		return nil, errors.New("glob: at most 500 bytes, no NUL")
+	}
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(g); i++ {
+		c := g[i]
+		switch {
+		case strings.HasPrefix(g[i:], "**/"):
+			b.WriteString("(?:.*/)?")
+			i += 2
+		case strings.HasPrefix(g[i:], "**"):
+			b.WriteString(".*")
+			i++
+		case c == '*':
+			b.WriteString("[^/]*")
+		case c == '?':
+			b.WriteString("[^/]")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString("$")
+	re, err := regexp.Compile(b.String())
+	if err != nil {
+		return nil, fmt.Errorf("glob %q: %w", g, err)
+	}
+	return re, nil
+}
+
+// matchGlob matches a glob without "/" against the file name ("*.go" finds every Go file) and
+// one with "/" against the path relative to the workspace ("src/**/*.ts").
+func matchGlob(re *regexp.Regexp, glob, p string) bool {
+	if !strings.Contains(glob, "/") {
+		return re.MatchString(path.Base(p))
+	}
+	return re.MatchString(p)
+}
+
+type writeArgs struct {
+	Path    string `json:"path"`
+	Content string `json:"content"`
+}
+
+type writeResult struct {
+	Path    string `json:"path"`
+	Bytes   int    `json:"bytes"`
+	Created bool   `json:"created"`
+}
+
+// writeFile writes content to path, creating missing parent directories (mode 0755). Parents
+// are resolved through os.Root, so each lies inside the workspace; the final component is opened
+// with O_NOFOLLOW, so a symlink there — even one pointing inside the workspace — is refused
+// rather than written through.
+func writeFile(root string, a writeArgs) (any, error) {
+	rel, err := relPath(a.Path)
+	if err != nil {
+		return nil, err
+	}
+	if rel == "." {
+		return nil, errors.New("path names the workspace itself; give a file path")
+	}
+	r, err := openRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	parent, base := path.Dir(rel), path.Base(rel)
+	if err := r.MkdirAll(parent, 0o755); err != nil {
+		return nil, cleanErr(err)
+	}
+	dir, err := r.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, cleanErr(err)
+	}
+	defer dir.Close()
+	created := false
+	if _, err := r.Lstat(rel); errors.Is(err, fs.ErrNotExist) {
+		created = true
+	}
+	// O_NONBLOCK: opening a FIFO for writing fails (ENXIO) instead of blocking.
+	fd, err := unix.Openat(int(dir.Fd()), base, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
+	if err != nil {
+		switch {
+		case errors.Is(err, unix.ELOOP):
+			return nil, fmt.Errorf("%s is a symlink; refusing to write through it", display(rel))
+		case errors.Is(err, unix.EISDIR):
+			return nil, fmt.Errorf("%s is a directory", display(rel))
+		case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+			return nil, fmt.Errorf("%s: permission denied", display(rel))
+		case errors.Is(err, unix.EROFS):
+			return nil, fmt.Errorf("%s: the workspace is mounted read-only for this tool", display(rel))
+		}
+		return nil, fmt.Errorf("%s: %w", display(rel), err)
+	}
+	f := os.NewFile(uintptr(fd), base)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, cleanErr(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", display(rel))
+	}
+	// Truncate only after the checks above, so refusing never destroys the old content.
+	if err := f.Truncate(0); err != nil {
+		return nil, fmt.Errorf("%s: truncate: %w", display(rel), err)
+	}
+	n, err := f.Write([]byte(a.Content))
+	if err != nil {
+		return nil, fmt.Errorf("%s: write: %w", display(rel), err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("%s: sync: %w", display(rel), err)
+	}
+	return writeResult{Path: display(rel), Bytes: n, Created: created}, nil
+}
+
+func slicesSortByName(des []fs.DirEntry) {
+	sort.Slice(des, func(i, j int) bool { return des[i].Name() < des[j].Name() })
+}
+
+// exactKeys rejects top-level keys that are duplicated or that match a field only when case is
+// ignored: encoding/json matches keys case-insensitively and keeps the last duplicate, so
+// {"path":"a","Path":"/etc"} could be checked as one value and executed as the other.
+func exactKeys(raw []byte, v any) error {
+	allowed := map[string]bool{}
+	rt := reflect.TypeOf(v).Elem()
+	for i := range rt.NumField() {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		allowed[name] = true
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("arguments: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("arguments: want a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("arguments: %w", err)
+		}
+		key, _ := tok.(string)
+		if !allowed[key] {
+			return fmt.Errorf("arguments: unknown field %q", key)
+		}
+		if seen[key] {
+			return fmt.Errorf("arguments: duplicate field %q", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return fmt.Errorf("arguments: %w", err)
+		}
+	}
+	return nil
+}
