@@ -1,0 +1,370 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/airlock-mcp/airlock/images"
+	"github.com/airlock-mcp/airlock/internal/testenv"
+)
+
+// mcpEnv is one test's private Airlock: its own workspace, policy, config and audit log. Only
+// the images are shared, read from testenv.StateDir() where `make setup` built them.
+type mcpEnv struct {
+	bin       string // the airlock binary
+	runc      string
+	workspace string
+	policy    string // path of the policy JSON
+	config    string // path of the config YAML
+	audit     string // path of the audit log (JSON lines)
+	// quiet keeps a server's diagnostics out of the log unless the test fails (benchmarks
+	// always print their logs).
+	quiet bool
+}
+
+// mcpToolTimeout is the wall-clock limit the config gives run_command, so the timeout case is
+// quick.
+const mcpToolTimeout = 2 * time.Second
+
+// newMCPEnv prepares a workspace holding files (path -> content), writes policyJSON and a
+// config pointing at both, and checks that the real parts the server needs are present.
+func newMCPEnv(t testing.TB, policyJSON string, files map[string]string) *mcpEnv {
+	t.Helper()
+	runc := testenv.Runc(t)
+	mcpRequireImages(t, "busybox", "host")
+	dir := t.TempDir()
+	e := &mcpEnv{
+		bin:       filepath.Join(testenv.Binaries(t), "airlock"),
+		runc:      runc,
+		workspace: filepath.Join(dir, "workspace"),
+		policy:    filepath.Join(dir, "policy.json"),
+		config:    filepath.Join(dir, "airlock.yaml"),
+		audit:     filepath.Join(dir, "audit.jsonl"),
+	}
+	if err := os.MkdirAll(e.workspace, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		p := filepath.Join(e.workspace, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The sandbox user is 65534: let it write where a write_file test expects it to.
+	if err := os.Chmod(e.workspace, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid([]byte(policyJSON)) {
+		t.Fatalf("test policy is not valid JSON:\n%s", policyJSON)
+	}
+	if err := os.WriteFile(e.policy, []byte(policyJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.config, []byte(e.configYAML()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// configYAML is the server's config: the built-in toolset on this test's workspace, policy and
+// audit log, with a short run_command timeout.
+func (e *mcpEnv) configYAML() string {
+	return fmt.Sprintf(`workspace: %q
+backend: runc
+policy: %q
+audit:
+  path: %q
+tools:
+  run_command:
+    timeout: %s
+`, e.workspace, e.policy, e.audit, mcpToolTimeout)
+}
+
+// mcpRequireImages skips (fails under make test) when an image the built-in tools run on has
+// not been built into testenv.StateDir().
+func mcpRequireImages(t testing.TB, names ...string) {
+	t.Helper()
+	store, err := images.Open(testenv.StateDir())
+	if err != nil {
+		testenv.Unavailable(t, "image store %s: %v", testenv.StateDir(), err)
+	}
+	for _, name := range names {
+		if _, err := store.Resolve(context.Background(), name); err != nil {
+			testenv.Unavailable(t, "image %s: %v", name, err)
+		}
+	}
+}
+
+// env is the server's environment: the images' state dir and the runc to use.
+func (e *mcpEnv) env() []string {
+	return append(os.Environ(),
+		"AIRLOCK_STATE_DIR="+testenv.StateDir(),
+		"AIRLOCK_RUNC="+e.runc,
+		"PATH="+filepath.Dir(e.bin)+string(os.PathListSeparator)+filepath.Dir(e.runc)+string(os.PathListSeparator)+os.Getenv("PATH"),
+	)
+}
+
+// serveArgs are the arguments of `airlock serve` after the transport flag.
+func (e *mcpEnv) serveArgs() []string {
+	return []string{"--workspace", e.workspace, "--config", e.config, "--policy", e.policy}
+}
+
+// command returns an airlock command line with this env's environment, run in the workspace.
+func (e *mcpEnv) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = e.env()
+	cmd.Dir = e.workspace
+	return cmd
+}
+
+// logWriter returns where a server's output goes: the test log, or (quiet) a buffer whose tail
+// is logged only if the test fails.
+func (e *mcpEnv) logWriter(t testing.TB, prefix string) io.Writer {
+	if !e.quiet {
+		return &mcpLogWriter{t: t, prefix: prefix}
+	}
+	w := &mcpTailWriter{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s (last %d bytes):\n%s", prefix, mcpTailBytes, w.String())
+		}
+	})
+	return w
+}
+
+const mcpTailBytes = 8 << 10
+
+// mcpTailWriter keeps the last mcpTailBytes written to it.
+type mcpTailWriter struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (w *mcpTailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if len(w.buf) > mcpTailBytes {
+		w.buf = append([]byte(nil), w.buf[len(w.buf)-mcpTailBytes:]...)
+	}
+	return len(p), nil
+}
+
+func (w *mcpTailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.buf)
+}
+
+// mcpLogWriter forwards a server's stderr to the test log, line by line.
+type mcpLogWriter struct {
+	t      testing.TB
+	prefix string
+	mu     sync.Mutex
+	buf    bytes.Buffer
+}
+
+func (w *mcpLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadString('\n')
+		if err != nil {
+			w.buf.WriteString(line)
+			return len(p), nil
+		}
+		w.t.Logf("%s: %s", w.prefix, strings.TrimRight(line, "\n"))
+	}
+}
+
+// connectStdio starts `airlock serve --stdio` as the client's subprocess and connects to it.
+// The session is closed (and the server waited for) when the test ends.
+func (e *mcpEnv) connectStdio(t testing.TB, opts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
+	cmd := e.command(context.Background(), append([]string{"serve", "--stdio"}, e.serveArgs()...)...)
+	cmd.Stderr = e.logWriter(t, "airlock serve --stdio")
+	client := mcp.NewClient(&mcp.Implementation{Name: "airlock-integration", Version: "0"}, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd, TerminateDuration: 5 * time.Second}, nil)
+	if err != nil {
+		t.Fatalf("connecting to airlock serve --stdio: %v", err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+// mcpServer is a running `airlock serve --http`.
+type mcpServer struct {
+	endpoint string // http://127.0.0.1:PORT/mcp
+	addr     string
+	stop     func() // idempotent: SIGTERM, then wait
+}
+
+var mcpListenRE = regexp.MustCompile(`127\.0\.0\.1:(\d+)`)
+
+// startHTTP starts `airlock serve --http 127.0.0.1:PORT` on a free loopback port and waits
+// until it accepts connections. The server is stopped when the test ends (or by stop()).
+func (e *mcpEnv) startHTTP(t testing.TB, extra ...string) *mcpServer {
+	t.Helper()
+	addr := mcpFreeLoopbackAddr(t)
+	args := append([]string{"serve", "--http", addr}, e.serveArgs()...)
+	cmd := e.command(context.Background(), append(args, extra...)...)
+	cmd.Stderr = e.logWriter(t, "airlock serve --http")
+	cmd.Stdout = e.logWriter(t, "airlock serve --http (stdout)")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting airlock serve --http: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		})
+	}
+	t.Cleanup(stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			// Keep the channel's contract for stop(): it must not block on a second receive.
+			exited <- err
+			t.Fatalf("airlock serve --http %s exited before it was ready: %v", addr, err)
+		default:
+		}
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("airlock serve --http %s: not accepting connections after 20s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return &mcpServer{endpoint: "http://" + addr + "/mcp", addr: addr, stop: stop}
+}
+
+// mcpFreeLoopbackAddr reserves a free port on 127.0.0.1 by listening on :0 and closing.
+func mcpFreeLoopbackAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free loopback port: %v", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// mcpBearer adds a bearer token to every request.
+type mcpBearer struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b mcpBearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
+}
+
+// connectHTTP connects a Go SDK client to a running server's streamable HTTP endpoint.
+func connectHTTP(t testing.TB, s *mcpServer, token string, opts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
+	hc := &http.Client{Timeout: 60 * time.Second}
+	if token != "" {
+		hc.Transport = mcpBearer{token: token, base: http.DefaultTransport}
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "airlock-integration", Version: "0"}, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: s.endpoint, HTTPClient: hc, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", s.endpoint, err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+// mcpAuditRecord is the part of an audit record the tests look at.
+type mcpAuditRecord struct {
+	AuditID    string `json:"audit_id"`
+	Tool       string `json:"tool"`
+	Decision   string `json:"decision"`
+	Rule       string `json:"rule"`
+	Redactions int    `json:"redactions"`
+	TimedOut   bool   `json:"timed_out"`
+	PrevHash   string `json:"prev_hash"`
+	Hash       string `json:"hash"`
+}
+
+// readAudit returns every record of an audit log.
+func readAudit(t testing.TB, path string) []mcpAuditRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	defer f.Close()
+	var recs []mcpAuditRecord
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var r mcpAuditRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("audit log %s: record %d is not JSON: %v\n%s", path, len(recs)+1, err, sc.Text())
+		}
+		recs = append(recs, r)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading audit log %s: %v", path, err)
+	}
+	return recs
+}
+
+// verifyAudit runs `airlock audit verify FILE` and returns its exit code and output.
+func (e *mcpEnv) verifyAudit(t testing.TB, path string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := e.command(ctx, "audit", "verify", path).CombinedOutput()
+	if err == nil {
+		return 0, string(out)
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatalf("airlock audit verify %s: %v\n%s", path, err, out)
+	return -1, ""
+}

@@ -1,0 +1,175 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlock-mcp/airlock/internal/testenv"
+)
+
+// tsPlan is what integration/tsclient/client.mjs reads.
+type tsPlan struct {
+	Transport string            `json:"transport"`
+	Command   string            `json:"command,omitempty"`
+	Args      []string          `json:"args,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	Cwd       string            `json:"cwd,omitempty"`
+	URL       string            `json:"url,omitempty"`
+	Token     string            `json:"token,omitempty"`
+	Calls     []tsCall          `json:"calls"`
+}
+
+type tsCall struct {
+	Name      string         `json:"name"`
+	Arguments map[string]any `json:"arguments"`
+}
+
+// tsOutput is what client.mjs prints.
+type tsOutput struct {
+	Transport string `json:"transport"`
+	Tools     []struct {
+		Name string `json:"name"`
+	} `json:"tools"`
+	Calls []struct {
+		Name   string `json:"name"`
+		Error  string `json:"error"`
+		Result *struct {
+			IsError bool `json:"isError"`
+			Content []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"content"`
+			StructuredContent map[string]any `json:"structuredContent"`
+		} `json:"result"`
+	} `json:"calls"`
+}
+
+// tsClient finds node and the installed TypeScript SDK, or skips loudly.
+func tsClient(t *testing.T) (node, dir string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		testenv.Unavailable(t, "node is not installed (Debian: apt-get install nodejs npm)")
+	}
+	dir = filepath.Join(testenv.RepoRoot(t), "integration", "tsclient")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
+		testenv.Unavailable(t, "the TypeScript MCP SDK is not installed in %s (run `make node`): %v", dir, err)
+	}
+	return node, dir
+}
+
+// TestMCPTypeScriptClient drives `airlock serve` with the official TypeScript SDK over stdio
+// and streamable HTTP: list tools, read a file, and a denied call.
+func TestMCPTypeScriptClient(t *testing.T) {
+	node, dir := tsClient(t)
+	calls := []tsCall{
+		{Name: "read_file", Arguments: map[string]any{"path": "hello.txt"}},
+		{Name: "run_command", Arguments: map[string]any{"command": "rm -rf hello.txt"}},
+	}
+	for _, transport := range []string{"stdio", "http"} {
+		t.Run(transport, func(t *testing.T) {
+			e := newMCPEnv(t, mcpPolicy, map[string]string{"hello.txt": mcpHello})
+			plan := tsPlan{Transport: transport, Calls: calls}
+			var stop func()
+			switch transport {
+			case "stdio":
+				plan.Command = e.bin
+				plan.Args = append([]string{"serve", "--stdio"}, e.serveArgs()...)
+				plan.Cwd = e.workspace
+				plan.Env = map[string]string{}
+				for _, kv := range e.env() {
+					k, v, _ := strings.Cut(kv, "=")
+					if strings.HasPrefix(k, "AIRLOCK_") || k == "PATH" {
+						plan.Env[k] = v
+					}
+				}
+				stop = func() {}
+			case "http":
+				s := e.startHTTP(t)
+				plan.URL = s.endpoint
+				stop = s.stop
+			}
+			out := runTSClient(t, node, dir, plan)
+			stop()
+
+			var names []string
+			for _, tool := range out.Tools {
+				names = append(names, tool.Name)
+			}
+			for _, want := range mcpVisibleTools {
+				if !slices.Contains(names, want) {
+					t.Errorf("tools/list %v lacks %s", names, want)
+				}
+			}
+			for _, hidden := range mcpHiddenTools {
+				if slices.Contains(names, hidden) {
+					t.Errorf("tools/list %v shows %s, which the policy hides", names, hidden)
+				}
+			}
+			if len(out.Calls) != len(calls) {
+				t.Fatalf("client reported %d calls, want %d", len(out.Calls), len(calls))
+			}
+			text := func(i int) string {
+				c := out.Calls[i]
+				if c.Error != "" || c.Result == nil {
+					t.Fatalf("%s: transport error %q (policy and tool errors must be results)", c.Name, c.Error)
+				}
+				var parts []string
+				for _, b := range c.Result.Content {
+					if b.Type == "text" {
+						parts = append(parts, b.Text)
+					}
+				}
+				return strings.Join(parts, "\n")
+			}
+			if got := text(0); out.Calls[0].Result.IsError || !strings.Contains(got, strings.TrimSpace(mcpHello)) {
+				t.Errorf("read_file: isError=%v text %q, want the planted content", out.Calls[0].Result.IsError, got)
+			}
+			got := text(1)
+			if !out.Calls[1].Result.IsError || !strings.HasPrefix(got, "[POLICY DENIED]") ||
+				!strings.Contains(got, "(rule /tools/run_command/deny_if") {
+				t.Errorf("denied run_command: isError=%v text %q, want [POLICY DENIED] ... (rule /tools/run_command/deny_if...)",
+					out.Calls[1].Result.IsError, got)
+			}
+
+			recs := readAudit(t, e.audit)
+			if len(recs) != len(calls) {
+				t.Errorf("audit has %d records, want %d (one per call, the denial included)", len(recs), len(calls))
+			}
+			if code, out := e.verifyAudit(t, e.audit); code != 0 {
+				t.Errorf("airlock audit verify exited %d:\n%s", code, out)
+			}
+		})
+	}
+}
+
+func runTSClient(t *testing.T, node, dir string, plan tsPlan) tsOutput {
+	t.Helper()
+	planJSON, err := json.Marshal(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "client.mjs", string(planJSON))
+	cmd.Dir = dir
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &mcpLogWriter{t: t, prefix: "tsclient"}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node client.mjs (%s): %v\nstdout: %s", plan.Transport, err, stdout.String())
+	}
+	var out tsOutput
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("client.mjs printed no JSON result: %v\n%s", err, stdout.String())
+	}
+	return out
+}
