@@ -1,12 +1,180 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"strings"
+
+	"github.com/airlock-mcp/airlock/policies"
 )
 
+const policyUsage = `usage:
+  airlock policy check FILE
+      Validate a policy (JSON or YAML). Prints each error with a JSON pointer into the file.
+      Exit 0 valid, 1 invalid, 2 usage.
+  airlock policy eval --policy FILE --tool T --args JSON [--grant ID] [--labels k=v,...]
+                      [--session ID] [--workspace DIR]
+      Decide one call and print {"verdict","rule","message","policy_sha256"}.
+      Exit 0 allow, 3 deny, 4 approve, 2 error.
+  airlock policy test FILE CASES.yaml
+      Run a table of cases against the policy; print each failure and "N passed, M failed".
+      Exit 0 all passed, 1 a case failed, 2 error.
+`
+
 func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "airlock policy: not built yet")
+	if len(args) == 0 {
+		fmt.Fprint(stderr, policyUsage)
+		return 2
+	}
+	switch args[0] {
+	case "check":
+		return policyCheck(args[1:], stdout, stderr)
+	case "eval":
+		return policyEval(args[1:], stdout, stderr)
+	case "test":
+		return policyTest(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, policyUsage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "airlock policy: unknown subcommand %q\n\n%s", args[0], policyUsage)
 	return 2
+}
+
+// printLoadError prints a validation error one issue per line.
+func printLoadError(w io.Writer, err error) {
+	var ve *policies.ValidationError
+	if errors.As(err, &ve) {
+		for _, is := range ve.Issues {
+			fmt.Fprintf(w, "%s: %s: %s\n", ve.Name, is.Pointer, is.Message)
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func policyCheck(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, "usage: airlock policy check FILE\n")
+		return 2
+	}
+	p, err := policies.Load(args[0])
+	if err != nil {
+		printLoadError(stderr, err)
+		var ve *policies.ValidationError
+		if errors.As(err, &ve) {
+			return 1
+		}
+		return 2
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d tools, sha256 %s)\n", args[0], len(p.Tools()), p.SHA256())
+	return 0
+}
+
+func policyEval(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("airlock policy eval", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		file      = fs.String("policy", "", "policy file (JSON or YAML)")
+		tool      = fs.String("tool", "", "tool name")
+		argsJSON  = fs.String("args", "{}", "the call's arguments as a JSON object")
+		grant     = fs.String("grant", "", "grant ID of the caller")
+		labels    = fs.String("labels", "", "grant labels as k=v,k2=v2")
+		session   = fs.String("session", "", "session ID")
+		workspace = fs.String("workspace", "", "workspace directory for path_within on absolute paths")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" || *tool == "" || fs.NArg() != 0 {
+		fmt.Fprint(stderr, "usage: airlock policy eval --policy FILE --tool T --args JSON [--grant ID] [--labels k=v,...]\n")
+		return 2
+	}
+	p, err := policies.Load(*file)
+	if err != nil {
+		printLoadError(stderr, err)
+		return 2
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(*argsJSON)))
+	dec.UseNumber()
+	var callArgs map[string]any
+	if err := dec.Decode(&callArgs); err != nil {
+		fmt.Fprintf(stderr, "airlock policy eval: --args must be a JSON object: %v\n", err)
+		return 2
+	}
+	if dec.More() {
+		fmt.Fprint(stderr, "airlock policy eval: --args has data after the JSON object\n")
+		return 2
+	}
+	lbl, err := parseLabels(*labels)
+	if err != nil {
+		fmt.Fprintf(stderr, "airlock policy eval: --labels: %v\n", err)
+		return 2
+	}
+	e := policies.NewEngine(p, policies.NewMemoryCounters(), policies.WithWorkspace(*workspace))
+	d, res := e.Decide(policies.Request{Tool: *tool, Args: callArgs, Grant: policies.Grant{ID: *grant, Labels: lbl}, Session: *session})
+	res.Rollback()
+	out, _ := json.Marshal(d)
+	fmt.Fprintln(stdout, string(out))
+	switch d.Verdict {
+	case policies.Allow:
+		return 0
+	case policies.Approve:
+		return 4
+	}
+	return 3
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not k=v", kv)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("label %q given twice", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func policyTest(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprint(stderr, "usage: airlock policy test FILE CASES.yaml\n")
+		return 2
+	}
+	p, err := policies.Load(args[0])
+	if err != nil {
+		printLoadError(stderr, err)
+		return 2
+	}
+	cf, err := policies.LoadCases(args[1])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	passed, failed := 0, 0
+	for _, r := range policies.RunCases(p, cf) {
+		if r.Failure == "" {
+			passed++
+			continue
+		}
+		failed++
+		fmt.Fprintf(stdout, "FAIL %s: %s\n", r.Name, r.Failure)
+	}
+	fmt.Fprintf(stdout, "%s: %d passed, %d failed\n", args[1], passed, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
 }
