@@ -8,12 +8,12 @@ import (
 
 // compileGlob turns a glob into an anchored RE2 expression, compiled once at load:
 //
-//	*      any run of characters except '/'
-//	?      one character except '/'
-//	**     any run of characters including '/'; "**/" also matches zero directories, so
-//	       "**/*.go" matches "main.go" and "a/b/main.go"
-//	[abc]  [a-z]  [!abc]  a character class (a negated class never matches '/')
-//	\x     the character x literally
+//   - any run of characters except '/'
+//     ?      one character except '/'
+//     **     any run of characters including '/'; "**/" also matches zero directories, so
+//     "**/*.go" matches "main.go" and "a/b/main.go"
+//     [abc]  [a-z]  [!abc]  a character class (a negated class never matches '/')
+//     \x     the character x literally
 //
 // The whole argument must match.
 func compileGlob(g string) (*regexp.Regexp, error) {
