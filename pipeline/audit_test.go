@@ -1,0 +1,351 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func testRecord(i int) *Record {
+	code := i % 3
+	return &Record{
+		AuditID:    fmt.Sprintf("rec-%03d", i),
+		Time:       time.Date(2026, 1, 2, 3, 4, 5, i, time.UTC).Format(time.RFC3339Nano),
+		Grant:      "g",
+		Session:    "s",
+		Tool:       "run_command",
+		ArgsSHA256: strings.Repeat("a", 64),
+		ArgKeys:    []string{"command"},
+		Decision:   "allow",
+		Rule:       "/tools/run_command",
+		Message:    "<ok> & \"quoted\"",
+		ExitCode:   &code,
+		Redactions: map[string]int{"aws-access-token": i},
+		DurationMS: 1.25 + float64(i),
+		StageMS:    map[string]float64{"schema": 0.012, "policy": 0.003},
+	}
+}
+
+func writeLog(t *testing.T, path string, n int) {
+	t.Helper()
+	l, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if err := l.Append(testRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func verifyFile(t *testing.T, path string) VerifyReport {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := Verify(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestAuditChainVerifies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	writeLog(t, path, 3)
+	writeLog(t, path, 2) // reopening continues the chain
+	rep := verifyFile(t, path)
+	if !rep.Intact() || rep.Records != 5 || rep.LastID != "rec-001" {
+		t.Fatalf("verify = %+v, want 5 intact records ending in rec-001", rep)
+	}
+	if ok, msg := CheckHead(path+".head", rep, path); !ok {
+		t.Fatalf("head check failed on an intact log: %s", msg)
+	}
+}
+
+func TestAuditTamperDetected(t *testing.T) {
+	lines := func(t *testing.T, path string) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	}
+	cases := []struct {
+		name       string
+		tamper     func(l []string) []string
+		wantLastID string
+		wantLine   int
+		wantReason string
+	}{
+		{
+			name: "edited value",
+			tamper: func(l []string) []string {
+				l[2] = strings.Replace(l[2], `"decision":"allow"`, `"decision":"deny"`, 1)
+				return l
+			},
+			wantLastID: "rec-001", wantLine: 3, wantReason: "hash does not match",
+		},
+		{
+			name: "edited whitespace",
+			tamper: func(l []string) []string {
+				l[2] = strings.Replace(l[2], `,"tool"`, `, "tool"`, 1)
+				return l
+			},
+			wantLastID: "rec-001", wantLine: 3, wantReason: "canonical",
+		},
+		{
+			name: "added field",
+			tamper: func(l []string) []string {
+				l[2] = strings.Replace(l[2], `{"audit_id"`, `{"x":1,"audit_id"`, 1)
+				return l
+			},
+			wantLastID: "rec-001", wantLine: 3, wantReason: "canonical",
+		},
+		{
+			name:       "removed record",
+			tamper:     func(l []string) []string { return append(l[:2], l[3:]...) },
+			wantLastID: "rec-001", wantLine: 3, wantReason: "removed, reordered or inserted",
+		},
+		{
+			name: "reordered records",
+			tamper: func(l []string) []string {
+				l[2], l[3] = l[3], l[2]
+				return l
+			},
+			wantLastID: "rec-001", wantLine: 3, wantReason: "removed, reordered or inserted",
+		},
+		{
+			name:       "first record removed",
+			tamper:     func(l []string) []string { return l[1:] },
+			wantLastID: "", wantLine: 1, wantReason: "removed, reordered or inserted",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			writeLog(t, path, 5)
+			l := tc.tamper(lines(t, path))
+			if err := os.WriteFile(path, []byte(strings.Join(l, "")+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rep := verifyFile(t, path)
+			if !rep.Broken || rep.LastID != tc.wantLastID || rep.BrokenLine != tc.wantLine || !strings.Contains(rep.Reason, tc.wantReason) {
+				t.Fatalf("verify = %+v, want broken at line %d after %q (%s)", rep, tc.wantLine, tc.wantLastID, tc.wantReason)
+			}
+			if _, _, err := OpenAudit(path); err == nil || !strings.Contains(err.Error(), "broken at line") {
+				t.Fatalf("OpenAudit on a tampered log = %v, want a refusal", err)
+			}
+		})
+	}
+}
+
+func TestAuditHeadDetectsRemovedTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	writeLog(t, path, 4)
+	b, _ := os.ReadFile(path)
+	l := strings.SplitAfter(string(b), "\n")
+	if err := os.WriteFile(path, []byte(strings.Join(l[:3], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := verifyFile(t, path)
+	if !rep.Intact() || rep.Records != 3 {
+		t.Fatalf("verify = %+v, want a 3-record intact chain", rep)
+	}
+	ok, msg := CheckHead(path+".head", rep, path)
+	if ok || !strings.Contains(msg, "removed from the end") {
+		t.Fatalf("CheckHead = %v %q, want tail removal reported", ok, msg)
+	}
+}
+
+func TestAuditTornTailRecovered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	writeLog(t, path, 3)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"audit_id":"torn","time":"2026`)
+	f.Close()
+	rep := verifyFile(t, path)
+	if rep.Broken || rep.Records != 3 || rep.TornBytes == 0 {
+		t.Fatalf("verify = %+v, want 3 intact records and a torn tail", rep)
+	}
+	assertRecovers(t, path, 3)
+}
+
+// assertRecovers opens a log that may end in a torn line, checks the torn bytes were moved
+// aside, appends, and checks the whole log verifies with want+1 records.
+func assertRecovers(t *testing.T, path string, want int64) {
+	t.Helper()
+	l, rec, err := OpenAudit(path)
+	if err != nil {
+		t.Fatalf("OpenAudit after a crash: %v", err)
+	}
+	if rec.Records != want {
+		t.Fatalf("recovered %d records, want %d", rec.Records, want)
+	}
+	if rec.TornBytes > 0 {
+		torn, err := os.ReadFile(rec.TornPath)
+		if err != nil || int64(len(torn)) != rec.TornBytes {
+			t.Fatalf("torn bytes not saved aside: %v (%d bytes, want %d)", err, len(torn), rec.TornBytes)
+		}
+	}
+	if err := l.Append(testRecord(99)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	rep := verifyFile(t, path)
+	if !rep.Intact() || rep.Records != want+1 || rep.LastID != "rec-099" {
+		t.Fatalf("after recovery and append: %+v, want %d intact records", rep, want+1)
+	}
+}
+
+// TestAuditKilledMidWrite kills a child process (this test binary) with SIGKILL while it is in
+// the middle of writing a record, then checks the log's intact prefix verifies and appends
+// continue the chain.
+func TestAuditKilledMidWrite(t *testing.T) {
+	for _, mode := range []string{"half-line", "loop"} {
+		t.Run(mode, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			cmd := exec.Command(os.Args[0], "-test.run=^TestAuditChildWriter$", "-test.v")
+			cmd.Env = append(os.Environ(), "AIRLOCK_AUDIT_CHILD="+path, "AIRLOCK_AUDIT_CHILD_MODE="+mode)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(out)
+			for sc.Scan() && !strings.Contains(sc.Text(), "CHILD-READY") {
+			}
+			if mode == "loop" {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			rep := verifyFile(t, path)
+			if rep.Broken {
+				t.Fatalf("intact prefix does not verify after kill: %+v", rep)
+			}
+			if mode == "half-line" && (rep.TornBytes == 0 || rep.Records != 3) {
+				t.Fatalf("verify = %+v, want 3 records and a torn line", rep)
+			}
+			if rep.Records == 0 {
+				t.Fatalf("child wrote no records before the kill: %+v", rep)
+			}
+			assertRecovers(t, path, rep.Records)
+		})
+	}
+}
+
+// TestAuditChildWriter is the child half of TestAuditKilledMidWrite.
+func TestAuditChildWriter(t *testing.T) {
+	path := os.Getenv("AIRLOCK_AUDIT_CHILD")
+	if path == "" {
+		t.Skip("helper process for TestAuditKilledMidWrite")
+	}
+	l, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch os.Getenv("AIRLOCK_AUDIT_CHILD_MODE") {
+	case "half-line":
+		for i := 0; i < 3; i++ {
+			if err := l.Append(testRecord(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.writeLine = func(f *os.File, line []byte) error {
+			if _, err := f.Write(line[:len(line)/2]); err != nil {
+				return err
+			}
+			f.Sync()
+			fmt.Println("CHILD-READY")
+			select {} // killed here, mid-record
+		}
+		l.Append(testRecord(3))
+	default:
+		fmt.Println("CHILD-READY")
+		for i := 0; ; i++ {
+			if err := l.Append(testRecord(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestAuditConcurrentAppendsNeverDrop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Go(func() {
+			if err := l.Append(testRecord(i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	l.Close()
+	rep := verifyFile(t, path)
+	if !rep.Intact() || rep.Records != 50 {
+		t.Fatalf("verify = %+v, want 50 intact records", rep)
+	}
+}
+
+func TestAuditStopsAfterFailedWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.writeLine = func(*os.File, []byte) error { return syscall.ENOSPC }
+	if err := l.Append(testRecord(0)); err == nil {
+		t.Fatal("Append succeeded with a failing disk")
+	}
+	l.writeLine = writeAll
+	if err := l.Append(testRecord(1)); err == nil || l.Err() == nil {
+		t.Fatal("log accepted appends after a failed write")
+	}
+}
+
+func TestAuditRecordRoundTripsCanonically(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testRecord(1)
+	r.Args = []byte(`{"command":"echo <hi> \u00e9","n":1e400}`)
+	r.Message = "bad utf8 \xff and \u2028"
+	if err := l.Append(r); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if rep := verifyFile(t, path); !rep.Intact() {
+		b, _ := os.ReadFile(path)
+		t.Fatalf("record with odd content does not verify: %+v\n%s", rep, bytes.TrimSpace(b))
+	}
+}
