@@ -15,7 +15,7 @@ const DefaultBusybox = "/bin/busybox"
 
 // buildBusybox writes the busybox image: one static busybox at /bin/busybox with every applet
 // it reports linked to it, plus the shared skeleton. It needs no host binds.
-func buildBusybox(ctx context.Context, t tree, opts BuildOptions) error {
+func buildBusybox(ctx context.Context, t *plan, opts BuildOptions) error {
 	if err := skeleton(t, opts); err != nil {
 		return err
 	}
@@ -36,11 +36,7 @@ func buildBusybox(ctx context.Context, t tree, opts BuildOptions) error {
 		return err
 	}
 	for _, a := range applets {
-		p, err := t.abs(a)
-		if err != nil {
-			return err
-		}
-		if exists(p) {
+		if t.has(a) {
 			continue
 		}
 		if err := t.symlink(a, "/bin/busybox"); err != nil {

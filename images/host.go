@@ -47,7 +47,7 @@ func etcAllowlist() []string {
 //
 // The image ID covers the skeleton and the bind list only: changes to the host's /usr or the
 // allowlisted /etc files (package upgrades) are NOT captured by the ID.
-func buildHost(ctx context.Context, t tree, hostRoot string, opts BuildOptions) ([]sandbox.Mount, error) {
+func buildHost(ctx context.Context, t *plan, hostRoot string, opts BuildOptions) ([]sandbox.Mount, error) {
 	if err := skeleton(t, opts); err != nil {
 		return nil, err
 	}

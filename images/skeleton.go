@@ -2,7 +2,6 @@ package images
 
 import (
 	"io/fs"
-	"os"
 )
 
 // Identity files shared by every image. uid/gid 65534 is the sandbox's default user; its home is
@@ -27,7 +26,7 @@ const (
 
 // skeleton writes what every image has: the identity files, /tmp (1777), the mount points the
 // runtime fills (/proc, /sys, /dev, /workspace) and the toolbox at ToolboxPath.
-func skeleton(t tree, opts BuildOptions) error {
+func skeleton(t *plan, opts BuildOptions) error {
 	dirs := []struct {
 		path string
 		mode fs.FileMode
@@ -60,14 +59,5 @@ func skeleton(t tree, opts BuildOptions) error {
 			return err
 		}
 	}
-	if err := checkToolbox(opts.Toolbox); err != nil {
-		return err
-	}
 	return t.copyFile(ToolboxPath, opts.Toolbox, 0o755)
-}
-
-// exists reports whether host path p exists (without following a final symlink).
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
 }

@@ -119,52 +119,32 @@ func (s *Store) Build(ctx context.Context, name string, opts BuildOptions) (sand
 	}
 	defer unlock()
 
-	tmpRoot := filepath.Join(s.dir, "tmp")
-	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
-		return sandbox.Image{}, fmt.Errorf("images: %w", err)
-	}
-	s.cleanTmp(tmpRoot)
-	work, err := os.MkdirTemp(tmpRoot, "build-"+name+"-")
-	if err != nil {
-		return sandbox.Image{}, fmt.Errorf("images: %w", err)
-	}
-	defer os.RemoveAll(work) // no-op once renamed into sha256/
-	rootfs := filepath.Join(work, "rootfs")
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
-		return sandbox.Image{}, fmt.Errorf("images: %w", err)
-	}
-	if err := os.Chmod(rootfs, 0o755); err != nil {
-		return sandbox.Image{}, fmt.Errorf("images: %w", err)
-	}
-
-	t := tree{root: rootfs}
+	p := newPlan()
 	var binds []sandbox.Mount
 	switch name {
 	case "busybox":
-		err = buildBusybox(ctx, t, opts)
+		err = buildBusybox(ctx, p, opts)
 	case "host":
-		binds, err = buildHost(ctx, t, s.hostRoot, opts)
+		binds, err = buildHost(ctx, p, s.hostRoot, opts)
 	}
 	if err != nil {
 		return sandbox.Image{}, fmt.Errorf("building image %q: %w", name, err)
 	}
 	slices.SortFunc(binds, compareMount)
-	if err := finalize(rootfs); err != nil {
-		return sandbox.Image{}, err
-	}
-	id, err := digest(rootfs, binds)
+	id, err := digestPlan(p, binds)
 	if err != nil {
 		return sandbox.Image{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return sandbox.Image{}, err
-	}
-
 	final := s.imageDir(id)
-	if err := s.install(work, final, id, binds); err != nil {
-		return sandbox.Image{}, err
-	}
 	img := sandbox.Image{Name: name, ID: id, Rootfs: filepath.Join(final, "rootfs"), Binds: binds}
+
+	// Unchanged content: the stored tree is reused once it re-hashes to its ID, so an edited
+	// or half-deleted tree is never handed out again.
+	if got, err := digestTree(img.Rootfs, binds, os.Geteuid() == 0); err != nil || got != id {
+		if err := s.materialize(ctx, p, id, binds, final); err != nil {
+			return sandbox.Image{}, fmt.Errorf("building image %q: %w", name, err)
+		}
+	}
 	if err := s.writeIndex(img); err != nil {
 		return sandbox.Image{}, err
 	}
@@ -174,23 +154,57 @@ func (s *Store) Build(ctx context.Context, name string, opts BuildOptions) (sand
 	return img, nil
 }
 
-// install moves the finished build at work to final unless an intact copy is already there.
-func (s *Store) install(work, final, id string, binds []sandbox.Mount) error {
+// materialize writes plan p in a temporary directory, checks that the tree hashes to id, and
+// renames it to final. Called with the lock held.
+func (s *Store) materialize(ctx context.Context, p *plan, id string, binds []sandbox.Mount, final string) error {
+	tmpRoot := filepath.Join(s.dir, "tmp")
+	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	s.cleanTmp(tmpRoot)
+	work, err := os.MkdirTemp(tmpRoot, "build-")
+	if err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	defer os.RemoveAll(work) // no-op once renamed into sha256/
+	rootfs := filepath.Join(work, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	if err := p.materialize(rootfs); err != nil {
+		return err
+	}
+	if err := finalize(rootfs); err != nil {
+		return err
+	}
+	got, err := digestTree(rootfs, binds, os.Geteuid() == 0)
+	if err != nil {
+		return err
+	}
+	if got != id {
+		// A source file (busybox, the toolbox) changed while it was being copied.
+		return fmt.Errorf("images: the built tree hashes to %s, not the planned %s: a source file changed during the build; build again", got, id)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.install(work, final)
+}
+
+// install renames the finished build at work to final. A tree already at final did not hash
+// to its ID (the caller checked): it is moved aside rather than deleted, because a running
+// sandbox may still be using it; cleanTmp removes it after pruneAfter.
+func (s *Store) install(work, final string) error {
 	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
 		return fmt.Errorf("images: %w", err)
 	}
-	if _, err := os.Stat(final); err == nil {
-		got, err := digest(filepath.Join(final, "rootfs"), binds)
-		if err == nil && got == id {
-			return nil // same content already stored: nothing to do
-		}
-		// Damaged (edited, or a backend wrote into it). Move it aside rather than delete it:
-		// a running sandbox may still be using it; cleanTmp removes it after pruneAfter.
+	if _, err := os.Lstat(final); err == nil {
 		stale := filepath.Join(s.dir, "tmp", fmt.Sprintf("stale-%s-%d", filepath.Base(final), time.Now().UnixNano()))
 		if err := os.Rename(final, stale); err != nil {
 			return fmt.Errorf("images: moving damaged %s aside: %w", final, err)
 		}
-		_ = os.Chtimes(stale, time.Now(), time.Now())
+		now := time.Now()
+		_ = os.Chtimes(stale, now, now)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("images: %w", err)
 	}
