@@ -321,7 +321,7 @@ func (c *compiler) cond(ptr string, n *node, toolPtr, section, toolName string) 
 	}
 	cd.msgFail = toolName + " denied: requires " + cd.text
 	cd.msgMissing = toolName + " denied: " + ps + " is missing (requires " + cd.text + ")"
-	cd.msgMismatch = toolName + " denied: " + ps + " has a type or form that " + opName + " cannot accept (requires " + cd.text + ")"
+	cd.msgMismatch = toolName + " denied: " + ps + " " + mismatchHint(cd.op, opName) + " (requires " + cd.text + ")"
 	return cd, true
 }
 
@@ -629,4 +629,17 @@ func nodeJSON(n *node) string {
 		parts[i] = string(kb) + ":" + nodeJSON(n.vals[i])
 	}
 	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// mismatchHint says why an argument could not be judged, for generated require messages.
+func mismatchHint(op opcode, name string) string {
+	switch op {
+	case opPathWithin:
+		return "is not a clean path inside the workspace (empty, NUL, backslash, \"..\" escape, or absolute outside it)"
+	case opHostIn:
+		return "is not an http(s) URL with a plain host (userinfo, other schemes and numeric IPv4 forms are refused)"
+	case opCIDR:
+		return "is not an IP address in canonical form"
+	}
+	return "has the wrong type for " + name
 }
