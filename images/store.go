@@ -118,6 +118,7 @@ func (s *Store) Build(ctx context.Context, name string, opts BuildOptions) (sand
 		return sandbox.Image{}, err
 	}
 	defer unlock()
+	s.cleanTmp(filepath.Join(s.dir, "tmp"))
 
 	p := newPlan()
 	var binds []sandbox.Mount
@@ -161,7 +162,6 @@ func (s *Store) materialize(ctx context.Context, p *plan, id string, binds []san
 	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
 		return fmt.Errorf("images: %w", err)
 	}
-	s.cleanTmp(tmpRoot)
 	work, err := os.MkdirTemp(tmpRoot, "build-")
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
