@@ -1,0 +1,193 @@
+package runc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Owner locks. Every Backend holds an exclusive flock on owners/<token>.lock for its lifetime;
+// the kernel drops it when the process dies, however it dies. A reaper that can take another
+// owner's lock has proof that the owner is gone, and only then touches its containers: Reap
+// never kills a run of a live Airlock process, even one sharing this state dir.
+
+const lockSuffix = ".lock"
+
+// tmpLockPrefix marks a lock file that is being created; it is renamed into place only once
+// locked, so a reaper never sees an unlocked lock file of a live owner.
+const tmpLockPrefix = ".new-"
+
+func (b *Backend) lockPath(token string) string {
+	return filepath.Join(b.owners, token+lockSuffix)
+}
+
+func (b *Backend) takeOwnerLock() error {
+	token, err := newToken()
+	if err != nil {
+		return fmt.Errorf("runc backend: owner token: %w", err)
+	}
+	tmp := filepath.Join(b.owners, tmpLockPrefix+token)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("runc backend: creating owner lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("runc backend: locking %s: %w", tmp, err)
+	}
+	_, _ = f.WriteString(strconv.Itoa(os.Getpid()) + "\n") // for people reading the dir
+	if err := os.Rename(tmp, b.lockPath(token)); err != nil {
+		f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("runc backend: publishing owner lock: %w", err)
+	}
+	b.token, b.lock = token, f
+	return nil
+}
+
+// tryLock takes the lock file at p if its owner is dead. It returns nil, nil when the owner
+// is alive (or the file is gone).
+func tryLock(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("locking %s: %w", p, err)
+	}
+	return f, nil
+}
+
+// Reap removes what dead Airlock processes left behind in this state dir: their containers
+// (killed and deleted with `runc delete --force`), bundles, cgroups and lock files. A
+// container whose owner's lock file is gone entirely (its owner closed or was reaped) is a
+// leftover too. Containers of this Backend and of every live owner are never touched.
+func (b *Backend) Reap(ctx context.Context) error {
+	entries, err := os.ReadDir(b.owners)
+	if err != nil {
+		return fmt.Errorf("reaping: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		token, ok := strings.CutSuffix(name, lockSuffix)
+		if !ok {
+			token, ok = strings.CutPrefix(name, tmpLockPrefix)
+		}
+		if !ok || token == b.token || !isToken(token) {
+			continue
+		}
+		p := filepath.Join(b.owners, name)
+		f, err := tryLock(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if f == nil {
+			continue // alive
+		}
+		err = b.reapOwner(ctx, token)
+		if err == nil {
+			// Removed while locked: a concurrent reaper either failed to lock it or
+			// finds it gone; both are fine.
+			err = os.Remove(p)
+		}
+		f.Close()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Leftovers whose owner has no lock file at all. A live owner's lock file exists before
+	// its first container does and is removed only after its last one is gone, so checking
+	// it after listing the container is race-free.
+	for _, dir := range []string{b.root, b.bundles} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range entries {
+			owner, ok := parseID(e.Name())
+			if !ok || owner == b.token || b.ownerListed(owner) {
+				continue
+			}
+			if err := b.reapContainer(ctx, e.Name()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isToken(s string) bool {
+	_, ok := parseID("airlock-" + s + "-0")
+	return ok
+}
+
+// ownerListed reports whether owner still has a lock file (locked or being created).
+func (b *Backend) ownerListed(owner string) bool {
+	for _, p := range []string{b.lockPath(owner), filepath.Join(b.owners, tmpLockPrefix+owner)} {
+		if _, err := os.Lstat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// reapOwner removes every container, bundle and cgroup of the dead owner token.
+func (b *Backend) reapOwner(ctx context.Context, token string) error {
+	prefix := "airlock-" + token + "-"
+	ids := map[string]bool{}
+	for _, dir := range []string{b.root, b.bundles} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix) {
+				ids[e.Name()] = true
+			}
+		}
+	}
+	// Cgroups of runs that died before runc recorded them: the token proves they are the
+	// dead owner's, whichever state dir they came from.
+	for _, r := range b.cg.roots {
+		matches, _ := filepath.Glob(filepath.Join(r, b.cgroupParent, prefix+"*"))
+		for _, m := range matches {
+			ids[filepath.Base(m)] = true
+		}
+	}
+	var errs []error
+	for id := range ids {
+		if _, ok := parseID(id); !ok {
+			continue
+		}
+		if err := b.reapContainer(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reapContainer force-deletes container id and removes its bundle.
+func (b *Backend) reapContainer(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.log.Info().Str("event", "sandbox.reap").Str("container", id).Msg("removing leftover of a dead airlock process")
+	return b.cleanup(&runState{id: id, started: true, orphan: true}, filepath.Join(b.bundles, id))
+}

@@ -1,0 +1,359 @@
+package runc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// Grace periods of the kill path.
+const (
+	// killRetry is how often `runc kill` is retried while the container is still being created.
+	killRetry = 50 * time.Millisecond
+	// killGrace is how long runc gets to report the killed container's exit before runc
+	// itself is killed and the container force-deleted.
+	killGrace = 5 * time.Second
+	// cleanupTimeout bounds each runc management command run during cleanup.
+	cleanupTimeout = 30 * time.Second
+)
+
+// Run executes spec in a fresh container and removes the container, its cgroup and its bundle
+// before returning, on every path (deferred, so errors and panics included).
+//
+// A Spec.Timeout expiry is a Result with TimedOut and ExitCode 124. A cancelled ctx kills the
+// container the same way and returns that Result together with an error wrapping ctx's cause.
+func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
+	started := time.Now()
+	if err := spec.Validate(); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
+	}
+	if !b.begin() {
+		return res, fmt.Errorf("%w: the runc backend is closed", sandbox.ErrUnavailable)
+	}
+	defer b.runs.Done()
+
+	sc, err := b.seccompFor(spec.Seccomp, spec.Network)
+	if err != nil {
+		// Never run without the filter the profile asked for.
+		return res, fmt.Errorf("seccomp profile %q: %w; refusing to run the sandbox without it", spec.Seccomp, err)
+	}
+	img, err := b.images.Resolve(ctx, spec.Image)
+	if err != nil {
+		return res, err
+	}
+	id := fmt.Sprintf("airlock-%s-%d", b.token, b.seq.Add(1))
+	cfg, err := OCIConfig(spec, img, id, sc)
+	if err != nil {
+		return res, err
+	}
+	cfg.Linux.CgroupsPath = CgroupsPath(b.cgroupParent, id)
+
+	bundle := filepath.Join(b.bundles, id)
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		return res, fmt.Errorf("creating bundle for %s: %w", id, err)
+	}
+	st := &runState{id: id}
+	defer func() {
+		if cerr := b.cleanup(st, bundle); cerr != nil {
+			b.log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
+			if err == nil {
+				err = cerr
+			}
+		}
+	}()
+	if err := prepareCopyDirs(bundle, spec.Mounts); err != nil {
+		return res, err
+	}
+	cfgJSON, err := json.Marshal(resolveBundlePaths(cfg, bundle))
+	if err != nil {
+		return res, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfgJSON, 0o600); err != nil {
+		return res, fmt.Errorf("writing bundle for %s: %w", id, err)
+	}
+
+	res, err = b.execute(ctx, spec, st, bundle)
+	res.ContainerID = id
+	res.Loosened = append([]string(nil), spec.Loosened...)
+	res.Duration = time.Since(started)
+	return res, err
+}
+
+// runState is what cleanup needs to know about how far a run got.
+type runState struct {
+	id      string
+	started bool // `runc run` was started: state and cgroup may exist
+	orphan  bool // runc was killed before it reported the exit: the init may still run
+}
+
+// execute runs `runc run --keep` to completion and collects the outcome. --keep leaves the
+// stopped container's cgroup in place so the OOM counter can be read before cleanup removes it.
+func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, bundle string) (sandbox.Result, error) {
+	var res sandbox.Result
+	stdout, stderr := sandbox.NewCappedBuffer(spec.StdoutCap), sandbox.NewCappedBuffer(spec.StderrCap)
+	logFile := filepath.Join(bundle, "runc.log")
+	cmd := exec.Command(b.runc, "--root", b.root, "--log", logFile, "--log-format", "json",
+		"run", "--keep", "--bundle", bundle, st.id)
+	cmd.Dir = bundle
+	cmd.Env = runcEnv()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if spec.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(spec.Stdin)
+	} // else exec.Cmd connects /dev/null
+	// If Airlock dies, runc dies with it; the orphaned container is reaped at the next start.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The pid namespace dies with the init, so nothing should hold the pipes open after runc
+	// exits; if something does, stop waiting for it rather than hang the call.
+	cmd.WaitDelay = killGrace
+
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("%w: starting %s: %v", sandbox.ErrUnavailable, b.runc, err)
+	}
+	st.started = true
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+
+	timer := time.NewTimer(spec.Timeout)
+	defer timer.Stop()
+	var waitErr error
+	var cancelled bool
+	select {
+	case waitErr = <-waited:
+	case <-timer.C:
+		res.TimedOut = true
+	case <-ctx.Done():
+		res.TimedOut, cancelled = true, true
+	}
+	if res.TimedOut {
+		b.log.Info().Str("event", "sandbox.timeout").Str("container", st.id).Bool("cancelled", cancelled).Dur("timeout", spec.Timeout).Msg("killing container")
+		waitErr = b.kill(st, cmd, waited)
+	}
+	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
+	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
+
+	code := -1
+	var exitErr *exec.ExitError
+	switch {
+	case waitErr == nil:
+		code = 0
+	case errors.As(waitErr, &exitErr):
+		ws, _ := exitErr.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Exited():
+			code = ws.ExitStatus()
+		case ws.Signaled():
+			code = 128 + int(ws.Signal())
+		}
+	default:
+		if !res.TimedOut {
+			return res, fmt.Errorf("waiting for runc (container %s): %w", st.id, waitErr)
+		}
+	}
+
+	if n, err := b.cg.oomKills(b.memoryCgroup(st.id)); err == nil && n > 0 {
+		res.OOMKilled = true
+		b.log.Info().Str("event", "sandbox.oom").Str("container", st.id).Int64("oom_kills", n).Msg("memory limit hit")
+	}
+
+	switch {
+	case res.TimedOut:
+		res.ExitCode = sandbox.ExitTimeout
+	case res.OOMKilled && code == 0:
+		res.ExitCode = sandbox.ExitKilled
+	default:
+		res.ExitCode = code
+	}
+	if !res.TimedOut && !res.OOMKilled {
+		if msg := runcError(logFile); msg != "" {
+			// runc itself failed (bad mount, missing command...): distinguish a command that
+			// cannot be started, which is the command's outcome like a shell's 126/127, from a
+			// sandbox that could not be built, which is an error.
+			if c := execFailureCode(msg); c != 0 {
+				// The command never started, so stderr holds only runc's own message.
+				res.ExitCode = c
+				res.Stderr, res.StderrTruncated = []byte("airlock: "+execFailureText(msg)+"\n"), false
+				return res, nil
+			}
+			return res, fmt.Errorf("runc could not run container %s: %s", st.id, msg)
+		}
+	}
+	if cancelled {
+		return res, fmt.Errorf("sandbox run %s killed: %w", st.id, context.Cause(ctx))
+	}
+	return res, nil
+}
+
+// kill SIGKILLs the container's init; the kernel then kills every other process of its pid
+// namespace, background children included. `runc kill` is retried while the container is still
+// being created. If runc does not report the exit within killGrace, runc is killed too and
+// the container is marked orphaned so cleanup force-deletes it.
+func (b *Backend) kill(st *runState, cmd *exec.Cmd, waited <-chan error) error {
+	deadline := time.NewTimer(killGrace)
+	defer deadline.Stop()
+	tick := time.NewTicker(killRetry)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), killGrace)
+		_, _ = b.runcCmd(ctx, "kill", st.id, "KILL")
+		cancel()
+		select {
+		case err := <-waited:
+			return err
+		case <-tick.C:
+		case <-deadline.C:
+			_ = cmd.Process.Kill()
+			st.orphan = true
+			return <-waited
+		}
+	}
+}
+
+// memoryCgroup is the container's memory cgroup directory.
+func (b *Backend) memoryCgroup(id string) string {
+	return filepath.Join(b.cg.memory, CgroupsPath(b.cgroupParent, id))
+}
+
+// cleanup removes the container (state and cgroups) and then the bundle. A stopped container
+// is removed directly (its runc state dir and its cgroup dirs: what `runc delete` does, without
+// the cost of another runc process per call); anything unusual falls back to
+// `runc delete --force`, which also kills a still-running init.
+func (b *Backend) cleanup(st *runState, bundle string) error {
+	var errs []error
+	if st.started {
+		if err := b.removeContainer(st.id, st.orphan); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(bundle); err != nil {
+		errs = append(errs, fmt.Errorf("removing bundle %s: %w", bundle, err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeContainer deletes container id. force (or any failure of the direct path) uses
+// `runc delete --force`.
+func (b *Backend) removeContainer(id string, force bool) error {
+	if !force {
+		if err := b.removeStopped(id); err == nil {
+			return nil
+		} else {
+			b.log.Debug().Err(err).Str("container", id).Msg("direct removal failed; using runc delete --force")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	out, err := b.runcCmd(ctx, "delete", "--force", id)
+	if err != nil && !strings.Contains(string(out), "does not exist") {
+		return fmt.Errorf("runc delete --force %s: %v: %s", id, err, bytes.TrimSpace(out))
+	}
+	// runc removes the cgroups it recorded; remove any it had not recorded yet.
+	return b.removeCgroups(id, nil)
+}
+
+// removeStopped removes a stopped container without runc: its cgroup dirs (those runc
+// recorded in its state plus the ones Airlock's layout predicts) and its state dir.
+func (b *Backend) removeStopped(id string) error {
+	stateDir := filepath.Join(b.root, id)
+	recorded, err := recordedCgroups(stateDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := b.removeCgroups(id, recorded); err != nil {
+		return err
+	}
+	return os.RemoveAll(stateDir)
+}
+
+func (b *Backend) removeCgroups(id string, recorded []string) error {
+	var errs []error
+	for _, dir := range append(recorded, b.cg.paths(CgroupsPath(b.cgroupParent, id))...) {
+		if err := removeCgroup(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// recordedCgroups reads the cgroup dirs runc recorded in the container's state.json. Only
+// paths under /sys/fs/cgroup are returned: the state dir is root-only, but the file is still
+// input and must not steer an rmdir elsewhere.
+func recordedCgroups(stateDir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "state.json"))
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		CgroupPaths map[string]string `json:"cgroup_paths"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s/state.json: %w", stateDir, err)
+	}
+	var out []string
+	for _, p := range st.CgroupPaths {
+		if p = filepath.Clean(p); strings.HasPrefix(p, cgroupRoot+"/") {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// runcError returns the first error logged by runc, or "".
+func runcError(logFile string) string {
+	f, err := os.Open(logFile)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
+			return e.Msg
+		}
+	}
+	return ""
+}
+
+var execFailure = regexp.MustCompile(`exec: (".*"): (.*)$`)
+
+// execFailureCode maps runc's "could not exec the command" errors to the shell's codes: 127
+// not found, 126 not executable. Other runc errors return 0.
+func execFailureCode(msg string) int {
+	m := execFailure.FindStringSubmatch(msg)
+	if m == nil {
+		return 0
+	}
+	switch {
+	case strings.Contains(m[2], "not found"), strings.Contains(m[2], "no such file"):
+		return 127
+	case strings.Contains(m[2], "permission denied"), strings.Contains(m[2], "exec format error"):
+		return 126
+	}
+	return 0
+}
+
+func execFailureText(msg string) string {
+	if m := execFailure.FindStringSubmatch(msg); m != nil {
+		return m[1] + ": " + m[2]
+	}
+	return msg
+}
