@@ -23,8 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/rs/zerolog"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/seccomp"
