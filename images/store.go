@@ -68,6 +68,16 @@ func Open(stateDir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("images: creating store %s: %w", dir, err)
 	}
+	// Refuse a store someone else can write: whoever can replace a rootfs or a name index
+	// chooses the programs every sandbox runs, and the binds the host image gets.
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	if uid, _ := statOwner(fi); int(uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("images: store %s is owned by uid %d with mode %v: it must belong to uid %d and not be writable by group or others (chown %d %s && chmod 700 %s)",
+			dir, uid, fi.Mode().Perm(), os.Geteuid(), os.Geteuid(), dir, dir)
+	}
 	return &Store{dir: dir, pruneAfter: defaultPruneAfter}, nil
 }
 

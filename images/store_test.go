@@ -62,6 +62,26 @@ func TestOpenCreatesPrivateStore(t *testing.T) {
 	}
 }
 
+func TestOpenRefusesWritableStore(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "images")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(state); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("Open of a world-writable store = %v, want a refusal naming chmod 700", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(state); err != nil {
+		t.Fatalf("Open of a 0755 store: %v", err)
+	}
+}
+
 func TestBusyboxImage(t *testing.T) {
 	requireBusybox(t)
 	s := openStore(t)
