@@ -1,0 +1,339 @@
+package runtime
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/airlock-mcp/airlock/images"
+	"github.com/airlock-mcp/airlock/pipeline"
+)
+
+// BuiltinNames lists the built-in tools in the order they are served.
+func BuiltinNames() []string {
+	return []string{"read_file", "list_directory", "search_files", "write_file", "run_command",
+		"git_status", "git_diff", "git_log", "run_tests"}
+}
+
+// builtinSpec is a built-in tool before it is bound to a name, profile and workspace.
+type builtinSpec struct {
+	title, description string
+	schema             string
+	profile            string
+	annotations        Annotations
+	argv               func(args map[string]any) ([]string, []byte, error)
+	render             func(pipeline.Output) pipeline.Rendered
+	env                []string
+	progress           bool
+}
+
+func ptr[T any](v T) *T { return &v }
+
+var (
+	readOnlyHints    = Annotations{ReadOnly: true, Destructive: ptr(false), Idempotent: true, OpenWorld: ptr(false)}
+	destructiveHints = Annotations{ReadOnly: false, Destructive: ptr(true), Idempotent: true, OpenWorld: ptr(false)}
+)
+
+// gitArgv starts every git command. The workspace is attacker-controllable, including
+// .git/config, so the settings that make git run programs (fsmonitor, hooks, external diff,
+// textconv, pager) are switched off on the command line, which takes precedence over the
+// repository's config. safe.directory=* because the sandbox user does not own the workspace.
+func gitArgv(sub ...string) []string {
+	base := []string{"git", "-c", "safe.directory=*", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+		"-c", "core.pager=cat", "-c", "color.ui=false", "--no-pager"}
+	return append(base, sub...)
+}
+
+var gitEnv = []string{"HOME=/tmp", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "GIT_PAGER=cat"}
+
+// toolboxArgv runs the toolbox with the JSON arguments; write_file's content goes through
+// stdin because one argv string is limited to 128 KiB.
+func toolboxArgv(tool string, viaStdin bool) func(map[string]any) ([]string, []byte, error) {
+	return func(args map[string]any) ([]string, []byte, error) {
+		raw, err := json.Marshal(args)
+		if err != nil {
+			return nil, nil, err
+		}
+		if viaStdin {
+			return []string{images.ToolboxPath, tool, "-"}, raw, nil
+		}
+		return []string{images.ToolboxPath, tool, string(raw)}, nil, nil
+	}
+}
+
+func builtinSpecs() map[string]builtinSpec {
+	return map[string]builtinSpec{
+		"read_file": {
+			title:       "Read file",
+			description: "Read a text file in the workspace. Paths are relative to the workspace root. Returns up to `limit` lines (default 2000) starting at line `offset` (0-based), at most 256 KiB; when more remain, the result says which offset to continue from. Binary files are reported, not returned.",
+			schema: `{"type":"object","properties":{
+				"path":{"type":"string","description":"File path relative to the workspace root.","minLength":1,"maxLength":4096},
+				"offset":{"type":"integer","minimum":0,"description":"First line to return, 0-based (default 0)."},
+				"limit":{"type":"integer","minimum":1,"maximum":20000,"description":"Number of lines to return (default 2000)."}},
+				"required":["path"],"additionalProperties":false}`,
+			profile: "files", annotations: readOnlyHints,
+			argv: toolboxArgv("read_file", false), render: renderToolbox(renderRead),
+		},
+		"list_directory": {
+			title:       "List directory",
+			description: "List the entries of a directory in the workspace (name, type file/dir/symlink/other, size). Path is relative to the workspace root; omit it for the root.",
+			schema: `{"type":"object","properties":{
+				"path":{"type":"string","description":"Directory relative to the workspace root (default: the root).","maxLength":4096}},
+				"additionalProperties":false}`,
+			profile: "files", annotations: readOnlyHints,
+			argv: toolboxArgv("list_directory", false), render: renderToolbox(renderList),
+		},
+		"search_files": {
+			title:       "Search files",
+			description: "Search the workspace's text files for a regular expression (RE2 syntax) and return matching lines as path:line: text. `glob` filters files: without a slash it matches file names (\"*.go\"), with one the path (\"src/**/*.ts\"). Skips .git, binary files and files over 4 MiB; never follows symlinks.",
+			schema: `{"type":"object","properties":{
+				"pattern":{"type":"string","minLength":1,"maxLength":1000,"description":"RE2 regular expression matched against each line."},
+				"glob":{"type":"string","maxLength":500,"description":"Only search files matching this glob."},
+				"path":{"type":"string","maxLength":4096,"description":"Directory to search, relative to the workspace root (default: the root)."},
+				"max_results":{"type":"integer","minimum":1,"maximum":1000,"description":"Maximum matches to return (default 100)."}},
+				"required":["pattern"],"additionalProperties":false}`,
+			profile: "files", annotations: readOnlyHints,
+			argv: toolboxArgv("search_files", false), render: renderToolbox(renderSearch),
+		},
+		"write_file": {
+			title:       "Write file",
+			description: "Write a text file in the workspace, replacing it if it exists and creating missing parent directories. Path is relative to the workspace root. Refuses to write through symlinks. The policy may ask a human to approve the write first.",
+			schema: `{"type":"object","properties":{
+				"path":{"type":"string","minLength":1,"maxLength":4096,"description":"File path relative to the workspace root."},
+				"content":{"type":"string","maxLength":4194304,"description":"The complete new content of the file."}},
+				"required":["path","content"],"additionalProperties":false}`,
+			profile: "files-write", annotations: destructiveHints,
+			argv: toolboxArgv("write_file", true), render: renderToolbox(renderWrite),
+		},
+		"run_command": {
+			title:       "Run command",
+			description: "Run a command in a fresh, throwaway sandbox with the workspace mounted read-only at /workspace (the working directory), no network and a time limit. Give either `command`, a string run by /bin/sh -c, or `argv`, an array run directly without a shell. Returns stdout, stderr and the exit code.",
+			schema: `{"type":"object","properties":{
+				"command":{"type":"string","minLength":1,"maxLength":16384,"description":"Shell command line, run by /bin/sh -c."},
+				"argv":{"type":"array","minItems":1,"maxItems":1024,"items":{"type":"string","maxLength":16384},"description":"Program and arguments, run without a shell."}},
+				"oneOf":[{"required":["command"]},{"required":["argv"]}],
+				"additionalProperties":false}`,
+			profile: "command", annotations: Annotations{ReadOnly: true, Destructive: ptr(false), OpenWorld: ptr(false)},
+			argv: func(args map[string]any) ([]string, []byte, error) {
+				if c, ok := args["command"].(string); ok {
+					return []string{"/bin/sh", "-c", c}, nil, nil
+				}
+				items, _ := args["argv"].([]any)
+				var argv []string
+				for i, it := range items {
+					s, ok := it.(string)
+					if !ok {
+						return nil, nil, fmt.Errorf("argv[%d] is not a string", i)
+					}
+					argv = append(argv, s)
+				}
+				if len(argv) == 0 || argv[0] == "" {
+					return nil, nil, fmt.Errorf("give command or a non-empty argv")
+				}
+				return argv, nil, nil
+			},
+			env: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+		},
+		"git_status": {
+			title:       "Git status",
+			description: "Show the workspace's git status (short format, with the branch).",
+			schema:      `{"type":"object","properties":{},"additionalProperties":false}`,
+			profile:     "git", annotations: readOnlyHints, env: gitEnv,
+			argv: func(map[string]any) ([]string, []byte, error) {
+				return gitArgv("status", "--short", "--branch"), nil, nil
+			},
+		},
+		"git_diff": {
+			title:       "Git diff",
+			description: "Show the workspace's uncommitted changes as a unified diff: unstaged by default, staged with `staged: true`, or against `ref` (a commit, branch or tag). `path` limits the diff to a file or directory.",
+			schema: `{"type":"object","properties":{
+				"staged":{"type":"boolean","description":"Show staged (cached) changes."},
+				"ref":{"type":"string","pattern":"^[A-Za-z0-9_][A-Za-z0-9_./@^~{}-]{0,199}$","description":"Compare against this commit, branch or tag."},
+				"path":{"type":"string","minLength":1,"maxLength":4096,"description":"Limit to this path, relative to the workspace root."}},
+				"additionalProperties":false}`,
+			profile: "git", annotations: readOnlyHints, env: gitEnv,
+			argv: func(args map[string]any) ([]string, []byte, error) {
+				argv := gitArgv("diff", "--no-ext-diff", "--no-textconv", "--no-color")
+				if s, _ := args["staged"].(bool); s {
+					argv = append(argv, "--cached")
+				}
+				if r, ok := args["ref"].(string); ok {
+					// The schema's pattern already forbids a leading "-"; checked again because an
+					// option here (--output=FILE) would make diff write files.
+					if strings.HasPrefix(r, "-") {
+						return nil, nil, fmt.Errorf("ref must not start with '-'")
+					}
+					argv = append(argv, r)
+				}
+				argv = append(argv, "--")
+				if p, ok := args["path"].(string); ok {
+					argv = append(argv, p)
+				}
+				return argv, nil, nil
+			},
+		},
+		"git_log": {
+			title:       "Git log",
+			description: "Show recent commits (hash, date, author, subject), newest first. `max_count` defaults to 20; `path` limits the log to commits touching a file or directory.",
+			schema: `{"type":"object","properties":{
+				"max_count":{"type":"integer","minimum":1,"maximum":500,"description":"Number of commits (default 20)."},
+				"path":{"type":"string","minLength":1,"maxLength":4096,"description":"Only commits touching this path, relative to the workspace root."}},
+				"additionalProperties":false}`,
+			profile: "git", annotations: readOnlyHints, env: gitEnv,
+			argv: func(args map[string]any) ([]string, []byte, error) {
+				n := "20"
+				if v, ok := args["max_count"]; ok {
+					s, err := scalar(v)
+					if err != nil {
+						return nil, nil, fmt.Errorf("max_count: %w", err)
+					}
+					n = s
+				}
+				argv := gitArgv("log", "--no-color", "--date=short", "--format=%h %ad %an %s", "-n", n, "--")
+				if p, ok := args["path"].(string); ok {
+					argv = append(argv, p)
+				}
+				return argv, nil, nil
+			},
+		},
+		"run_tests": {
+			title:       "Run tests",
+			description: "Run the project's configured test command on a throwaway copy-on-write copy of the workspace (tests may write files; the workspace is not changed), with no network and a long time limit. Reports progress while it runs and returns the test output and exit code.",
+			schema:      `{"type":"object","properties":{},"additionalProperties":false}`,
+			profile:     "tests", annotations: readOnlyHints, progress: true,
+			env: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+				"GOCACHE=/tmp/go-cache", "GOPATH=/tmp/go", "GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local",
+				"CI=1", "npm_config_cache=/tmp/npm-cache"},
+			// argv is bound at registry time from the tests config.
+		},
+	}
+}
+
+// renderToolbox decodes the toolbox's single JSON object and hands it to view. The toolbox's
+// strings are decoded from JSON after stage 6 ran, so escapes such as \u001b come back as
+// raw control bytes here; stripControl removes them again before the agent sees them.
+func renderToolbox(view func(m map[string]any) string) func(pipeline.Output) pipeline.Rendered {
+	return func(out pipeline.Output) pipeline.Rendered {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out.Stdout)), &m); err != nil || m == nil {
+			r := renderCommand(out)
+			r.IsError = true
+			if out.TimedOut || out.OOMKilled {
+				return r
+			}
+			r.Text = "file tool failed without a result: " + r.Text
+			return r
+		}
+		if e, ok := m["error"].(string); ok {
+			return pipeline.Rendered{Text: stripControl(e), IsError: true, Fields: map[string]any{"error": stripControl(e)}}
+		}
+		return pipeline.Rendered{Text: stripControl(view(m)), Fields: map[string]any{"result": m}}
+	}
+}
+
+func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+
+func num(m map[string]any, k string) int64 {
+	f, _ := m[k].(float64)
+	return int64(f)
+}
+
+func renderRead(m map[string]any) string {
+	if b, _ := m["binary"].(bool); b {
+		return fmt.Sprintf("%s is a binary file (%d bytes); not shown.", str(m, "path"), num(m, "size"))
+	}
+	text := str(m, "content")
+	if t, _ := m["truncated"].(bool); t {
+		text += fmt.Sprintf("\n[more lines follow: call read_file with offset %d]", num(m, "next_offset"))
+	}
+	if text == "" {
+		return fmt.Sprintf("(%s: no lines at offset %d)", str(m, "path"), num(m, "offset"))
+	}
+	return text
+}
+
+func renderList(m map[string]any) string {
+	var b strings.Builder
+	entries, _ := m["entries"].([]any)
+	for _, e := range entries {
+		em, _ := e.(map[string]any)
+		name := str(em, "name")
+		switch str(em, "type") {
+		case "dir":
+			name += "/"
+		case "symlink":
+			name += "@"
+		}
+		if str(em, "type") == "file" {
+			fmt.Fprintf(&b, "%s\t%d\n", name, num(em, "size"))
+		} else {
+			b.WriteString(name + "\n")
+		}
+	}
+	if len(entries) == 0 {
+		b.WriteString("(empty directory)\n")
+	}
+	if t, _ := m["truncated"].(bool); t {
+		b.WriteString("[more entries not shown]\n")
+	}
+	return b.String()
+}
+
+func renderSearch(m map[string]any) string {
+	var b strings.Builder
+	matches, _ := m["matches"].([]any)
+	for _, x := range matches {
+		mm, _ := x.(map[string]any)
+		fmt.Fprintf(&b, "%s:%d: %s\n", str(mm, "path"), num(mm, "line"), str(mm, "text"))
+	}
+	if len(matches) == 0 {
+		fmt.Fprintf(&b, "no matches (%d files searched)\n", num(m, "files_scanned"))
+	}
+	if t, _ := m["truncated"].(bool); t {
+		b.WriteString("[more matches not shown: raise max_results or narrow the search]\n")
+	}
+	return b.String()
+}
+
+func renderWrite(m map[string]any) string {
+	verb := "updated"
+	if c, _ := m["created"].(bool); c {
+		verb = "created"
+	}
+	return fmt.Sprintf("%s %s (%d bytes)", verb, str(m, "path"), num(m, "bytes"))
+}
+
+// stripControl removes terminal escape sequences and control bytes other than tab and newline.
+func stripControl(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == 0x1b:
+			// Skip ESC and a CSI/OSC sequence after it.
+			if i+1 < len(s) && s[i+1] == '[' {
+				j := i + 2
+				for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+					j++
+				}
+				i = j
+			} else if i+1 < len(s) && s[i+1] == ']' {
+				j := i + 2
+				for j < len(s) && s[j] != 0x07 && !(s[j] == 0x1b && j+1 < len(s) && s[j+1] == '\\') {
+					j++
+				}
+				if j < len(s) && s[j] == 0x1b {
+					j++
+				}
+				i = j
+			}
+		case c == '\t' || c == '\n':
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

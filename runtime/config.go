@@ -1,0 +1,500 @@
+// Package runtime is Airlock's MCP surface: the YAML configuration, the tool registry (built-in
+// and configured tools), and the MCP server over stdio and streamable HTTP that feeds every
+// tools/call into the seven-stage pipeline.
+package runtime
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// Config is Airlock's configuration file. The zero value plus Defaults is the built-in setup:
+// the current directory, the runc backend, the embedded safe policy and every built-in tool.
+type Config struct {
+	// Workspace is the host directory tools see at /workspace. Relative paths are relative to
+	// the config file's directory.
+	Workspace string `yaml:"workspace"`
+	// Backend names the sandbox backend ("runc").
+	Backend string `yaml:"backend"`
+	// Policy is the policy file; empty means the embedded safe default (see DefaultPolicy).
+	Policy string      `yaml:"policy"`
+	Audit  AuditConfig `yaml:"audit"`
+	// Grant is the identity of stdio and CLI callers (and of loopback HTTP callers without a token).
+	Grant GrantConfig `yaml:"grant"`
+	HTTP  HTTPConfig  `yaml:"http"`
+	// Profiles add sandbox profiles or replace built-in ones of the same name.
+	Profiles map[string]Profile `yaml:"profiles"`
+	// Builtins selects built-in tools by name; absent means all of them, [] means none.
+	Builtins *[]string `yaml:"builtins"`
+	// Tools are configured tools: an argv template run in a sandbox, or a built-in under
+	// another name or profile.
+	Tools []ToolConfig `yaml:"tools"`
+	// Tests configures run_tests.
+	Tests TestsConfig `yaml:"tests"`
+
+	// File is where the config came from ("" for the built-in default); errors name it.
+	File string `yaml:"-"`
+	root *yaml.Node
+}
+
+// AuditConfig places the audit log.
+type AuditConfig struct {
+	// Path of the append-only, hash-chained log; default $AIRLOCK_STATE_DIR/audit/audit.jsonl.
+	Path string `yaml:"path"`
+	// RecordArgs stores argument values in audit records (off: only keys and a hash).
+	RecordArgs bool `yaml:"record_args"`
+}
+
+// GrantConfig is a caller identity as the policy sees it (grant.id, grant.labels.X).
+type GrantConfig struct {
+	ID     string            `yaml:"id"`
+	Labels map[string]string `yaml:"labels"`
+}
+
+// HTTPConfig configures `airlock serve --http`.
+type HTTPConfig struct {
+	// Addr is the listen address; default 127.0.0.1:8811.
+	Addr string `yaml:"addr"`
+	// AllowedHosts are extra Host header values accepted besides the loopback names and the
+	// listen address (e.g. "airlock.internal:8811").
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AllowedOrigins are extra Origin values accepted from browsers (scheme://host[:port]).
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// Tokens map bearer tokens to grants. With any token configured, every request needs one.
+	Tokens []TokenConfig `yaml:"tokens"`
+}
+
+// TokenConfig is one bearer token. The token itself never sits in the config file.
+type TokenConfig struct {
+	TokenEnv  string            `yaml:"token_env"`  // environment variable holding the token
+	TokenFile string            `yaml:"token_file"` // file holding the token (trailing newline trimmed)
+	Grant     string            `yaml:"grant"`      // grant id of callers presenting it
+	Labels    map[string]string `yaml:"labels"`
+}
+
+// Profile is how a tool's sandbox is built.
+type Profile struct {
+	Image     string         `yaml:"image"`     // busybox or host
+	Seccomp   string         `yaml:"seccomp"`   // default, files (unconfined is refused in config)
+	Workspace string         `yaml:"workspace"` // ro, rw, copy or none
+	User      string         `yaml:"user"`      // nobody (default) or workspace-owner
+	Memory    string         `yaml:"memory"`    // e.g. 256Mi
+	CPUs      float64        `yaml:"cpus"`
+	Pids      int64          `yaml:"pids"`
+	Timeout   Duration       `yaml:"timeout"` // e.g. 30s, 10m
+	Tmpfs     string         `yaml:"tmpfs"`   // size of /tmp
+	Stdout    string         `yaml:"stdout"`  // stdout cap
+	Stderr    string         `yaml:"stderr"`  // stderr cap
+	Env       []string       `yaml:"env"`     // KEY=VALUE
+	Mounts    []MountConfig  `yaml:"mounts"`  // extra host directories
+	limits    resolvedLimits `yaml:"-"`
+}
+
+// MountConfig is an extra host directory for a profile (read-only unless access says otherwise).
+type MountConfig struct {
+	Source string `yaml:"source"`
+	Target string `yaml:"target"`
+	Access string `yaml:"access"` // ro (default), rw, copy
+}
+
+type resolvedLimits struct {
+	memory, tmpfs, stdout, stderr int64
+}
+
+// ToolConfig is one configured tool.
+type ToolConfig struct {
+	Name        string         `yaml:"name"`
+	Description string         `yaml:"description"`
+	Title       string         `yaml:"title"`
+	Builtin     string         `yaml:"builtin"` // a built-in tool's implementation under this name
+	Argv        []string       `yaml:"argv"`    // argv template; {{args.x}} fills a whole element
+	Profile     string         `yaml:"profile"`
+	InputSchema map[string]any `yaml:"input_schema"`
+	Annotations *Annotations   `yaml:"annotations"`
+}
+
+// Annotations are the MCP tool hints shown to clients.
+type Annotations struct {
+	ReadOnly    bool  `yaml:"read_only"`
+	Destructive *bool `yaml:"destructive"`
+	Idempotent  bool  `yaml:"idempotent"`
+	OpenWorld   *bool `yaml:"open_world"`
+}
+
+// TestsConfig is run_tests' command.
+type TestsConfig struct {
+	// Argv is the test command; empty means detected from the workspace (go.mod → go test ./...,
+	// package.json → npm test, Cargo.toml → cargo test --offline, Makefile → make test).
+	Argv    []string `yaml:"argv"`
+	Profile string   `yaml:"profile"` // default "tests"
+}
+
+// Duration is a time.Duration written as "30s" or "10m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("line %d: duration %q: want a positive Go duration such as 30s or 10m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ConfigError is a configuration problem at a line of the file.
+type ConfigError struct {
+	File string
+	Line int    // 0 when unknown
+	Path string // e.g. tools[2].profile
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	loc := e.File
+	if loc == "" {
+		loc = "config"
+	}
+	if e.Line > 0 {
+		loc += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Path != "" {
+		return loc + ": " + e.Path + ": " + e.Msg
+	}
+	return loc + ": " + e.Msg
+}
+
+// LoadConfig reads, parses and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return ParseConfig(abs, data)
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// ParseConfig parses and validates a config document. file names it in errors and anchors
+// relative paths (its directory).
+func ParseConfig(file string, data []byte) (*Config, error) {
+	cfg := &Config{File: file}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlErr(file, err)
+	}
+	cfg.root = &root
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		// Unknown keys are errors: a misspelt "workspce: ro" silently ignored would leave the
+		// operator believing in a restriction that is not there.
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil {
+			return nil, yamlErr(file, err)
+		}
+	}
+	cfg.File = file
+	cfg.root = &root
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// yamlErr turns yaml.v3's "line N: msg" errors into ConfigErrors (the first one).
+func yamlErr(file string, err error) error {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	for _, m := range msgs {
+		if g := yamlLine.FindStringSubmatch(strings.TrimSpace(m)); g != nil {
+			line, _ := strconv.Atoi(g[1])
+			return &ConfigError{File: file, Line: line, Msg: g[2]}
+		}
+	}
+	return &ConfigError{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+}
+
+// line finds the line of a key path in the document: strings index mappings, ints sequences.
+// It returns the line of the deepest node found.
+func (c *Config) line(path ...any) int {
+	if c.root == nil || len(c.root.Content) == 0 {
+		return 0
+	}
+	n := c.root.Content[0]
+	best := n.Line
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			if n.Kind != yaml.MappingNode {
+				return best
+			}
+			found := false
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == k {
+					best = n.Content[i].Line
+					n = n.Content[i+1]
+					found = true
+					break
+				}
+			}
+			if !found {
+				return best
+			}
+		case int:
+			if n.Kind != yaml.SequenceNode || k >= len(n.Content) {
+				return best
+			}
+			n = n.Content[k]
+			best = n.Line
+		}
+	}
+	return best
+}
+
+func (c *Config) errAt(msg string, path ...any) error {
+	var b strings.Builder
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(k)
+		case int:
+			fmt.Fprintf(&b, "[%d]", k)
+		}
+	}
+	return &ConfigError{File: c.File, Line: c.line(path...), Path: b.String(), Msg: msg}
+}
+
+var toolName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
+
+// validate checks the parts that do not need the workspace; Resolve checks the rest.
+func (c *Config) validate() error {
+	if c.Backend != "" && !toolName.MatchString(c.Backend) {
+		return c.errAt(fmt.Sprintf("backend %q is not a backend name (e.g. runc)", c.Backend), "backend")
+	}
+	for name, p := range c.Profiles {
+		if !toolName.MatchString(name) {
+			return c.errAt(fmt.Sprintf("profile name %q: use letters, digits, _ . -", name), "profiles", name)
+		}
+		if err := c.checkProfile(name, &p); err != nil {
+			return err
+		}
+		c.Profiles[name] = p
+	}
+	for i, tok := range c.HTTP.Tokens {
+		if (tok.TokenEnv == "") == (tok.TokenFile == "") {
+			return c.errAt("set exactly one of token_env or token_file (the token itself never goes in the config)", "http", "tokens", i)
+		}
+		if tok.Grant == "" {
+			return c.errAt("grant is required: the grant id callers with this token act as", "http", "tokens", i)
+		}
+	}
+	if c.Builtins != nil {
+		for i, b := range *c.Builtins {
+			if !slices.Contains(BuiltinNames(), b) {
+				return c.errAt(fmt.Sprintf("unknown built-in tool %q; built-ins are %s", b, strings.Join(BuiltinNames(), ", ")), "builtins", i)
+			}
+		}
+	}
+	seen := map[string]int{}
+	for i, t := range c.Tools {
+		if !toolName.MatchString(t.Name) {
+			return c.errAt(fmt.Sprintf("tool name %q: 1-64 of letters, digits, _ . - (MCP tool names)", t.Name), "tools", i, "name")
+		}
+		if j, dup := seen[t.Name]; dup {
+			return c.errAt(fmt.Sprintf("tool %q is already defined at tools[%d]", t.Name, j), "tools", i, "name")
+		}
+		seen[t.Name] = i
+		switch {
+		case t.Builtin != "" && len(t.Argv) > 0:
+			return c.errAt("set either builtin or argv, not both", "tools", i)
+		case t.Builtin != "":
+			if !slices.Contains(BuiltinNames(), t.Builtin) {
+				return c.errAt(fmt.Sprintf("unknown built-in tool %q; built-ins are %s", t.Builtin, strings.Join(BuiltinNames(), ", ")), "tools", i, "builtin")
+			}
+			if t.InputSchema != nil {
+				return c.errAt("a built-in keeps its own input_schema; remove it", "tools", i, "input_schema")
+			}
+		case len(t.Argv) > 0:
+			if t.Description == "" {
+				return c.errAt("description is required: it is what the agent reads to decide when to call the tool", "tools", i, "description")
+			}
+			if _, err := parseTemplate(t.Argv); err != nil {
+				return c.errAt(err.Error(), "tools", i, "argv")
+			}
+		default:
+			return c.errAt("set argv (a command template) or builtin (a built-in tool's name)", "tools", i)
+		}
+		if t.InputSchema != nil {
+			if typ, _ := t.InputSchema["type"].(string); typ != "object" {
+				return c.errAt(`input_schema must have type: object`, "tools", i, "input_schema")
+			}
+		}
+		if t.Profile != "" {
+			if _, ok := c.profile(t.Profile); !ok {
+				return c.errAt(fmt.Sprintf("unknown profile %q; define it under profiles: or use one of %s", t.Profile, strings.Join(c.profileNames(), ", ")), "tools", i, "profile")
+			}
+		}
+	}
+	if c.Tests.Profile != "" {
+		if _, ok := c.profile(c.Tests.Profile); !ok {
+			return c.errAt(fmt.Sprintf("unknown profile %q; use one of %s", c.Tests.Profile, strings.Join(c.profileNames(), ", ")), "tests", "profile")
+		}
+	}
+	return nil
+}
+
+func (c *Config) checkProfile(name string, p *Profile) error {
+	at := func(msg string, key ...any) error {
+		return c.errAt(msg, append([]any{"profiles", name}, key...)...)
+	}
+	switch p.Image {
+	case "busybox", "host", "debian":
+	case "":
+		return at("image is required (busybox or host)", "image")
+	default:
+		return at(fmt.Sprintf("image %q: want busybox, host or debian", p.Image), "image")
+	}
+	switch p.Seccomp {
+	case "", sandbox.SeccompDefault, sandbox.SeccompFiles:
+	case sandbox.SeccompUnconfined:
+		// Refused in config: an unconfined tool would expose the whole syscall surface to
+		// whatever the model sends it; that belongs to `airlock exec` by hand, not a tool.
+		return at("seccomp unconfined is not allowed for tools; use default or files", "seccomp")
+	default:
+		return at(fmt.Sprintf("seccomp %q: want default or files", p.Seccomp), "seccomp")
+	}
+	switch p.Workspace {
+	case "", "ro", "rw", "copy", "none":
+	default:
+		return at(fmt.Sprintf("workspace %q: want ro, rw, copy or none", p.Workspace), "workspace")
+	}
+	switch p.User {
+	case "", "nobody", "workspace-owner":
+	default:
+		return at(fmt.Sprintf("user %q: want nobody or workspace-owner", p.User), "user")
+	}
+	sizes := []struct {
+		key string
+		v   string
+		dst *int64
+	}{{"memory", p.Memory, &p.limits.memory}, {"tmpfs", p.Tmpfs, &p.limits.tmpfs}, {"stdout", p.Stdout, &p.limits.stdout}, {"stderr", p.Stderr, &p.limits.stderr}}
+	for _, s := range sizes {
+		if s.v == "" {
+			continue
+		}
+		n, err := sandbox.ParseBytes(s.v)
+		if err != nil {
+			return at(err.Error(), s.key)
+		}
+		*s.dst = n
+	}
+	if p.CPUs < 0 {
+		return at("cpus must be positive", "cpus")
+	}
+	if p.Pids < 0 {
+		return at("pids must be positive", "pids")
+	}
+	for i, e := range p.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return at(fmt.Sprintf("%q is not KEY=VALUE", e), "env", i)
+		}
+	}
+	for i, m := range p.Mounts {
+		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
+			return at("source and target must be absolute paths", "mounts", i)
+		}
+		if filepath.Clean(m.Target) == sandbox.WorkspaceTarget {
+			return at("target /workspace is the workspace; use workspace: instead", "mounts", i)
+		}
+		switch m.Access {
+		case "", "ro", "rw", "copy":
+		default:
+			return at(fmt.Sprintf("access %q: want ro, rw or copy", m.Access), "mounts", i, "access")
+		}
+	}
+	return nil
+}
+
+// profile returns a configured profile or the built-in one of that name.
+func (c *Config) profile(name string) (Profile, bool) {
+	if p, ok := c.Profiles[name]; ok {
+		return p, true
+	}
+	p, ok := builtinProfiles()[name]
+	return p, ok
+}
+
+func (c *Config) profileNames() []string {
+	var names []string
+	for n := range builtinProfiles() {
+		names = append(names, n)
+	}
+	for n := range c.Profiles {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// builtinProfiles are the sandboxes of the built-in tools. A config profile of the same name
+// replaces one.
+func builtinProfiles() map[string]Profile {
+	mk := func(p Profile) Profile {
+		p.limits = resolvedLimits{memory: mustBytes(p.Memory), tmpfs: mustBytes(p.Tmpfs)}
+		return p
+	}
+	return map[string]Profile{
+		// files: the toolbox on busybox, no sockets in the seccomp filter, small limits.
+		"files": mk(Profile{Image: "busybox", Seccomp: sandbox.SeccompFiles, Workspace: "ro", User: "nobody",
+			Memory: "64Mi", CPUs: 0.5, Pids: 16, Timeout: Duration(15 * time.Second), Tmpfs: "8Mi"}),
+		// files-write: as files, with the workspace writable for this one call, as its owner
+		// (so the written file keeps the workspace's ownership).
+		"files-write": mk(Profile{Image: "busybox", Seccomp: sandbox.SeccompFiles, Workspace: "rw", User: "workspace-owner",
+			Memory: "64Mi", CPUs: 0.5, Pids: 16, Timeout: Duration(15 * time.Second), Tmpfs: "8Mi"}),
+		// command: host toolchain, read-only workspace, no network.
+		"command": mk(Profile{Image: "host", Seccomp: sandbox.SeccompDefault, Workspace: "ro", User: "nobody",
+			Memory: "512Mi", CPUs: 1, Pids: 128, Timeout: Duration(60 * time.Second), Tmpfs: "256Mi"}),
+		// git: git on the host image against the read-only workspace.
+		"git": mk(Profile{Image: "host", Seccomp: sandbox.SeccompDefault, Workspace: "ro", User: "nobody",
+			Memory: "256Mi", CPUs: 1, Pids: 64, Timeout: Duration(30 * time.Second), Tmpfs: "64Mi"}),
+		// tests: a copy-on-write copy of the workspace (writes vanish with the container),
+		// as the workspace owner so the copy is writable, long timeout, more pids and memory.
+		"tests": mk(Profile{Image: "host", Seccomp: sandbox.SeccompDefault, Workspace: "copy", User: "workspace-owner",
+			Memory: "2Gi", CPUs: 2, Pids: 1024, Timeout: Duration(10 * time.Minute), Tmpfs: "1Gi"}),
+	}
+}
+
+func mustBytes(v string) int64 {
+	if v == "" {
+		return 0
+	}
+	n, err := sandbox.ParseBytes(v)
+	if err != nil {
+		panic(err) // only called on the constants above
+	}
+	return n
+}

@@ -1,0 +1,125 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFullConfig(t *testing.T) {
+	cfg, err := LoadConfig("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Grant.ID != "alice" || cfg.Grant.Labels["team"] != "platform" {
+		t.Errorf("grant = %+v", cfg.Grant)
+	}
+	if len(cfg.HTTP.Tokens) != 2 || cfg.HTTP.Tokens[0].Grant != "ci" {
+		t.Errorf("tokens = %+v", cfg.HTTP.Tokens)
+	}
+	p := cfg.Profiles["lint"]
+	if p.limits.memory != 1<<30 || p.limits.stderr != 256<<10 || p.Timeout.String() != "2m0s" {
+		t.Errorf("lint profile = %+v", p)
+	}
+	ws := t.TempDir()
+	if err := cfg.Resolve(Overrides{Workspace: ws, StateDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := filepath.Abs("testdata")
+	if cfg.Policy != filepath.Join(dir, "policy.json") || cfg.Audit.Path != filepath.Join(dir, "audit/audit.jsonl") {
+		t.Errorf("paths not relative to the config file: policy %s audit %s", cfg.Policy, cfg.Audit.Path)
+	}
+	tools, err := BuildTools(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools {
+		names = append(names, tl.Name())
+	}
+	if got, want := strings.Join(names, " "), "read_file list_directory search_files git_status run_tests go_vet cat_file"; got != want {
+		t.Errorf("tools = %s, want %s", got, want)
+	}
+}
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string // substring; "file:LINE:" included where the line matters
+	}{
+		{"unknown top-level key", "workspace: .\nworkspce: ro\n", "x.yaml:2: field workspce not found"},
+		{"unknown profile key", "profiles:\n  p:\n    image: host\n    memroy: 1Gi\n", "x.yaml:4: field memroy not found"},
+		{"bad yaml", "tools: [\n", "x.yaml:"},
+		{"bad duration", "profiles:\n  p:\n    image: host\n    timeout: soon\n", "x.yaml:4: duration \"soon\""},
+		{"bad image", "profiles:\n  p:\n    image: ubuntu\n", "x.yaml:3: profiles.p.image: image \"ubuntu\""},
+		{"missing image", "profiles:\n  p:\n    memory: 1Gi\n", "x.yaml:2: profiles.p.image: image is required"},
+		{"unconfined refused", "profiles:\n  p:\n    image: host\n    seccomp: unconfined\n", "x.yaml:4: profiles.p.seccomp: seccomp unconfined is not allowed"},
+		{"bad size", "profiles:\n  p:\n    image: host\n    memory: lots\n", "x.yaml:4: profiles.p.memory: size \"lots\""},
+		{"bad workspace access", "profiles:\n  p:\n    image: host\n    workspace: yes-please\n", "x.yaml:4: profiles.p.workspace"},
+		{"relative mount", "profiles:\n  p:\n    image: host\n    mounts:\n      - {source: rel, target: /x}\n", "x.yaml:5: profiles.p.mounts[0]: source and target must be absolute"},
+		{"mount over workspace", "profiles:\n  p:\n    image: host\n    mounts:\n      - {source: /tmp, target: /workspace}\n", "use workspace: instead"},
+		{"token inline", "http:\n  tokens:\n    - grant: ci\n", "x.yaml:3: http.tokens[0]: set exactly one of token_env or token_file"},
+		{"token without grant", "http:\n  tokens:\n    - token_env: T\n", "x.yaml:3: http.tokens[0]: grant is required"},
+		{"unknown builtin in list", "builtins: [read_file, rm_rf]\n", "x.yaml:1: builtins[1]: unknown built-in tool \"rm_rf\""},
+		{"tool without argv or builtin", "tools:\n  - name: x\n    description: d\n", "x.yaml:2: tools[0]: set argv"},
+		{"tool both", "tools:\n  - name: x\n    builtin: read_file\n    argv: [ls]\n", "x.yaml:2: tools[0]: set either builtin or argv"},
+		{"tool bad name", "tools:\n  - name: \"bad name\"\n    argv: [ls]\n    description: d\n", "x.yaml:2: tools[0].name"},
+		{"tool duplicate", "tools:\n  - name: x\n    argv: [ls]\n    description: d\n  - name: x\n    argv: [ls]\n    description: d\n", "x.yaml:5: tools[1].name: tool \"x\" is already defined at tools[0]"},
+		{"tool no description", "tools:\n  - name: x\n    argv: [ls]\n", "x.yaml:2: tools[0].description: description is required"},
+		{"tool unknown profile", "tools:\n  - name: x\n    description: d\n    argv: [ls]\n    profile: nope\n", "x.yaml:5: tools[0].profile: unknown profile \"nope\""},
+		{"tool spliced placeholder", "tools:\n  - name: x\n    description: d\n    argv: [ls, \"--dir={{args.d}}\"]\n", "x.yaml:4: tools[0].argv: argv[1] \"--dir={{args.d}}\": a placeholder must be the whole element"},
+		{"tool placeholder program", "tools:\n  - name: x\n    description: d\n    argv: [\"{{args.prog}}\"]\n", "argv[0] must be a literal program"},
+		{"tool schema not object", "tools:\n  - name: x\n    description: d\n    argv: [ls]\n    input_schema: {type: string}\n", "x.yaml:5: tools[0].input_schema: input_schema must have type: object"},
+		{"builtin unknown", "tools:\n  - name: x\n    builtin: nope\n", "x.yaml:3: tools[0].builtin: unknown built-in tool \"nope\""},
+		{"builtin with schema", "tools:\n  - name: x\n    builtin: read_file\n    input_schema: {type: object}\n", "keeps its own input_schema"},
+		{"tests unknown profile", "tests:\n  profile: nope\n", "x.yaml:2: tests.profile: unknown profile"},
+		{"bad backend name", "backend: \"../x\"\n", "x.yaml:1: backend"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("x.yaml", []byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEmptyConfigIsDefault(t *testing.T) {
+	cfg, err := ParseConfig("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "go.mod"), []byte("module x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	if err := cfg.Resolve(Overrides{Workspace: ws, StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Backend != "runc" || cfg.Grant.ID != "local" || cfg.HTTP.Addr != DefaultHTTPAddr {
+		t.Errorf("defaults = backend %q grant %q addr %q", cfg.Backend, cfg.Grant.ID, cfg.HTTP.Addr)
+	}
+	if cfg.Audit.Path != filepath.Join(state, "audit", "audit.jsonl") {
+		t.Errorf("audit path = %s", cfg.Audit.Path)
+	}
+	tools, err := BuildTools(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tools) != len(BuiltinNames()) {
+		t.Fatalf("%d tools, want every built-in", len(tools))
+	}
+	if _, err := cfg.LoadPolicy(); err != nil {
+		t.Fatalf("embedded default policy: %v", err)
+	}
+}

@@ -1,0 +1,172 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+)
+
+// BuildTools makes the tools cfg serves for its (resolved) workspace, in a stable order:
+// built-ins first in BuiltinNames order, then configured tools in file order.
+func BuildTools(cfg *Config) ([]*Tool, error) {
+	ws, err := inspectWorkspace(cfg.Workspace)
+	if err != nil {
+		return nil, err
+	}
+	specs := builtinSpecs()
+	configured := map[string]bool{}
+	for _, t := range cfg.Tools {
+		configured[t.Name] = true
+	}
+	var tools []*Tool
+	names := BuiltinNames()
+	if cfg.Builtins != nil {
+		names = *cfg.Builtins
+	}
+	for _, name := range BuiltinNames() {
+		if !slices.Contains(names, name) || configured[name] {
+			continue
+		}
+		t, err := cfg.builtinTool(name, name, specs[name], "", ws)
+		if err != nil {
+			return nil, err
+		}
+		tools = append(tools, t)
+	}
+	for i, tc := range cfg.Tools {
+		var t *Tool
+		if tc.Builtin != "" {
+			t, err = cfg.builtinTool(tc.Name, tc.Builtin, specs[tc.Builtin], tc.Profile, ws)
+			if err != nil {
+				return nil, err
+			}
+			if tc.Description != "" {
+				t.description = tc.Description
+			}
+			if tc.Title != "" {
+				t.title = tc.Title
+			}
+		} else {
+			t, err = cfg.commandTool(i, tc, ws)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if tc.Annotations != nil {
+			t.annotations = *tc.Annotations
+		}
+		tools = append(tools, t)
+	}
+	return tools, nil
+}
+
+func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile string, ws workspaceInfo) (*Tool, error) {
+	if profile == "" {
+		profile = spec.profile
+		if builtin == "run_tests" && c.Tests.Profile != "" {
+			profile = c.Tests.Profile
+		}
+	}
+	p, ok := c.profile(profile)
+	if !ok {
+		return nil, fmt.Errorf("tool %s: unknown profile %q", name, profile)
+	}
+	t := &Tool{
+		name: name, title: spec.title, description: spec.description, schema: json.RawMessage(spec.schema),
+		annotations: spec.annotations, profileName: profile, profile: p, ws: ws,
+		argv: spec.argv, render: spec.render, env: spec.env, progress: spec.progress,
+	}
+	if builtin == "run_tests" {
+		argv := c.Tests.Argv
+		if len(argv) == 0 {
+			argv = detectTestCommand(ws.dir)
+		}
+		t.argv = func(map[string]any) ([]string, []byte, error) {
+			if len(argv) == 0 {
+				return nil, nil, errors.New("no test command: set tests.argv in the Airlock config (nothing detected: no go.mod, package.json, Cargo.toml or Makefile in the workspace)")
+			}
+			return slices.Clone(argv), nil, nil
+		}
+		if len(argv) > 0 {
+			t.description += fmt.Sprintf(" Test command: %q.", argv)
+		}
+	}
+	return t, nil
+}
+
+func (c *Config) commandTool(i int, tc ToolConfig, ws workspaceInfo) (*Tool, error) {
+	tmpl, err := parseTemplate(tc.Argv)
+	if err != nil {
+		return nil, c.errAt(err.Error(), "tools", i, "argv")
+	}
+	profile := tc.Profile
+	if profile == "" {
+		profile = "command"
+	}
+	p, ok := c.profile(profile)
+	if !ok {
+		return nil, c.errAt(fmt.Sprintf("unknown profile %q", profile), "tools", i, "profile")
+	}
+	schema := json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`)
+	if tc.InputSchema != nil {
+		if schema, err = json.Marshal(tc.InputSchema); err != nil {
+			return nil, c.errAt("input_schema: "+err.Error(), "tools", i, "input_schema")
+		}
+	}
+	// Default hints follow from the sandbox: nothing reaches the network, and only a rw
+	// workspace lets the tool change anything that outlives the call.
+	rw := p.Workspace == "rw" || slices.ContainsFunc(p.Mounts, func(m MountConfig) bool { return m.Access == "rw" })
+	return &Tool{
+		name: tc.Name, title: tc.Title, description: tc.Description, schema: schema,
+		annotations: Annotations{ReadOnly: !rw, Destructive: ptr(rw), OpenWorld: ptr(false)},
+		profileName: profile, profile: p, ws: ws,
+		argv: func(args map[string]any) ([]string, []byte, error) {
+			argv, err := tmpl.expand(args)
+			return argv, nil, err
+		},
+		env: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+	}, nil
+}
+
+// inspectWorkspace checks the workspace is a directory and records its owner, which profiles
+// with user: workspace-owner run as.
+func inspectWorkspace(dir string) (workspaceInfo, error) {
+	if !filepath.IsAbs(dir) {
+		return workspaceInfo{}, fmt.Errorf("workspace %q must be an absolute path", dir)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return workspaceInfo{}, fmt.Errorf("workspace: %w (set --workspace or workspace: in the config)", err)
+	}
+	if !fi.IsDir() {
+		return workspaceInfo{}, fmt.Errorf("workspace %s is not a directory", dir)
+	}
+	ws := workspaceInfo{dir: dir, uid: 65534, gid: 65534}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ws.uid, ws.gid = st.Uid, st.Gid
+	}
+	return ws, nil
+}
+
+// detectTestCommand guesses run_tests' command from the files at the workspace root.
+func detectTestCommand(dir string) []string {
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(dir, name))
+		return err == nil
+	}
+	switch {
+	case exists("go.mod"):
+		return []string{"go", "test", "./..."}
+	case exists("package.json"):
+		return []string{"npm", "test"}
+	case exists("Cargo.toml"):
+		return []string{"cargo", "test", "--offline"}
+	case exists("Makefile"):
+		return []string{"make", "test"}
+	}
+	return nil
+}
