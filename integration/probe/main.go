@@ -11,6 +11,7 @@
 //	probe syscalls          try every forbidden operation
 //	probe connect ADDR...   try a TCP connection to each host:port
 //	probe pause             sleep (a ptrace target)
+//	probe ids               print real, effective and saved uid/gid
 package main
 
 import (
@@ -38,7 +39,7 @@ type Attempt struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe syscalls | connect ADDR... | pause")
+		fmt.Fprintln(os.Stderr, "usage: probe syscalls | connect ADDR... | pause | ids")
 		os.Exit(2)
 	}
 	enc := json.NewEncoder(os.Stdout)
@@ -74,6 +75,11 @@ func main() {
 		}
 	case "pause":
 		time.Sleep(time.Minute)
+	case "ids":
+		// Real, effective and saved ids: a setuid binary that gained privileges shows euid 0.
+		ruid, euid, suid := unix.Getresuid()
+		rgid, egid, sgid := unix.Getresgid()
+		_ = enc.Encode(map[string]int{"uid": ruid, "euid": euid, "suid": suid, "gid": rgid, "egid": egid, "sgid": sgid})
 	default:
 		fmt.Fprintf(os.Stderr, "probe: unknown mode %q\n", os.Args[1])
 		os.Exit(2)
