@@ -1,0 +1,245 @@
+package runtime
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-mcp/airlock/pipeline"
+	"github.com/airlock-mcp/airlock/policies"
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+//go:embed defaultpolicy.json
+var defaultPolicy []byte
+
+// DefaultPolicy is the embedded policy used when the config names none. See docs/config.md.
+func DefaultPolicy() []byte { return slices.Clone(defaultPolicy) }
+
+// DefaultHTTPAddr is where `airlock serve --http` listens unless told otherwise.
+const DefaultHTTPAddr = "127.0.0.1:8811"
+
+// DefaultGrant is the grant id of stdio, CLI and token-less loopback HTTP callers.
+const DefaultGrant = "local"
+
+// Overrides are command-line settings that win over the config file.
+type Overrides struct {
+	Workspace string // --workspace
+	Policy    string // --policy
+	StateDir  string // $AIRLOCK_STATE_DIR
+}
+
+// Resolve fills defaults and makes every path absolute: relative paths in the file are relative
+// to the file's directory; command-line paths to the current directory.
+func (c *Config) Resolve(o Overrides) error {
+	base, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("current directory: %w", err)
+	}
+	cwd := base
+	if c.File != "" {
+		base = filepath.Dir(c.File)
+	}
+	abs := func(p, dir string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	switch {
+	case o.Workspace != "":
+		c.Workspace = abs(o.Workspace, cwd)
+	case c.Workspace != "":
+		c.Workspace = abs(c.Workspace, base)
+	default:
+		c.Workspace = cwd
+	}
+	// The bind-mount source must be the real directory: a symlinked workspace path could be
+	// repointed between the check and the mount.
+	ws, err := filepath.EvalSymlinks(c.Workspace)
+	if err != nil {
+		return &ConfigError{File: c.File, Line: c.line("workspace"), Path: "workspace", Msg: fmt.Sprintf("%v (set --workspace or workspace:)", err)}
+	}
+	c.Workspace = ws
+	if o.Policy != "" {
+		c.Policy = abs(o.Policy, cwd)
+	} else {
+		c.Policy = abs(c.Policy, base)
+	}
+	if c.Backend == "" {
+		c.Backend = "runc"
+	}
+	if c.Grant.ID == "" {
+		c.Grant.ID = DefaultGrant
+	}
+	if c.HTTP.Addr == "" {
+		c.HTTP.Addr = DefaultHTTPAddr
+	}
+	if c.Audit.Path == "" {
+		if o.StateDir == "" {
+			return errors.New("audit: no audit.path in the config and no state directory (set AIRLOCK_STATE_DIR)")
+		}
+		c.Audit.Path = filepath.Join(o.StateDir, "audit", "audit.jsonl")
+	} else {
+		c.Audit.Path = abs(c.Audit.Path, base)
+	}
+	for name, p := range c.Profiles {
+		for i, m := range p.Mounts {
+			if _, err := os.Stat(m.Source); err != nil {
+				return c.errAt(fmt.Sprintf("mount source: %v", err), "profiles", name, "mounts", i, "source")
+			}
+		}
+	}
+	return nil
+}
+
+// LoadPolicy reads the configured policy, or the embedded default.
+func (c *Config) LoadPolicy() (*policies.Policy, error) {
+	if c.Policy == "" {
+		p, err := policies.Parse("default policy (embedded)", defaultPolicy)
+		if err != nil {
+			return nil, fmt.Errorf("embedded default policy: %w", err)
+		}
+		return p, nil
+	}
+	return policies.Load(c.Policy)
+}
+
+// BackendFactory opens a sandbox backend. close releases it (may be nil).
+type BackendFactory func(ctx context.Context, stateDir string, log zerolog.Logger) (b sandbox.Backend, close func() error, err error)
+
+// Backends is the registry of backends by config name. A new backend is a new entry, not an
+// edit across the tree.
+type Backends map[string]BackendFactory
+
+// Options are what Open needs besides the config.
+type Options struct {
+	StateDir string
+	Backends Backends
+	Logger   zerolog.Logger
+}
+
+// Runtime is a resolved config bound to a policy engine, a backend and a pipeline.
+type Runtime struct {
+	cfg          *Config
+	tools        []*Tool
+	byName       map[string]*Tool
+	engine       *policies.Engine
+	pipe         *pipeline.Pipeline
+	closeBackend func() error
+	log          zerolog.Logger
+	approvals    *approvals
+}
+
+// Open builds the runtime for a resolved config. It refuses to start without a working
+// backend: Airlock never runs a tool unsandboxed.
+func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
+	tools, err := BuildTools(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := cfg.LoadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	// path_within judges absolute paths against /workspace: that is the path agents see, and
+	// the one the file tools accept.
+	engine := policies.NewEngine(pol, policies.NewMemoryCounters(), policies.WithWorkspace(sandbox.WorkspaceTarget))
+	factory, ok := o.Backends[cfg.Backend]
+	if !ok {
+		var names []string
+		for n := range o.Backends {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return nil, &ConfigError{File: cfg.File, Line: cfg.line("backend"), Path: "backend",
+			Msg: fmt.Sprintf("unknown sandbox backend %q; available: %s", cfg.Backend, strings.Join(names, ", "))}
+	}
+	backend, closeBackend, err := factory(ctx, o.StateDir, o.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox backend %s is not usable, refusing to start (tools never run unsandboxed): %w", cfg.Backend, err)
+	}
+	if backend == nil {
+		return nil, fmt.Errorf("sandbox backend %s: no backend returned, refusing to start", cfg.Backend)
+	}
+	if closeBackend == nil {
+		closeBackend = func() error { return nil }
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Audit.Path), 0o700); err != nil {
+		closeBackend()
+		return nil, fmt.Errorf("audit directory: %w", err)
+	}
+	ptools := make([]pipeline.Tool, len(tools))
+	byName := map[string]*Tool{}
+	for i, t := range tools {
+		ptools[i] = t
+		byName[t.Name()] = t
+	}
+	pipe, err := pipeline.New(pipeline.Config{
+		Tools:      ptools,
+		Policy:     engine,
+		Backend:    backend,
+		AuditPath:  cfg.Audit.Path,
+		Workspace:  cfg.Workspace,
+		RecordArgs: cfg.Audit.RecordArgs,
+		Logger:     o.Logger,
+	})
+	if err != nil {
+		closeBackend()
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	appr, err := newApprovals()
+	if err != nil {
+		pipe.Close()
+		closeBackend()
+		return nil, err
+	}
+	return &Runtime{cfg: cfg, tools: tools, byName: byName, engine: engine, pipe: pipe,
+		closeBackend: closeBackend, log: o.Logger, approvals: appr}, nil
+}
+
+// Close closes the pipeline (flushing the audit log) and the backend.
+func (r *Runtime) Close() error {
+	err := r.pipe.Close()
+	if cerr := r.closeBackend(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Config is the resolved configuration.
+func (r *Runtime) Config() *Config { return r.cfg }
+
+// Tool returns a served tool by name.
+func (r *Runtime) Tool(name string) (*Tool, bool) {
+	t, ok := r.byName[name]
+	return t, ok
+}
+
+// VisibleTools lists the tools g may see in tools/list: those the policy can allow for it.
+func (r *Runtime) VisibleTools(g policies.Grant) []*Tool {
+	var out []*Tool
+	for _, t := range r.tools {
+		if r.engine.Visible(t.Name(), g) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Run runs one call through the pipeline.
+func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
+	return r.pipe.Run(ctx, call)
+}
+
+// Grant is the identity of stdio and CLI callers.
+func (r *Runtime) Grant() policies.Grant {
+	return policies.Grant{ID: r.cfg.Grant.ID, Labels: r.cfg.Grant.Labels}
+}
