@@ -57,7 +57,7 @@ type doctorEnv struct {
 	runc      func() (string, error)                                                 // locates the runc binary
 	command   func(ctx context.Context, name string, args ...string) ([]byte, error) // runs a command, stdout only
 	procRoot  string                                                                 // "/proc"
-	stateDir  string
+	images    func(ctx context.Context) []checkRow                                   // the image rows
 	writable  func(path string) bool
 	open      openBackend // the configured backend, for the smoke test; nil skips it
 	smokeTime time.Duration
@@ -69,7 +69,7 @@ func hostDoctorEnv() doctorEnv {
 		runc:      findRunc,
 		command:   runOutput,
 		procRoot:  "/proc",
-		stateDir:  stateDir(),
+		images:    func(ctx context.Context) []checkRow { return checkImages(ctx, stateDir()) },
 		writable:  func(p string) bool { return unix.Access(p, unix.W_OK) == nil },
 		open:      openRunc,
 		smokeTime: 20 * time.Second,
@@ -169,7 +169,7 @@ func runDoctor(ctx context.Context, env doctorEnv) []checkRow {
 	rows = append(rows, checkKernelSeccomp(env.procRoot))
 	rows = append(rows, checkCgroups(env)...)
 	rows = append(rows, checkNamespaces(env.procRoot))
-	rows = append(rows, checkImages(ctx, env.stateDir)...)
+	rows = append(rows, env.images(ctx)...)
 	if env.open != nil {
 		if doctorExit(rows) != 0 {
 			rows = append(rows, checkRow{"sandbox smoke test", statusWarn, "not run: fix the failures above first"})
