@@ -18,6 +18,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
 // Exit codes of `airlock exec` that are not the command's own.
@@ -226,8 +227,11 @@ func openRunc(ctx context.Context, log zerolog.Logger) (sandbox.Backend, func() 
 	if err != nil {
 		return nil, nil, err
 	}
-	_ = store
-	return nil, nil, fmt.Errorf("%w: the runc backend is not built into this airlock yet", sandbox.ErrUnavailable)
+	b, err := runc.Open(ctx, dir, store, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b.Close, nil
 }
 
 func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {

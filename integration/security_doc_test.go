@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/airlock-mcp/airlock/internal/testenv"
+)
+
+// secDocTestRef matches a test named in docs/security.md: `TestEscape/NoNetwork` (a test in
+// integration/) or `sandbox/runc.TestOCIConfig` (a test in another package directory).
+var secDocTestRef = regexp.MustCompile("`(?:([a-z0-9_/]+)\\.)?(Test[A-Za-z0-9_]*(?:/[A-Za-z0-9_.-]+)*)`")
+
+// TestSecurityDocClaimsAreTested fails when docs/security.md claims a property without naming
+// a test, names a test (or subtest) that does not exist, or when an escape case exists that the
+// document does not list. The README's security section is built from that document, so
+// nothing can be claimed there that no test attacks.
+func TestSecurityDocClaimsAreTested(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "security.md"))
+	if err != nil {
+		t.Fatalf("docs/security.md: %v", err)
+	}
+	claims := secDocClaims(string(doc))
+	if len(claims) < 10 {
+		t.Fatalf("docs/security.md lists %d properties under '## Properties'; expected the full list", len(claims))
+	}
+
+	known := map[string]map[string]bool{} // package dir -> test names (with subtests)
+	named := map[string]bool{}            // every reference in the document
+	for _, c := range claims {
+		refs := secDocTestRef.FindAllStringSubmatch(c, -1)
+		if len(refs) == 0 {
+			t.Errorf("docs/security.md claims a property without naming a test:\n  %s", c)
+		}
+		for _, r := range refs {
+			dir := r[1]
+			if dir == "" {
+				dir = "integration"
+			}
+			if known[dir] == nil {
+				known[dir] = secDocTests(t, filepath.Join(root, filepath.FromSlash(dir)))
+			}
+			named[dir+"."+r[2]] = true
+			if !known[dir][r[2]] {
+				t.Errorf("docs/security.md names %s in %s/, which has no such test or subtest (t.Run with that literal name):\n  %s", r[2], dir, c)
+			}
+		}
+	}
+
+	// The other direction: every escape case is documented.
+	for name := range secDocTests(t, filepath.Join(root, "integration")) {
+		if strings.HasPrefix(name, "TestEscape/") && !named["integration."+name] {
+			t.Errorf("escape case %s is not listed in docs/security.md", name)
+		}
+	}
+}
+
+// secDocClaims returns the list items of the "## Properties" section, one string per item
+// (continuation lines joined).
+func secDocClaims(doc string) []string {
+	var claims []string
+	in := false
+	for _, line := range strings.Split(doc, "\n") {
+		switch {
+		case strings.HasPrefix(line, "## "):
+			in = strings.TrimSpace(line) == "## Properties"
+		case !in:
+		case strings.HasPrefix(line, "- "):
+			claims = append(claims, strings.TrimPrefix(line, "- "))
+		case strings.HasPrefix(line, "  ") && len(claims) > 0 && strings.TrimSpace(line) != "":
+			claims[len(claims)-1] += " " + strings.TrimSpace(line)
+		}
+	}
+	return claims
+}
+
+// secDocTests lists the Test functions of the _test.go files in dir, and for each the
+// subtests it starts with t.Run("Literal", ...), as "TestX/Literal".
+func secDocTests(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files in %s (%v)", dir, err)
+	}
+	tests := map[string]bool{}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatalf("parsing %s: %v", f, err)
+		}
+		for _, d := range file.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv != nil || !strings.HasPrefix(fn.Name.Name, "Test") || fn.Body == nil {
+				continue
+			}
+			tests[fn.Name.Name] = true
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || len(call.Args) < 2 {
+					return true
+				}
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				if !ok || sel.Sel.Name != "Run" {
+					return true
+				}
+				if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					if name, err := strconv.Unquote(lit.Value); err == nil {
+						tests[fn.Name.Name+"/"+strings.ReplaceAll(name, " ", "_")] = true
+					}
+				}
+				return true
+			})
+		}
+	}
+	return tests
+}
+
+func TestSecDocParsers(t *testing.T) {
+	doc := "# x\n- not a claim\n## Properties\n- one `TestA/B`\n  continued `sandbox/runc.TestC`\n- two\n## Other\n- three\n"
+	claims := secDocClaims(doc)
+	if want := []string{"one `TestA/B` continued `sandbox/runc.TestC`", "two"}; !slices.Equal(claims, want) {
+		t.Errorf("claims = %q, want %q", claims, want)
+	}
+	refs := secDocTestRef.FindAllStringSubmatch(claims[0], -1)
+	if len(refs) != 2 || refs[0][1] != "" || refs[0][2] != "TestA/B" || refs[1][1] != "sandbox/runc" || refs[1][2] != "TestC" {
+		t.Errorf("refs = %q", refs)
+	}
+}
