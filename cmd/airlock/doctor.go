@@ -21,6 +21,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
 const doctorUsage = `usage: airlock doctor [--json] [--no-smoke]
@@ -66,7 +67,7 @@ type doctorEnv struct {
 func hostDoctorEnv() doctorEnv {
 	return doctorEnv{
 		euid:      os.Geteuid(),
-		runc:      findRunc,
+		runc:      runc.Find, // the same lookup the runc backend uses
 		command:   runOutput,
 		procRoot:  "/proc",
 		images:    func(ctx context.Context) []checkRow { return checkImages(ctx, stateDir()) },
@@ -74,26 +75,6 @@ func hostDoctorEnv() doctorEnv {
 		open:      openRunc,
 		smokeTime: 20 * time.Second,
 	}
-}
-
-// findRunc locates runc the way the runc backend does: $AIRLOCK_RUNC, else runc on PATH
-// (make exports PATH with .tools/bin first).
-func findRunc() (string, error) {
-	if p := os.Getenv("AIRLOCK_RUNC"); p != "" {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return "", fmt.Errorf("AIRLOCK_RUNC=%s: %w", p, err)
-		}
-		if fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return "", fmt.Errorf("AIRLOCK_RUNC=%s is not an executable file", p)
-		}
-		return p, nil
-	}
-	p, err := exec.LookPath("runc")
-	if err != nil {
-		return "", errors.New("no runc on PATH and AIRLOCK_RUNC is unset")
-	}
-	return p, nil
 }
 
 func runOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
@@ -192,7 +173,7 @@ func checkRunc(ctx context.Context, env doctorEnv) []checkRow {
 	path, err := env.runc()
 	if err != nil {
 		return []checkRow{
-			{"runc", statusFail, err.Error() + ": run `make setup` (builds runc into .tools/bin) or set AIRLOCK_RUNC"},
+			{"runc", statusFail, err.Error()},
 			{"runc seccomp", statusFail, "no runc to ask"},
 		}
 	}
