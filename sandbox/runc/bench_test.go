@@ -1,0 +1,109 @@
+package runc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/seccomp"
+)
+
+// BenchmarkRun measures, side by side in one run, (a) Backend.Run of `true` and (b) a bare
+// `runc run` of an equivalent hand-written bundle (testdata/raw-config.json: same rootfs,
+// namespaces, mounts, limits and the same seccomp filter; no Airlock). The two alternate in
+// every iteration so host noise hits both alike. Reported: median and p95 of each, and the
+// ratio of the medians (target <= 1.25).
+//
+//	go test -run '^$' -bench BenchmarkRun -benchtime 100x ./sandbox/runc/
+func BenchmarkRun(b *testing.B) {
+	be := newTestBackend(b)
+	runSpec := spec(b, sandbox.WithArgv("true"))
+	raw := newRawBundle(b, be)
+
+	var airlock, bare []time.Duration
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		res, err := be.Run(context.Background(), runSpec)
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("Run: %v %+v", err, res)
+		}
+		airlock = append(airlock, time.Since(start))
+
+		start = time.Now()
+		raw.run(b, i)
+		bare = append(bare, time.Since(start))
+	}
+	ma, mr := quantile(airlock, 0.5), quantile(bare, 0.5)
+	b.ReportMetric(ms(ma), "airlock-median-ms")
+	b.ReportMetric(ms(quantile(airlock, 0.95)), "airlock-p95-ms")
+	b.ReportMetric(ms(mr), "runc-median-ms")
+	b.ReportMetric(ms(quantile(bare, 0.95)), "runc-p95-ms")
+	b.ReportMetric(float64(ma)/float64(mr), "airlock/runc")
+	b.ReportMetric(0, "ns/op") // per-iteration time covers both runs; the metrics above split it
+}
+
+type rawBundle struct {
+	runc, root, dir string
+}
+
+// newRawBundle writes testdata/raw-config.json with the test rootfs, a cgroup of its own and
+// the default seccomp filter into a bundle dir.
+func newRawBundle(b *testing.B, be *Backend) *rawBundle {
+	b.Helper()
+	var cfg specs.Spec
+	data, err := os.ReadFile(filepath.Join("testdata", "raw-config.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		b.Fatal(err)
+	}
+	img, err := be.images.Resolve(context.Background(), "busybox")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := seccomp.OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Root.Path = img.Rootfs
+	cfg.Linux.Seccomp = sc
+	dir := b.TempDir()
+	r := &rawBundle{runc: be.runc, root: filepath.Join(dir, "root"), dir: filepath.Join(dir, "bundle")}
+	if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	cfg.Linux.CgroupsPath = "/airlock-bench-raw/" + filepath.Base(dir)
+	out, _ := json.Marshal(&cfg)
+	if err := os.WriteFile(filepath.Join(r.dir, "config.json"), out, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// run is plain `runc run`: it creates, starts, waits for and deletes the container itself.
+func (r *rawBundle) run(b *testing.B, i int) {
+	cmd := exec.Command(r.runc, "--root", r.root, "run", "--bundle", r.dir, fmt.Sprintf("raw-%d", i))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("raw runc run: %v", err)
+	}
+}
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
