@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func testRootfs(t *testing.T) string {
 		testenv.Unavailable(t, "no %s (apt-get install busybox-static)", busybox)
 	}
 	root := filepath.Join(t.TempDir(), "rootfs")
-	for _, d := range []string{"bin", "tmp", "proc", "dev"} {
+	for _, d := range []string{"bin", "tmp", "proc", "dev", "workspace"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -59,6 +60,11 @@ func testRootfs(t *testing.T) string {
 // an empty network namespace and the given seccomp profile (nil = none).
 func runInRunc(t *testing.T, runc, rootfs string, sc *specs.LinuxSeccomp, argv ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return runInRuncWith(t, runc, rootfs, sc, nil, argv...)
+}
+
+func runInRuncWith(t *testing.T, runc, rootfs string, sc *specs.LinuxSeccomp, extra []specs.Mount, argv ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	dir := t.TempDir()
 	spec := specs.Spec{
 		Version: specs.Version,
@@ -85,6 +91,7 @@ func runInRunc(t *testing.T, runc, rootfs string, sc *specs.LinuxSeccomp, argv .
 			Seccomp: sc,
 		},
 	}
+	spec.Mounts = append(spec.Mounts, extra...)
 	cfg, err := json.Marshal(&spec)
 	if err != nil {
 		t.Fatal(err)
@@ -206,5 +213,51 @@ ls`
 		"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  a.txt\na.txt\n"
 	if out != want {
 		t.Errorf("busybox output:\n%s\nwant:\n%s\nstderr: %s", out, want, errOut)
+	}
+}
+
+// TestToolboxUnderFiles runs the real airlock-toolbox, the tool the files profile is for, under
+// it: every file tool must work and print a result, not an error.
+func TestToolboxUnderFiles(t *testing.T) {
+	runc := testenv.Runc(t)
+	rootfs := testRootfs(t)
+	data, err := os.ReadFile(filepath.Join(testenv.Binaries(t), "airlock-toolbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "airlock-toolbox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ws := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "notes.txt"), []byte("alpha\nneedle here\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// uid 65534 must be able to write into the workspace.
+	if err := os.Chmod(ws, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	bind := []specs.Mount{{Destination: "/workspace", Type: "bind", Source: ws, Options: []string{"rbind", "rw", "nosuid", "nodev"}}}
+	files, err := OCI(sandbox.SeccompFiles, sandbox.NetworkNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		tool, args, want string
+	}{
+		{"write_file", `{"path":"out/new.txt","content":"written under seccomp"}`, `"path"`},
+		{"read_file", `{"path":"notes.txt"}`, `needle here`},
+		{"list_directory", `{"path":"."}`, `"notes.txt"`},
+		{"search_files", `{"pattern":"needle","path":"."}`, `"line":2`},
+	}
+	for _, c := range cases {
+		t.Run(c.tool, func(t *testing.T) {
+			out, errOut, err := runInRuncWith(t, runc, rootfs, files, bind, "/bin/airlock-toolbox", c.tool, c.args)
+			if err != nil || !strings.Contains(out, c.want) || strings.Contains(out, `"error"`) {
+				t.Fatalf("%s under files: err %v\nstdout: %s\nstderr: %s\nwant stdout containing %s", c.tool, err, out, errOut, c.want)
+			}
+		})
+	}
+	if b, err := os.ReadFile(filepath.Join(ws, "out", "new.txt")); err != nil || string(b) != "written under seccomp" {
+		t.Errorf("write_file result on the host: %q, %v", b, err)
 	}
 }
