@@ -123,7 +123,25 @@ type cond struct {
 // eval decides the condition for req. It does not allocate for any operator except host_in,
 // whose URL parsing does.
 func (c *cond) eval(req *Request, ws string) outcome {
-	v, l := c.path.resolve(req)
+	var (
+		v any
+		l lookup
+	)
+	switch c.path.root {
+	case rootArgs:
+		v, l = c.path.resolve(req)
+	default:
+		// grant.* and session.id are strings; they are judged without boxing them into an
+		// interface (which would allocate on every call).
+		str, ok := c.path.resolveString(req)
+		if c.op == opExists {
+			return boolOutcome(ok == c.present)
+		}
+		if !ok {
+			return absent
+		}
+		return c.evalString(str, ws)
+	}
 	if c.op == opExists {
 		switch l {
 		case found:
@@ -138,6 +156,9 @@ func (c *cond) eval(req *Request, ws string) outcome {
 		return absent
 	case mismatch:
 		return badType
+	}
+	if str, ok := v.(string); ok {
+		return c.evalString(str, ws)
 	}
 	switch c.op {
 	case opEq, opNeq:
@@ -174,13 +195,7 @@ func (c *cond) eval(req *Request, ws string) outcome {
 		}
 		return boolOutcome(member == (c.op == opIn))
 	case opContains:
-		switch a := v.(type) {
-		case string:
-			if c.sc.kind != kindString {
-				return badType
-			}
-			return boolOutcome(strings.Contains(a, c.sc.s))
-		case []any:
+		if a, ok := v.([]any); ok {
 			for _, e := range a {
 				if eq, ok := c.sc.match(e); ok && eq {
 					return holds
@@ -192,8 +207,6 @@ func (c *cond) eval(req *Request, ws string) outcome {
 	case opLenLte, opLenGte:
 		var n int
 		switch a := v.(type) {
-		case string:
-			n = utf8.RuneCountInString(a)
 		case []any:
 			n = len(a)
 		case map[string]any:
@@ -201,16 +214,43 @@ func (c *cond) eval(req *Request, ws string) outcome {
 		default:
 			return badType
 		}
-		if c.op == opLenLte {
-			return boolOutcome(n <= c.length)
-		}
-		return boolOutcome(n >= c.length)
+		return c.lenOutcome(n)
 	}
-	s, ok := v.(string)
-	if !ok {
-		return badType
+	// Every remaining operator takes a string only.
+	return badType
+}
+
+func (c *cond) lenOutcome(n int) outcome {
+	if c.op == opLenLte {
+		return boolOutcome(n <= c.length)
 	}
+	return boolOutcome(n >= c.length)
+}
+
+// evalString decides the condition for a string argument.
+func (c *cond) evalString(s string, ws string) outcome {
 	switch c.op {
+	case opEq, opNeq:
+		if c.sc.kind != kindString {
+			return badType
+		}
+		return boolOutcome((s == c.sc.s) == (c.op == opEq))
+	case opIn, opNotIn:
+		member := false
+		for i := range c.scs {
+			if c.scs[i].kind == kindString && c.scs[i].s == s {
+				member = true
+				break
+			}
+		}
+		return boolOutcome(member == (c.op == opIn))
+	case opContains:
+		if c.sc.kind != kindString {
+			return badType
+		}
+		return boolOutcome(strings.Contains(s, c.sc.s))
+	case opLenLte, opLenGte:
+		return c.lenOutcome(utf8.RuneCountInString(s))
 	case opRegex:
 		return boolOutcome(c.re.MatchString(s))
 	case opGlob:
@@ -241,6 +281,7 @@ func (c *cond) eval(req *Request, ws string) outcome {
 	case opCIDR:
 		return cidrMatch(s, c.nets)
 	}
+	// lt, lte, gt, gte: a string is never a number.
 	return badType
 }
 

@@ -81,25 +81,28 @@ const (
 	mismatch        // the path runs through a string, number or boolean
 )
 
-// resolve finds the path's value in req.
-func (p *compiledPath) resolve(req *Request) (any, lookup) {
+// resolveString finds a grant.* or session.id value; ok is false when it is absent or empty.
+func (p *compiledPath) resolveString(req *Request) (string, bool) {
 	switch p.root {
 	case rootGrantID:
-		if req.Grant.ID == "" {
-			return nil, missing
-		}
-		return req.Grant.ID, found
+		return req.Grant.ID, req.Grant.ID != ""
 	case rootSession:
-		if req.Session == "" {
-			return nil, missing
-		}
-		return req.Session, found
+		return req.Session, req.Session != ""
 	case rootGrantLabel:
 		v, ok := req.Grant.Labels[p.label]
+		return v, ok
+	}
+	return "", false
+}
+
+// resolve finds the path's value in req.
+func (p *compiledPath) resolve(req *Request) (any, lookup) {
+	if p.root != rootArgs {
+		s, ok := p.resolveString(req)
 		if !ok {
 			return nil, missing
 		}
-		return v, found
+		return s, found
 	}
 	if req.Args == nil {
 		return nil, missing
