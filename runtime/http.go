@@ -1,0 +1,276 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/airlock-mcp/airlock/policies"
+)
+
+// MCPPath is where the streamable HTTP endpoint lives.
+const MCPPath = "/mcp"
+
+// minTokenLen refuses tokens short enough to guess.
+const minTokenLen = 16
+
+// bearer is one accepted token, kept only as its sha256 so comparisons are constant-time over
+// equal-length values.
+type bearer struct {
+	sum   [32]byte
+	grant policies.Grant
+}
+
+// loadTokens reads the configured bearer tokens from the environment or files.
+func (c *Config) loadTokens() ([]bearer, error) {
+	var out []bearer
+	for i, t := range c.HTTP.Tokens {
+		var v string
+		switch {
+		case t.TokenEnv != "":
+			v = os.Getenv(t.TokenEnv)
+			if v == "" {
+				return nil, c.errAt(fmt.Sprintf("environment variable %s is empty or unset", t.TokenEnv), "http", "tokens", i, "token_env")
+			}
+		default:
+			b, err := os.ReadFile(t.TokenFile)
+			if err != nil {
+				return nil, c.errAt(err.Error(), "http", "tokens", i, "token_file")
+			}
+			v = strings.TrimSpace(string(b))
+		}
+		if len(v) < minTokenLen {
+			return nil, c.errAt(fmt.Sprintf("token is %d characters; use at least %d random ones (e.g. openssl rand -hex 32)", len(v), minTokenLen), "http", "tokens", i)
+		}
+		out = append(out, bearer{sum: sha256.Sum256([]byte(v)), grant: policies.Grant{ID: t.Grant, Labels: t.Labels}})
+	}
+	return out, nil
+}
+
+// IsLoopback reports whether a listen address only accepts connections from this machine.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckBind refuses to listen beyond loopback without bearer tokens: anyone who can reach the
+// port could otherwise run tools as the local grant.
+func CheckBind(addr string, haveTokens bool) error {
+	if IsLoopback(addr) || haveTokens {
+		return nil
+	}
+	return fmt.Errorf("refusing to listen on %s without a bearer token: anyone who can reach it could call tools; "+
+		"configure http.tokens (token_env or token_file) or listen on 127.0.0.1", addr)
+}
+
+type grantKey struct{}
+
+// httpFront is the HTTP entry: Host and Origin checks, bearer authentication, then the SDK's
+// streamable handler with one MCP server per grant.
+type httpFront struct {
+	rt      *Runtime
+	port    string
+	hosts   map[string]bool
+	origins map[string]bool
+	tokens  []bearer
+	// local is the grant of token-less callers; nil when tokens are configured (then every
+	// request must present one, loopback or not).
+	local   *policies.Grant
+	mu      sync.Mutex
+	servers map[string]*mcp.Server
+	mcp     http.Handler
+}
+
+// HTTPHandler returns the handler for the streamable HTTP endpoint of a server listening on
+// listenAddr (host:port as bound).
+func (r *Runtime) HTTPHandler(listenAddr string) (http.Handler, error) {
+	tokens, err := r.cfg.loadTokens()
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckBind(listenAddr, len(tokens) > 0); err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", listenAddr, err)
+	}
+	f := &httpFront{rt: r, port: port, hosts: map[string]bool{}, origins: map[string]bool{}, tokens: tokens, servers: map[string]*mcp.Server{}}
+	if len(tokens) == 0 {
+		g := r.Grant()
+		f.local = &g
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		f.hosts[strings.ToLower(net.JoinHostPort(host, port))] = true
+	}
+	for _, h := range r.cfg.HTTP.AllowedHosts {
+		f.hosts[strings.ToLower(h)] = true
+	}
+	for _, lh := range []string{"localhost", "127.0.0.1", "::1"} {
+		f.origins["http://"+net.JoinHostPort(lh, port)] = true
+	}
+	for _, o := range r.cfg.HTTP.AllowedOrigins {
+		f.origins[strings.TrimSuffix(o, "/")] = true
+	}
+	f.mcp = mcp.NewStreamableHTTPHandler(f.serverFor, &mcp.StreamableHTTPOptions{
+		SessionTimeout: time.Hour,
+		// The SDK's own check would also refuse operator-listed hosts (http.allowed_hosts) on a
+		// loopback connection; httpFront.hostAllowed is the same check with that list, and
+		// runs first on every request.
+		DisableLocalhostProtection: true,
+	})
+	return f, nil
+}
+
+func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	// DNS rebinding: a web page on evil.example whose name later resolves to 127.0.0.1 reaches
+	// this port from the victim's browser with Host: evil.example. Only names that cannot be
+	// rebound (loopback), the bound address and operator-listed hosts are served.
+	if !f.hostAllowed(req.Host) {
+		http.Error(w, fmt.Sprintf("Forbidden: Host %q is not allowed (add it to http.allowed_hosts)", req.Host), http.StatusForbidden)
+		return
+	}
+	// Browsers send Origin on cross-origin requests; a page from another origin must not drive
+	// tools even on loopback. Non-browser clients send none.
+	if o := req.Header.Get("Origin"); o != "" && !f.origins[strings.TrimSuffix(o, "/")] {
+		http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed (add it to http.allowed_origins)", o), http.StatusForbidden)
+		return
+	}
+	g, ok := f.authenticate(req.Header.Get("Authorization"))
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="airlock"`)
+		http.Error(w, "Unauthorized: send Authorization: Bearer <token>", http.StatusUnauthorized)
+		return
+	}
+	if req.URL.Path != MCPPath {
+		http.Error(w, "Not found: the MCP endpoint is "+MCPPath, http.StatusNotFound)
+		return
+	}
+	f.mcp.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), grantKey{}, g)))
+}
+
+func (f *httpFront) hostAllowed(hostport string) bool {
+	hp := strings.ToLower(hostport)
+	if f.hosts[hp] {
+		return true
+	}
+	host := hp
+	if h, _, err := net.SplitHostPort(hp); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if f.hosts[host] {
+		return true
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authenticate maps an Authorization header to a grant.
+func (f *httpFront) authenticate(header string) (policies.Grant, bool) {
+	if len(f.tokens) == 0 {
+		return *f.local, true
+	}
+	tok, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || tok == "" {
+		return policies.Grant{}, false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	var found *bearer
+	for i := range f.tokens {
+		// Check every token (no early exit) so timing does not reveal which one matched.
+		if subtle.ConstantTimeCompare(sum[:], f.tokens[i].sum[:]) == 1 && found == nil {
+			found = &f.tokens[i]
+		}
+	}
+	if found == nil {
+		return policies.Grant{}, false
+	}
+	return found.grant, true
+}
+
+// serverFor returns the MCP server of the request's grant, built once per grant.
+func (f *httpFront) serverFor(req *http.Request) *mcp.Server {
+	g, ok := req.Context().Value(grantKey{}).(policies.Grant)
+	if !ok {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.servers[g.ID]; ok {
+		return s
+	}
+	s := f.rt.newMCPServer(g, func(call *mcp.CallToolRequest) error {
+		// A session is bound to the server (grant) it started on; every call re-checks the
+		// token it carries, so a session id replayed with another token cannot borrow the
+		// first caller's grant.
+		if call.Extra == nil {
+			return errors.New("unauthorized: no HTTP request context")
+		}
+		cg, ok := f.authenticate(call.Extra.Header.Get("Authorization"))
+		if !ok || cg.ID != g.ID {
+			return errors.New("unauthorized: this session belongs to another grant")
+		}
+		return nil
+	})
+	f.servers[g.ID] = s
+	return s
+}
+
+// ServeHTTP serves MCP over streamable HTTP on ln until ctx ends, then shuts down gracefully.
+func (r *Runtime) ServeHTTP(ctx context.Context, ln net.Listener) error {
+	h, err := r.HTTPHandler(ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close() // open event streams past the grace period
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// URL is the MCP endpoint URL for a listen address.
+func URL(listenAddr string) string {
+	host, port, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		return "http://" + listenAddr + MCPPath
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: MCPPath}).String()
+}
