@@ -1,22 +1,43 @@
 package runc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
+// copyRoot is the bundle directory holding every copy mount's layers (the parent of CopyDir).
+const copyRoot = "copy"
+
 // prepareCopyDirs creates the overlay upper and work dirs of every copy mount inside the run's
 // bundle. The upper dir takes the owner and mode of the host directory, so the copy is exactly
 // as writable for the sandbox user as an rw bind would be, while every write lands in the
 // bundle and is discarded with it.
-func prepareCopyDirs(bundle string, mounts []sandbox.Mount) error {
+//
+// The layers live on a tmpfs of at most the run's memory limit mounted at <bundle>/copy:
+// otherwise a command given a "safe" copy of the workspace could fill the host's disk. Pages
+// written there are charged to the writer's memory cgroup as well.
+func prepareCopyDirs(bundle string, mounts []sandbox.Mount, sizeBytes int64) error {
+	if !slices.ContainsFunc(mounts, func(m sandbox.Mount) bool { return m.Access == sandbox.CopyOnWrite }) {
+		return nil
+	}
+	root := filepath.Join(bundle, copyRoot)
+	if err := os.Mkdir(root, 0o700); err != nil {
+		return fmt.Errorf("copy layers: %w", err)
+	}
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", sizeBytes)); err != nil {
+		return fmt.Errorf("%w: mounting the tmpfs for copy layers at %s: %v", sandbox.ErrUnavailable, root, err)
+	}
 	for i, m := range mounts {
 		if m.Access != sandbox.CopyOnWrite {
 			continue
@@ -66,4 +87,17 @@ func resolveBundlePaths(cfg *specs.Spec, bundle string) *specs.Spec {
 		cfg.Mounts[i].Options = opts
 	}
 	return cfg
+}
+
+// removeBundle unmounts the copy-layer tmpfs, if any, and removes the bundle dir. RemoveAll
+// never follows symlinks the sandbox planted in a copy layer.
+func removeBundle(bundle string) error {
+	root := filepath.Join(bundle, copyRoot)
+	if err := unix.Unmount(root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmounting copy layers %s: %w", root, err)
+	}
+	if err := os.RemoveAll(bundle); err != nil {
+		return fmt.Errorf("removing bundle %s: %w", bundle, err)
+	}
+	return nil
 }

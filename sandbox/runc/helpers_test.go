@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -110,6 +111,9 @@ func assertNoLeftovers(t testing.TB, b *Backend) {
 		for _, e := range entries {
 			t.Errorf("leftover %s/%s", dir, e.Name())
 		}
+	}
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mi), b.stateDir) {
+		t.Errorf("a mount under %s remains:\n%s", b.stateDir, mi)
 	}
 	for _, r := range b.cg.roots {
 		matches, _ := filepath.Glob(filepath.Join(r, b.cgroupParent, "airlock-"+b.token+"-*"))

@@ -76,7 +76,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 			}
 		}
 	}()
-	if err := prepareCopyDirs(bundle, spec.Mounts); err != nil {
+	if err := prepareCopyDirs(bundle, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
 		return res, err
 	}
 	cfgJSON, err := json.Marshal(resolveBundlePaths(cfg, bundle))
@@ -239,8 +239,8 @@ func (b *Backend) cleanup(st *runState, bundle string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.RemoveAll(bundle); err != nil {
-		errs = append(errs, fmt.Errorf("removing bundle %s: %w", bundle, err))
+	if err := removeBundle(bundle); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

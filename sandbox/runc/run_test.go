@@ -138,6 +138,29 @@ func TestRunMounts(t *testing.T) {
 	assertNoLeftovers(t, b)
 }
 
+// TestRunCopyLayerCapped: a copy mount's writes live in a tmpfs capped at the memory limit, so
+// filling it cannot fill the host's disk.
+func TestRunCopyLayerCapped(t *testing.T) {
+	b := newTestBackend(t)
+	ws := t.TempDir()
+	if err := os.Chown(ws, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Run(context.Background(), spec(t,
+		sandbox.WithArgv("sh", "-c", "dd if=/dev/zero of=/workspace/big bs=1048576 count=256"),
+		sandbox.WithWorkspace(ws, sandbox.CopyOnWrite), sandbox.WithMemory(32<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode == 0 {
+		t.Errorf("writing 256 MiB into a copy workspace with a 32 MiB memory limit succeeded: %q", res.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(ws, "big")); !os.IsNotExist(err) {
+		t.Errorf("the copy reached the host: %v", err)
+	}
+	assertNoLeftovers(t, b)
+}
+
 // TestRunOutputCap floods 100 MB through a 1 MiB stdout cap: the run completes, keeps exactly
 // the cap and says it truncated; the retained buffer is no larger than the cap.
 func TestRunOutputCap(t *testing.T) {
