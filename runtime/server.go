@@ -137,7 +137,7 @@ func (h *mcpHandler) handle(ctx context.Context, req *mcp.CallToolRequest) (*mcp
 			})
 		}
 	}
-	return toCallToolResult(h.rt.Run(ctx, call)), nil
+	return CallToolResult(h.rt.Run(ctx, call)), nil
 }
 
 // approval decides how a call that may need a human is approved. It returns either the
@@ -181,9 +181,9 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 	}, nil
 }
 
-// toCallToolResult maps the pipeline's result to MCP. A denial is an isError result whose
+// CallToolResult maps the pipeline's result to MCP. A denial is an isError result whose
 // text the pipeline wrote ("[POLICY DENIED] ... (rule ...)"), never a protocol error.
-func toCallToolResult(res pipeline.Result) *mcp.CallToolResult {
+func CallToolResult(res pipeline.Result) *mcp.CallToolResult {
 	out := &mcp.CallToolResult{
 		Content: []mcp.Content{&mcp.TextContent{Text: res.Text}},
 		IsError: res.IsError,

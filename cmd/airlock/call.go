@@ -1,12 +1,145 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-mcp/airlock/pipeline"
+	"github.com/airlock-mcp/airlock/policies"
+	"github.com/airlock-mcp/airlock/runtime"
 )
 
+const callUsage = `usage: airlock call [--config F] [--workspace DIR] [--policy F] [--grant ID] TOOL 'JSON'
+
+Runs one tool call through all seven stages (schema, policy, sandbox, sanitising, audit) and
+prints the MCP CallToolResult as JSON. JSON '-' reads the arguments from stdin.
+
+Exit codes: 0 ok, 1 the tool failed, 3 denied by policy (or approval declined), 2 usage/config.
+
+  --config F        YAML config (docs/config.md); default: built-in tools, safe default policy
+  --workspace DIR   directory the tool sees at /workspace (default: the config's, else .)
+  --policy F        policy file, overriding the config's
+  --grant ID        act as this grant id (default: the config's grant, else "local")
+
+A call that needs approval (approve_if) asks on the terminal when stdin is one; otherwise it is
+denied.
+`
+
 func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "airlock call: not built yet")
-	return 2
+	fs := flag.NewFlagSet("airlock call", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var rf runtimeFlags
+	rf.register(fs)
+	grant := fs.String("grant", "", "grant id")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, callUsage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "airlock call: %v\n\n%s", err, callUsage)
+		return 2
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintf(stderr, "airlock call: want TOOL and 'JSON' arguments, got %d\n\n%s", fs.NArg(), callUsage)
+		return 2
+	}
+	tool, rawArgs := fs.Arg(0), []byte(fs.Arg(1))
+	fromStdin := fs.Arg(1) == "-"
+	if fromStdin {
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+		if err != nil {
+			fmt.Fprintf(stderr, "airlock call: reading arguments from stdin: %v\n", err)
+			return 2
+		}
+		rawArgs = b
+	}
+	if !json.Valid(rawArgs) {
+		fmt.Fprintf(stderr, "airlock call: arguments are not valid JSON: %s\n", strings.TrimSpace(string(rawArgs)))
+		return 2
+	}
+	cfg, err := rf.loadConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "airlock call: %v\n", err)
+		return 2
+	}
+	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends(), Logger: newLogger(stderr).Level(zerolog.WarnLevel)})
+	if err != nil {
+		fmt.Fprintf(stderr, "airlock call: %v\n", err)
+		return 2
+	}
+	defer rt.Close()
+	if _, ok := rt.Tool(tool); !ok {
+		fmt.Fprintf(stderr, "airlock call: unknown tool %q; this config serves: %s\n", tool, toolNames(rt))
+		return 2
+	}
+	g := rt.Grant()
+	if *grant != "" {
+		g = policies.Grant{ID: *grant}
+	}
+	call := pipeline.Call{Tool: tool, Args: rawArgs, Grant: g, Session: "cli-" + rand.Text()}
+	if !fromStdin && isTerminal(os.Stdin) {
+		call.Approver = terminalApprover{in: os.Stdin, out: stderr}
+	}
+	res := rt.Run(ctx, call)
+	out, err := json.MarshalIndent(runtime.CallToolResult(res), "", "  ")
+	if err != nil {
+		fmt.Fprintf(stderr, "airlock call: encoding result: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s\n", out)
+	switch {
+	case res.Denied:
+		return 3
+	case res.IsError:
+		return 1
+	}
+	return 0
+}
+
+func toolNames(rt *runtime.Runtime) string {
+	var names []string
+	for _, n := range runtime.BuiltinNames() {
+		if _, ok := rt.Tool(n); ok {
+			names = append(names, n)
+		}
+	}
+	for _, t := range rt.Config().Tools {
+		names = append(names, t.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// terminalApprover asks the operator at the terminal. Anything but "y"/"yes" denies.
+type terminalApprover struct {
+	in  io.Reader
+	out io.Writer
+}
+
+func (a terminalApprover) Approve(ctx context.Context, req pipeline.ApprovalRequest) (bool, error) {
+	shown, _ := json.MarshalIndent(req.Args, "  ", "  ")
+	fmt.Fprintf(a.out, "airlock: %s\n  tool: %s\n  args: %s\n  rule: %s\napprove? [y/N] ", req.Decision.Message, req.Tool, shown, req.Decision.Rule)
+	line, err := bufio.NewReader(a.in).ReadString('\n')
+	if err != nil && line == "" {
+		return false, fmt.Errorf("reading the answer: %w", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
 }

@@ -2,11 +2,225 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-mcp/airlock/images"
+	"github.com/airlock-mcp/airlock/runtime"
+	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
+const serveUsage = `usage: airlock serve (--stdio | --http ADDR) [--config F] [--workspace DIR] [--policy F]
+
+Serves Airlock's tools over MCP. Every tool call runs through the policy and a fresh sandbox.
+
+  --stdio           MCP over stdin/stdout (for Claude Code, Cursor and other local clients)
+  --http ADDR       streamable HTTP at http://ADDR/mcp (e.g. 127.0.0.1:8811); beyond loopback
+                    it needs bearer tokens (http.tokens in the config)
+  --config F        YAML config (docs/config.md); default: built-in tools, safe default policy
+  --workspace DIR   directory the tools see at /workspace (default: the config's, else .)
+  --policy F        policy file, overriding the config's (default: the embedded safe policy)
+`
+
+// backends is the sandbox backend registry: a config names one of these. A backend that cannot
+// run here makes Open fail, and Airlock refuses to start rather than run tools unsandboxed.
+func backends() runtime.Backends {
+	return runtime.Backends{
+		"runc": func(ctx context.Context, stateDir string, log zerolog.Logger) (sandbox.Backend, func() error, error) {
+			store, err := images.Open(stateDir)
+			if err != nil {
+				return nil, nil, err
+			}
+			b, err := runc.Open(ctx, stateDir, store, log)
+			if err != nil {
+				return nil, nil, err
+			}
+			return b, b.Close, nil
+		},
+	}
+}
+
+// runtimeFlags are the flags serve and call share.
+type runtimeFlags struct {
+	config, workspace, policy string
+}
+
+func (f *runtimeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "YAML config file")
+	fs.StringVar(&f.workspace, "workspace", "", "workspace directory")
+	fs.StringVar(&f.policy, "policy", "", "policy file")
+}
+
+// loadConfig reads and resolves the config (or the built-in default).
+func (f *runtimeFlags) loadConfig() (*runtime.Config, error) {
+	var cfg *runtime.Config
+	var err error
+	if f.config != "" {
+		cfg, err = runtime.LoadConfig(f.config)
+	} else {
+		cfg, err = runtime.ParseConfig("", nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Resolve(runtime.Overrides{Workspace: f.workspace, Policy: f.policy, StateDir: stateDir()}); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newLogger(stderr io.Writer) zerolog.Logger {
+	return zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).With().Timestamp().Logger().Level(zerolog.InfoLevel)
+}
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "airlock serve: not built yet")
-	return 2
+	fs := flag.NewFlagSet("airlock serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var rf runtimeFlags
+	rf.register(fs)
+	stdio := fs.Bool("stdio", false, "serve over stdio")
+	httpAddr := fs.String("http", "", "serve streamable HTTP on ADDR")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, serveUsage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "airlock serve: %v\n\n%s", err, serveUsage)
+		return 2
+	}
+	if fs.NArg() > 0 || *stdio == (*httpAddr != "") {
+		fmt.Fprintf(stderr, "airlock serve: give exactly one of --stdio or --http ADDR\n\n%s", serveUsage)
+		return 2
+	}
+	cfg, err := rf.loadConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+		return 2
+	}
+	var ln net.Listener
+	if *httpAddr != "" {
+		// Checked before listening too, so a refused bind never opens the port.
+		if err := runtime.CheckBind(*httpAddr, len(cfg.HTTP.Tokens) > 0); err != nil {
+			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+			return 2
+		}
+	}
+	log := newLogger(stderr)
+	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends(), Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+		return 2
+	}
+	defer rt.Close()
+	warnImages(ctx, stderr)
+	if *httpAddr != "" {
+		ln, err = net.Listen("tcp", *httpAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+			return 1
+		}
+		printConnect(stderr, cfg, rf, ln.Addr().String())
+		if err := rt.ServeHTTP(ctx, ln); err != nil {
+			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stderr, "airlock serve: shut down")
+		return 0
+	}
+	printConnect(stderr, cfg, rf, "")
+	if err := rt.ServeTransport(ctx, &mcp.StdioTransport{}); err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// warnImages says up front when the images tools run on are missing, instead of at the first call.
+func warnImages(ctx context.Context, stderr io.Writer) {
+	store, err := images.Open(stateDir())
+	if err != nil {
+		return
+	}
+	for _, name := range []string{"busybox", "host"} {
+		if _, err := store.Resolve(ctx, name); err != nil {
+			fmt.Fprintf(stderr, "airlock serve: warning: %v\n", err)
+		}
+	}
+}
+
+// printConnect tells the operator how to connect clients (on stderr: stdout is the MCP stream).
+func printConnect(w io.Writer, cfg *runtime.Config, rf runtimeFlags, httpAddr string) {
+	self, err := os.Executable()
+	if err == nil {
+		if p, err := filepath.EvalSymlinks(self); err == nil {
+			self = p
+		}
+	} else {
+		self = "airlock"
+	}
+	policy := cfg.Policy
+	if policy == "" {
+		policy = "embedded safe default"
+	}
+	fmt.Fprintf(w, "airlock %s: workspace %s, grant %s, backend %s, policy %s, audit %s\n",
+		runtime.Version, cfg.Workspace, cfg.Grant.ID, cfg.Backend, policy, cfg.Audit.Path)
+	stdioArgs := []string{"serve", "--stdio", "--workspace", cfg.Workspace}
+	if rf.config != "" {
+		if abs, err := filepath.Abs(rf.config); err == nil {
+			stdioArgs = append(stdioArgs, "--config", abs)
+		}
+	}
+	if rf.policy != "" {
+		stdioArgs = append(stdioArgs, "--policy", cfg.Policy)
+	}
+	if httpAddr == "" {
+		fmt.Fprintf(w, "\nConnect Claude Code:\n  claude mcp add airlock -- %s %s\n", shellQuote(self), shellJoin(stdioArgs))
+		cursor, _ := json.Marshal(map[string]any{"mcpServers": map[string]any{"airlock": map[string]any{"command": self, "args": stdioArgs}}})
+		fmt.Fprintf(w, "Connect Cursor (.cursor/mcp.json):\n  %s\n", cursor)
+		fmt.Fprintf(w, "Over HTTP instead: %s serve --http %s  ->  %s\n\n", shellQuote(self), cfg.HTTP.Addr, runtime.URL(cfg.HTTP.Addr))
+		return
+	}
+	u := runtime.URL(httpAddr)
+	fmt.Fprintf(w, "\nMCP endpoint (streamable HTTP): %s\n", u)
+	auth := ""
+	if len(cfg.HTTP.Tokens) > 0 {
+		auth = ` --header "Authorization: Bearer $AIRLOCK_TOKEN"`
+	}
+	fmt.Fprintf(w, "Connect Claude Code:\n  claude mcp add --transport http airlock %s%s\n", u, auth)
+	entry := map[string]any{"url": u}
+	if auth != "" {
+		entry["headers"] = map[string]string{"Authorization": "Bearer ${env:AIRLOCK_TOKEN}"}
+	}
+	cursor, _ := json.Marshal(map[string]any{"mcpServers": map[string]any{"airlock": entry}})
+	fmt.Fprintf(w, "Connect Cursor (.cursor/mcp.json):\n  %s\n", cursor)
+	fmt.Fprintf(w, "Or over stdio:\n  claude mcp add airlock -- %s %s\n\n", shellQuote(self), shellJoin(stdioArgs))
+}
+
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it (the snippet is pasted into one).
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:@,+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
