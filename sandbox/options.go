@@ -21,7 +21,7 @@ const WorkspaceTarget = "/workspace"
 func Defaults() Spec {
 	return Spec{
 		Image:   "busybox",
-		Env:     []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/tmp", "LANG=C.UTF-8"},
+		Env:     []string{"PATH=/usr/local/bin:/usr/local/go/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/tmp", "LANG=C.UTF-8"},
 		Workdir: "/",
 		Tmpfs:   []Tmpfs{{Target: "/tmp", SizeBytes: 64 << 20, Mode: 0o1777}},
 		User:    User{UID: 65534, GID: 65534},

@@ -42,9 +42,9 @@ const (
 // Mount is a host directory or file made visible inside the container. Every mount is
 // nosuid and nodev; ReadOnly mounts are also remounted read-only (MS_RDONLY|MS_REMOUNT).
 type Mount struct {
-	Source string // absolute host path
-	Target string // absolute path inside the container
-	Access Access
+	Source string `json:"source"` // absolute host path
+	Target string `json:"target"` // absolute path inside the container
+	Access Access `json:"access"`
 }
 
 // Tmpfs is a size-capped in-memory file system.
