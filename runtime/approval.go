@@ -185,7 +185,8 @@ func (s sessionApprover) Approve(ctx context.Context, req pipeline.ApprovalReque
 func canElicit(ss *mcp.ServerSession) bool {
 	ip := ss.InitializeParams()
 	if ip == nil {
-		return false
+		// No initialize handshake: a 2026-07-28+ client, as the SDK itself assumes.
+		return true
 	}
 	if ip.ProtocolVersion >= "2026-07-28" {
 		return true
