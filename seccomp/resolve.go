@@ -54,7 +54,8 @@ func ParseKernel(release string) (Kernel, error) {
 // Only the native architecture is listed, never Docker's compat sub-architectures (x86 and x32
 // on amd64, arm on arm64). A syscall made through a compat entry point (int $0x80 from a 64-bit
 // process, or a 32-bit binary) then matches no architecture of the filter and gets libseccomp's
-// bad-arch action (the thread is killed) instead of reaching an allow rule. This closes two
+// bad-arch action (the calling thread is killed with SIGSYS) instead of reaching an allow rule;
+// TestCompatSyscallsRefused shows it in a real container. This closes two
 // holes Docker leaves open: on i386 socket() goes through socketcall(2), whose arguments live
 // in memory, so the AF_UNIX-only socket rule could not be enforced there; and the compat
 // syscall tables have been a recurring source of kernel bugs. Sandboxed tools are 64-bit.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -259,5 +260,46 @@ func TestToolboxUnderFiles(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(ws, "out", "new.txt")); err != nil || string(b) != "written under seccomp" {
 		t.Errorf("write_file result on the host: %q, %v", b, err)
+	}
+}
+
+// TestCompatSyscallsRefused checks the one place Airlock deliberately differs from Docker's
+// architecture list: a 32-bit syscall (int $0x80) from a 64-bit program must not reach the
+// allow rules. Docker lists x86 as a sub-architecture, so i386 getpid would answer there.
+func TestCompatSyscallsRefused(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("int $0x80 compat syscalls exist on amd64 only (GOARCH=%s)", runtime.GOARCH)
+	}
+	runc := testenv.Runc(t)
+	rootfs := testRootfs(t)
+	def, err := OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withX86 := *def
+	withX86.Architectures = []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
+	cases := []struct {
+		name string
+		sc   *specs.LinuxSeccomp
+		want string
+	}{
+		{"no filter answers", nil, "answered"},
+		{"docker's arch list answers", &withX86, "answered"},
+		{"airlock default refuses", def, "no answer"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, errOut, err := runInRunc(t, runc, rootfs, c.sc, "/probe", "compat")
+			if err != nil {
+				t.Fatalf("probe compat: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+			}
+			var got struct{ Compat string }
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("probe output %q: %v", out, err)
+			}
+			if !strings.HasPrefix(got.Compat, c.want) {
+				t.Errorf("i386 getpid via int $0x80: %q, want %q", got.Compat, c.want)
+			}
+		})
 	}
 }

@@ -35,6 +35,10 @@ func raw(nr uintptr, args ...uintptr) string {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "compat" {
+		compat()
+		return
+	}
 	out := map[string]string{}
 	const noSuchPid = 0x3fffffff
 	out["ptrace"] = raw(unix.SYS_PTRACE, unix.PTRACE_PEEKDATA, noSuchPid, 0, 0)
