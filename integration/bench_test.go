@@ -16,9 +16,12 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
+	"github.com/airlock-mcp/airlock/sandbox"
+	runcbackend "github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
 // benchImage is the image every variant runs `true` on, so they differ only in what wraps the
@@ -27,6 +30,19 @@ const benchImage = "busybox"
 
 // benchPolicy allows everything: the benchmark measures the pipeline, not a denial.
 const benchPolicy = `{"version": "1", "default": "allow"}`
+
+// benchCommandProfile makes run_command's sandbox the same as `airlock exec --image busybox
+// --workspace DIR:ro`'s defaults (busybox instead of the built-in profile's host image), so
+// the MCP and exec variants start identical containers.
+const benchCommandProfile = `image: busybox
+seccomp: default
+workspace: ro
+user: nobody
+memory: 256Mi
+cpus: 1
+pids: 64
+timeout: 30s
+tmpfs: 64Mi`
 
 // latencies collects one duration per call and summarises them.
 type latencies []time.Duration
@@ -94,12 +110,18 @@ func measure(b *testing.B, medians *benchMedians, name string, call func() error
 	return l
 }
 
-// BenchmarkCallLatency measures running `true` in a fresh container three ways, in one
-// process so the numbers are comparable: raw `runc run` of a hand-written bundle on the
-// busybox rootfs (the floor), `airlock exec -- true` (the CLI: process start-up, config,
-// spec, runc, clean-up), and a `run_command` MCP call of `true` through a running
-// `airlock serve --http` (all seven stages plus HTTP, one reused session). The MCP variant
-// reports its median as a ratio of exec's and the milliseconds it adds.
+// BenchmarkCallLatency measures running `true` in a fresh busybox container four ways, in one
+// process so the numbers are comparable:
+//
+//   - runc_run: raw `runc run` of a hand-written bundle on the busybox rootfs (the floor);
+//   - backend_run: the runc backend's Run in this process (what `airlock exec` does after
+//     start-up: hardened spec, bundle, seccomp, cgroup, clean-up);
+//   - airlock_exec: the `airlock exec` binary (backend_run plus process start-up);
+//   - mcp_http_run_command: a run_command call of argv ["true"] through a running
+//     `airlock serve --http` (all seven stages plus HTTP and JSON-RPC, one reused session).
+//
+// The MCP variant reports its median as a ratio of exec's, and the milliseconds it adds to
+// exec and to the in-process backend (the like-for-like cost of the seven stages).
 func BenchmarkCallLatency(b *testing.B) {
 	runc := testenv.Runc(b)
 	mcpRequireImages(b, benchImage)
@@ -122,10 +144,40 @@ func BenchmarkCallLatency(b *testing.B) {
 		})
 	})
 
+	b.Run("backend_run", func(b *testing.B) {
+		store, err := images.Open(testenv.StateDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		backend, err := runcbackend.New(runcbackend.Config{Runc: runc, StateDir: filepath.Join(b.TempDir(), "run"),
+			Images: store, Logger: zerolog.Nop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer backend.Close()
+		ws := b.TempDir()
+		spec, err := sandbox.New(sandbox.WithImage(benchImage), sandbox.WithArgv("true"), sandbox.WithWorkspace(ws, sandbox.ReadOnly))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		measure(b, medians, "backend_run", func() error {
+			res, err := backend.Run(ctx, spec)
+			if err != nil {
+				return err
+			}
+			if res.ExitCode != 0 {
+				return fmt.Errorf("true exited %d: %s", res.ExitCode, res.Stderr)
+			}
+			return nil
+		})
+	})
+
 	b.Run("airlock_exec", func(b *testing.B) {
 		e := newMCPEnv(b, benchPolicy, nil)
 		measure(b, medians, "airlock_exec", func() error {
-			cmd := e.command(context.Background(), "exec", "--image", benchImage, "--", "true")
+			cmd := e.command(context.Background(), "exec", "--image", benchImage,
+				"--workspace", e.workspace+":ro", "--", "true")
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("airlock exec -- true: %v: %s", err, out)
@@ -137,12 +189,13 @@ func BenchmarkCallLatency(b *testing.B) {
 	b.Run("mcp_http_run_command", func(b *testing.B) {
 		e := newMCPEnv(b, benchPolicy, nil)
 		e.quiet = true
+		e.commandProfile = benchCommandProfile
 		s := e.startHTTP(b)
 		cs := connectHTTP(b, s, "", nil)
 		ctx := context.Background()
 		measure(b, medians, "mcp_http_run_command", func() error {
 			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "run_command",
-				Arguments: map[string]any{"command": "true"}})
+				Arguments: map[string]any{"argv": []string{"true"}}})
 			if err != nil {
 				return err
 			}
@@ -157,8 +210,8 @@ func BenchmarkCallLatency(b *testing.B) {
 			b.ReportMetric(float64(mcpMed)/float64(exec), "mcp/exec-median")
 			b.ReportMetric(ms(mcpMed-exec), "added-ms-vs-exec")
 		}
-		if raw := medians.get("runc_run"); raw > 0 {
-			b.ReportMetric(ms(medians.get("mcp_http_run_command")-raw), "added-ms-vs-runc")
+		if be := medians.get("backend_run"); be > 0 {
+			b.ReportMetric(ms(medians.get("mcp_http_run_command")-be), "added-ms-vs-backend")
 		}
 	})
 }

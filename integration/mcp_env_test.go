@@ -36,11 +36,21 @@ type mcpEnv struct {
 	// quiet keeps a server's diagnostics out of the log unless the test fails (benchmarks
 	// always print their logs).
 	quiet bool
+	// commandProfile is run_command's sandbox profile (YAML); mcpCommandProfile by default.
+	commandProfile string
 }
 
-// mcpToolTimeout is the wall-clock limit the config gives run_command, so the timeout case is
-// quick.
-const mcpToolTimeout = 2 * time.Second
+// mcpCommandProfile replaces the built-in "command" profile (run_command's sandbox) for the
+// tests: the same as the built-in one but with a 2s timeout, so the timeout case is quick.
+const mcpCommandProfile = `image: host
+seccomp: default
+workspace: ro
+user: nobody
+memory: 512Mi
+cpus: 1
+pids: 128
+timeout: 2s
+tmpfs: 64Mi`
 
 // newMCPEnv prepares a workspace holding files (path -> content), writes policyJSON and a
 // config pointing at both, and checks that the real parts the server needs are present.
@@ -56,6 +66,8 @@ func newMCPEnv(t testing.TB, policyJSON string, files map[string]string) *mcpEnv
 		policy:    filepath.Join(dir, "policy.json"),
 		config:    filepath.Join(dir, "airlock.yaml"),
 		audit:     filepath.Join(dir, "audit.jsonl"),
+
+		commandProfile: mcpCommandProfile,
 	}
 	if err := os.MkdirAll(e.workspace, 0o755); err != nil {
 		t.Fatal(err)
@@ -79,24 +91,18 @@ func newMCPEnv(t testing.TB, policyJSON string, files map[string]string) *mcpEnv
 	if err := os.WriteFile(e.policy, []byte(policyJSON), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(e.config, []byte(e.configYAML()), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	return e
 }
 
-// configYAML is the server's config: the built-in toolset on this test's workspace, policy and
-// audit log, with a short run_command timeout.
+// configYAML is the server's config (docs/config.md): the built-in toolset on this test's
+// workspace, policy and audit log, with run_command's profile replaced by commandProfile.
 func (e *mcpEnv) configYAML() string {
-	return fmt.Sprintf(`workspace: %q
-backend: runc
-policy: %q
-audit:
-  path: %q
-tools:
-  run_command:
-    timeout: %s
-`, e.workspace, e.policy, e.audit, mcpToolTimeout)
+	var profile strings.Builder
+	for _, line := range strings.Split(e.commandProfile, "\n") {
+		profile.WriteString("    " + line + "\n")
+	}
+	return fmt.Sprintf("workspace: %q\nbackend: runc\npolicy: %q\naudit:\n  path: %q\nprofiles:\n  command:\n%s",
+		e.workspace, e.policy, e.audit, profile.String())
 }
 
 // mcpRequireImages skips (fails under make test) when an image the built-in tools run on has
@@ -123,8 +129,17 @@ func (e *mcpEnv) env() []string {
 	)
 }
 
+// writeConfig writes the config file; every server start rewrites it from the fields.
+func (e *mcpEnv) writeConfig(t testing.TB) {
+	t.Helper()
+	if err := os.WriteFile(e.config, []byte(e.configYAML()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // serveArgs are the arguments of `airlock serve` after the transport flag.
-func (e *mcpEnv) serveArgs() []string {
+func (e *mcpEnv) serveArgs(t testing.TB) []string {
+	e.writeConfig(t)
 	return []string{"--workspace", e.workspace, "--config", e.config, "--policy", e.policy}
 }
 
@@ -201,7 +216,7 @@ func (w *mcpLogWriter) Write(p []byte) (int, error) {
 // The session is closed (and the server waited for) when the test ends.
 func (e *mcpEnv) connectStdio(t testing.TB, opts *mcp.ClientOptions) *mcp.ClientSession {
 	t.Helper()
-	cmd := e.command(context.Background(), append([]string{"serve", "--stdio"}, e.serveArgs()...)...)
+	cmd := e.command(context.Background(), append([]string{"serve", "--stdio"}, e.serveArgs(t)...)...)
 	cmd.Stderr = e.logWriter(t, "airlock serve --stdio")
 	client := mcp.NewClient(&mcp.Implementation{Name: "airlock-integration", Version: "0"}, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -228,7 +243,7 @@ var mcpListenRE = regexp.MustCompile(`127\.0\.0\.1:(\d+)`)
 func (e *mcpEnv) startHTTP(t testing.TB, extra ...string) *mcpServer {
 	t.Helper()
 	addr := mcpFreeLoopbackAddr(t)
-	args := append([]string{"serve", "--http", addr}, e.serveArgs()...)
+	args := append([]string{"serve", "--http", addr}, e.serveArgs(t)...)
 	cmd := e.command(context.Background(), append(args, extra...)...)
 	cmd.Stderr = e.logWriter(t, "airlock serve --http")
 	cmd.Stdout = e.logWriter(t, "airlock serve --http (stdout)")

@@ -82,7 +82,7 @@ func TestMCPTypeScriptClient(t *testing.T) {
 			switch transport {
 			case "stdio":
 				plan.Command = e.bin
-				plan.Args = append([]string{"serve", "--stdio"}, e.serveArgs()...)
+				plan.Args = append([]string{"serve", "--stdio"}, e.serveArgs(t)...)
 				plan.Cwd = e.workspace
 				plan.Env = map[string]string{}
 				for _, kv := range e.env() {
