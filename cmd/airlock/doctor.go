@@ -16,12 +16,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
+	"github.com/airlock-mcp/airlock/seccomp"
 )
 
 const doctorUsage = `usage: airlock doctor [--json] [--no-smoke]
@@ -60,18 +62,23 @@ type doctorEnv struct {
 	procRoot  string                                                                 // "/proc"
 	images    func(ctx context.Context) []checkRow                                   // the image rows
 	writable  func(path string) bool
-	open      openBackend // the configured backend, for the smoke test; nil skips it
+	sockets   func(path string) bool // whether a unix socket exists at path
+	open      openBackend            // the configured backend, for the smoke test; nil skips it
 	smokeTime time.Duration
 }
 
 func hostDoctorEnv() doctorEnv {
 	return doctorEnv{
-		euid:      os.Geteuid(),
-		runc:      runc.Find, // the same lookup the runc backend uses
-		command:   runOutput,
-		procRoot:  "/proc",
-		images:    func(ctx context.Context) []checkRow { return checkImages(ctx, stateDir()) },
-		writable:  func(p string) bool { return unix.Access(p, unix.W_OK) == nil },
+		euid:     os.Geteuid(),
+		runc:     runc.Find, // the same lookup the runc backend uses
+		command:  runOutput,
+		procRoot: "/proc",
+		images:   func(ctx context.Context) []checkRow { return checkImages(ctx, stateDir()) },
+		writable: func(p string) bool { return unix.Access(p, unix.W_OK) == nil },
+		sockets: func(p string) bool {
+			fi, err := os.Stat(p)
+			return err == nil && fi.Mode()&os.ModeSocket != 0
+		},
 		open:      openRunc,
 		smokeTime: 20 * time.Second,
 	}
@@ -148,9 +155,11 @@ func runDoctor(ctx context.Context, env doctorEnv) []checkRow {
 	rows = append(rows, checkRoot(env.euid))
 	rows = append(rows, checkRunc(ctx, env)...)
 	rows = append(rows, checkKernelSeccomp(env.procRoot))
+	rows = append(rows, checkProfiles())
 	rows = append(rows, checkCgroups(env)...)
 	rows = append(rows, checkNamespaces(env.procRoot))
 	rows = append(rows, env.images(ctx)...)
+	rows = append(rows, checkOptionalBackends(env.sockets)...)
 	if env.open != nil {
 		if doctorExit(rows) != 0 {
 			rows = append(rows, checkRow{"sandbox smoke test", statusWarn, "not run: fix the failures above first"})
@@ -582,4 +591,55 @@ func smokeTest(ctx context.Context, env doctorEnv) checkRow {
 		return checkRow{name, statusFail, fmt.Sprintf("`true` in %s exited %d: %s", spec.Image, res.ExitCode, strings.TrimSpace(string(res.Stderr)))}
 	}
 	return checkRow{name, statusOK, fmt.Sprintf("`true` ran in a fresh %s sandbox via %s in %d ms", spec.Image, backend.Name(), time.Since(start).Milliseconds())}
+}
+
+// checkProfiles compiles Airlock's seccomp profiles for this machine (architecture and kernel),
+// which every sandbox needs; an unsupported architecture fails here rather than on the first call.
+func checkProfiles() checkRow {
+	const name = "seccomp profiles"
+	var parts []string
+	for _, profile := range []string{sandbox.SeccompDefault, sandbox.SeccompFiles} {
+		p, err := seccomp.OCI(profile, sandbox.NetworkNone)
+		if err != nil {
+			return checkRow{name, statusFail, err.Error()}
+		}
+		allowed := map[string]bool{}
+		for _, r := range p.Syscalls {
+			if r.Action == specs.ActAllow {
+				for _, n := range r.Names {
+					allowed[n] = true
+				}
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s allows %d syscalls", profile, len(allowed)))
+	}
+	t, err := seccomp.HostTarget()
+	if err != nil {
+		return checkRow{name, statusFail, err.Error()}
+	}
+	return checkRow{name, statusOK, fmt.Sprintf("%s (%s, kernel %d.%d)", strings.Join(parts, ", "), t.Arch, t.Kernel.Version, t.Kernel.Major)}
+}
+
+// checkOptionalBackends notes whether the docker and containerd daemons are reachable. They
+// are optional: runc is the default backend, so their absence is never a failure.
+func checkOptionalBackends(socket func(string) bool) []checkRow {
+	if socket == nil {
+		return nil
+	}
+	dockerSock := "/var/run/docker.sock"
+	if h, ok := strings.CutPrefix(os.Getenv("DOCKER_HOST"), "unix://"); ok && h != "" {
+		dockerSock = h
+	}
+	var rows []checkRow
+	for _, b := range []struct{ name, sock string }{
+		{"docker (optional)", dockerSock},
+		{"containerd (optional)", "/run/containerd/containerd.sock"},
+	} {
+		if socket(b.sock) {
+			rows = append(rows, checkRow{b.name, statusOK, "daemon socket at " + b.sock})
+		} else {
+			rows = append(rows, checkRow{b.name, statusOK, "no daemon socket at " + b.sock + "; not needed for the default runc backend"})
+		}
+	}
+	return rows
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -441,5 +442,46 @@ func TestDoctorUsage(t *testing.T) {
 				t.Errorf("exit %d, want %d (stderr %s)", got, c.want, errOut.String())
 			}
 		})
+	}
+}
+
+func TestCheckOptionalBackends(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///custom/docker.sock")
+	present := map[string]bool{"/custom/docker.sock": true}
+	rows := checkOptionalBackends(func(p string) bool { return present[p] })
+	if len(rows) != 2 {
+		t.Fatalf("rows %+v, want docker and containerd", rows)
+	}
+	for _, r := range rows {
+		if r.Status != statusOK {
+			t.Errorf("%s: %s; an optional backend never warns or fails", r.Check, r.Status)
+		}
+	}
+	if !strings.HasPrefix(rows[0].Detail, "daemon socket at /custom/docker.sock") {
+		t.Errorf("docker row %q does not honour DOCKER_HOST", rows[0].Detail)
+	}
+	if !strings.HasPrefix(rows[1].Detail, "no daemon socket") {
+		t.Errorf("containerd row %q, want not found", rows[1].Detail)
+	}
+}
+
+// TestDoctorOnThisMachine runs the machine checks for real (not the images or the smoke test,
+// which depend on `make images` and the runc backend): where runc is available, runc, its
+// seccomp, the kernel's seccomp, the profiles, cgroups and namespaces must all pass.
+func TestDoctorOnThisMachine(t *testing.T) {
+	t.Setenv("AIRLOCK_RUNC", testenv.Runc(t))
+	env := hostDoctorEnv()
+	env.open = nil
+	env.images = func(context.Context) []checkRow { return nil }
+	rows := runDoctor(context.Background(), env)
+	for _, r := range rows {
+		if r.Status == statusFail {
+			t.Errorf("%s failed on a machine that runs sandboxes: %s", r.Check, r.Detail)
+		}
+	}
+	for _, want := range []string{"root", "runc", "runc seccomp", "kernel seccomp", "seccomp profiles", "cgroups", "cgroup memory", "cgroup pids", "cgroup cpu", "namespaces"} {
+		if !slices.ContainsFunc(rows, func(r checkRow) bool { return r.Check == want }) {
+			t.Errorf("no %q row in %+v", want, rows)
+		}
 	}
 }
