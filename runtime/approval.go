@@ -21,13 +21,13 @@ import (
 	"github.com/airlock-mcp/airlock/policies"
 )
 
-// Approval uses MCP's input-request flow (SEP-2322): a tools/call whose policy verdict is
-// "approve" first returns an input-required result holding one elicitation and a signed
-// RequestState; the client asks the human and repeats the call with the answer. Clients on
-// older protocol versions get the same flow through the SDK, which sends elicitation/create
-// itself and re-invokes the handler once. The pipeline then runs with an Approver that reports
-// that answer, so the decision, the rollback of reserved units and the audit record stay in one
-// place.
+// Approval asks the human through MCP elicitation. For clients on 2026-07-28 or later it uses
+// the input-request flow (SEP-2322): a tools/call whose policy verdict is "approve" first
+// returns an input-required result holding one elicitation and a signed RequestState; the
+// client asks the human and repeats the call with the answer, and the pipeline runs with an
+// Approver that reports that answer. Older clients are asked with elicitation/create from the
+// pipeline's Approver during the call. Either way the decision, the rollback of reserved units
+// and the audit record stay in the pipeline.
 
 // approvalKey names the elicitation in InputRequests / InputResponses.
 const approvalKey = "airlock_approval"
@@ -162,9 +162,9 @@ func (f fixedApprover) Approve(context.Context, pipeline.ApprovalRequest) (bool,
 	return f.ok, f.err
 }
 
-// sessionApprover asks through elicitation/create directly. It is the fallback for a call the
-// pre-check did not see coming (its arguments only decode strictly, say); it works for clients
-// on protocol versions before 2026-07-28 that declared elicitation, and denies otherwise.
+// sessionApprover asks through elicitation/create during the call: the way for clients before
+// 2026-07-28 that declared elicitation. Any other client is denied (fail closed), as is a call
+// the input-request pre-check did not foresee on a newer client.
 type sessionApprover struct {
 	ss *mcp.ServerSession
 }
@@ -180,16 +180,19 @@ func (s sessionApprover) Approve(ctx context.Context, req pipeline.ApprovalReque
 	return approved(res), nil
 }
 
-// canElicit reports whether the client declared elicitation (always assumed for clients on
-// 2026-07-28 or later, where input requests are part of tools/call itself).
+// nativeInputRequests reports whether the client speaks 2026-07-28 or later, where input
+// requests are part of tools/call. No initialize handshake means such a client, as the SDK
+// itself assumes.
+func nativeInputRequests(ss *mcp.ServerSession) bool {
+	ip := ss.InitializeParams()
+	return ip == nil || ip.ProtocolVersion >= "2026-07-28"
+}
+
+// canElicit reports whether an older client declared elicitation.
 func canElicit(ss *mcp.ServerSession) bool {
 	ip := ss.InitializeParams()
 	if ip == nil {
-		// No initialize handshake: a 2026-07-28+ client, as the SDK itself assumes.
-		return true
-	}
-	if ip.ProtocolVersion >= "2026-07-28" {
-		return true
+		return false
 	}
 	return ip.Capabilities != nil && ip.Capabilities.Elicitation != nil
 }

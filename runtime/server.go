@@ -159,6 +159,12 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 		}
 		return fixedApprover{ok: approved(ans)}, nil, nil
 	}
+	if req.Session == nil || !nativeInputRequests(req.Session) {
+		// Clients before 2026-07-28: ask with elicitation/create while the call is in the
+		// pipeline, so an unanswerable or failed request is a recorded denial, not a
+		// protocol error that skips the audit log.
+		return sessionApprover{ss: req.Session}, nil, nil
+	}
 	m, hash, ok := canonicalArgs(args)
 	if !ok {
 		return sessionApprover{ss: req.Session}, nil, nil
@@ -166,10 +172,6 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 	d := h.rt.engine.Policy().Evaluate(policies.Request{Tool: name, Args: m, Grant: h.grant, Session: session})
 	if d.Verdict != policies.Approve {
 		return sessionApprover{ss: req.Session}, nil, nil
-	}
-	if req.Session == nil || !canElicit(req.Session) {
-		// Fail closed: without a way to ask the human, approve_if means deny.
-		return fixedApprover{err: errors.New("approval required, but this MCP client cannot ask its user (it declared no elicitation support)")}, nil, nil
 	}
 	token, err := h.rt.approvals.mint(session, h.grant.ID, name, hash)
 	if err != nil {
