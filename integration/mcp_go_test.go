@@ -132,8 +132,12 @@ type mcpStep struct {
 	tool    string
 	args    map[string]any
 	approve *bool // set: the approver answers this way and must be asked
-	check   func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string)
-	audit   func(t *testing.T, rec mcpAuditRecord)
+	// unknownOK accepts a protocol "unknown tool" error instead of a result: the call never
+	// reached the pipeline, so it leaves no audit record. Airlock registers only the tools a
+	// grant may see, so a hidden tool is unknown to the MCP server, not denied by the policy.
+	unknownOK bool
+	check     func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string)
+	audit     func(t *testing.T, rec mcpAuditRecord)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -270,8 +274,8 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 			audit: auditDenied("/tools/run_command/deny_if"),
 		},
 		{
-			name: "hidden tool is denied when called anyway",
-			tool: "git_log", args: map[string]any{},
+			name: "hidden tool is refused when called anyway",
+			tool: "git_log", args: map[string]any{}, unknownOK: true,
 			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {
 				wantDenied(t, r, raw, "", "/hide")
 			},
@@ -408,8 +412,8 @@ func TestMCPGoClient(t *testing.T) {
 				}
 			})
 
-			steps := mcpSteps(sec)
-			for _, st := range steps {
+			var audited []mcpStep // the calls that must have left an audit record, in order
+			for _, st := range mcpSteps(sec) {
 				t.Run(st.name, func(t *testing.T) {
 					before := approver.asked.Load()
 					if st.approve != nil {
@@ -418,6 +422,11 @@ func TestMCPGoClient(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 					defer cancel()
 					res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: st.tool, Arguments: st.args})
+					if err != nil && st.unknownOK && strings.Contains(err.Error(), "unknown tool") {
+						t.Logf("%s: refused as an unknown tool (not registered for this grant): %v", st.tool, err)
+						return
+					}
+					audited = append(audited, st)
 					if err != nil {
 						t.Fatalf("tools/call %s: transport error %v (policy and tool errors must be results)", st.tool, err)
 					}
@@ -434,7 +443,7 @@ func TestMCPGoClient(t *testing.T) {
 
 			stop()
 			t.Run("audit", func(t *testing.T) {
-				mcpCheckAudit(t, e, steps)
+				mcpCheckAudit(t, e, audited)
 			})
 		})
 	}
