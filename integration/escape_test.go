@@ -124,6 +124,10 @@ func TestEscape(t *testing.T) {
 	t.Run("KernelInterfacesMasked", par(testMasked))
 	t.Run("OutputFloodIsTruncated", par(testOutputFlood))
 	t.Run("NoCapabilitiesNoNewPrivs", par(testCapabilities))
+	t.Run("NoHostAbstractUnixSockets", par(testAbstractUnix))
+	t.Run("NoInheritedFileDescriptors", par(testFDs))
+	t.Run("NoHostDevices", par(testDevices))
+	t.Run("NoHostProcessesOrIdentity", par(testHostProcesses))
 	t.Run("HostImageExposesNoSecrets", par(testHostImage))
 	t.Run("CLIHoldsTheSameProperties", par(testCLI))
 }
@@ -215,6 +219,118 @@ func testOnlyLoopback(t *testing.T, s *escapeSuite) {
 	}
 	if got := strings.Fields(sys); !slices.Equal(got, []string{"lo"}) {
 		t.Errorf("/sys/class/net lists %q; want only lo", got)
+	}
+}
+
+// testAbstractUnix: abstract unix sockets belong to the network namespace. AF_UNIX is allowed by
+// seccomp, so only the new namespace keeps a host service listening on one (container shims
+// did, see CVE-2020-15257) out of reach. The host listener accepts nothing; a socket file in a
+// mounted directory, the documented way to share one, stays reachable as a control.
+func testAbstractUnix(t *testing.T, s *escapeSuite) {
+	name := "@airlock-escape-" + escRandomToken(t)
+	ln, err := net.Listen("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	accepted := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted++
+			mu.Unlock()
+			c.Close()
+		}
+	}()
+	res := s.run(t, sandbox.WithWorkspace(s.probeDir, sandbox.ReadOnly),
+		sandbox.WithArgv("/workspace/probe", "connect-unix", name))
+	time.Sleep(100 * time.Millisecond)
+	ln.Close()
+	<-done
+	a, ok := escProbeAttempts(t, res.Stdout)["connect-unix "+name]
+	if !ok || a.OK {
+		t.Errorf("connect to the host's abstract socket %s from inside: reported %v ok=%v (stdout %q stderr %q)", name, ok, a.OK, res.Stdout, res.Stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if accepted != 0 {
+		t.Errorf("the host's abstract socket accepted %d connections from the sandbox", accepted)
+	}
+}
+
+// testFDs: the command starts with stdin, stdout and stderr only (no descriptor of the host or
+// of runc leaks in, the CVE-2024-21626 pattern), stdin gives EOF at once, and its cwd is inside.
+// ls runs as pid 1, directly from runc, so what it lists is exactly what it was given (plus the
+// directory it opened itself).
+func testFDs(t *testing.T, s *escapeSuite) {
+	res := s.run(t, sandbox.WithArgv("ls", "-l", "/proc/self/fd/"))
+	fds := map[string]string{}
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		if m := regexp.MustCompile(`\s(\d+) -> (.*)$`).FindStringSubmatch(line); m != nil {
+			fds[m[1]] = m[2]
+		}
+	}
+	for fd, target := range fds {
+		switch {
+		case fd == "0" && (target == "/dev/null" || strings.HasPrefix(target, "pipe:")):
+		case (fd == "1" || fd == "2") && strings.HasPrefix(target, "pipe:"):
+		case strings.HasPrefix(target, "/proc/"): // ls's own handle on the directory it lists
+		default:
+			t.Errorf("descriptor %s -> %q is open in the container's first process", fd, target)
+		}
+	}
+	if len(fds) < 3 || len(fds) > 4 {
+		t.Errorf("descriptors %v; want 0, 1, 2 and ls's own", fds)
+	}
+	res = s.run(t, sandbox.WithArgv("sh", "-c", "echo cwd=$(readlink /proc/self/cwd) stdin=$(head -c 16 | wc -c)"))
+	if out := strings.TrimSpace(string(res.Stdout)); out != "cwd=/ stdin=0" {
+		t.Errorf("got %q, want cwd=/ and an empty stdin (stderr %q)", out, res.Stderr)
+	}
+}
+
+// testDevices: /dev holds only the harmless character devices runc provides; no disk,
+// memory or kernel device node of the host exists inside.
+func testDevices(t *testing.T, s *escapeSuite) {
+	res := s.run(t, sandbox.WithArgv("sh", "-c", `find /dev -type b -o -type c | sort`))
+	allowed := []string{"/dev/full", "/dev/null", "/dev/ptmx", "/dev/random", "/dev/tty", "/dev/urandom", "/dev/zero", "/dev/pts/ptmx"}
+	nodes := strings.Fields(string(res.Stdout))
+	for _, n := range nodes {
+		if !slices.Contains(allowed, n) {
+			t.Errorf("device node %s exists inside; allowed are %v", n, allowed)
+		}
+	}
+	if !slices.Contains(nodes, "/dev/null") {
+		t.Errorf("no /dev/null inside, so the listing is broken: %q %q", res.Stdout, res.Stderr)
+	}
+}
+
+// testHostProcesses: the command sees only its own processes (a new pid namespace), cannot
+// signal the test process, and sees its own host name, not the host's.
+func testHostProcesses(t *testing.T, s *escapeSuite) {
+	self := os.Getpid()
+	host, _ := os.Hostname()
+	res := s.run(t, sandbox.WithArgv("sh", "-c", fmt.Sprintf(
+		`ls -d /proc/[0-9]* | wc -l; if kill -0 %d; then echo SIGNALLED; fi; hostname; cat /proc/sys/kernel/hostname`, self)))
+	lines := strings.Fields(string(res.Stdout))
+	if len(lines) < 3 {
+		t.Fatalf("output %q stderr %q", res.Stdout, res.Stderr)
+	}
+	if n, _ := strconv.Atoi(lines[0]); n < 1 || n > 5 {
+		t.Errorf("the container sees %s processes; a new pid namespace shows only its own few", lines[0])
+	}
+	if strings.Contains(string(res.Stdout), "SIGNALLED") {
+		t.Errorf("kill -0 %d (the test process) succeeded from inside", self)
+	}
+	for _, h := range lines[len(lines)-2:] {
+		if h == host || h != runc.Hostname {
+			t.Errorf("host name inside is %q (host %q), want %q", h, host, runc.Hostname)
+		}
 	}
 }
 
@@ -379,39 +495,56 @@ func testSetuid(t *testing.T, s *escapeSuite) {
 	}
 }
 
-// testForkBomb: a fork bomb never has more processes than the pids limit, the container ends
-// within its timeout, and the host can still fork afterwards.
+// testForkBomb: a fork bomb never has more tasks than the pids limit: the test watches the
+// container's pids cgroup from the host while the bomb runs (pids.current reaches pids.max and
+// stays there) and counts its processes in /proc. The run ends on its own, and the host can
+// still fork afterwards.
 func testForkBomb(t *testing.T, s *escapeSuite) {
 	const pids = 64
 	ctx, stop := context.WithCancel(context.Background())
 	marker := s.caseMarker(t)
-	maxSeen := make(chan int, 1)
+	type peak struct {
+		procs, current int
+		max            string
+	}
+	peaks := make(chan peak, 1)
 	go func() {
-		highest := 0
+		var p peak
 		for ctx.Err() == nil {
-			highest = max(highest, len(escProcessesWith(marker)))
-			time.Sleep(20 * time.Millisecond)
+			procs := escPidsWith(marker)
+			p.procs = max(p.procs, len(procs))
+			if cur, limit, ok := escPidsCgroupOf(s.cgroupParent, procs); ok {
+				p.current, p.max = max(p.current, cur), limit
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		maxSeen <- highest
+		peaks <- p
 	}()
 	start := time.Now()
-	res := s.run(t, sandbox.WithPids(pids), sandbox.WithTimeout(10*time.Second),
-		sandbox.WithArgv("sh", "-c", "f() { f | f & }; f; sleep 3; echo survived"))
+	res := s.run(t, sandbox.WithPids(pids), sandbox.WithTimeout(20*time.Second),
+		// Every generation leaves a sleeping process behind and starts two more generations, so
+		// the container plateaus at the limit; pid 1 then execs sleep (no fork needed) and the
+		// run ends when it exits, taking every bomb process with it.
+		sandbox.WithArgv("sh", "-c", "f() { sleep 30 & f & f & }; f; exec sleep 4"))
 	elapsed := time.Since(start)
 	stop()
-	highest := <-maxSeen
-	t.Logf("fork bomb: exit %d timed_out %v in %s; at most %d processes seen on the host", res.ExitCode, res.TimedOut, elapsed, highest)
-	if highest > pids {
-		t.Errorf("saw %d processes of the container on the host; the pids limit is %d", highest, pids)
+	p := <-peaks
+	t.Logf("fork bomb: exit %d in %s; host saw at most %d processes, pids.current peak %d, pids.max %q",
+		res.ExitCode, elapsed, p.procs, p.current, p.max)
+	if p.max != strconv.Itoa(pids) {
+		t.Errorf("the container's pids.max is %q on the host, want %d", p.max, pids)
 	}
-	if highest < pids/4 {
-		t.Errorf("saw only %d processes: the bomb did not run, so the limit was not tested", highest)
+	if p.current > pids || p.procs > pids {
+		t.Errorf("the container had %d tasks (%d processes seen); the pids limit is %d", p.current, p.procs, pids)
 	}
-	if !bytes.Contains(res.Stderr, []byte("fork")) {
-		t.Errorf("no fork failure in stderr, so the limit was not hit: %q", escTruncate(res.Stderr, 500))
+	if p.current < pids {
+		t.Errorf("pids.current peaked at %d: the bomb never reached the limit, so the limit was not tested", p.current)
 	}
-	if elapsed > 10*time.Second+15*time.Second {
-		t.Errorf("the run took %s; the timeout was 10s", elapsed)
+	if !bytes.Contains(res.Stderr, []byte("can't fork")) {
+		t.Errorf("no fork failure in stderr: %q", escTruncate(res.Stderr, 500))
+	}
+	if res.TimedOut || elapsed > 20*time.Second {
+		t.Errorf("the run took %s (timed out %v); the bomb should end when pid 1 does, after 4s", elapsed, res.TimedOut)
 	}
 	if err := exec.Command("true").Run(); err != nil {
 		t.Errorf("the host cannot fork after the bomb: %v", err)
@@ -419,6 +552,39 @@ func testForkBomb(t *testing.T, s *escapeSuite) {
 	if left := escProcessesWith(marker); len(left) > 0 {
 		t.Errorf("processes of the bomb survived the run: %v", left)
 	}
+}
+
+// escPidsCgroupOf finds the pids cgroup under parent that holds one of pids and returns its
+// pids.current and pids.max.
+func escPidsCgroupOf(parent string, pids []string) (current int, limit string, ok bool) {
+	if len(pids) == 0 {
+		return 0, "", false
+	}
+	for _, dir := range escCgroupDirs(parent) {
+		kids, _ := os.ReadDir(dir)
+		for _, k := range kids {
+			cg := filepath.Join(dir, k.Name())
+			procs, err := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+			if !k.IsDir() || err != nil {
+				continue
+			}
+			members := strings.Fields(string(procs))
+			if !slices.ContainsFunc(pids, func(p string) bool { return slices.Contains(members, p) }) {
+				continue
+			}
+			cur, err1 := os.ReadFile(filepath.Join(cg, "pids.current"))
+			lim, err2 := os.ReadFile(filepath.Join(cg, "pids.max"))
+			if err1 != nil || err2 != nil {
+				continue // another controller's directory
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(string(cur)))
+			if err != nil {
+				continue
+			}
+			return n, strings.TrimSpace(string(lim)), true
+		}
+	}
+	return 0, "", false
 }
 
 // testMemoryBomb: allocating past the memory limit gets the command OOM-killed.
@@ -608,7 +774,7 @@ func testOutputFlood(t *testing.T, s *escapeSuite) {
 
 // testCapabilities: uid/gid 65534, all capability sets empty, no_new_privs, seccomp filter mode.
 func testCapabilities(t *testing.T, s *escapeSuite) {
-	res := s.run(t, sandbox.WithArgv("sh", "-c", "cat /proc/self/status; id"))
+	res := s.run(t, sandbox.WithArgv("sh", "-c", "cat /proc/self/status; id; grep 'Max core file size' /proc/self/limits"))
 	status := escParseStatus(string(res.Stdout))
 	want := map[string]string{
 		"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
@@ -624,6 +790,10 @@ func testCapabilities(t *testing.T, s *escapeSuite) {
 	if !bytes.Contains(res.Stdout, []byte("uid=65534")) {
 		t.Errorf("id: %q", res.Stdout)
 	}
+	// No core dumps: they would write the process's memory, secrets included, to disk.
+	if !escRegexpMatch(`Max core file size\s+0\s+0\s`, string(res.Stdout)) {
+		t.Errorf("core dumps are not disabled: %s", escRegexpFind(`(Max core file size.*)`, string(res.Stdout)))
+	}
 }
 
 // testHostImage: the host image binds the host's programs and libraries read-only and shows
@@ -634,7 +804,8 @@ func testHostImage(t *testing.T, s *escapeSuite) {
 	}
 	repo := testenv.RepoRoot(t)
 	secrets := []string{"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh", "/etc/ssl/private",
-		"/var/lib/airlock", filepath.Join(repo, "go.mod"), s.probeDir}
+		"/var/lib/airlock", filepath.Join(repo, "go.mod"), s.probeDir,
+		"/run/docker.sock", "/var/run/docker.sock", "/run/containerd", "/run/systemd", "/proc/1/root/etc/shadow"}
 	var script strings.Builder
 	for _, p := range secrets {
 		fmt.Fprintf(&script, "if [ -e %s ]; then echo 'VISIBLE %s'; fi\n", p, p)
@@ -835,6 +1006,16 @@ func (s *escapeSuite) checkNoLeftovers(t *testing.T) {
 	if left := escProcessesWith(s.marker); len(left) > 0 {
 		t.Errorf("processes of the suite still running: %v", left)
 	}
+}
+
+// escPidsWith lists the pids of escProcessesWith.
+func escPidsWith(marker string) []string {
+	var pids []string
+	for _, p := range escProcessesWith(marker) {
+		pid, _, _ := strings.Cut(p, ":")
+		pids = append(pids, pid)
+	}
+	return pids
 }
 
 // escProcessesWith lists host processes whose environment or command line contains marker.

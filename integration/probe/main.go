@@ -10,6 +10,7 @@
 //
 //	probe syscalls          try every forbidden operation
 //	probe connect ADDR...   try a TCP connection to each host:port
+//	probe connect-unix P... try a unix socket connection to each path or @abstract name
 //	probe pause             sleep (a ptrace target)
 //	probe ids               print real, effective and saved uid/gid
 package main
@@ -39,7 +40,7 @@ type Attempt struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe syscalls | connect ADDR... | pause | ids")
+		fmt.Fprintln(os.Stderr, "usage: probe syscalls | connect ADDR... | connect-unix PATH... | pause | ids")
 		os.Exit(2)
 	}
 	enc := json.NewEncoder(os.Stdout)
@@ -72,6 +73,15 @@ func main() {
 				c.Close()
 			}
 			emit("connect "+addr, err)
+		}
+	case "connect-unix":
+		// Abstract names start with "@"; they live in the network namespace, not the file system.
+		for _, addr := range os.Args[2:] {
+			c, err := net.DialTimeout("unix", addr, 2*time.Second)
+			if err == nil {
+				c.Close()
+			}
+			emit("connect-unix "+addr, err)
 		}
 	case "pause":
 		time.Sleep(time.Minute)
