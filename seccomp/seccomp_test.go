@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	moby "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -429,6 +430,50 @@ func BenchmarkCompile(b *testing.B) {
 	for b.Loop() {
 		if _, err := NewProfiles(targets["amd64"]); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDockerLoadsProfile: the Docker form is accepted by moby's own profile loader (what the
+// Docker daemon runs on HostConfig.SecurityOpt "seccomp=<json>") and yields the same rules.
+func TestDockerLoadsProfile(t *testing.T) {
+	p, err := host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, profile := range []string{sandbox.SeccompDefault, sandbox.SeccompFiles} {
+		t.Run(profile, func(t *testing.T) {
+			j, _ := p.Docker(profile, sandbox.NetworkNone)
+			loaded, err := moby.LoadProfile(string(j), &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}})
+			if err != nil {
+				t.Fatalf("moby.LoadProfile: %v", err)
+			}
+			want, _ := p.OCI(profile, sandbox.NetworkNone)
+			a, _ := json.Marshal(loaded)
+			b, _ := json.Marshal(want)
+			if !bytes.Equal(a, b) {
+				t.Errorf("Docker's loader produced a different profile:\n%s\nwant\n%s", a, b)
+			}
+		})
+	}
+}
+
+// TestDocsNameEveryDefaultRefusal: docs/seccomp.md is what operators read; every syscall the
+// default profile refuses must be named there, so the docs cannot silently fall behind.
+func TestDocsNameEveryDefaultRefusal(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "seccomp.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusals, err := Refusals(sandbox.SeccompDefault, sandbox.NetworkNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refusals {
+		for _, n := range r.Names {
+			if !bytes.Contains(doc, []byte("`"+n+"`")) {
+				t.Errorf("docs/seccomp.md does not mention `%s` (%s)", n, r.Why)
+			}
 		}
 	}
 }
