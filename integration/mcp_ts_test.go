@@ -24,6 +24,7 @@ type tsPlan struct {
 	Cwd       string            `json:"cwd,omitempty"`
 	URL       string            `json:"url,omitempty"`
 	Token     string            `json:"token,omitempty"`
+	Approve   *bool             `json:"approve,omitempty"` // answer approval prompts
 	Calls     []tsCall          `json:"calls"`
 }
 
@@ -34,8 +35,9 @@ type tsCall struct {
 
 // tsOutput is what client.mjs prints.
 type tsOutput struct {
-	Transport string `json:"transport"`
-	Tools     []struct {
+	Transport    string   `json:"transport"`
+	Elicitations []string `json:"elicitations"`
+	Tools        []struct {
 		Name string `json:"name"`
 	} `json:"tools"`
 	Calls []struct {
@@ -67,17 +69,21 @@ func tsClient(t *testing.T) (node, dir string) {
 }
 
 // TestMCPTypeScriptClient drives `airlock serve` with the official TypeScript SDK over stdio
-// and streamable HTTP: list tools, read a file, and a denied call.
+// and streamable HTTP: list tools, read a file, a denied call, and a write the user approves
+// through elicitation/create (the TypeScript SDK speaks protocol 2025-11-25, so Airlock asks
+// during the call rather than with an input-required result).
 func TestMCPTypeScriptClient(t *testing.T) {
 	node, dir := tsClient(t)
 	calls := []tsCall{
 		{Name: "read_file", Arguments: map[string]any{"path": "hello.txt"}},
 		{Name: "run_command", Arguments: map[string]any{"command": "rm -rf hello.txt"}},
+		{Name: "write_file", Arguments: map[string]any{"path": "pkg/from_ts.go", "content": "package pkg\n"}},
 	}
 	for _, transport := range []string{"stdio", "http"} {
 		t.Run(transport, func(t *testing.T) {
-			e := newMCPEnv(t, mcpPolicy, map[string]string{"hello.txt": mcpHello})
-			plan := tsPlan{Transport: transport, Calls: calls}
+			e := newMCPEnv(t, mcpPolicy, map[string]string{"hello.txt": mcpHello, "pkg/doc.txt": "docs\n"})
+			mcpOpenDirs(t, e.workspace)
+			plan := tsPlan{Transport: transport, Calls: calls, Approve: ptr(true)}
 			var stop func()
 			switch transport {
 			case "stdio":
@@ -138,6 +144,14 @@ func TestMCPTypeScriptClient(t *testing.T) {
 				!strings.Contains(got, "(rule /tools/run_command/deny_if") {
 				t.Errorf("denied run_command: isError=%v text %q, want [POLICY DENIED] ... (rule /tools/run_command/deny_if...)",
 					out.Calls[1].Result.IsError, got)
+			}
+
+			if text(2); out.Calls[2].Result.IsError || len(out.Elicitations) != 1 {
+				t.Errorf("approved write_file: isError=%v after %d approval prompts, want success after 1: %q",
+					out.Calls[2].Result.IsError, len(out.Elicitations), text(2))
+			}
+			if got, err := os.ReadFile(filepath.Join(e.workspace, "pkg", "from_ts.go")); err != nil || string(got) != "package pkg\n" {
+				t.Errorf("approved write_file: host file = %q, %v; want %q", got, err, "package pkg\n")
 			}
 
 			recs := readAudit(t, e.audit)

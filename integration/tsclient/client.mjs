@@ -8,13 +8,16 @@
 //    "calls": [{"name": "read_file", "arguments": {"path": "hello.txt"}}]}
 //   {"transport": "http", "url": "http://127.0.0.1:8811/mcp", "token": "optional bearer",
 //    "calls": [...]}
+// and optionally "approve": true or false, which declares the elicitation capability and
+// answers every approval prompt (Airlock's approve_if) with accept {approve: true} or decline.
 //
 // It prints one JSON object on stdout:
-//   {"transport", "server": {name, version}, "tools": [Tool...],
+//   {"transport", "server": {name, version}, "tools": [Tool...], "elicitations": [message...],
 //    "calls": [{"name", "result": CallToolResult} | {"name", "error": "message"}]}
 // and exits 0 when it could connect and list tools (a tool error or denial is a result, not a
 // failure), 1 otherwise. Diagnostics go to stderr.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
@@ -44,13 +47,25 @@ async function main() {
     throw new Error("usage: node client.mjs PLAN_JSON");
   }
   const plan = JSON.parse(process.argv[2]);
-  const client = new Client({ name: "airlock-tsclient", version: "0.0.0" });
+  const answers = typeof plan.approve === "boolean";
+  const client = new Client(
+    { name: "airlock-tsclient", version: "0.0.0" },
+    { capabilities: answers ? { elicitation: { form: {} } } : {} },
+  );
+  const elicitations = [];
+  if (answers) {
+    client.setRequestHandler(ElicitRequestSchema, async (req) => {
+      elicitations.push(req.params.message);
+      return plan.approve ? { action: "accept", content: { approve: true } } : { action: "decline" };
+    });
+  }
   const transport = transportFor(plan);
   await client.connect(transport);
   const out = {
     transport: plan.transport,
     server: client.getServerVersion() ?? null,
     tools: [],
+    elicitations,
     calls: [],
   };
   try {
