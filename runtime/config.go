@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -86,7 +87,7 @@ type TokenConfig struct {
 
 // Profile is how a tool's sandbox is built.
 type Profile struct {
-	Image     string         `yaml:"image"`     // busybox or host
+	Image     string         `yaml:"image"`     // an image name from package images: busybox, host
 	Seccomp   string         `yaml:"seccomp"`   // default, files (unconfined is refused in config)
 	Workspace string         `yaml:"workspace"` // ro, rw, copy or none
 	User      string         `yaml:"user"`      // nobody (default) or workspace-owner
@@ -369,12 +370,11 @@ func (c *Config) checkProfile(name string, p *Profile) error {
 	at := func(msg string, key ...any) error {
 		return c.errAt(msg, append([]any{"profiles", name}, key...)...)
 	}
-	switch p.Image {
-	case "busybox", "host", "debian":
-	case "":
-		return at("image is required (busybox or host)", "image")
-	default:
-		return at(fmt.Sprintf("image %q: want busybox, host or debian", p.Image), "image")
+	switch {
+	case p.Image == "":
+		return at("image is required ("+strings.Join(images.Names(), " or ")+")", "image")
+	case !slices.Contains(images.Names(), p.Image):
+		return at(fmt.Sprintf("image %q: want one of %s", p.Image, strings.Join(images.Names(), ", ")), "image")
 	}
 	switch p.Seccomp {
 	case "", sandbox.SeccompDefault, sandbox.SeccompFiles:
