@@ -64,7 +64,7 @@ func usagef(format string, a ...any) error { return &usageError{msg: fmt.Sprintf
 
 // parseExecArgs turns the command line into a validated Spec. Only flags given explicitly
 // change the hardened defaults of sandbox.Defaults.
-func parseExecArgs(args []string) (execRequest, error) {
+func parseExecArgs(args []string, stateDir string) (execRequest, error) {
 	fs := flag.NewFlagSet("airlock exec", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -95,6 +95,21 @@ func parseExecArgs(args []string) (execRequest, error) {
 		}
 		if !fi.IsDir() {
 			return fmt.Errorf("%q is a file; give the directory that holds it", dir)
+		}
+		// Check (and mount) the directory the path really names: runc follows symlinks in a
+		// mount source, so a link to / must be judged as /.
+		if abs, err = filepath.EvalSymlinks(abs); err != nil {
+			return fmt.Errorf("%q: %w", dir, err)
+		}
+		// The host root, or any directory holding Airlock's state, would show the command the
+		// images, other runs' bundles and the audit log; refuse rather than rely on file modes.
+		if state, err := filepath.Abs(stateDir); err == nil {
+			if real, err := filepath.EvalSymlinks(state); err == nil {
+				state = real
+			}
+			if abs == "/" || state == abs || strings.HasPrefix(state, abs+"/") {
+				return fmt.Errorf("%q contains the host root or Airlock's state directory %s; mount a project directory instead", dir, state)
+			}
 		}
 		add(sandbox.WithWorkspace(abs, access))
 		return nil
@@ -239,7 +254,7 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func execMain(ctx context.Context, args []string, stdout, stderr io.Writer, open openBackend) int {
-	req, err := parseExecArgs(args)
+	req, err := parseExecArgs(args, stateDir())
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(stdout, execUsage, strings.Join(images.Names(), ", "))
 		return 0

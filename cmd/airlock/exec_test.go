@@ -26,6 +26,14 @@ func TestParseExecArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := sandbox.Defaults()
+	stateParent := t.TempDir()
+	state := filepath.Join(stateParent, "airlock")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(ws, "rootlink")); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -98,12 +106,16 @@ func TestParseExecArgs(t *testing.T) {
 		{name: "unknown seccomp", args: []string{"--seccomp", "off", "--", "true"}, wantErr: `unknown profile "off"; choose default, files or unconfined`},
 		{name: "missing workspace", args: []string{"--workspace", filepath.Join(ws, "nope"), "--", "true"}, wantErr: "is not an existing directory"},
 		{name: "workspace is a file", args: []string{"--workspace", file, "--", "true"}, wantErr: "is a file"},
+		{name: "host root", args: []string{"--workspace", "/", "--", "true"}, wantErr: "contains the host root"},
+		{name: "symlink to host root", args: []string{"--workspace", filepath.Join(ws, "rootlink"), "--", "true"}, wantErr: "contains the host root"},
+		{name: "state dir", args: []string{"--workspace", state, "--", "true"}, wantErr: "Airlock's state directory"},
+		{name: "parent of state dir", args: []string{"--workspace", stateParent + ":ro", "--", "true"}, wantErr: "Airlock's state directory"},
 		{name: "unknown flag", args: []string{"--network", "host", "--", "true"}, wantErr: "unknown flag --network"},
 		{name: "flag without value", args: []string{"--memory"}, wantErr: "--memory needs a value"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := parseExecArgs(tc.args)
+			req, err := parseExecArgs(tc.args, state)
 			if tc.wantErr != "" {
 				var ue *usageError
 				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.wantErr) {
