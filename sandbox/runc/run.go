@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -121,12 +122,24 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	// exits; if something does, stop waiting for it rather than hang the call.
 	cmd.WaitDelay = killGrace
 
-	if err := cmd.Start(); err != nil {
+	// The parent-death signal fires when the OS thread that forked runc exits, not the
+	// process; the Go runtime may end a thread under us, so the fork happens on a thread
+	// locked to a goroutine that lives exactly as long as runc.
+	startErr, waited := make(chan error, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			startErr <- err
+			return
+		}
+		startErr <- nil
+		waited <- cmd.Wait()
+	}()
+	if err := <-startErr; err != nil {
 		return res, fmt.Errorf("%w: starting %s: %v", sandbox.ErrUnavailable, b.runc, err)
 	}
 	st.started = true
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
 
 	timer := time.NewTimer(spec.Timeout)
 	defer timer.Stop()
