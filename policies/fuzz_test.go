@@ -3,8 +3,8 @@ package policies
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"net/url"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
