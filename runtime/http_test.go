@@ -178,3 +178,59 @@ func TestHTTPToolsPerGrant(t *testing.T) {
 		t.Errorf("dev sees %v, want [read_file run_command]", got)
 	}
 }
+
+// TestHTTPSessionBoundToGrant: a session started with one token cannot be driven with another.
+func TestHTTPSessionBoundToGrant(t *testing.T) {
+	const ciTok, devTok = "ci-token-0123456789abcdef", "dev-token-0123456789abcdef"
+	t.Setenv("CI_TOK", ciTok)
+	t.Setenv("DEV_TOK", devTok)
+	fb := &fakeBackend{}
+	rt := newTestRuntime(t, "http:\n  tokens:\n    - {token_env: CI_TOK, grant: ci}\n    - {token_env: DEV_TOK, grant: dev}\n", "", fb)
+	srv := httptest.NewUnstartedServer(nil)
+	h, err := rt.HTTPHandler(srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = h
+	srv.Start()
+	defer srv.Close()
+	send := func(token, session, body string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+MCPPath, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+token)
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+			req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		return resp, b.String()
+	}
+	resp, _ := send(ciTok, "", initBody)
+	session := resp.Header.Get("Mcp-Session-Id")
+	if session == "" {
+		t.Fatal("no session id")
+	}
+	send(ciTok, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"git_status","arguments":{}}}`
+	_, body := send(devTok, session, call)
+	if !strings.Contains(body, "another grant") || strings.Contains(body, `"result"`) {
+		t.Fatalf("call with another token on the session: %s", body)
+	}
+	if n := len(fb.runs()); n != 0 {
+		t.Fatalf("hijacked session ran %d sandboxes", n)
+	}
+}
