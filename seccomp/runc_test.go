@@ -102,7 +102,7 @@ func runInRuncWith(t *testing.T, runc, rootfs string, sc *specs.LinuxSeccomp, ex
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	id := fmt.Sprintf("airlock-seccomp-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	id := fmt.Sprintf("seccomp-test-%d-%d", os.Getpid(), time.Now().UnixNano())
 	cmd := exec.CommandContext(ctx, runc, "--root", filepath.Join(dir, "state"), "run", "--bundle", dir, id)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
