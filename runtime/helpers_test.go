@@ -46,6 +46,11 @@ func (f *fakeBackend) runs() []sandbox.Spec {
 // name a policy file written into the workspace's parent as policy.json).
 func newTestRuntime(t *testing.T, yaml, policy string, fb *fakeBackend) *Runtime {
 	t.Helper()
+	return newTestRuntimeTB(t, yaml, policy, fb)
+}
+
+func newTestRuntimeTB(t testing.TB, yaml, policy string, fb *fakeBackend) *Runtime {
+	t.Helper()
 	dir := t.TempDir()
 	ws := filepath.Join(dir, "ws")
 	if err := os.MkdirAll(ws, 0o755); err != nil {
