@@ -118,6 +118,7 @@ func TestEscape(t *testing.T) {
 	t.Run("ForkBombStopsAtPidsLimit", par(testForkBomb))
 	t.Run("MemoryBombIsOOMKilled", par(testMemoryBomb))
 	t.Run("TimeoutKillsEveryProcess", par(testTimeout))
+	t.Run("BackgroundChildrenDieWithCommand", par(testBackgroundChildren))
 	t.Run("TmpfsFillStopsAtCap", par(testTmpfsFill))
 	t.Run("ForbiddenSyscallsFail", par(testSyscalls))
 	t.Run("NoHostEnvironment", par(testHostEnv))
@@ -616,18 +617,39 @@ func testTimeout(t *testing.T, s *escapeSuite) {
 	}
 }
 
-// testTmpfsFill: filling /tmp stops at the tmpfs size with ENOSPC.
-func testTmpfsFill(t *testing.T, s *escapeSuite) {
-	const size = 8 << 20
-	res := s.run(t, sandbox.WithTmpfsSize(size),
-		sandbox.WithArgv("sh", "-c", "dd if=/dev/zero of=/tmp/fill bs=1M count=64; echo size=$(wc -c < /tmp/fill)"))
-	if !bytes.Contains(res.Stderr, []byte("No space left on device")) {
-		t.Errorf("dd did not fail with ENOSPC: %q", res.Stderr)
+// testBackgroundChildren: a command that starts background processes (one in its own session)
+// and exits does not leave them running: the run returns at once with the command's exit code
+// and no process of the container remains on the host.
+func testBackgroundChildren(t *testing.T, s *escapeSuite) {
+	marker := s.caseMarker(t)
+	res := s.run(t, sandbox.WithTimeout(30*time.Second),
+		sandbox.WithArgv("sh", "-c", "sleep 1000 & setsid sleep 1000 & (sleep 1000 &); exit 3"))
+	if res.ExitCode != 3 || res.TimedOut || res.Duration > 10*time.Second {
+		t.Errorf("exit %d timed_out %v after %s; want exit 3 at once", res.ExitCode, res.TimedOut, res.Duration)
 	}
-	m := escRegexpFind(`size=(\d+)`, string(res.Stdout))
-	n, _ := strconv.Atoi(m)
-	if n > size || n < size-(1<<20) {
-		t.Errorf("/tmp/fill holds %d bytes (%q); want the %d-byte cap, within 1 MiB", n, res.Stdout, size)
+	if left := escProcessesWith(marker); len(left) > 0 {
+		t.Errorf("background processes outlived the command: %v", left)
+	}
+}
+
+// testTmpfsFill: filling /tmp stops at the tmpfs size with ENOSPC, and so does /dev/shm at its
+// fixed 64 MiB.
+func testTmpfsFill(t *testing.T, s *escapeSuite) {
+	const size, shm = 8 << 20, 64 << 20
+	res := s.run(t, sandbox.WithTmpfsSize(size), sandbox.WithArgv("sh", "-c",
+		"dd if=/dev/zero of=/tmp/fill bs=1M count=64; echo size=$(wc -c < /tmp/fill); "+
+			"dd if=/dev/zero of=/dev/shm/fill bs=1M count=100; echo shm=$(wc -c < /dev/shm/fill)"))
+	if n := bytes.Count(res.Stderr, []byte("No space left on device")); n != 2 {
+		t.Errorf("%d of 2 fills failed with ENOSPC: %q", n, res.Stderr)
+	}
+	for _, c := range []struct {
+		key string
+		cap int
+	}{{"size", size}, {"shm", shm}} {
+		n, _ := strconv.Atoi(escRegexpFind(c.key+`=(\d+)`, string(res.Stdout)))
+		if n > c.cap || n < c.cap-(1<<20) {
+			t.Errorf("%s: the file holds %d bytes (%q); want the %d-byte cap, within 1 MiB", c.key, n, res.Stdout, c.cap)
+		}
 	}
 }
 
@@ -774,7 +796,7 @@ func testOutputFlood(t *testing.T, s *escapeSuite) {
 
 // testCapabilities: uid/gid 65534, all capability sets empty, no_new_privs, seccomp filter mode.
 func testCapabilities(t *testing.T, s *escapeSuite) {
-	res := s.run(t, sandbox.WithArgv("sh", "-c", "cat /proc/self/status; id; grep 'Max core file size' /proc/self/limits"))
+	res := s.run(t, sandbox.WithArgv("sh", "-c", "cat /proc/self/status; id; grep -E 'Max (core file size|open files)' /proc/self/limits"))
 	status := escParseStatus(string(res.Stdout))
 	want := map[string]string{
 		"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
@@ -793,6 +815,9 @@ func testCapabilities(t *testing.T, s *escapeSuite) {
 	// No core dumps: they would write the process's memory, secrets included, to disk.
 	if !escRegexpMatch(`Max core file size\s+0\s+0\s`, string(res.Stdout)) {
 		t.Errorf("core dumps are not disabled: %s", escRegexpFind(`(Max core file size.*)`, string(res.Stdout)))
+	}
+	if !escRegexpMatch(`Max open files\s+1024\s+1024\s`, string(res.Stdout)) {
+		t.Errorf("RLIMIT_NOFILE is not the default 1024: %s", escRegexpFind(`(Max open files.*)`, string(res.Stdout)))
 	}
 }
 
