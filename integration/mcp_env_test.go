@@ -38,6 +38,9 @@ type mcpEnv struct {
 	quiet bool
 	// commandProfile is run_command's sandbox profile (YAML); mcpCommandProfile by default.
 	commandProfile string
+	// extraYAML is appended to the config (top-level keys); extraEnv to the server's environment.
+	extraYAML string
+	extraEnv  []string
 }
 
 // mcpCommandProfile replaces the built-in "command" profile (run_command's sandbox) for the
@@ -101,8 +104,8 @@ func (e *mcpEnv) configYAML() string {
 	for _, line := range strings.Split(e.commandProfile, "\n") {
 		profile.WriteString("    " + line + "\n")
 	}
-	return fmt.Sprintf("workspace: %q\nbackend: runc\npolicy: %q\naudit:\n  path: %q\nprofiles:\n  command:\n%s",
-		e.workspace, e.policy, e.audit, profile.String())
+	return fmt.Sprintf("workspace: %q\nbackend: runc\npolicy: %q\naudit:\n  path: %q\nprofiles:\n  command:\n%s%s",
+		e.workspace, e.policy, e.audit, profile.String(), e.extraYAML)
 }
 
 // mcpRequireImages skips (fails under make test) when an image the built-in tools run on has
@@ -122,7 +125,8 @@ func mcpRequireImages(t testing.TB, names ...string) {
 
 // env is the server's environment: the images' state dir and the runc to use.
 func (e *mcpEnv) env() []string {
-	return append(os.Environ(),
+	env := append(os.Environ(), e.extraEnv...)
+	return append(env,
 		"AIRLOCK_STATE_DIR="+testenv.StateDir(),
 		"AIRLOCK_RUNC="+e.runc,
 		"PATH="+filepath.Dir(e.bin)+string(os.PathListSeparator)+filepath.Dir(e.runc)+string(os.PathListSeparator)+os.Getenv("PATH"),
@@ -331,14 +335,25 @@ func connectHTTP(t testing.TB, s *mcpServer, token string, opts *mcp.ClientOptio
 
 // mcpAuditRecord is the part of an audit record the tests look at.
 type mcpAuditRecord struct {
-	AuditID    string `json:"audit_id"`
-	Tool       string `json:"tool"`
-	Decision   string `json:"decision"`
-	Rule       string `json:"rule"`
-	Redactions int    `json:"redactions"`
-	TimedOut   bool   `json:"timed_out"`
-	PrevHash   string `json:"prev_hash"`
-	Hash       string `json:"hash"`
+	AuditID    string         `json:"audit_id"`
+	Grant      string         `json:"grant"`
+	Tool       string         `json:"tool"`
+	Decision   string         `json:"decision"`
+	Rule       string         `json:"rule"`
+	Redactions map[string]int `json:"redactions"` // rule -> count
+	TimedOut   bool           `json:"timed_out"`
+	ExitCode   *int           `json:"exit_code"` // null when the tool did not run
+	PrevHash   string         `json:"prev_hash"`
+	Hash       string         `json:"hash"`
+}
+
+// redactions is the record's total number of redacted secrets.
+func (r mcpAuditRecord) redactions() int {
+	n := 0
+	for _, c := range r.Redactions {
+		n += c
+	}
+	return n
 }
 
 // readAudit returns every record of an audit log.

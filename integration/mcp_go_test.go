@@ -197,6 +197,9 @@ func auditDenied(rule string) func(t *testing.T, rec mcpAuditRecord) {
 		if rec.Decision != "deny" {
 			t.Errorf("audit decision %q, want deny", rec.Decision)
 		}
+		if rec.ExitCode != nil {
+			t.Errorf("audit exit_code %d for a denied call, want null (it must not have run)", *rec.ExitCode)
+		}
 		if !strings.HasPrefix(rec.Rule, rule) {
 			t.Errorf("audit rule %q, want it to start with %q", rec.Rule, rule)
 		}
@@ -335,8 +338,8 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 				secretAbsent(t, raw)
 			},
 			audit: func(t *testing.T, rec mcpAuditRecord) {
-				if rec.Redactions < 2 {
-					t.Errorf("audit redactions = %d, want >= 2 (AWS key id and GitHub token)", rec.Redactions)
+				if rec.redactions() < 2 {
+					t.Errorf("audit redactions = %v, want >= 2 (AWS key id and GitHub token)", rec.Redactions)
 				}
 			},
 		},
@@ -351,8 +354,8 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 				secretAbsent(t, raw)
 			},
 			audit: func(t *testing.T, rec mcpAuditRecord) {
-				if rec.Redactions < 2 {
-					t.Errorf("audit redactions = %d, want >= 2 (AWS key id and GitHub token)", rec.Redactions)
+				if rec.redactions() < 2 {
+					t.Errorf("audit redactions = %v, want >= 2 (AWS key id and GitHub token)", rec.Redactions)
 				}
 			},
 		},

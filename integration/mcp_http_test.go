@@ -2,11 +2,15 @@ package integration
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // mcpInitialize is a minimal, valid MCP initialize request.
@@ -64,5 +68,61 @@ func TestMCPHTTPRebinding(t *testing.T) {
 				t.Errorf("status %d for a legitimate loopback request: %s", resp.StatusCode, body)
 			}
 		})
+	}
+}
+
+// TestMCPHTTPBearerToken configures a bearer token on a loopback server: a Go SDK client
+// without it cannot connect, one with a wrong token cannot either, and one with it acts as
+// the token's grant, which the policy and the audit record see.
+func TestMCPHTTPBearerToken(t *testing.T) {
+	// run_command requires the "ci" grant, so a call that works proves the token's grant was
+	// applied (the default stdio/loopback grant is "local").
+	const policy = `{
+  "version": "1",
+  "default": "allow",
+  "tools": {
+    "run_command": {
+      "require": [{"conditions": [{"path": "grant.id", "op": "eq", "value": "ci"}],
+                   "on_deny": "Only CI may run commands."}]
+    }
+  }
+}`
+	e := newMCPEnv(t, policy, map[string]string{"hello.txt": mcpHello})
+	token := rand.Text()
+	e.extraYAML = "http:\n  tokens:\n    - token_env: AIRLOCK_TEST_TOKEN\n      grant: ci\n"
+	e.extraEnv = []string{"AIRLOCK_TEST_TOKEN=" + token}
+	s := e.startHTTP(t)
+
+	for _, bad := range []string{"", "not-" + token} {
+		hc := &http.Client{Timeout: 10 * time.Second}
+		if bad != "" {
+			hc.Transport = mcpBearer{token: bad, base: http.DefaultTransport}
+		}
+		client := mcp.NewClient(&mcp.Implementation{Name: "no-token", Version: "0"}, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: s.endpoint, HTTPClient: hc, MaxRetries: -1}, nil)
+		cancel()
+		if err == nil {
+			cs.Close()
+			t.Errorf("connected with token %q; want the server to refuse (401)", bad)
+		}
+	}
+
+	cs := connectHTTP(t, s, token, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "run_command", Arguments: map[string]any{"command": "echo token-ok"}})
+	if err != nil {
+		t.Fatalf("run_command with the token: %v", err)
+	}
+	raw, _ := json.Marshal(res)
+	if res.IsError || !strings.Contains(string(raw), "token-ok") {
+		t.Errorf("run_command as grant ci: want success with token-ok, got %s", raw)
+	}
+	cs.Close()
+	s.stop()
+	recs := readAudit(t, e.audit)
+	if len(recs) != 1 || recs[0].Grant != "ci" {
+		t.Errorf("audit records %+v, want one with grant ci", recs)
 	}
 }
