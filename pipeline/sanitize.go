@@ -1,0 +1,231 @@
+package pipeline
+
+import (
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// DefaultMaxOutputBytes caps each sanitised output stream when Config.MaxOutputBytes is 0.
+const DefaultMaxOutputBytes = 256 << 10
+
+// HostPathMarker replaces host paths other than the workspace in tool output.
+const HostPathMarker = "[host-path]"
+
+// Sanitizer is stage 6. Tool output is untrusted data produced by code the agent chose to run;
+// before it reaches the agent (and through it, a human's terminal or a model's context) it is
+// made safe to display and free of what the host should not disclose:
+//
+//  1. invalid UTF-8 becomes U+FFFD;
+//  2. terminal escape sequences (CSI, OSC, DCS, ...), C0/C1 control characters other than tab
+//     and newline, and Unicode bidirectional overrides are removed; CR becomes a newline;
+//  3. the host workspace path becomes /workspace and other host paths become [host-path];
+//  4. secrets are replaced with [REDACTED:<rule-id>] (see Redactor);
+//  5. the text is cut to the size cap on a character boundary.
+//
+// Redaction runs after escapes are stripped, so an escape sequence cannot split a secret to
+// hide it, and before the cap, so the cap cannot cut a secret into an unrecognisable half.
+// A Sanitizer is immutable and safe for concurrent use.
+type Sanitizer struct {
+	redactor *Redactor
+	paths    *strings.Replacer
+	maxBytes int
+}
+
+// NewSanitizer builds a Sanitizer. workspace is the host directory shown to tools as
+// /workspace (its symlink-resolved form is scrubbed too); hostPaths are other host
+// directories to hide (the state directory, the home directory...). maxBytes <= 0 means
+// DefaultMaxOutputBytes.
+func NewSanitizer(r *Redactor, workspace string, hostPaths []string, maxBytes int) *Sanitizer {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxOutputBytes
+	}
+	repl := map[string]string{}
+	variants := func(p string) []string {
+		if p == "" || !filepath.IsAbs(p) {
+			return nil
+		}
+		p = filepath.Clean(p)
+		if p == "/" {
+			return nil // scrubbing "/" would rewrite every path inside the sandbox
+		}
+		out := []string{p}
+		if real, err := filepath.EvalSymlinks(p); err == nil && real != p && real != "/" {
+			out = append(out, real)
+		}
+		return out
+	}
+	for _, p := range hostPaths {
+		for _, v := range variants(p) {
+			repl[v] = HostPathMarker
+		}
+	}
+	for _, v := range variants(workspace) {
+		repl[v] = sandbox.WorkspaceTarget
+	}
+	// strings.Replacer tries old strings in argument order at each position: longest first, so
+	// /home/u/proj (the workspace) wins over /home/u (a host path).
+	olds := slices.SortedFunc(maps.Keys(repl), func(a, b string) int {
+		if d := len(b) - len(a); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	var pairs []string
+	for _, o := range olds {
+		pairs = append(pairs, o, repl[o])
+	}
+	return &Sanitizer{redactor: r, paths: strings.NewReplacer(pairs...), maxBytes: maxBytes}
+}
+
+// DefaultHostPaths are host directories scrubbed from output besides the workspace: the home
+// directory of the user running Airlock and the temporary directory's parent when it is not
+// a path that exists inside sandboxes.
+func DefaultHostPaths() []string {
+	var out []string
+	if h, err := os.UserHomeDir(); err == nil && h != "/" && h != "/tmp" {
+		out = append(out, h)
+	}
+	return out
+}
+
+// Clean sanitises one output stream. It returns the text, the secrets redacted per rule id,
+// and whether the size cap cut the text.
+func (s *Sanitizer) Clean(b []byte) (string, map[string]int, bool) {
+	text := stripControls(b)
+	text = s.paths.Replace(text)
+	var red map[string]int
+	if s.redactor != nil {
+		text, red = s.redactor.Redact(text)
+	}
+	truncated := false
+	if len(text) > s.maxBytes {
+		cut := s.maxBytes
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text, truncated = text[:cut], true
+	}
+	return text, red, truncated
+}
+
+// stripControls forces b to valid UTF-8 and removes terminal control: ANSI/VT escape
+// sequences, C0 and C1 control characters except tab and newline, DEL, and the Unicode
+// bidirectional embedding/override/isolate characters. A lone CR or CRLF becomes LF.
+//
+// Escape sequences in output can rewrite a terminal's title, move the cursor to overwrite what
+// a human approves, or (OSC 52) write the clipboard; bidi overrides make text read differently
+// from what it is ("Trojan Source"). None of them carry data an agent needs.
+func stripControls(b []byte) string {
+	var out strings.Builder
+	out.Grow(len(b))
+	i := 0
+	for i < len(b) {
+		c := b[i]
+		if c >= 0x20 && c < 0x7f { // printable ASCII: the common case
+			j := i + 1
+			for j < len(b) && b[j] >= 0x20 && b[j] < 0x7f {
+				j++
+			}
+			out.Write(b[i:j])
+			i = j
+			continue
+		}
+		switch {
+		case c == '\n' || c == '\t':
+			out.WriteByte(c)
+			i++
+		case c == '\r':
+			if i+1 < len(b) && b[i+1] == '\n' {
+				i++ // CRLF: the LF is written next round
+			} else {
+				out.WriteByte('\n')
+				i++
+			}
+		case c == 0x1b:
+			i = skipEscape(b, i+1)
+		case c < 0x20 || c == 0x7f:
+			i++
+		default:
+			r, n := utf8.DecodeRune(b[i:])
+			switch {
+			case r == utf8.RuneError && n <= 1:
+				out.WriteString("\uFFFD")
+			case r == 0x9b: // C1 CSI
+				i = skipCSI(b, i+n)
+				continue
+			case r == 0x9d || r == 0x90 || r == 0x98 || r == 0x9e || r == 0x9f: // C1 OSC, DCS, SOS, PM, APC
+				i = skipString(b, i+n)
+				continue
+			case r >= 0x80 && r <= 0x9f: // other C1 controls
+			case (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069): // bidi controls
+			default:
+				out.Write(b[i : i+n])
+			}
+			i += n
+		}
+	}
+	return out.String()
+}
+
+// skipEscape skips an escape sequence whose ESC was just before b[i] and returns the index
+// after it.
+func skipEscape(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '[':
+		return skipCSI(b, i+1)
+	case ']', 'P', 'X', '^', '_': // OSC, DCS, SOS, PM, APC: strings up to BEL or ST
+		return skipString(b, i+1)
+	}
+	// nF sequences: intermediates 0x20-0x2F then one final byte 0x30-0x7E.
+	for i < len(b) && b[i] >= 0x20 && b[i] <= 0x2f {
+		i++
+	}
+	if i < len(b) && b[i] >= 0x30 && b[i] <= 0x7e {
+		i++
+	}
+	return i
+}
+
+// skipCSI skips parameters (0x30-0x3F), intermediates (0x20-0x2F) and the final byte
+// (0x40-0x7E) of a control sequence. It stops early at a byte that cannot be part of one.
+func skipCSI(b []byte, i int) int {
+	for i < len(b) && b[i] >= 0x30 && b[i] <= 0x3f {
+		i++
+	}
+	for i < len(b) && b[i] >= 0x20 && b[i] <= 0x2f {
+		i++
+	}
+	if i < len(b) && b[i] >= 0x40 && b[i] <= 0x7e {
+		i++
+	}
+	return i
+}
+
+// skipString skips a control string up to and including its terminator: BEL, ESC \ or the C1
+// ST (U+009C). An unterminated string ends at the next newline, so a stray ESC ] cannot
+// swallow the rest of the output.
+func skipString(b []byte, i int) int {
+	for i < len(b) {
+		switch {
+		case b[i] == '\n':
+			return i
+		case b[i] == 0x07:
+			return i + 1
+		case b[i] == 0x1b && i+1 < len(b) && b[i+1] == '\\':
+			return i + 2
+		case b[i] == 0xc2 && i+1 < len(b) && b[i+1] == 0x9c:
+			return i + 2
+		}
+		i++
+	}
+	return i
+}
