@@ -105,7 +105,8 @@ func filesRefusals() []Refusal {
 		{
 			Why: "kernel interfaces with a history of exploitable bugs that reading and writing files does " +
 				"not need: vmsplice/tee (pipe page tricks), Linux AIO, NUMA memory policy, mlock, " +
-				"inotify, clock adjustment, mount introspection and quotas",
+				"inotify/fanotify, clock adjustment, mount introspection, quotas, x86 LDT changes " +
+				"(modify_ldt: several privilege escalations), remap_file_pages and process_mrelease",
 			Names: []string{
 				"vmsplice", "tee",
 				"io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
@@ -115,6 +116,7 @@ func filesRefusals() []Refusal {
 				"inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
 				"adjtimex", "clock_adjtime", "clock_adjtime64",
 				"listmount", "statmount", "quotactl", "quotactl_fd",
+				"fanotify_mark", "modify_ldt", "remap_file_pages", "process_mrelease",
 			},
 		},
 	}
@@ -125,7 +127,7 @@ func socketCalls() []string {
 	return []string{
 		"socket", "socketpair", "socketcall", "connect", "accept", "accept4", "bind", "listen",
 		"getsockname", "getpeername", "getsockopt", "setsockopt", "sendto", "recvfrom", "send", "recv",
-		"sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown",
+		"sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "recvmmsg_time64", "shutdown",
 	}
 }
 
