@@ -107,3 +107,65 @@ func quantile(d []time.Duration, q float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkRemoveStopped compares the two ways of removing a stopped `runc run --keep`
+// container: directly (its cgroup dirs and runc state dir; what Run does) and with another
+// `runc delete` process. Only the removal is timed.
+//
+//	go test -run '^$' -bench BenchmarkRemoveStopped -benchtime 50x ./sandbox/runc/
+func BenchmarkRemoveStopped(b *testing.B) {
+	be := newTestBackend(b)
+	img, err := be.images.Resolve(context.Background(), "busybox")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := seccomp.OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stopped := func(b *testing.B) string {
+		id := fmt.Sprintf("airlock-%s-%d", be.token, be.seq.Add(1))
+		cfg, err := OCIConfig(spec(b, sandbox.WithArgv("true")), img, id, sc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Linux.CgroupsPath = CgroupsPath(be.cgroupParent, id)
+		bundle := filepath.Join(be.bundles, id)
+		data, _ := json.Marshal(cfg)
+		if err := os.MkdirAll(bundle, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		if out, err := exec.Command(be.runc, "--root", be.root, "run", "--keep", "--bundle", bundle, id).CombinedOutput(); err != nil {
+			b.Fatalf("runc run --keep: %v %s", err, out)
+		}
+		if err := os.RemoveAll(bundle); err != nil {
+			b.Fatal(err)
+		}
+		return id
+	}
+	for _, tc := range []struct {
+		name   string
+		remove func(id string) error
+	}{
+		{"direct", be.removeStopped},
+		{"runc-delete", func(id string) error {
+			_, err := be.runcCmd(context.Background(), "delete", id)
+			return err
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				id := stopped(b)
+				b.StartTimer()
+				if err := tc.remove(id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	assertNoLeftovers(b, be)
+}
