@@ -408,6 +408,23 @@ func testCopyWorkspace(t *testing.T, s *escapeSuite) {
 		t.Errorf("writes in a copy workspace should succeed inside: exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
 	}
 	escAssertTreeUnchanged(t, ws, before)
+
+	// The copy layer is memory, capped by the memory limit: a command cannot fill the host's
+	// disk through it. Writing 200 MiB under a 64 MiB limit stops (ENOSPC or OOM) at the limit.
+	const limit = 64 << 20
+	res = s.run(t, sandbox.WithWorkspace(ws, sandbox.CopyOnWrite), sandbox.WithMemory(limit),
+		sandbox.WithArgv("sh", "-c", "dd if=/dev/zero of=/workspace/big bs=1M count=200; echo size=$(wc -c < /workspace/big)"))
+	n, err := strconv.Atoi(escRegexpFind(`size=(\d+)`, string(res.Stdout)))
+	if err != nil && !res.OOMKilled {
+		t.Fatalf("no size reported and not OOM-killed: %q %q", res.Stdout, res.Stderr)
+	}
+	if n > limit {
+		t.Errorf("wrote %d bytes into the copy layer; the memory limit is %d", n, limit)
+	}
+	if !res.OOMKilled && !bytes.Contains(res.Stderr, []byte("No space left on device")) {
+		t.Errorf("the 200 MiB write was neither OOM-killed nor refused with ENOSPC: %q", res.Stderr)
+	}
+	escAssertTreeUnchanged(t, ws, before)
 }
 
 // testSymlinks: symlinks planted in the workspace that point at a host file outside it (by
