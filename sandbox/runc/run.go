@@ -99,6 +99,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 type runState struct {
 	id      string
 	started bool // `runc run` was started: state and cgroup may exist
+	exited  bool // `runc run` exited and was waited for
 	orphan  bool // runc was killed before it reported the exit: the init may still run
 }
 
@@ -140,6 +141,18 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		return res, fmt.Errorf("%w: starting %s: %v", sandbox.ErrUnavailable, b.runc, err)
 	}
 	st.started = true
+	defer func() {
+		if !st.exited {
+			// Leaving early (a panic): runc may still be running the container. Kill it
+			// so the deferred cleanup is not racing a live container, and reap runc.
+			st.orphan = true
+			_ = cmd.Process.Kill()
+			go func() { <-waited }()
+		}
+	}()
+	if b.afterStart != nil {
+		b.afterStart(st.id)
+	}
 
 	timer := time.NewTimer(spec.Timeout)
 	defer timer.Stop()
@@ -156,6 +169,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		b.log.Info().Str("event", "sandbox.timeout").Str("container", st.id).Bool("cancelled", cancelled).Dur("timeout", spec.Timeout).Msg("killing container")
 		waitErr = b.kill(st, cmd, waited)
 	}
+	st.exited = true
 	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
 	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
 
@@ -274,8 +288,13 @@ func (b *Backend) removeContainer(id string, force bool) error {
 	if err != nil && !strings.Contains(string(out), "does not exist") {
 		return fmt.Errorf("runc delete --force %s: %v: %s", id, err, bytes.TrimSpace(out))
 	}
-	// runc removes the cgroups it recorded; remove any it had not recorded yet.
-	return b.removeCgroups(id, nil)
+	// Deleted, or runc never finished creating it: remove what runc had not recorded yet
+	// (a runc killed mid-creation leaves a state dir without state.json and an unrecorded
+	// cgroup whose processes removeCgroups kills).
+	if err := b.removeCgroups(id, nil); err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(b.root, id))
 }
 
 // removeStopped removes a stopped container without runc: its cgroup dirs (those runc

@@ -422,3 +422,33 @@ func TestLoosenedCopied(t *testing.T) {
 		t.Errorf("container id %q", res.ContainerID)
 	}
 }
+
+// TestRunPanicCleansUp: a panic while the container runs (or is still being created) still
+// removes the container, its processes, cgroup and bundle.
+func TestRunPanicCleansUp(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		waitRunning bool
+	}{{"while creating", false}, {"while running", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newTestBackend(t)
+			marker := uniqueSleep(t)
+			b.afterStart = func(id string) {
+				for i := 0; tc.waitRunning && i < 500 && !containerRunning(t, b, id); i++ {
+					time.Sleep(10 * time.Millisecond)
+				}
+				panic("boom")
+			}
+			func() {
+				defer func() {
+					if r := recover(); r != "boom" {
+						t.Errorf("recovered %v, want the panic to propagate", r)
+					}
+				}()
+				_, _ = b.Run(context.Background(), spec(t, sandbox.WithArgv("sh", "-c", "sleep "+marker+" & sleep "+marker)))
+			}()
+			waitGone(t, marker)
+			assertNoLeftovers(t, b)
+		})
+	}
+}

@@ -61,6 +61,8 @@ type Backend struct {
 
 	// seccompFor compiles a Spec's seccomp profile; seccomp.OCI outside of tests.
 	seccompFor func(profile string, network sandbox.Network) (*specs.LinuxSeccomp, error)
+	// afterStart, if set (tests only), is called once runc has been started.
+	afterStart func(id string)
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
