@@ -2,6 +2,7 @@ package policies
 
 import (
 	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -411,4 +412,19 @@ func TestDeterministic(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestDenialError(t *testing.T) {
+	d := mustParse(t, `{"hide":["x"]}`).Evaluate(Request{Tool: "x"})
+	err := d.Err()
+	var den *Denial
+	if !errors.As(err, &den) || den.Decision.Rule != "/hide" {
+		t.Fatalf("Err() = %v", err)
+	}
+	if want := "[POLICY DENIED] tool x is hidden by the policy (rule /hide)"; err.Error() != want {
+		t.Fatalf("got %q, want %q", err.Error(), want)
+	}
+	if (Decision{Verdict: Allow}).Err() != nil || (Decision{Verdict: Approve}).Err() != nil {
+		t.Fatal("only deny is an error")
+	}
 }
