@@ -144,10 +144,10 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	defer func() {
 		if !st.exited {
 			// Leaving early (a panic): runc may still be running the container. Kill it
-			// so the deferred cleanup is not racing a live container, and reap runc.
+			// and let cleanup force-delete the container rather than race a live one.
+			// (The goroutine above reaps runc; waited is buffered, so it does not block.)
 			st.orphan = true
 			_ = cmd.Process.Kill()
-			go func() { <-waited }()
 		}
 	}()
 	if b.afterStart != nil {
