@@ -83,7 +83,7 @@ func newRawBundle(b *testing.B, be *Backend) *rawBundle {
 	if err := os.MkdirAll(r.dir, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	cfg.Linux.CgroupsPath = "/airlock-bench-raw/" + filepath.Base(dir)
+	cfg.Linux.CgroupsPath = "/airlock-bench-raw-" + filepath.Base(dir) // a single level: runc removes it whole
 	out, _ := json.Marshal(&cfg)
 	if err := os.WriteFile(filepath.Join(r.dir, "config.json"), out, 0o600); err != nil {
 		b.Fatal(err)
