@@ -887,7 +887,8 @@ func testCLI(t *testing.T, s *escapeSuite) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, append([]string{"exec", "--json"}, args...)...)
-		cmd.Env = append(os.Environ(), "AIRLOCK_STATE_DIR="+testenv.StateDir()) // canary included
+		// The test's own environment (canary included) plus where runc and the images are.
+		cmd.Env = append(os.Environ(), "AIRLOCK_STATE_DIR="+testenv.StateDir(), "AIRLOCK_RUNC="+s.runc)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		_ = cmd.Run()

@@ -240,7 +240,7 @@ func TestExecMainOutput(t *testing.T) {
 
 // TestExecBinary runs the built airlock binary against real runc: the CLI path end to end.
 func TestExecBinary(t *testing.T) {
-	testenv.Runc(t)
+	runcBin := testenv.Runc(t)
 	bin := filepath.Join(testenv.Binaries(t), "airlock")
 	ws := t.TempDir()
 	if err := os.Chmod(ws, 0o755); err != nil {
@@ -255,6 +255,7 @@ func TestExecBinary(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, append([]string{"exec"}, args...)...)
+		cmd.Env = append(os.Environ(), "AIRLOCK_RUNC="+runcBin, "AIRLOCK_STATE_DIR="+testenv.StateDir())
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
