@@ -208,5 +208,8 @@ func hostOf(t *testing.T, raw string) string {
 	if u.User != nil {
 		t.Fatalf("accepted userinfo: %q", raw)
 	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		t.Fatalf("accepted scheme %q: %q", u.Scheme, raw)
+	}
 	return u.Hostname()
 }

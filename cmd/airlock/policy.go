@@ -89,6 +89,9 @@ func policyEval(args []string, stdout, stderr io.Writer) int {
 		workspace = fs.String("workspace", "", "workspace directory for path_within on absolute paths")
 	)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if *file == "" || *tool == "" || fs.NArg() != 0 {
