@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,6 +284,32 @@ func TestExecBinary(t *testing.T) {
 		}
 		if code != 124 || res.ExitCode != 124 || !res.TimedOut || res.ContainerID == "" || res.DurationMS > 20000 {
 			t.Errorf("code %d result %+v; want 124, timed_out, a container id", code, res)
+		}
+	})
+	t.Run("interrupt", func(t *testing.T) {
+		secs := strconv.Itoa(100000 + int(time.Now().UnixNano()%800000)) // names this run's process
+		cmd := exec.Command(bin, "exec", "--timeout", "60s", "--", "sleep", secs)
+		cmd.Env = append(os.Environ(), "AIRLOCK_RUNC="+runcBin, "AIRLOCK_STATE_DIR="+testenv.StateDir())
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		start := time.Now()
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != exitCanceled || time.Since(start) > 15*time.Second {
+			t.Errorf("after SIGINT: exit %d after %s, stderr %q; want %d promptly", code, time.Since(start), stderr.String(), exitCanceled)
+		}
+		// The container's process must be gone with it.
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, err := os.ReadFile(p); err == nil && string(b) == "sleep\x00"+secs+"\x00" {
+				t.Errorf("the sandboxed command survived the interrupt: %s", p)
+			}
 		}
 	})
 	t.Run("usage error", func(t *testing.T) {
