@@ -101,3 +101,57 @@ func removeBundle(bundle string) error {
 	}
 	return nil
 }
+
+// checkMountPoints refuses a configuration whose mount targets do not already exist. runc
+// would create a missing one inside the image's root directory (before making the root
+// read-only) or inside a bind's host source, so one run would change the image every later
+// run starts from, or a host directory. A target inside an earlier tmpfs mount (/tmp/x,
+// /dev/shm) is created in that tmpfs and is fine.
+//
+// Targets are resolved inside their root with openat2(RESOLVE_IN_ROOT), exactly as runc
+// resolves them: a symlink in the image cannot make the check look at the host instead.
+func checkMountPoints(cfg *specs.Spec) error {
+	for i, m := range cfg.Mounts {
+		root, rel := cfg.Root.Path, m.Destination
+		what := "image root " + root
+		// The innermost earlier mount containing this target decides where it must exist.
+		for _, outer := range slices.Backward(cfg.Mounts[:i]) {
+			r, ok := strings.CutPrefix(m.Destination, strings.TrimSuffix(outer.Destination, "/")+"/")
+			if !ok {
+				continue
+			}
+			switch outer.Type {
+			case "tmpfs", "devpts", "proc", "sysfs":
+				root = "" // created inside a fresh in-memory file system: nothing to check
+			case "bind":
+				root, rel, what = outer.Source, r, "mount source "+outer.Source
+			default:
+				return fmt.Errorf("%w: mount target %s lies inside the %s mount at %s; pick a target outside it", sandbox.ErrInvalidSpec, m.Destination, outer.Type, outer.Destination)
+			}
+			break
+		}
+		if root == "" {
+			continue
+		}
+		if err := existsInRoot(root, rel); err != nil {
+			return fmt.Errorf("%w: mount target %s does not exist in the %s (%v); runc would create it there, changing it for every later run: add it to the image (airlock images build) or pick an existing target", sandbox.ErrInvalidSpec, m.Destination, what, err)
+		}
+	}
+	return nil
+}
+
+func existsInRoot(root, rel string) error {
+	dir, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Openat2(dir, strings.TrimPrefix(rel, "/"), &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}
