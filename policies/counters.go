@@ -2,7 +2,6 @@ package policies
 
 import (
 	"fmt"
-	"math"
 	"sync"
 	"time"
 )
@@ -125,53 +124,4 @@ func (m *MemoryCounters) Used(key CounterKey) int64 {
 		return 0
 	}
 	return b.used
-}
-
-type limitRule struct {
-	counter string
-	max     int64
-	window  string
-	scope   string
-	inc     *compiledPath // increment_from; nil means 1 unit per call
-	ptr     string        // /tools/<tool>/limits/<counter>
-	defPtr  string        // /tools/<tool>/limits/<index>, for shared-counter errors
-	custom  string
-	msg     string
-}
-
-// units is how many units a call takes: 1, or the value of increment_from. That value must be a
-// non-negative finite number; a fraction is rounded up (a refund of 12.5 spends 13 units), and
-// anything else (missing, a string, negative) denies, since a budget that can be skipped by
-// leaving the amount out is no budget.
-func (l *limitRule) units(req *Request) (int64, bool) {
-	if l.inc == nil {
-		return 1, true
-	}
-	v, lk := l.inc.resolve(req)
-	if lk != found {
-		return 0, false
-	}
-	n, ok := asNumber(v)
-	if !ok {
-		return 0, false
-	}
-	if n.isInt {
-		return n.i, n.i >= 0
-	}
-	if n.f < 0 || n.f >= math.MaxInt64 {
-		return 0, false
-	}
-	return int64(math.Ceil(n.f)), true
-}
-
-func (l *limitRule) key(req *Request, now time.Time) CounterKey {
-	k := CounterKey{Counter: l.counter, Scope: l.scope}
-	switch l.scope {
-	case "grant":
-		k.Subject = req.Grant.ID
-	case "session":
-		k.Subject = req.Session
-	}
-	k.Window, k.End = windowOf(now, l.window)
-	return k
 }

@@ -3,6 +3,7 @@ package policies
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -426,5 +427,39 @@ func TestDenialError(t *testing.T) {
 	}
 	if (Decision{Verdict: Allow}).Err() != nil || (Decision{Verdict: Approve}).Err() != nil {
 		t.Fatal("only deny is an error")
+	}
+}
+
+// TestMemoryCountersForgetEndedWindows: one-off session IDs cannot grow the store forever.
+func TestMemoryCountersForgetEndedWindows(t *testing.T) {
+	m := NewMemoryCounters().(*MemoryCounters)
+	w1s, w1e := windowOf(time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC), "minute")
+	for i := 0; i < 5000; i++ {
+		if ok, err := m.Reserve(CounterKey{Counter: "c", Scope: "session", Subject: fmt.Sprint("old-", i), Window: w1s, End: w1e}, 1, 1); !ok || err != nil {
+			t.Fatal("reserve failed")
+		}
+	}
+	w2s, w2e := windowOf(w1e, "minute")
+	for i := 0; i < 2*sweepEvery; i++ {
+		m.Reserve(CounterKey{Counter: "c", Scope: "session", Subject: fmt.Sprint("new-", i%10), Window: w2s, End: w2e}, 1, 1<<40)
+	}
+	m.mu.Lock()
+	n := len(m.buckets)
+	m.mu.Unlock()
+	if n > 10 {
+		t.Fatalf("%d buckets kept; the ended minute's 5000 should be gone", n)
+	}
+	// Releasing into a window that has been replaced is a no-op, never a negative count.
+	if err := m.Release(CounterKey{Counter: "c", Scope: "session", Subject: "new-1", Window: w1s, End: w1e}, 5); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(0)
+	for i := 0; i < 2*sweepEvery; i++ {
+		if i%10 == 1 {
+			want++
+		}
+	}
+	if got := m.Used(CounterKey{Counter: "c", Scope: "session", Subject: "new-1", Window: w2s, End: w2e}); got != want {
+		t.Fatalf("used %d, want %d", got, want)
 	}
 }
