@@ -84,8 +84,7 @@ func NewSanitizer(r *Redactor, workspace string, hostPaths []string, maxBytes in
 }
 
 // DefaultHostPaths are host directories scrubbed from output besides the workspace: the home
-// directory of the user running Airlock and the temporary directory's parent when it is not
-// a path that exists inside sandboxes.
+// directory of the user running Airlock (unless it is / or /tmp, which exist in every sandbox).
 func DefaultHostPaths() []string {
 	var out []string
 	if h, err := os.UserHomeDir(); err == nil && h != "/" && h != "/tmp" {
