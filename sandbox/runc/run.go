@@ -95,6 +95,9 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	res.ContainerID = id
 	res.Loosened = append([]string(nil), spec.Loosened...)
 	res.Duration = time.Since(started)
+	b.log.Debug().Str("event", "sandbox.run").Str("container", id).Str("image", img.Name).
+		Int("exit_code", res.ExitCode).Bool("timed_out", res.TimedOut).Bool("oom_killed", res.OOMKilled).
+		Bool("truncated", res.Truncated()).Dur("duration", res.Duration).Err(err).Msg("container finished")
 	return res, err
 }
 

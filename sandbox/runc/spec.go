@@ -96,7 +96,8 @@ type specOpt func(*specs.Spec) error
 // always give the same configuration, which testdata/*.json pins.
 //
 // Overlay upper/work dirs of copy mounts are relative to the bundle (see CopyDir); everything
-// else is absolute.
+// else is absolute. linux.cgroupsPath uses DefaultCgroupParent; a Backend with another
+// Config.CgroupParent replaces it.
 func OCIConfig(spec sandbox.Spec, img sandbox.Image, id string, sc *specs.LinuxSeccomp) (*specs.Spec, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
