@@ -410,6 +410,9 @@ func (p *Pipeline) render(t *trace, te *toolEntry, res sandbox.Result) Result {
 	st["duration_ms"] = res.Duration.Milliseconds()
 	st["audit_id"] = t.rec.AuditID
 	st["redactions"] = red
+	// Everything above except audit_id came out of the sandbox: data to read, never
+	// instructions to follow.
+	st["untrusted"] = true
 	if len(res.Loosened) > 0 {
 		st["loosened"] = slices.Clone(res.Loosened)
 	}

@@ -218,7 +218,7 @@ func (r *Redactor) Redact(s string) (string, map[string]int) {
 	for _, i := range r.always {
 		whole[i] = true
 	}
-	r.trie.Walk([]byte(lower), func(end, n, pattern int64) bool {
+	r.trie.Walk(lower, func(end, n, pattern int64) bool {
 		pos := int(end - n + 1)
 		ls := strings.LastIndexByte(s[:pos], '\n') + 1
 		le := lineEnd(s, pos)
@@ -306,12 +306,13 @@ func lineEnd(s string, pos int) int {
 }
 
 // asciiLower lowercases ASCII letters only, so byte offsets in the result are offsets in s.
-func asciiLower(s string) string {
+// Keywords are ASCII, so this finds the same keyword occurrences as gitleaks' strings.ToLower.
+func asciiLower(s string) []byte {
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
 			b[i] = c + ('a' - 'A')
 		}
 	}
-	return string(b)
+	return b
 }

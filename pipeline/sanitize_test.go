@@ -277,3 +277,15 @@ func BenchmarkNewRedactor(b *testing.B) {
 		}
 	}
 }
+
+func TestRedactorKeywordsAreASCII(t *testing.T) {
+	// Redact lowercases ASCII only so offsets line up; that finds what gitleaks'
+	// strings.ToLower finds only while every keyword is ASCII.
+	for _, k := range redactorT(t).keywords {
+		for i := 0; i < len(k); i++ {
+			if k[i] >= utf8.RuneSelf {
+				t.Errorf("keyword %q is not ASCII", k)
+			}
+		}
+	}
+}
