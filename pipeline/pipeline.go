@@ -242,7 +242,7 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 			t.rec.Decision = string(policies.Deny)
 			t.rec.Message = "approval declined: " + reason
 			p.log.Info().Str("event", "policy.deny").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("rule", d.Rule).Str("reason", reason).Msg("approval declined")
-			return t.denied(d, fmt.Sprintf("approval declined: %s", reason))
+			return t.denied(d, "approval declined: "+p.clean(reason))
 		}
 	default:
 		// Deny, and anything else: an unknown verdict never runs a tool.
@@ -254,7 +254,7 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	spec, err := p.instantiate(ctx, t, te, args)
 	if err != nil {
 		t.rec.Decision, t.rec.Message = DecisionError, err.Error()
-		return t.errorResult(fmt.Sprintf("%s: cannot prepare the sandbox: %v (the tool did not run)", call.Tool, err))
+		return t.errorResult(fmt.Sprintf("%s: cannot prepare the sandbox: %s (the tool did not run)", call.Tool, p.clean(err.Error())))
 	}
 
 	// Stage 5: execution.
@@ -262,7 +262,7 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	if err != nil {
 		t.rec.Decision, t.rec.Message = DecisionError, err.Error()
 		p.log.Error().Str("event", "sandbox.error").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("backend", p.backend.Name()).Err(err).Msg("sandbox failed")
-		return t.errorResult(fmt.Sprintf("sandbox unavailable: %v (the tool did not run)", err))
+		return t.errorResult(fmt.Sprintf("sandbox unavailable: %s (the tool did not run)", p.clean(err.Error())))
 	}
 	ran = true
 
@@ -324,8 +324,8 @@ func (p *Pipeline) instantiate(ctx context.Context, t *trace, te *toolEntry, arg
 	}
 	t.rec.Image = spec.Image
 	t.rec.Profile = spec.Seccomp
-	if pr, ok := te.tool.(interface{ Profile() string }); ok {
-		t.rec.Profile = pr.Profile()
+	if pr, ok := te.tool.(interface{ ProfileName() string }); ok && pr.ProfileName() != "" {
+		t.rec.Profile = pr.ProfileName()
 	}
 	return spec, nil
 }
@@ -417,6 +417,14 @@ func (p *Pipeline) render(t *trace, te *toolEntry, res sandbox.Result) Result {
 		st["loosened"] = slices.Clone(res.Loosened)
 	}
 	return Result{Text: text, Structured: st, IsError: rendered.IsError, Verdict: policies.Verdict(t.verdict()), AuditID: t.rec.AuditID}
+}
+
+// clean sanitises a message that reaches the agent from outside Airlock's own text (a backend
+// or approver error): error messages carry host paths (bundle directories, the state
+// directory) and, from a misbehaving component, anything else.
+func (p *Pipeline) clean(msg string) string {
+	s, _, _ := p.sanitize.Clean([]byte(msg))
+	return s
 }
 
 func sumCounts(m map[string]int) int {

@@ -89,6 +89,7 @@ type env struct {
 	engine  *policies.Engine
 	audit   string
 	ws      string
+	state   string // a host path scrubbed from results
 }
 
 func newEnv(t testing.TB, mod func(*Config)) *env {
@@ -99,7 +100,7 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 	}
 	ws := t.TempDir()
 	e := &env{backend: &fakeBackend{}, engine: policies.NewEngine(pol, policies.NewMemoryCounters()), ws: ws,
-		audit: filepath.Join(t.TempDir(), "audit", "audit.jsonl")}
+		audit: filepath.Join(t.TempDir(), "audit", "audit.jsonl"), state: t.TempDir()}
 	cfg := Config{
 		Tools: []Tool{
 			&echoTool{name: "echo", workspace: ws},
@@ -111,7 +112,7 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 		Backend:    e.backend,
 		AuditPath:  e.audit,
 		Workspace:  ws,
-		ScrubPaths: []string{},
+		ScrubPaths: []string{e.state},
 		Logger:     zerolog.Nop(),
 	}
 	if mod != nil {
@@ -288,11 +289,12 @@ func TestRunRollsBackUnits(t *testing.T) {
 	t.Run("sandbox failure", func(t *testing.T) {
 		e := newEnv(t, nil)
 		e.backend.run = func(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
-			return sandbox.Result{}, fmt.Errorf("runc create: %w", sandbox.ErrUnavailable)
+			return sandbox.Result{}, fmt.Errorf("runc create %s/run/x1/config.json: %w", e.state, sandbox.ErrUnavailable)
 		}
 		res := e.run("limited", `{"text":"a"}`)
-		if !res.IsError || !strings.HasPrefix(res.Text, "sandbox unavailable: ") || !strings.HasSuffix(res.Text, "(the tool did not run)") {
-			t.Fatalf("Run with a failing backend = %q", res.Text)
+		want := "sandbox unavailable: runc create [host-path]/run/x1/config.json: sandbox backend unavailable (the tool did not run)"
+		if !res.IsError || res.Text != want {
+			t.Fatalf("Run with a failing backend = %q, want %q", res.Text, want)
 		}
 		if rec := e.last(t); rec.Decision != DecisionError || !strings.Contains(rec.Message, "unavailable") {
 			t.Fatalf("record = %+v", rec)

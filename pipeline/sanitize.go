@@ -83,10 +83,19 @@ func NewSanitizer(r *Redactor, workspace string, hostPaths []string, maxBytes in
 	return &Sanitizer{redactor: r, paths: strings.NewReplacer(pairs...), maxBytes: maxBytes}
 }
 
-// DefaultHostPaths are host directories scrubbed from output besides the workspace: the home
-// directory of the user running Airlock (unless it is / or /tmp, which exist in every sandbox).
+// DefaultHostPaths are host directories scrubbed from output besides the workspace: Airlock's
+// state directory ($AIRLOCK_STATE_DIR or /var/lib/airlock: bundles, images, the audit log) and
+// the home directory of the user running Airlock (unless it is / or /tmp, which exist in every
+// sandbox).
 func DefaultHostPaths() []string {
-	var out []string
+	state := os.Getenv("AIRLOCK_STATE_DIR")
+	if state == "" {
+		state = "/var/lib/airlock"
+	}
+	if abs, err := filepath.Abs(state); err == nil {
+		state = abs
+	}
+	out := []string{state}
 	if h, err := os.UserHomeDir(); err == nil && h != "/" && h != "/tmp" {
 		out = append(out, h)
 	}
