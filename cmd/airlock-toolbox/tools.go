@@ -15,15 +15,18 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
 
-// Caps keep every answer well below the sandbox's stdout cap, so the JSON is never cut.
+// Caps keep every answer well below the pipeline's output cap (256 KiB after sanitising), so
+// the JSON is never cut. Budgets count JSON-encoded bytes: an invalid UTF-8 byte or a control
+// byte grows to six ("\ufffd"), so raw byte counts would not bound the output.
 const (
+	outputBudget     = 160 << 10
 	readDefaultLines = 2000
 	readMaxLines     = 20000
-	readMaxBytes     = 256 << 10
 	listMaxEntries   = 2000
 	searchDefault    = 100
 	searchMaxResults = 1000
@@ -178,7 +181,8 @@ type readResult struct {
 	Binary     bool   `json:"binary,omitempty"`
 }
 
-// readFile returns lines [offset, offset+limit) of a text file, at most readMaxBytes of them.
+// readFile returns lines [offset, offset+limit) of a text file, at most outputBudget of them
+// once JSON-encoded.
 func readFile(root string, a readArgs) (any, error) {
 	rel, err := relPath(a.Path)
 	if err != nil {
@@ -209,17 +213,19 @@ func readFile(root string, a readArgs) (any, error) {
 		return res, nil
 	}
 	var out strings.Builder
-	line := 0
+	line, budget := 0, outputBudget
 	for {
 		text, err := br.ReadString('\n')
 		if text != "" {
 			if line >= a.Offset {
-				if res.Lines == limit || out.Len()+len(text) > readMaxBytes {
+				cost := jsonLen(text)
+				if res.Lines == limit || cost > budget {
 					res.NextOffset = line
 					res.Truncated = true
 					break
 				}
 				out.WriteString(text)
+				budget -= cost
 				res.Lines++
 			}
 			line++
@@ -275,11 +281,14 @@ func listDirectory(root string, a listArgs) (any, error) {
 	}
 	res := listResult{Path: display(rel), Entries: []entry{}}
 	slicesSortByName(des)
+	budget := outputBudget
 	for _, de := range des {
-		if len(res.Entries) == listMaxEntries {
+		cost := jsonLen(de.Name()) + 48
+		if len(res.Entries) == listMaxEntries || cost > budget {
 			res.Truncated = true
 			break
 		}
+		budget -= cost
 		e := entry{Name: de.Name(), Type: typeName(de.Type())}
 		if e.Type == "file" {
 			if fi, err := de.Info(); err == nil {
@@ -355,6 +364,7 @@ func searchFiles(root string, a searchArgs) (any, error) {
 	defer r.Close()
 	fsys := r.FS()
 	res := searchResult{Matches: []match{}}
+	budget := outputBudget
 	errStop := errors.New("stop")
 	walkErr := fs.WalkDir(fsys, rel, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -375,7 +385,7 @@ func searchFiles(root string, a searchArgs) (any, error) {
 		if glob != nil && !matchGlob(glob, a.Glob, p) {
 			return nil
 		}
-		found, stop := grepFile(r, p, re, maxResults-len(res.Matches))
+		found, stop := grepFile(r, p, re, maxResults-len(res.Matches), &budget)
 		res.FilesScanned++
 		res.Matches = append(res.Matches, found...)
 		if stop {
@@ -390,8 +400,9 @@ func searchFiles(root string, a searchArgs) (any, error) {
 	return res, nil
 }
 
-// grepFile returns up to budget matches; stop reports that the budget ran out with lines left.
-func grepFile(r *os.Root, p string, re *regexp.Regexp, budget int) (found []match, stop bool) {
+// grepFile returns up to max matches within the output budget; stop reports that either ran
+// out with matching lines left.
+func grepFile(r *os.Root, p string, re *regexp.Regexp, max int, budget *int) (found []match, stop bool) {
 	f, fi, err := openRegular(r, p)
 	if err != nil {
 		return nil, false
@@ -416,13 +427,18 @@ func grepFile(r *os.Root, p string, re *regexp.Regexp, budget int) (found []matc
 		if !re.Match(text) {
 			continue
 		}
-		if len(found) == budget {
+		if len(found) == max {
 			return found, true
 		}
 		t := strings.TrimRight(string(text), "\r")
 		if len(t) > searchMaxLine {
-			t = t[:searchMaxLine] + "…"
+			t = strings.ToValidUTF8(t[:searchMaxLine], "") + "…"
 		}
+		cost := jsonLen(p) + jsonLen(t) + 40
+		if cost > *budget {
+			return found, true
+		}
+		*budget -= cost
 		found = append(found, match{Path: p, Line: line, Text: t})
 	}
 	return found, false
@@ -590,4 +606,35 @@ func exactKeys(raw []byte, v any) error {
 		}
 	}
 	return nil
+}
+
+// jsonLen is the length of s once encoded as a JSON string, without the quotes.
+func jsonLen(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6 // \ufffd
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }

@@ -291,3 +291,44 @@ func matches(v any) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// TestOutputFitsPipelineCap: even a file of invalid UTF-8 (six JSON bytes per input byte)
+// yields one JSON object under the pipeline's 256 KiB output cap.
+func TestOutputFitsPipelineCap(t *testing.T) {
+	root := t.TempDir()
+	bad := bytes.Repeat([]byte{0xff, 0x01, 'x', '\n'}, 200<<10)
+	must(t, os.WriteFile(filepath.Join(root, "bad.txt"), bad, 0o644))
+	long := strings.Repeat(strings.Repeat("needle ", 57)+"\n", 5000) // 2 MB: under the 4 MiB search limit
+	must(t, os.WriteFile(filepath.Join(root, "long.txt"), []byte(long), 0o644))
+	for _, tc := range []struct {
+		tool string
+		args any
+	}{
+		{"read_file", map[string]any{"path": "bad.txt", "limit": 20000}},
+		{"read_file", map[string]any{"path": "long.txt", "limit": 20000}},
+		{"search_files", map[string]any{"pattern": "needle", "max_results": 1000}},
+		{"search_files", map[string]any{"pattern": "x", "max_results": 1000}},
+	} {
+		raw, _ := json.Marshal(tc.args)
+		var out bytes.Buffer
+		if code := run(root, []string{tc.tool, string(raw)}, strings.NewReader(""), &out); code != 0 {
+			t.Fatalf("%s: exit %d: %.200s", tc.tool, code, out.String())
+		}
+		if out.Len() > 256<<10 {
+			t.Errorf("%s %s: %d bytes of JSON, over the 256 KiB cap", tc.tool, raw, out.Len())
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out.Bytes(), &m); err != nil || m["truncated"] != true {
+			t.Errorf("%s %s: truncated = %v (%v)", tc.tool, raw, m["truncated"], err)
+		}
+	}
+}
+
+func TestJSONLen(t *testing.T) {
+	for _, s := range []string{"", "abc", "a\"b\\c\n\t\r", "\x01<>&", "héllo ✓", "\xff\xfe", "\u2028", "x\x00y"} {
+		b, _ := json.Marshal(s)
+		if got, want := jsonLen(s), len(b)-2; got != want {
+			t.Errorf("jsonLen(%q) = %d, want %d (%s)", s, got, want, b)
+		}
+	}
+}

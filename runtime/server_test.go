@@ -1,0 +1,313 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// connect serves rt over an in-memory transport and returns a connected client session.
+func connect(t *testing.T, rt *Runtime, opts *mcp.ClientOptions, version string) *mcp.ClientSession {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ct, st := mcp.NewInMemoryTransports()
+	done := make(chan error, 1)
+	go func() { done <- rt.ServeTransport(ctx, st) }()
+	c := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, opts)
+	var copts *mcp.ClientSessionOptions
+	if version != "" {
+		copts = &mcp.ClientSessionOptions{ProtocolVersion: version}
+	}
+	cs, err := c.Connect(ctx, ct, copts)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cs.Close()
+		cancel()
+		<-done
+	})
+	return cs
+}
+
+func callTool(t *testing.T, cs *mcp.ClientSession, name string, args any) *mcp.CallToolResult {
+	t.Helper()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return res
+}
+
+func text(res *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+func TestToolsListDefault(t *testing.T) {
+	rt := newTestRuntime(t, "", "", &fakeBackend{})
+	cs := connect(t, rt, nil, "")
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*mcp.Tool{}
+	var names []string
+	for _, tl := range res.Tools {
+		byName[tl.Name] = tl
+		names = append(names, tl.Name)
+	}
+	want := slices.Clone(BuiltinNames())
+	slices.Sort(want)
+	slices.Sort(names)
+	if !slices.Equal(names, want) {
+		t.Fatalf("tools = %v, want %v", names, want)
+	}
+	rf := byName["read_file"].Annotations
+	if !rf.ReadOnlyHint || rf.DestructiveHint == nil || *rf.DestructiveHint || rf.OpenWorldHint == nil || *rf.OpenWorldHint {
+		t.Errorf("read_file annotations = %+v", rf)
+	}
+	wf := byName["write_file"].Annotations
+	if wf.ReadOnlyHint || wf.DestructiveHint == nil || !*wf.DestructiveHint {
+		t.Errorf("write_file annotations = %+v", wf)
+	}
+	schema, _ := json.Marshal(byName["read_file"].InputSchema)
+	if !strings.Contains(string(schema), `"additionalProperties":false`) {
+		t.Errorf("read_file schema = %s", schema)
+	}
+}
+
+func TestToolsListFollowsPolicy(t *testing.T) {
+	policy := `{"version":"1","default":"deny","hide":["run_command"],"tools":{"read_file":{},"run_command":{},"git_status":{}}}`
+	rt := newTestRuntime(t, "", policy, &fakeBackend{})
+	cs := connect(t, rt, nil, "")
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range res.Tools {
+		names = append(names, tl.Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"git_status", "read_file"}) {
+		t.Fatalf("tools = %v, want [git_status read_file]", names)
+	}
+	// A hidden tool is not callable either.
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "run_command", Arguments: map[string]any{"command": "id"}}); err == nil {
+		t.Fatal("calling a hidden tool succeeded")
+	}
+}
+
+func TestCallAllowedRunsInSandbox(t *testing.T) {
+	fb := &fakeBackend{respond: func(_ context.Context, s sandbox.Spec) (sandbox.Result, error) {
+		return sandbox.Result{Stdout: []byte(`{"path":"a.txt","content":"hello\n","offset":0,"lines":1,"truncated":false,"size":6}` + "\n")}, nil
+	}}
+	rt := newTestRuntime(t, "", "", fb)
+	cs := connect(t, rt, nil, "")
+	res := callTool(t, cs, "read_file", map[string]any{"path": "a.txt"})
+	if res.IsError || !strings.Contains(text(res), "hello") {
+		t.Fatalf("result = %q isError %v", text(res), res.IsError)
+	}
+	runs := fb.runs()
+	if len(runs) != 1 {
+		t.Fatalf("%d sandbox runs, want 1", len(runs))
+	}
+	if runs[0].Image != "busybox" || runs[0].Seccomp != sandbox.SeccompFiles || runs[0].Mounts[0].Access != sandbox.ReadOnly {
+		t.Errorf("spec = image %s seccomp %s mounts %+v", runs[0].Image, runs[0].Seccomp, runs[0].Mounts)
+	}
+	if res.StructuredContent == nil {
+		t.Error("no structuredContent")
+	}
+}
+
+func TestCallDenied(t *testing.T) {
+	fb := &fakeBackend{}
+	rt := newTestRuntime(t, "", "", fb)
+	cs := connect(t, rt, nil, "")
+	res := callTool(t, cs, "read_file", map[string]any{"path": "../../etc/passwd"})
+	if !res.IsError || !strings.HasPrefix(text(res), "[POLICY DENIED] ") || !strings.Contains(text(res), "(rule /tools/read_file/") {
+		t.Fatalf("result = %q isError %v", text(res), res.IsError)
+	}
+	if n := len(fb.runs()); n != 0 {
+		t.Fatalf("a denied call ran %d sandboxes", n)
+	}
+}
+
+func TestCallRawArgumentsReachPipeline(t *testing.T) {
+	fb := &fakeBackend{}
+	rt := newTestRuntime(t, "", "", fb)
+	cs := connect(t, rt, nil, "")
+	// Duplicate keys survive only if the handler passes the client's bytes through untouched.
+	res := callTool(t, cs, "read_file", json.RawMessage(`{"path":"a.txt","path":"/etc/passwd"}`))
+	if !res.IsError {
+		t.Fatalf("duplicate keys accepted: %q", text(res))
+	}
+	if n := len(fb.runs()); n != 0 {
+		t.Fatalf("a malformed call ran %d sandboxes", n)
+	}
+}
+
+func TestApproval(t *testing.T) {
+	writeOK := func(_ context.Context, s sandbox.Spec) (sandbox.Result, error) {
+		return sandbox.Result{Stdout: []byte(`{"path":"src/a.go","bytes":1,"created":true}` + "\n")}, nil
+	}
+	answer := func(action string, approve any) *mcp.ClientOptions {
+		return &mcp.ClientOptions{ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			if !strings.Contains(req.Params.Message, "write_file") || !strings.Contains(req.Params.Message, "src/a.go") {
+				return nil, errAssert("elicitation does not show the call: " + req.Params.Message)
+			}
+			res := &mcp.ElicitResult{Action: action}
+			if approve != nil {
+				res.Content = map[string]any{"approve": approve}
+			}
+			return res, nil
+		}}
+	}
+	tests := []struct {
+		name    string
+		opts    *mcp.ClientOptions
+		version string // "" = the SDK's latest (input requests); 2025-06-18 = elicitation/create
+		ran     bool
+	}{
+		{"accept, latest protocol", answer("accept", true), "", true},
+		{"accept, 2025-06-18 client", answer("accept", true), "2025-06-18", true},
+		{"accept without ticking approve", answer("accept", false), "", false},
+		{"decline", answer("decline", nil), "", false},
+		{"decline, 2025-06-18 client", answer("decline", nil), "2025-06-18", false},
+		{"cancel", answer("cancel", nil), "", false},
+		{"client without elicitation, 2025-06-18", nil, "2025-06-18", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := &fakeBackend{respond: writeOK}
+			rt := newTestRuntime(t, "", "", fb)
+			cs := connect(t, rt, tc.opts, tc.version)
+			res := callTool(t, cs, "write_file", map[string]any{"path": "src/a.go", "content": "x"})
+			ran := len(fb.runs()) == 1
+			if ran != tc.ran {
+				t.Fatalf("ran = %v, want %v (result %q)", ran, tc.ran, text(res))
+			}
+			if tc.ran {
+				if res.IsError || !strings.Contains(text(res), "created src/a.go") {
+					t.Fatalf("approved call failed: %q", text(res))
+				}
+				if fb.runs()[0].Mounts[0].Access != sandbox.ReadWrite {
+					t.Errorf("write_file workspace access = %s", fb.runs()[0].Mounts[0].Access)
+				}
+				return
+			}
+			if !res.IsError || !strings.HasPrefix(text(res), "[POLICY DENIED]") {
+				t.Fatalf("refused approval: result %q isError %v, want a policy denial", text(res), res.IsError)
+			}
+		})
+	}
+}
+
+type errAssert string
+
+func (e errAssert) Error() string { return string(e) }
+
+// TestApprovalCannotBeForged: an answer the server did not ask for, or asked for another call,
+// does not approve anything.
+func TestApprovalCannotBeForged(t *testing.T) {
+	fb := &fakeBackend{}
+	rt := newTestRuntime(t, "", "", fb)
+	cs := connect(t, rt, &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": true}}, nil
+		}}, "")
+	yes := mcp.InputResponseMap{approvalKey: &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": true}}}
+	ctx := context.Background()
+
+	// 1. No state at all.
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": "a", "content": "x"}, InputResponses: yes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.IsError || len(fb.runs()) != 0 {
+		t.Fatalf("unsolicited approval accepted: %q", text(res))
+	}
+	// 2. A real state for one call, replayed with other arguments.
+	first, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": "a", "content": "harmless"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.NeedsInput() || first.RequestState == "" {
+		t.Fatalf("approve_if call did not ask for input: %+v", first)
+	}
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": "a", "content": "evil"},
+		InputResponses: yes, RequestState: first.RequestState})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.IsError || len(fb.runs()) != 0 {
+		t.Fatalf("approval moved to other arguments: %q", text(res))
+	}
+	// 3. The right call, twice: the second use of the state is refused.
+	for i, wantRun := range []int{1, 1} {
+		res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"content": "harmless", "path": "a"},
+			InputResponses: yes, RequestState: first.RequestState})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(fb.runs()); got != wantRun {
+			t.Fatalf("use %d: %d runs, want %d (%q)", i+1, got, wantRun, text(res))
+		}
+	}
+	if !res.IsError {
+		t.Fatalf("replayed approval accepted: %q", text(res))
+	}
+}
+
+func TestProgressNotifications(t *testing.T) {
+	fb := &fakeBackend{respond: func(ctx context.Context, s sandbox.Spec) (sandbox.Result, error) {
+		select {
+		case <-time.After(2500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return sandbox.Result{Stdout: []byte("PASS\n")}, nil
+	}}
+	rt := newTestRuntime(t, "tests:\n  argv: [\"true\"]\n", "", fb)
+	var mu sync.Mutex
+	var got []*mcp.ProgressNotificationParams
+	var n atomic.Int32
+	cs := connect(t, rt, &mcp.ClientOptions{ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+		mu.Lock()
+		got = append(got, req.Params)
+		mu.Unlock()
+		n.Add(1)
+	}}, "")
+	params := &mcp.CallToolParams{Name: "run_tests", Arguments: map[string]any{}}
+	params.SetProgressToken("tok-1")
+	res, err := cs.CallTool(context.Background(), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.IsError || !strings.Contains(text(res), "PASS") {
+		t.Fatalf("run_tests = %q", text(res))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 {
+		t.Fatal("no progress notifications while run_tests ran")
+	}
+	if got[0].ProgressToken != "tok-1" || got[0].Total <= 0 {
+		t.Errorf("progress = %+v", got[0])
+	}
+}
