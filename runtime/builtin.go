@@ -65,7 +65,7 @@ func builtinSpecs() map[string]builtinSpec {
 	return map[string]builtinSpec{
 		"read_file": {
 			title:       "Read file",
-			description: "Read a text file in the workspace. Paths are relative to the workspace root. Returns up to `limit` lines (default 2000) starting at line `offset` (0-based), at most 256 KiB; when more remain, the result says which offset to continue from. Binary files are reported, not returned.",
+			description: "Read a text file in the workspace. Paths are relative to the workspace root. Returns up to `limit` lines (default 2000) starting at line `offset` (0-based), at most 160 KiB; when more remain, the result says which offset to continue from. Binary files are reported, not returned.",
 			schema: `{"type":"object","properties":{
 				"path":{"type":"string","description":"File path relative to the workspace root.","minLength":1,"maxLength":4096},
 				"offset":{"type":"integer","minimum":0,"description":"First line to return, 0-based (default 0)."},
