@@ -222,10 +222,14 @@ func writeAll(f *os.File, line []byte) error {
 // Path is the log's file name.
 func (l *AuditLog) Path() string { return l.path }
 
-// Err is the error that stopped the log, or nil while it accepts appends.
+// Err is the error that stopped the log (a failed write, or Close), or nil while it accepts
+// appends.
 func (l *AuditLog) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.err == nil && l.f == nil {
+		return fmt.Errorf("audit log %s is closed", l.path)
+	}
 	return l.err
 }
 
@@ -308,6 +312,28 @@ type VerifyReport struct {
 // Intact reports whether every byte of the log verified.
 func (r VerifyReport) Intact() bool { return !r.Broken && r.TornBytes == 0 }
 
+// MaxRecordBytes bounds one audit line when reading a log: a record with 1 MiB of recorded
+// arguments is well below it, and a file that is not an audit log cannot make verify read
+// gigabytes into memory.
+const MaxRecordBytes = 64 << 20
+
+var errLineTooLong = errors.New("line longer than MaxRecordBytes")
+
+// readLine reads up to and including the next newline, refusing lines over MaxRecordBytes.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > MaxRecordBytes {
+			return nil, errLineTooLong
+		}
+		line = append(line, frag...)
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
+}
+
 // Verify reads a log from r and checks every record: canonical encoding, prev_hash linking to
 // the record before it, and hash. It stops at the first bad line. An error is returned only
 // when r cannot be read.
@@ -316,7 +342,11 @@ func Verify(r io.Reader) (VerifyReport, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	line := 0
 	for {
-		b, err := br.ReadBytes('\n')
+		b, err := readLine(br)
+		if err == errLineTooLong {
+			rep.Broken, rep.BrokenLine, rep.Reason = true, line+1, "line longer than 64 MiB: not an audit record"
+			return rep, nil
+		}
 		if len(b) > 0 && b[len(b)-1] != '\n' {
 			// No newline: the last write was cut short. Not part of the chain.
 			rep.TornBytes = int64(len(b))
@@ -393,7 +423,10 @@ func CheckHead(path string, rep VerifyReport, logPath string) (ok bool, msg stri
 func ReadRecords(r io.Reader, fn func(line []byte, rec Record) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
-		b, err := br.ReadBytes('\n')
+		b, err := readLine(br)
+		if err == errLineTooLong {
+			return err
+		}
 		if len(b) > 0 && b[len(b)-1] == '\n' {
 			var rec Record
 			trimmed := bytes.TrimRight(b, "\n")

@@ -519,3 +519,14 @@ func BenchmarkRun(b *testing.B) {
 		b.ReportMetric(v*1000/float64(b.N), k+"-µs/op")
 	}
 }
+
+func TestRunAfterCloseRunsNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	e.p.Close()
+	if res := e.run("echo", `{"text":"a"}`); !res.IsError || !strings.Contains(res.Text, "closed") {
+		t.Fatalf("Run after Close = %q, want a refusal", res.Text)
+	}
+	if e.backend.calls.Load() != 0 {
+		t.Fatal("a tool ran after the audit log was closed")
+	}
+}
