@@ -1,0 +1,233 @@
+package integration
+
+// Escape cases: the file systems (root, workspace, symlinks, setuid, the host image).
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/airlock-mcp/airlock/internal/testenv"
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// testReadOnlyRoot: writes anywhere in the image fail with EROFS, and the image on the host
+// is unchanged.
+func testReadOnlyRoot(t *testing.T, s *escapeSuite) {
+	before := escHashTree(t, s.busybox.Rootfs)
+	targets := []string{"/etc/passwd", "/bin/sh", "/newfile", "/etc/newfile", "/workspace/newfile", "/.airlock/x"}
+	var script strings.Builder
+	for _, f := range targets {
+		fmt.Fprintf(&script, "if echo pwned > %s; then echo WROTE %s; fi\n", f, f)
+	}
+	script.WriteString("mkdir /newdir && echo WROTE /newdir\nchmod 777 /etc && echo WROTE chmod\n" +
+		"awk '$2==\"/\"{print \"rootopts=\" $4}' /proc/mounts\necho end\n")
+	res := s.run(t, sandbox.WithArgv("sh", "-c", script.String()))
+	out := string(res.Stdout)
+	if strings.Contains(out, "WROTE") || !strings.Contains(out, "end") {
+		t.Errorf("a write to the root file system succeeded or the script did not finish:\n%s\nstderr:\n%s", out, res.Stderr)
+	}
+	if n := strings.Count(string(res.Stderr), "Read-only file system"); n < len(targets) {
+		t.Errorf("%d writes failed with EROFS, want at least %d:\n%s", n, len(targets), res.Stderr)
+	}
+	if !escRegexpMatch(`rootopts=ro(,|$|\n)`, out) {
+		t.Errorf("/ is not mounted ro: %s", out)
+	}
+	escAssertTreeUnchanged(t, s.busybox.Rootfs, before)
+}
+
+// testReadOnlyWorkspace: a read-only workspace whose files are world-writable on the host can
+// still not be changed from inside: every attempt fails with EROFS and the host tree is unchanged.
+func testReadOnlyWorkspace(t *testing.T, s *escapeSuite) {
+	ws := s.workspace(t)
+	escWriteFile(t, filepath.Join(ws, "data.txt"), "original\n", 0o666)
+	if err := os.Mkdir(filepath.Join(ws, "sub"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	escChmod(t, filepath.Join(ws, "sub"), 0o777) // umask-proof
+	escChmod(t, ws, 0o777)
+	before := escHashTree(t, ws)
+	ops := []string{
+		"echo x > data.txt", "echo x >> data.txt", "touch new", "rm -f data.txt", "mkdir sub/d",
+		"mv data.txt moved", "ln -s / link", "chmod 600 data.txt", "truncate -s 0 data.txt",
+	}
+	var script strings.Builder
+	for _, op := range ops {
+		fmt.Fprintf(&script, "if %s; then echo 'WROTE %s'; fi\n", op, op)
+	}
+	script.WriteString("grep ' /workspace ' /proc/mounts\necho end\n")
+	res := s.run(t, sandbox.WithWorkspace(ws, sandbox.ReadOnly), sandbox.WithArgv("sh", "-c", script.String()))
+	out := string(res.Stdout)
+	if strings.Contains(out, "WROTE") || !strings.Contains(out, "end") {
+		t.Errorf("a workspace write succeeded:\n%s\nstderr:\n%s", out, res.Stderr)
+	}
+	if !strings.Contains(string(res.Stderr), "Read-only file system") {
+		t.Errorf("no write failed with EROFS:\n%s", res.Stderr)
+	}
+	if !escRegexpMatch(` /workspace \S+ ro,`, out) {
+		t.Errorf("/workspace is not mounted ro: %s", out)
+	}
+	escAssertTreeUnchanged(t, ws, before)
+}
+
+// testCopyWorkspace: with access copy, writes succeed inside but never reach the host.
+func testCopyWorkspace(t *testing.T, s *escapeSuite) {
+	ws := s.workspace(t)
+	// World-writable, so that the sandbox user may write inside and only the copy layer
+	// stands between those writes and the host.
+	escWriteFile(t, filepath.Join(ws, "data.txt"), "original\n", 0o666)
+	escChmod(t, ws, 0o777)
+	before := escHashTree(t, ws)
+	res := s.run(t, sandbox.WithWorkspace(ws, sandbox.CopyOnWrite),
+		sandbox.WithArgv("sh", "-c", "echo changed > data.txt && touch new && rm data.txt && mkdir d && cat /proc/mounts | grep ' /workspace ' && echo ok"))
+	if res.ExitCode != 0 || !strings.Contains(string(res.Stdout), "ok") {
+		t.Errorf("writes in a copy workspace should succeed inside: exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	escAssertTreeUnchanged(t, ws, before)
+
+	// The copy layer is memory, capped by the memory limit: a command cannot fill the host's
+	// disk through it. Writing 200 MiB under a 64 MiB limit stops (ENOSPC or OOM) at the limit.
+	const limit = 64 << 20
+	res = s.run(t, sandbox.WithWorkspace(ws, sandbox.CopyOnWrite), sandbox.WithMemory(limit),
+		sandbox.WithArgv("sh", "-c", "dd if=/dev/zero of=/workspace/big bs=1M count=200; echo size=$(wc -c < /workspace/big)"))
+	n, err := strconv.Atoi(escRegexpFind(`size=(\d+)`, string(res.Stdout)))
+	if err != nil && !res.OOMKilled {
+		t.Fatalf("no size reported and not OOM-killed: %q %q", res.Stdout, res.Stderr)
+	}
+	if n > limit {
+		t.Errorf("wrote %d bytes into the copy layer; the memory limit is %d", n, limit)
+	}
+	if !res.OOMKilled && !bytes.Contains(res.Stderr, []byte("No space left on device")) {
+		t.Errorf("the 200 MiB write was neither OOM-killed nor refused with ENOSPC: %q", res.Stderr)
+	}
+	escAssertTreeUnchanged(t, ws, before)
+}
+
+// testSymlinks: symlinks planted in the workspace that point at a host file outside it (by
+// absolute path and by ..), and .. from /workspace, resolve inside the container's own view.
+func testSymlinks(t *testing.T, s *escapeSuite) {
+	outside := t.TempDir()
+	escChmod(t, outside, 0o755)
+	token := "host-secret-" + escRandomToken(t)
+	canary := filepath.Join(outside, "canary.txt")
+	escWriteFile(t, canary, token+"\n", 0o644) // world-readable: only the mount view protects it
+	ws := filepath.Join(outside, "ws")
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	links := map[string]string{
+		"abs":    canary,
+		"rel":    "../canary.txt",
+		"dotdot": "..",
+		"root":   "/",
+		"proc":   "/proc/1/root" + canary,
+	}
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(ws, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Sanity: on the host every link reaches the canary.
+	for _, p := range []string{"abs", "rel", "dotdot/canary.txt", "root" + canary} {
+		if b, err := os.ReadFile(filepath.Join(ws, p)); err != nil || !strings.Contains(string(b), token) {
+			t.Fatalf("host control: %s does not reach the canary (%v)", p, err)
+		}
+	}
+	reads := []string{
+		"/workspace/abs", "/workspace/rel", "/workspace/dotdot/canary.txt", "/workspace/root" + canary,
+		"/workspace/proc", "/workspace/../canary.txt", "/workspace/../../canary.txt", canary,
+		"/workspace/dotdot/ws/../canary.txt",
+	}
+	res := s.run(t, sandbox.WithWorkspace(ws, sandbox.ReadOnly),
+		sandbox.WithArgv("sh", "-c", "for f in "+strings.Join(reads, " ")+"; do cat $f; done; echo end"))
+	if bytes.Contains(res.Stdout, []byte(token)) || bytes.Contains(res.Stderr, []byte(token)) {
+		t.Errorf("the host canary was read from inside:\nstdout %s\nstderr %s", res.Stdout, res.Stderr)
+	}
+	if !bytes.Contains(res.Stdout, []byte("end")) {
+		t.Errorf("the script did not finish: %q %q", res.Stdout, res.Stderr)
+	}
+}
+
+// testSetuid: a setuid-root binary in the workspace runs with the caller's uid (the mount is
+// nosuid and no_new_privs is set). A host control shows the same file does elevate outside.
+func testSetuid(t *testing.T, s *escapeSuite) {
+	ws := s.workspace(t)
+	escChmod(t, filepath.Dir(ws), 0o755) // the host control runs as 65534 and must reach the file
+	suid := filepath.Join(ws, "suid-probe")
+	escCopyFile(t, filepath.Join(s.probeDir, "probe"), suid)
+	if err := os.Chown(suid, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	escChmod(t, suid, 0o755|fs.ModeSetuid)
+	if fi, err := os.Stat(suid); err != nil || fi.Mode()&fs.ModeSetuid == 0 {
+		t.Fatalf("setuid bit not set on %s: %v %v", suid, fi.Mode(), err)
+	}
+
+	// Host control: run as 65534 on the host, the binary does get euid 0 (unless the host's
+	// temp directory is itself nosuid, in which case the control is only logged).
+	ctl := exec.Command(suid, "ids")
+	ctl.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := ctl.Output(); err != nil {
+		t.Logf("host control failed to run: %v", err)
+	} else if ids := escParseIDs(t, out); ids["euid"] != 0 {
+		t.Logf("host control: %s is on a nosuid file system here (euid %d); the in-sandbox check still applies", ws, ids["euid"])
+	} else {
+		t.Logf("host control: as uid 65534 on the host the binary runs with euid 0")
+	}
+
+	res := s.run(t, sandbox.WithWorkspace(ws, sandbox.ReadOnly),
+		sandbox.WithArgv("sh", "-c", "/workspace/suid-probe ids; grep ' /workspace ' /proc/mounts"))
+	lines := strings.SplitN(string(res.Stdout), "\n", 2)
+	ids := escParseIDs(t, []byte(lines[0]))
+	for _, k := range []string{"uid", "euid", "suid"} {
+		if ids[k] != 65534 {
+			t.Errorf("%s = %d inside, want 65534 (stdout %q stderr %q)", k, ids[k], res.Stdout, res.Stderr)
+		}
+	}
+	if len(lines) < 2 || !strings.Contains(lines[1], "nosuid") {
+		t.Errorf("/workspace is not mounted nosuid: %q", res.Stdout)
+	}
+}
+
+// testHostImage: the host image binds the host's programs and libraries read-only and shows
+// none of its secrets: no shadow file, no home directories, no Airlock state, not the repository.
+func testHostImage(t *testing.T, s *escapeSuite) {
+	if _, err := s.images.Resolve(context.Background(), "host"); err != nil {
+		testenv.Unavailable(t, "image host (run `make images`): %v", err)
+	}
+	repo := testenv.RepoRoot(t)
+	secrets := []string{"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh", "/etc/ssl/private",
+		"/var/lib/airlock", filepath.Join(repo, "go.mod"), s.probeDir,
+		"/run/docker.sock", "/var/run/docker.sock", "/run/containerd", "/run/systemd", "/proc/1/root/etc/shadow"}
+	var script strings.Builder
+	for _, p := range secrets {
+		fmt.Fprintf(&script, "if [ -e %s ]; then echo 'VISIBLE %s'; fi\n", p, p)
+	}
+	script.WriteString("echo home=$(ls -A /home 2>/dev/null | wc -l) root=$(ls -A /root 2>/dev/null | wc -l)\n")
+	for _, p := range []string{"/usr/bin/airlock-pwned", "/bin/sh", "/etc/ld.so.cache", "/lib/airlock-pwned"} {
+		fmt.Fprintf(&script, "if echo x > %s; then echo 'WROTE %s'; fi\n", p, p)
+	}
+	script.WriteString("git --version >/dev/null && echo git-ok\necho end\n")
+	res := s.run(t, sandbox.WithImage("host"), sandbox.WithArgv("sh", "-c", script.String()))
+	out := string(res.Stdout)
+	if strings.Contains(out, "VISIBLE") || strings.Contains(out, "WROTE") || !strings.Contains(out, "end") {
+		t.Errorf("the host image exposes or lets change the host:\n%s\nstderr:\n%s", out, res.Stderr)
+	}
+	if !strings.Contains(out, "home=0 root=0") {
+		t.Errorf("/home or /root has entries inside: %s", out)
+	}
+	if n := strings.Count(string(res.Stderr), "Read-only file system"); n < 4 {
+		t.Errorf("%d writes failed with EROFS, want 4:\n%s", n, res.Stderr)
+	}
+	if _, err := exec.LookPath("git"); err == nil && !strings.Contains(out, "git-ok") {
+		t.Errorf("the host's git does not run in the host image (so the image is not what it claims): %s", res.Stderr)
+	}
+}
