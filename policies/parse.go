@@ -91,14 +91,15 @@ func escapePointer(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-func join(ptr string, tok any) string {
-	switch t := tok.(type) {
+// join appends one token (an object key or an array index) to a JSON pointer.
+func join[T string | int](ptr string, tok T) string {
+	switch t := any(tok).(type) {
 	case int:
 		return ptr + "/" + strconv.Itoa(t)
 	case string:
 		return ptr + "/" + escapePointer(t)
 	}
-	panic("unreachable")
+	return ptr
 }
 
 // object checks that n is an object with only the allowed keys. Unknown keys are errors: a
