@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -215,6 +217,9 @@ func testHostImage(t *testing.T, s *escapeSuite) {
 	for _, p := range []string{"/usr/bin/airlock-pwned", "/bin/sh", "/etc/ld.so.cache", "/lib/airlock-pwned"} {
 		fmt.Fprintf(&script, "if echo x > %s; then echo 'WROTE %s'; fi\n", p, p)
 	}
+	// The host's setuid-root programs (mount, su, passwd...) are visible here; their binds are
+	// nosuid and no_new_privs is set, so none of them runs as root.
+	script.WriteString(`awk '$2 ~ /^\/(usr|bin|sbin|lib)/ {print "bind " $2 " " $4}' /proc/mounts` + "\n")
 	script.WriteString("git --version >/dev/null && echo git-ok\necho end\n")
 	res := s.run(t, sandbox.WithImage("host"), sandbox.WithArgv("sh", "-c", script.String()))
 	out := string(res.Stdout)
@@ -223,6 +228,18 @@ func testHostImage(t *testing.T, s *escapeSuite) {
 	}
 	if !strings.Contains(out, "home=0 root=0") {
 		t.Errorf("/home or /root has entries inside: %s", out)
+	}
+	binds := regexp.MustCompile(`(?m)^bind (\S+) (\S+)$`).FindAllStringSubmatch(out, -1)
+	if len(binds) == 0 {
+		t.Errorf("no host binds found in /proc/mounts:\n%s", out)
+	}
+	for _, b := range binds {
+		opts := strings.Split(b[2], ",")
+		for _, want := range []string{"ro", "nosuid", "nodev"} {
+			if !slices.Contains(opts, want) {
+				t.Errorf("host bind %s is mounted %s, without %s", b[1], b[2], want)
+			}
+		}
 	}
 	if n := strings.Count(string(res.Stderr), "Read-only file system"); n < 4 {
 		t.Errorf("%d writes failed with EROFS, want 4:\n%s", n, res.Stderr)

@@ -96,7 +96,7 @@ var escProbeDenied = []string{"EPERM", "EACCES", "ENOSYS", "EAFNOSUPPORT", "EPRO
 func testSyscalls(t *testing.T, s *escapeSuite) {
 	mustFail := []string{
 		"mount", "umount", "unshare_mount", "unshare_user", "setns", "ptrace", "bpf", "keyctl",
-		"add_key", "perf_event_open", "io_uring_setup", "userfaultfd", "socket_raw_inet",
+		"add_key", "perf_event_open", "process_vm_readv", "io_uring_setup", "userfaultfd", "socket_raw_inet",
 		"socket_packet", "socket_inet_tcp", "socket_inet6_tcp", "socket_inet_udp", "setuid_root",
 		"chroot", "mknod_dev", "open_by_handle_at", "finit_module", "reboot", "clock_settime",
 	}
@@ -128,10 +128,13 @@ func testSyscalls(t *testing.T, s *escapeSuite) {
 	res := s.run(t, sandbox.WithSeccomp(sandbox.SeccompUnconfined), sandbox.WithWorkspace(s.probeDir, sandbox.ReadOnly),
 		sandbox.WithArgv("/workspace/probe", "syscalls"))
 	got := escProbeAttempts(t, res.Stdout)
-	for _, op := range []string{"io_uring_setup", "socket_inet_tcp", "keyctl"} {
+	for _, op := range []string{"io_uring_setup", "socket_inet_tcp", "keyctl", "ptrace", "userfaultfd", "unshare_user"} {
 		if !got[op].OK {
 			t.Errorf("control (seccomp unconfined): %s failed with %s; the probe cannot detect a missing filter", op, got[op].Errno)
 		}
+	}
+	if e := got["process_vm_readv"].Errno; e != "EFAULT" {
+		t.Errorf("control (seccomp unconfined): process_vm_readv gave %q, want EFAULT (allowed, bad address)", e)
 	}
 	if !slices.Contains(res.Loosened, "seccomp:unconfined") {
 		t.Errorf("an unconfined run's result does not say so: loosened %q", res.Loosened)
@@ -170,6 +173,7 @@ func testMasked(t *testing.T, s *escapeSuite) {
 		fmt.Fprintf(&script, "echo \"%s=$(ls -A %s 2>/dev/null | wc -l)\"\n", p, p)
 	}
 	script.WriteString(`awk '$2 ~ /^\/proc\// {print "mnt " $2 " " $4}' /proc/mounts` + "\n")
+	script.WriteString(`awk '$2 == "/sys" {print "mnt /sys " $4} $3 ~ /^cgroup/ {print "cgroupfs " $2}' /proc/mounts` + "\n")
 	res := s.run(t, sandbox.WithArgv("sh", "-c", script.String()))
 	out := string(res.Stdout)
 
@@ -201,6 +205,14 @@ func testMasked(t *testing.T, s *escapeSuite) {
 		if v := escRegexpFind(regexp.QuoteMeta(p)+`=\s*(\d+)`, out); v != "0" {
 			t.Errorf("%s has %q entries inside; want it masked empty", p, v)
 		}
+	}
+	// A writable cgroup file system is how release_agent escapes (CVE-2022-0492) start; none is
+	// mounted, and /sys as a whole is read-only.
+	if strings.Contains(out, "cgroupfs ") {
+		t.Errorf("a cgroup file system is mounted inside:\n%s", out)
+	}
+	if !escRegexpMatch(`mnt /sys ro(,|$|\n)`, out) {
+		t.Errorf("/sys is not mounted read-only:\n%s", out)
 	}
 	for _, p := range readOnly {
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {

@@ -142,6 +142,20 @@ func probes() []probe {
 			return unix.Setns(fd, unix.CLONE_NEWUTS)
 		}},
 		{"ptrace", ptraceChild},
+		// Reading another process's memory without ptrace: EFAULT (bad address) would mean the
+		// call was allowed, EPERM that it was filtered.
+		{"process_vm_readv", func() error {
+			cmd := exec.Command("/proc/self/exe", "pause")
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("start target: %w", err)
+			}
+			defer func() { cmd.Process.Kill(); cmd.Wait() }()
+			buf := make([]byte, 8)
+			local := []unix.Iovec{{Base: &buf[0], Len: 8}}
+			remote := []unix.RemoteIovec{{Base: 0x10000, Len: 8}}
+			_, err := unix.ProcessVMReadv(cmd.Process.Pid, local, remote, 0)
+			return err
+		}},
 		{"bpf", func() error {
 			attr := struct{ mapType, keySize, valueSize, maxEntries uint32 }{2 /* array */, 4, 4, 1}
 			fd, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_CREATE, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
