@@ -227,7 +227,11 @@ func renderToolbox(view func(m map[string]any) string) func(pipeline.Output) pip
 		if e, ok := m["error"].(string); ok {
 			return pipeline.Rendered{Text: stripControl(e), IsError: true, Fields: map[string]any{"error": stripControl(e)}}
 		}
-		return pipeline.Rendered{Text: stripControl(view(m)), Fields: map[string]any{"result": m}}
+		text := stripControl(view(m))
+		// The file's content is already the text block (and, raw, in stdout): a third copy in
+		// structuredContent would only triple the answer's size.
+		delete(m, "content")
+		return pipeline.Rendered{Text: text, Fields: map[string]any{"result": m}}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/pipeline"
 	"github.com/airlock-mcp/airlock/policies"
@@ -119,9 +120,10 @@ func toolNames(rt *runtime.Runtime) string {
 	return strings.Join(names, ", ")
 }
 
+// isTerminal reports whether f is a terminal (not merely a character device like /dev/null).
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // terminalApprover asks the operator at the terminal. Anything but "y"/"yes" denies.
