@@ -237,8 +237,11 @@ func (r *Redactor) Redact(s string) (string, map[string]int) {
 				whole[i] = true
 				continue
 			}
+			// Hits come in text order: merge a window that overlaps the previous one, so
+			// every byte is scanned at most once per rule even when keywords are dense.
 			spans := lines[i]
-			if len(spans) > 0 && spans[len(spans)-1].start == start {
+			if n := len(spans); n > 0 && start <= spans[n-1].end {
+				spans[n-1].end = max(spans[n-1].end, le)
 				continue
 			}
 			lines[i] = append(spans, span{start, le})

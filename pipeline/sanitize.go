@@ -102,16 +102,25 @@ func DefaultHostPaths() []string {
 	return out
 }
 
+// redactMargin is how far past the size cap output is still sanitised and redacted.
+const redactMargin = 64 << 10
+
 // Clean sanitises one output stream. It returns the text, the secrets redacted per rule id,
 // and whether the size cap cut the text.
 func (s *Sanitizer) Clean(b []byte) (string, map[string]int, bool) {
+	truncated := false
+	// Only what survives the cap needs redacting, and redaction is the expensive step. Keep a
+	// margin past the cap so a secret that straddles the cut is still recognised whole (and
+	// markers longer than the secrets they replace cannot pull unredacted text under the cap).
+	if limit := s.maxBytes + redactMargin; len(b) > limit {
+		b, truncated = b[:limit], true
+	}
 	text := stripControls(b)
 	text = s.paths.Replace(text)
 	var red map[string]int
 	if s.redactor != nil {
 		text, red = s.redactor.Redact(text)
 	}
-	truncated := false
 	if len(text) > s.maxBytes {
 		cut := s.maxBytes
 		for cut > 0 && !utf8.RuneStart(text[cut]) {

@@ -262,11 +262,13 @@ func BenchmarkSanitizeBaseline(b *testing.B) {
 
 func BenchmarkGitleaksDetect(b *testing.B) {
 	d := gitleaksDetector(b)
-	in := string(mixedLog())
-	b.SetBytes(int64(len(in)))
-	b.ResetTimer()
-	for b.Loop() {
-		d.DetectString(in)
+	for name, in := range map[string]string{"typical": string(mixedLog()), "dense": string(denseKeywords())} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				d.DetectString(in)
+			}
+		})
 	}
 }
 
@@ -287,5 +289,26 @@ func TestRedactorKeywordsAreASCII(t *testing.T) {
 				t.Errorf("keyword %q is not ASCII", k)
 			}
 		}
+	}
+}
+
+// denseKeywords is a worst case for the keyword prefilter: 10 KB where every line is an
+// assignment to a key-like name, so the generic rule has to scan every line.
+func denseKeywords() []byte {
+	var sb strings.Builder
+	for i := 0; sb.Len() < 10<<10; i++ {
+		fmt.Fprintf(&sb, "config.api_key_%d = \"value-%08d\"  # token auth secret\n", i, i*7919)
+	}
+	return []byte(sb.String())
+}
+
+// BenchmarkSanitizeDenseKeywords: compare with BenchmarkGitleaksDetect/dense.
+func BenchmarkSanitizeDenseKeywords(b *testing.B) {
+	s := NewSanitizer(redactorT(b), "", nil, 0)
+	in := denseKeywords()
+	b.SetBytes(int64(len(in)))
+	b.ResetTimer()
+	for b.Loop() {
+		s.Clean(in)
 	}
 }
