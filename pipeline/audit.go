@@ -415,6 +415,28 @@ func CheckHead(path string, rep VerifyReport, logPath string) (ok bool, msg stri
 		return false, fmt.Sprintf("head file says %d records but %s has %d intact: records were removed from the end", n, logPath, rep.Records)
 	case n == rep.Records && h.Hash != rep.LastHash:
 		return false, fmt.Sprintf("head file hash %.12s… does not match the last record's %.12s…: the end of the log was rewritten", h.Hash, rep.LastHash)
+	case n == 0 || n == rep.Records:
+		return true, ""
+	}
+	// The head lags the log (it is not fsynced, so after a power loss it may): the record it
+	// names must still be there, unchanged.
+	f, err := os.Open(logPath)
+	if err != nil {
+		return false, fmt.Sprintf("cannot reread %s: %v", logPath, err)
+	}
+	defer f.Close()
+	var i int64
+	var at string
+	errStop := errors.New("stop")
+	_ = ReadRecords(f, func(_ []byte, rec Record) error {
+		if i++; i == n {
+			at = rec.Hash
+			return errStop
+		}
+		return nil
+	})
+	if at != h.Hash {
+		return false, fmt.Sprintf("head file names record %d with hash %.12s…, but that record's hash is %.12s…: the log was rewritten from there", n, h.Hash, at)
 	}
 	return true, ""
 }

@@ -349,3 +349,36 @@ func TestAuditRecordRoundTripsCanonically(t *testing.T) {
 		t.Fatalf("record with odd content does not verify: %+v\n%s", rep, bytes.TrimSpace(b))
 	}
 }
+
+func TestAuditHeadLaggingStillChecked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	writeLog(t, path, 3)
+	head, _ := os.ReadFile(path + ".head")
+	writeLog(t, path, 2) // the log moves on; restore the older head, as after a power loss
+	if err := os.WriteFile(path+".head", head, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := verifyFile(t, path)
+	if ok, msg := CheckHead(path+".head", rep, path); !ok {
+		t.Fatalf("a lagging head over an intact log was refused: %s", msg)
+	}
+	// Rewrite the log from record 2 on with a fresh, self-consistent chain: the lagging head
+	// names record 3, whose hash no longer matches.
+	b, _ := os.ReadFile(path)
+	first := strings.SplitAfter(string(b), "\n")[0]
+	os.WriteFile(path, []byte(first), 0o600)
+	os.Remove(path + ".head")
+	l, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 10; i < 14; i++ {
+		l.Append(testRecord(i))
+	}
+	l.Close()
+	os.WriteFile(path+".head", head, 0o600)
+	rep = verifyFile(t, path)
+	if ok, msg := CheckHead(path+".head", rep, path); ok || !strings.Contains(msg, "rewritten") {
+		t.Fatalf("CheckHead = %v %q, want the rewrite reported", ok, msg)
+	}
+}
