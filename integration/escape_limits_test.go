@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -76,11 +77,11 @@ func testForkBomb(t *testing.T, s *escapeSuite) {
 	}
 }
 
-// escPidsCgroupOf finds the pids cgroup under parent that holds one of pids and returns its
-// pids.current and pids.max.
-func escPidsCgroupOf(parent string, pids []string) (current int, limit string, ok bool) {
+// escCgroupFiles finds the cgroup under parent (in any controller) that holds one of pids and
+// has every one of files, and returns their trimmed contents.
+func escCgroupFiles(parent string, pids []string, files ...string) (map[string]string, bool) {
 	if len(pids) == 0 {
-		return 0, "", false
+		return nil, false
 	}
 	for _, dir := range escCgroupDirs(parent) {
 		kids, _ := os.ReadDir(dir)
@@ -94,19 +95,92 @@ func escPidsCgroupOf(parent string, pids []string) (current int, limit string, o
 			if !slices.ContainsFunc(pids, func(p string) bool { return slices.Contains(members, p) }) {
 				continue
 			}
-			cur, err1 := os.ReadFile(filepath.Join(cg, "pids.current"))
-			lim, err2 := os.ReadFile(filepath.Join(cg, "pids.max"))
-			if err1 != nil || err2 != nil {
-				continue // another controller's directory
+			vals := map[string]string{}
+			for _, f := range files {
+				b, err := os.ReadFile(filepath.Join(cg, f))
+				if err != nil {
+					break // another controller's directory
+				}
+				vals[f] = strings.TrimSpace(string(b))
 			}
-			n, err := strconv.Atoi(strings.TrimSpace(string(cur)))
-			if err != nil {
-				continue
+			if len(vals) == len(files) {
+				return vals, true
 			}
-			return n, strings.TrimSpace(string(lim)), true
 		}
 	}
-	return 0, "", false
+	return nil, false
+}
+
+// escPidsCgroupOf returns pids.current and pids.max of the pids cgroup holding one of pids.
+func escPidsCgroupOf(parent string, pids []string) (current int, limit string, ok bool) {
+	vals, ok := escCgroupFiles(parent, pids, "pids.current", "pids.max")
+	if !ok {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(vals["pids.current"])
+	return n, vals["pids.max"], err == nil
+}
+
+// testCPUQuota: two busy loops under --cpus 0.5 get at most half a core between them, measured
+// from the host in the container's cpuacct cgroup while they run.
+func testCPUQuota(t *testing.T, s *escapeSuite) {
+	if len(escCgroupDirs("")) == 0 || !escHasCPUAcct() {
+		testenv.Unavailable(t, "no cgroup v1 cpuacct controller to measure CPU use with")
+	}
+	const cpus = 0.5
+	marker := s.caseMarker(t)
+	ctx, stop := context.WithCancel(context.Background())
+	type sample struct {
+		at    time.Time
+		usage int64 // ns
+		quota string
+	}
+	samples := make(chan []sample, 1)
+	go func() {
+		var got []sample
+		quota := ""
+		for ctx.Err() == nil {
+			pids := escPidsWith(marker)
+			if q, ok := escCgroupFiles(s.cgroupParent, pids, "cpu.cfs_quota_us", "cpu.cfs_period_us"); ok {
+				quota = q["cpu.cfs_quota_us"] + "/" + q["cpu.cfs_period_us"]
+			}
+			if v, ok := escCgroupFiles(s.cgroupParent, pids, "cpuacct.usage"); ok {
+				n, _ := strconv.ParseInt(v["cpuacct.usage"], 10, 64)
+				got = append(got, sample{time.Now(), n, quota})
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		samples <- got
+	}()
+	res := s.run(t, sandbox.WithCPUs(cpus), sandbox.WithTimeout(4*time.Second),
+		sandbox.WithArgv("sh", "-c", "(while :; do :; done) & while :; do :; done"))
+	stop()
+	got := <-samples
+	if !res.TimedOut {
+		t.Errorf("the busy loops ended before the timeout: exit %d", res.ExitCode)
+	}
+	// Skip the first samples (start-up) and use the longest window that remains.
+	if len(got) < 10 {
+		t.Fatalf("only %d CPU samples of the container; cannot measure", len(got))
+	}
+	first, last := got[3], got[len(got)-1]
+	rate := float64(last.usage-first.usage) / float64(last.at.Sub(first.at).Nanoseconds())
+	t.Logf("CPU use %.2f cores over %s (quota/period %s)", rate, last.at.Sub(first.at).Round(time.Millisecond), last.quota)
+	if last.quota != "50000/100000" {
+		t.Errorf("cpu.cfs_quota_us/cpu.cfs_period_us = %s on the host, want 50000/100000", last.quota)
+	}
+	if rate > cpus*1.2 {
+		t.Errorf("two busy loops used %.2f cores; the quota is %.1f", rate, cpus)
+	}
+	if rate < 0.05 {
+		t.Errorf("the busy loops used only %.2f cores: they did not run, so the quota was not tested", rate)
+	}
+}
+
+// escHasCPUAcct reports whether the cgroup v1 cpuacct controller is mounted.
+func escHasCPUAcct() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cpuacct/cpuacct.usage")
+	return err == nil
 }
 
 // testMemoryBomb: allocating past the memory limit gets the command OOM-killed.

@@ -105,6 +105,7 @@ func TestEscape(t *testing.T) {
 	t.Run("SetuidBinaryGainsNothing", par(testSetuid))
 	t.Run("ForkBombStopsAtPidsLimit", par(testForkBomb))
 	t.Run("MemoryBombIsOOMKilled", par(testMemoryBomb))
+	t.Run("CPUQuotaHolds", par(testCPUQuota))
 	t.Run("TimeoutKillsEveryProcess", par(testTimeout))
 	t.Run("BackgroundChildrenDieWithCommand", par(testBackgroundChildren))
 	t.Run("TmpfsFillStopsAtCap", par(testTmpfsFill))
