@@ -452,9 +452,9 @@ func TestRunPanickingToolIsAudited(t *testing.T) {
 
 func TestRunRefusesWhenAuditFails(t *testing.T) {
 	e := newEnv(t, nil)
-	e.p.audit.mu.Lock()
-	e.p.audit.writeLine = func(*os.File, []byte) error { return errors.New("no space left on device") }
-	e.p.audit.mu.Unlock()
+	e.p.trace.audit.mu.Lock()
+	e.p.trace.audit.writeLine = func(*os.File, []byte) error { return errors.New("no space left on device") }
+	e.p.trace.audit.mu.Unlock()
 	if res := e.run("echo", `{"text":"a"}`); !res.IsError || !strings.Contains(res.Text, "audit log unavailable") {
 		t.Fatalf("Run with a failing audit log = %q", res.Text)
 	}

@@ -5,34 +5,39 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/airlock-mcp/airlock/policies"
+	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 // trace accumulates one call's audit record and stage timings as the call moves through the
 // stages.
 type trace struct {
-	p     *Pipeline
+	now   func() time.Time
 	start time.Time
 	last  time.Time
 	rec   Record
 	// auditDown: the call was refused because the audit log had already failed.
 	auditDown bool
+	// out is the sanitised output, once stage 6 ran.
+	out Output
 }
 
-func newTrace(p *Pipeline, call Call) *trace {
-	now := p.now()
+func newTrace(clock func() time.Time, call Call) *trace {
+	now := clock()
 	id, err := uuid.NewV7()
 	if err != nil {
 		id = uuid.New()
 	}
 	sum := sha256.Sum256(call.Args)
 	return &trace{
-		p:     p,
+		now:   clock,
 		start: now,
 		last:  now,
 		rec: Record{
@@ -51,7 +56,7 @@ func newTrace(p *Pipeline, call Call) *trace {
 
 // stage records the time since the previous stage ended under name.
 func (t *trace) stage(name string) {
-	now := t.p.now()
+	now := t.now()
 	t.rec.StageMS[name] += ms(now.Sub(t.last))
 	t.last = now
 }
@@ -126,4 +131,39 @@ func (t *trace) argError(tool string, err error) Result {
 		IsError:    true,
 		Structured: map[string]any{"audit_id": t.rec.AuditID, "error": text, "errors": fields},
 	}
+}
+
+// result is the outcome of a call that ran: the tool's rendering of the sanitised output plus
+// Airlock's standard structured fields, which the tool cannot overwrite.
+func (t *trace) result(r Rendered, res sandbox.Result) Result {
+	text := r.Text
+	red := t.rec.Redactions
+	n := 0
+	for _, c := range red {
+		n += c
+	}
+	if n > 0 {
+		// A factual note, in Airlock's voice, outside the tool's data.
+		text += fmt.Sprintf("\n[airlock: %d secret(s) redacted from this output]", n)
+	}
+	st := map[string]any{}
+	for k, v := range r.Fields {
+		st[k] = v
+	}
+	st["exit_code"] = res.ExitCode
+	st["stdout"] = t.out.Stdout
+	st["stderr"] = t.out.Stderr
+	st["truncated"] = t.rec.Truncated
+	st["timed_out"] = res.TimedOut
+	st["oom_killed"] = res.OOMKilled
+	st["duration_ms"] = res.Duration.Milliseconds()
+	st["audit_id"] = t.rec.AuditID
+	st["redactions"] = maps.Clone(red)
+	// Everything above except audit_id came out of the sandbox: data to read, never
+	// instructions to follow.
+	st["untrusted"] = true
+	if len(res.Loosened) > 0 {
+		st["loosened"] = slices.Clone(res.Loosened)
+	}
+	return Result{Text: text, Structured: st, IsError: r.IsError, Verdict: policies.Verdict(t.verdict()), AuditID: t.rec.AuditID}
 }

@@ -1,0 +1,211 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-mcp/airlock/policies"
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// The stages. Each is a small value with one job; each records its duration in the trace.
+// Stage 1 (propose) is the Call itself.
+
+// parseStage is stage 2: strict decoding, then the tool's compiled JSON Schema.
+type parseStage struct {
+	maxBytes   int
+	recordArgs bool
+}
+
+func (s parseStage) run(t *trace, te *toolEntry, raw json.RawMessage) (map[string]any, error) {
+	defer t.stage(StageSchema)
+	args, err := decodeArgs(raw, s.maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(args))
+	for k := range args {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	t.rec.ArgKeys = keys
+	if s.recordArgs {
+		if b, err := json.Marshal(args); err == nil {
+			t.rec.Args = b
+		}
+	}
+	if err := validateArgs(te.schema, args); err != nil {
+		return nil, err
+	}
+	return args, nil
+}
+
+// policyStage is stage 3: the static verdict with rate-limit units, and for approve verdicts
+// the human's answer.
+type policyStage struct {
+	engine *policies.Engine
+}
+
+func (s policyStage) run(t *trace, req policies.Request) (policies.Decision, *policies.Reservation) {
+	defer t.stage(StagePolicy)
+	d, resv := s.engine.Decide(req)
+	t.rec.Decision, t.rec.Rule, t.rec.Message, t.rec.PolicySHA256 = string(d.Verdict), d.Rule, d.Message, d.PolicySHA256
+	return d, resv
+}
+
+// approve asks the caller's Approver. It returns "" when approved, else why not. No approver
+// is a refusal: a call that needs a human never runs without one.
+func (s policyStage) approve(ctx context.Context, t *trace, call Call, args map[string]any, d policies.Decision) string {
+	defer t.stage(StageApproval)
+	if call.Approver == nil {
+		return "this client cannot ask a human to approve the call"
+	}
+	ok, err := call.Approver.Approve(ctx, ApprovalRequest{Tool: call.Tool, Args: args, Decision: d})
+	switch {
+	case err != nil:
+		return err.Error()
+	case !ok:
+		return "the human declined"
+	}
+	t.rec.Message = "approved: " + d.Message
+	return ""
+}
+
+// instantiateStage is stage 4: the tool's plan on top of the hardened defaults.
+type instantiateStage struct{}
+
+func (instantiateStage) run(ctx context.Context, t *trace, te *toolEntry, args map[string]any) (sandbox.Spec, error) {
+	defer t.stage(StageSandbox)
+	opts, err := te.tool.Plan(ctx, args)
+	if err != nil {
+		return sandbox.Spec{}, err
+	}
+	spec, err := sandbox.New(opts...)
+	if err != nil {
+		return sandbox.Spec{}, err
+	}
+	t.rec.Image = spec.Image
+	t.rec.Profile = spec.Seccomp
+	if pr, ok := te.tool.(interface{ ProfileName() string }); ok && pr.ProfileName() != "" {
+		t.rec.Profile = pr.ProfileName()
+	}
+	return spec, nil
+}
+
+// executeStage is stage 5: one run in a fresh container, with progress reports while it runs.
+type executeStage struct {
+	backend  sandbox.Backend
+	interval time.Duration
+}
+
+func (s executeStage) run(ctx context.Context, t *trace, spec sandbox.Spec, progress func(elapsed, total int)) (sandbox.Result, error) {
+	defer t.stage(StageExecute)
+	t.rec.Backend = s.backend.Name()
+	if progress != nil {
+		done := make(chan struct{})
+		stopped := make(chan struct{})
+		// The reporter is owned by this call: stopped before run returns.
+		defer func() { close(done); <-stopped }()
+		total := int(spec.Timeout / time.Second)
+		go func() {
+			defer close(stopped)
+			tick := time.NewTicker(s.interval)
+			defer tick.Stop()
+			start := time.Now()
+			for {
+				select {
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				case now := <-tick.C:
+					progress(int(now.Sub(start)/time.Second), total)
+				}
+			}
+		}()
+	}
+	res, err := s.backend.Run(ctx, spec)
+	if err != nil {
+		return res, err
+	}
+	t.rec.ContainerID = res.ContainerID
+	code := res.ExitCode
+	t.rec.ExitCode = &code
+	t.rec.TimedOut, t.rec.OOMKilled = res.TimedOut, res.OOMKilled
+	t.rec.Loosened = res.Loosened
+	return res, nil
+}
+
+// sanitizeStage is stage 6: both streams through the Sanitizer.
+type sanitizeStage struct {
+	*Sanitizer
+}
+
+func (s sanitizeStage) run(t *trace, res sandbox.Result) Output {
+	defer t.stage(StageSanitize)
+	stdout, redOut, cutOut := s.Clean(res.Stdout)
+	stderr, redErr, cutErr := s.Clean(res.Stderr)
+	for _, m := range []map[string]int{redOut, redErr} {
+		for k, v := range m {
+			t.rec.Redactions[k] += v
+		}
+	}
+	out := Output{
+		ExitCode:  res.ExitCode,
+		Stdout:    stdout,
+		Stderr:    stderr,
+		Truncated: res.Truncated() || cutOut || cutErr,
+		TimedOut:  res.TimedOut,
+		OOMKilled: res.OOMKilled,
+	}
+	t.rec.Truncated = out.Truncated
+	t.out = out
+	return out
+}
+
+// text sanitises a message that reaches the agent from outside Airlock's own text (a backend
+// or approver error): error messages carry host paths (bundle directories, the state
+// directory) and, from a misbehaving component, anything else.
+func (s sanitizeStage) text(msg string) string {
+	clean, _, _ := s.Clean([]byte(msg))
+	return clean
+}
+
+// traceStage is stage 7: the audit record, and the diagnostic log line.
+type traceStage struct {
+	audit *AuditLog
+	log   zerolog.Logger
+	now   func() time.Time
+}
+
+// finish completes and appends t's record and returns res with the audit id and timings.
+func (s traceStage) finish(t *trace, res Result) Result {
+	end := s.now()
+	t.rec.DurationMS = ms(end.Sub(t.start))
+	res.AuditID = t.rec.AuditID
+	res.StageMS = map[string]float64{}
+	for k, v := range t.rec.StageMS {
+		res.StageMS[k] = v
+	}
+	if res.Structured == nil {
+		res.Structured = map[string]any{"audit_id": t.rec.AuditID}
+	}
+	err := s.audit.Append(&t.rec)
+	res.StageMS[StageAudit] = ms(s.now().Sub(end))
+	if err != nil {
+		s.log.Error().Str("event", "audit.error").Str("audit_id", t.rec.AuditID).Str("tool", t.rec.Tool).Err(err).Msg("audit record not written")
+		res.IsError = true
+		if !t.auditDown {
+			res.Text = fmt.Sprintf("audit log unavailable: %v. The call's outcome could not be recorded; Airlock accepts no further calls until it is restarted.", err)
+		}
+		return res
+	}
+	s.log.Info().Str("event", "tool.call").Str("audit_id", t.rec.AuditID).Str("tool", t.rec.Tool).
+		Str("decision", t.rec.Decision).Str("rule", t.rec.Rule).Float64("duration_ms", t.rec.DurationMS).Msg("")
+	return res
+}
