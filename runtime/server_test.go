@@ -311,3 +311,38 @@ func TestProgressNotifications(t *testing.T) {
 		t.Errorf("progress = %+v", got[0])
 	}
 }
+
+// TestDeclineRollsBackLimits: a declined approval gives back the rate-limit unit it reserved,
+// so with a budget of one call, two declines still leave the one approved call.
+func TestDeclineRollsBackLimits(t *testing.T) {
+	policy := `{"version":"1","default":"deny","tools":{"write_file":{
+		"limits":[{"counter":"writes","max":1,"window":"hour","scope":"session"}],
+		"approve_if":[{"conditions":[{"path":"args.path","op":"exists"}]}]}}}`
+	fb := &fakeBackend{respond: func(context.Context, sandbox.Spec) (sandbox.Result, error) {
+		return sandbox.Result{Stdout: []byte(`{"path":"a","bytes":1,"created":true}` + "\n")}, nil
+	}}
+	rt := newTestRuntime(t, "", policy, fb)
+	var accept atomic.Bool
+	cs := connect(t, rt, &mcp.ClientOptions{ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		if accept.Load() {
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": true}}, nil
+		}
+		return &mcp.ElicitResult{Action: "decline"}, nil
+	}}, "2025-06-18")
+	args := map[string]any{"path": "a", "content": "x"}
+	for i := range 2 {
+		if res := callTool(t, cs, "write_file", args); !res.IsError {
+			t.Fatalf("decline %d: call succeeded: %q", i+1, text(res))
+		}
+	}
+	accept.Store(true)
+	if res := callTool(t, cs, "write_file", args); res.IsError {
+		t.Fatalf("approved call after two declines: %q (declines kept their units?)", text(res))
+	}
+	if res := callTool(t, cs, "write_file", args); !res.IsError || !strings.Contains(text(res), "[POLICY DENIED]") {
+		t.Fatalf("second approved call within a budget of one: %q", text(res))
+	}
+	if n := len(fb.runs()); n != 1 {
+		t.Fatalf("%d sandbox runs, want 1", n)
+	}
+}
