@@ -250,6 +250,12 @@ func openRunc(ctx context.Context, log zerolog.Logger) (sandbox.Backend, func() 
 }
 
 func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if writerIsTerminal(stdout) {
+		stdout = terminalWriter{stdout}
+	}
+	if writerIsTerminal(stderr) {
+		stderr = terminalWriter{stderr}
+	}
 	return execMain(ctx, args, stdout, stderr, openRunc)
 }
 
