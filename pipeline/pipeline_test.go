@@ -500,8 +500,9 @@ func TestNewRefusesBadConfig(t *testing.T) {
 // that returns at once. Per-stage means are reported as extra metrics (µs/op).
 func BenchmarkRun(b *testing.B) {
 	e := newEnv(b, nil)
+	stdout := mixedLog()
 	e.backend.run = func(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
-		return sandbox.Result{Stdout: mixedLog(), ExitCode: 0}, nil
+		return sandbox.Result{Stdout: stdout, ExitCode: 0}, nil
 	}
 	call := Call{Tool: "echo", Args: json.RawMessage(`{"text":"hello world"}`), Grant: policies.Grant{ID: "bench"}}
 	sums := map[string]float64{}
