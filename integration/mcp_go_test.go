@@ -215,6 +215,9 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 				t.Errorf("secret %s... came back unredacted in the response: %s", s[:8], raw)
 			}
 		}
+		if !strings.Contains(raw, "REDACTED") {
+			t.Errorf("no redaction marker where the secrets were: %s", raw)
+		}
 	}
 	return []mcpStep{
 		{
