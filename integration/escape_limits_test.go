@@ -192,14 +192,14 @@ func testMemoryBomb(t *testing.T, s *escapeSuite) {
 	}
 }
 
-// testTimeout: a busy loop with backgrounded children, one ignoring SIGTERM and one in its own
-// session, is killed at the timeout, and no process of the container remains on the host.
+// testTimeout: a busy loop with backgrounded children, one ignoring SIGTERM, one in its own
+// session, one double-forked and one stopped (SIGSTOP), is killed at the timeout, and no process of the container remains on the host.
 func testTimeout(t *testing.T, s *escapeSuite) {
 	marker := s.caseMarker(t)
 	start := time.Now()
 	res := s.run(t, sandbox.WithTimeout(2*time.Second), sandbox.WithArgv("sh", "-c",
 		`sleep 1000 & (trap "" TERM HUP INT; while :; do sleep 1; done) & setsid sh -c 'sleep 1000' & `+
-			`(sh -c 'sleep 1000 &' &); while :; do :; done`))
+			`(sh -c 'sleep 1000 &' &); sleep 1000 & kill -STOP $!; while :; do :; done`))
 	elapsed := time.Since(start)
 	if !res.TimedOut || res.ExitCode != sandbox.ExitTimeout {
 		t.Errorf("timed_out %v exit %d, want true 124 (stderr %q)", res.TimedOut, res.ExitCode, res.Stderr)

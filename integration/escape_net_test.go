@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,11 +106,36 @@ func testOnlyLoopback(t *testing.T, s *escapeSuite) {
 
 // testAbstractUnix: abstract unix sockets belong to the network namespace. AF_UNIX is allowed by
 // seccomp, so only the new namespace keeps a host service listening on one (container shims
-// did, see CVE-2020-15257) out of reach. The host listener accepts nothing; a socket file in a
-// mounted directory, the documented way to share one, stays reachable as a control.
+// did, see CVE-2020-15257) out of reach. The host's abstract listener accepts nothing. As a
+// control, a socket FILE in the mounted workspace is reachable (so the probe can connect, and
+// docs/security.md warns that sockets in a workspace are exposed).
 func testAbstractUnix(t *testing.T, s *escapeSuite) {
-	name := "@airlock-escape-" + escRandomToken(t)
-	ln, err := net.Listen("unix", name)
+	ws := s.workspace(t)
+	escCopyFile(t, filepath.Join(s.probeDir, "probe"), filepath.Join(ws, "probe"))
+	abstract := "@airlock-escape-" + escRandomToken(t)
+	file := filepath.Join(ws, "service.sock")
+	abstractAccepts := escUnixListener(t, abstract)
+	fileAccepts := escUnixListener(t, file)
+	escChmod(t, file, 0o777)
+
+	res := s.run(t, sandbox.WithWorkspace(ws, sandbox.ReadOnly),
+		sandbox.WithArgv("/workspace/probe", "connect-unix", abstract, "/workspace/service.sock"))
+	got := escProbeAttempts(t, res.Stdout)
+	if a, ok := got["connect-unix "+abstract]; !ok || a.OK {
+		t.Errorf("connect to the host's abstract socket %s from inside: reported %v ok=%v (stdout %q stderr %q)", abstract, ok, a.OK, res.Stdout, res.Stderr)
+	}
+	if n := abstractAccepts(); n != 0 {
+		t.Errorf("the host's abstract socket accepted %d connections from the sandbox", n)
+	}
+	if a := got["connect-unix /workspace/service.sock"]; !a.OK || fileAccepts() != 1 {
+		t.Errorf("control: the socket file in the workspace was not reachable (%s %s); the probe cannot detect a connection", a.Errno, a.Err)
+	}
+}
+
+// escUnixListener listens on a unix socket address until the test ends; the returned function
+// stops it and reports how many connections it accepted.
+func escUnixListener(t *testing.T, addr string) func() int {
+	ln, err := net.Listen("unix", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,18 +155,17 @@ func testAbstractUnix(t *testing.T, s *escapeSuite) {
 			c.Close()
 		}
 	}()
-	res := s.run(t, sandbox.WithWorkspace(s.probeDir, sandbox.ReadOnly),
-		sandbox.WithArgv("/workspace/probe", "connect-unix", name))
-	time.Sleep(100 * time.Millisecond)
-	ln.Close()
-	<-done
-	a, ok := escProbeAttempts(t, res.Stdout)["connect-unix "+name]
-	if !ok || a.OK {
-		t.Errorf("connect to the host's abstract socket %s from inside: reported %v ok=%v (stdout %q stderr %q)", name, ok, a.OK, res.Stdout, res.Stderr)
+	var once sync.Once
+	stop := func() int {
+		once.Do(func() {
+			time.Sleep(100 * time.Millisecond) // let a queued connection reach Accept
+			ln.Close()
+			<-done
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if accepted != 0 {
-		t.Errorf("the host's abstract socket accepted %d connections from the sandbox", accepted)
-	}
+	t.Cleanup(func() { stop() })
+	return stop
 }
