@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -240,16 +240,15 @@ type mcpServer struct {
 	stop     func() // idempotent: SIGTERM, then wait
 }
 
-var mcpListenRE = regexp.MustCompile(`127\.0\.0\.1:(\d+)`)
-
-// startHTTP starts `airlock serve --http 127.0.0.1:PORT` on a free loopback port and waits
-// until it accepts connections. The server is stopped when the test ends (or by stop()).
+// startHTTP starts `airlock serve --http 127.0.0.1:0` and waits for the endpoint it prints
+// once it listens (the kernel picks the port, so parallel test packages never collide). The
+// server is stopped when the test ends (or by stop()).
 func (e *mcpEnv) startHTTP(t testing.TB, extra ...string) *mcpServer {
 	t.Helper()
-	addr := mcpFreeLoopbackAddr(t)
-	args := append([]string{"serve", "--http", addr}, e.serveArgs(t)...)
+	args := append([]string{"serve", "--http", "127.0.0.1:0"}, e.serveArgs(t)...)
 	cmd := e.command(context.Background(), append(args, extra...)...)
-	cmd.Stderr = e.logWriter(t, "airlock serve --http")
+	ready := &mcpEndpointWriter{next: e.logWriter(t, "airlock serve --http"), found: make(chan string, 1)}
+	cmd.Stderr = ready
 	cmd.Stdout = e.logWriter(t, "airlock serve --http (stdout)")
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting airlock serve --http: %v", err)
@@ -269,38 +268,48 @@ func (e *mcpEnv) startHTTP(t testing.TB, extra ...string) *mcpServer {
 		})
 	}
 	t.Cleanup(stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			// Keep the channel's contract for stop(): it must not block on a second receive.
-			exited <- err
-			t.Fatalf("airlock serve --http %s exited before it was ready: %v", addr, err)
-		default:
+	select {
+	case endpoint := <-ready.found:
+		u, err := url.Parse(endpoint)
+		if err != nil || u.Hostname() != "127.0.0.1" {
+			t.Fatalf("airlock serve --http printed endpoint %q, want http://127.0.0.1:PORT/mcp (%v)", endpoint, err)
 		}
-		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("airlock serve --http %s: not accepting connections after 20s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return &mcpServer{endpoint: endpoint, addr: u.Host, stop: stop}
+	case err := <-exited:
+		// Keep the channel's contract for stop(): it must not block on a second receive.
+		exited <- err
+		t.Fatalf("airlock serve --http exited before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("airlock serve --http: no endpoint printed after 30s")
 	}
-	return &mcpServer{endpoint: "http://" + addr + "/mcp", addr: addr, stop: stop}
+	return nil
 }
 
-// mcpFreeLoopbackAddr reserves a free port on 127.0.0.1 by listening on :0 and closing.
-func mcpFreeLoopbackAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free loopback port: %v", err)
+// mcpEndpointRE matches the line `airlock serve --http` prints once it listens.
+var mcpEndpointRE = regexp.MustCompile(`MCP endpoint \(streamable HTTP\): (http://\S+)`)
+
+// mcpEndpointWriter passes a server's stderr on and reports the first endpoint it announces.
+type mcpEndpointWriter struct {
+	next  io.Writer
+	found chan string
+	mu    sync.Mutex
+	buf   []byte
+	done  bool
+}
+
+func (w *mcpEndpointWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	if !w.done {
+		w.buf = append(w.buf, p...)
+		if m := mcpEndpointRE.FindSubmatch(w.buf); m != nil {
+			w.found <- string(m[1])
+			w.done, w.buf = true, nil
+		} else if len(w.buf) > 64<<10 {
+			w.buf = w.buf[len(w.buf)-4096:]
+		}
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	w.mu.Unlock()
+	return w.next.Write(p)
 }
 
 // mcpBearer adds a bearer token to every request.
