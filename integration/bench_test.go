@@ -44,10 +44,10 @@ pids: 64
 timeout: 30s
 tmpfs: 64Mi`
 
-// latencies collects one duration per call and summarises them.
-type latencies []time.Duration
+// benchLatencies collects one duration per call and summarises them.
+type benchLatencies []time.Duration
 
-func (l latencies) quantile(q float64) time.Duration {
+func (l benchLatencies) quantile(q float64) time.Duration {
 	if len(l) == 0 {
 		return 0
 	}
@@ -57,7 +57,7 @@ func (l latencies) quantile(q float64) time.Duration {
 	return s[max(0, min(i, len(s)-1))]
 }
 
-func (l latencies) median() time.Duration {
+func (l benchLatencies) median() time.Duration {
 	if len(l) == 0 {
 		return 0
 	}
@@ -69,7 +69,7 @@ func (l latencies) median() time.Duration {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func benchMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // benchMedians remembers each variant's median so later variants report ratios against it.
 type benchMedians struct {
@@ -90,12 +90,12 @@ func (bm *benchMedians) get(name string) time.Duration {
 }
 
 // measure runs call once to warm up, then b.Loop times, and reports median and p95 in ms.
-func measure(b *testing.B, medians *benchMedians, name string, call func() error) latencies {
+func benchMeasure(b *testing.B, medians *benchMedians, name string, call func() error) benchLatencies {
 	b.Helper()
 	if err := call(); err != nil {
 		b.Fatalf("%s (warm-up): %v", name, err)
 	}
-	var l latencies
+	var l benchLatencies
 	for b.Loop() {
 		start := time.Now()
 		if err := call(); err != nil {
@@ -105,8 +105,8 @@ func measure(b *testing.B, medians *benchMedians, name string, call func() error
 	}
 	med := l.median()
 	medians.set(name, med)
-	b.ReportMetric(ms(med), "median-ms")
-	b.ReportMetric(ms(l.quantile(0.95)), "p95-ms")
+	b.ReportMetric(benchMS(med), "median-ms")
+	b.ReportMetric(benchMS(l.quantile(0.95)), "p95-ms")
 	return l
 }
 
@@ -133,31 +133,31 @@ func BenchmarkCallLatency(b *testing.B) {
 
 	for _, name := range []string{"runc_run", "backend_run", "airlock_exec", "mcp_http_run_command"} {
 		b.Run(name, func(b *testing.B) {
-			measure(b, medians, name, calls[name])
+			benchMeasure(b, medians, name, calls[name])
 			if name != "mcp_http_run_command" {
 				return
 			}
 			mcpMed := medians.get(name)
 			if exec := medians.get("airlock_exec"); exec > 0 {
 				b.ReportMetric(float64(mcpMed)/float64(exec), "mcp/exec-median")
-				b.ReportMetric(ms(mcpMed-exec), "added-ms-vs-exec")
+				b.ReportMetric(benchMS(mcpMed-exec), "added-ms-vs-exec")
 			}
 			if be := medians.get("backend_run"); be > 0 {
-				b.ReportMetric(ms(mcpMed-be), "added-ms-vs-backend")
+				b.ReportMetric(benchMS(mcpMed-be), "added-ms-vs-backend")
 			}
 			// The pipeline's own timing of its stages, from the audit records: everything
 			// but execution (the audit write itself is not in its own record).
-			var stages latencies
+			var stages benchLatencies
 			for _, rec := range readAudit(b, auditPath) {
 				stages = append(stages, time.Duration((rec.DurationMS-rec.StageMS["execute"])*float64(time.Millisecond)))
 			}
-			b.ReportMetric(ms(stages.median()), "stages-excl-exec-ms")
+			b.ReportMetric(benchMS(stages.median()), "stages-excl-exec-ms")
 		})
 	}
 
 	b.Run("paired", func(b *testing.B) {
 		order := []string{"backend_run", "airlock_exec", "mcp_http_run_command"}
-		var vsBackend, vsExec latencies
+		var vsBackend, vsExec benchLatencies
 		round := 0
 		for b.Loop() {
 			took := map[string]time.Duration{}
@@ -173,9 +173,9 @@ func BenchmarkCallLatency(b *testing.B) {
 			vsBackend = append(vsBackend, took["mcp_http_run_command"]-took["backend_run"])
 			vsExec = append(vsExec, took["mcp_http_run_command"]-took["airlock_exec"])
 		}
-		b.ReportMetric(ms(vsBackend.median()), "added-ms-vs-backend")
-		b.ReportMetric(ms(vsExec.median()), "added-ms-vs-exec")
-		b.ReportMetric(ms(vsBackend.quantile(0.95)), "p95-added-ms-vs-backend")
+		b.ReportMetric(benchMS(vsBackend.median()), "added-ms-vs-backend")
+		b.ReportMetric(benchMS(vsExec.median()), "added-ms-vs-exec")
+		b.ReportMetric(benchMS(vsBackend.quantile(0.95)), "p95-added-ms-vs-backend")
 	})
 }
 

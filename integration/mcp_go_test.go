@@ -140,7 +140,7 @@ type mcpStep struct {
 	audit     func(t *testing.T, rec mcpAuditRecord)
 }
 
-func ptr[T any](v T) *T { return &v }
+func mcpPtr[T any](v T) *T { return &v }
 
 // mcpText joins the text content blocks of a result.
 func mcpText(r *mcp.CallToolResult) string {
@@ -290,7 +290,7 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 		{
 			name: "approval accepted writes the file",
 			tool: "write_file", args: map[string]any{"path": "pkg/approved.go", "content": "package pkg\n"},
-			approve: ptr(true),
+			approve: mcpPtr(true),
 			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {
 				wantOK(t, r, raw)
 				got, err := os.ReadFile(filepath.Join(e.workspace, "pkg", "approved.go"))
@@ -302,7 +302,7 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 		{
 			name: "approval declined denies and leaves the host unchanged",
 			tool: "write_file", args: map[string]any{"path": "pkg/declined.go", "content": "package pkg\n"},
-			approve: ptr(false),
+			approve: mcpPtr(false),
 			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {
 				wantDenied(t, r, raw, "", "")
 				if _, err := os.Stat(filepath.Join(e.workspace, "pkg", "declined.go")); !errors.Is(err, os.ErrNotExist) {

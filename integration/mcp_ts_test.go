@@ -83,7 +83,7 @@ func TestMCPTypeScriptClient(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			e := newMCPEnv(t, mcpPolicy, map[string]string{"hello.txt": mcpHello, "pkg/doc.txt": "docs\n"})
 			mcpOpenDirs(t, e.workspace)
-			plan := tsPlan{Transport: transport, Calls: calls, Approve: ptr(true)}
+			plan := tsPlan{Transport: transport, Calls: calls, Approve: mcpPtr(true)}
 			var stop func()
 			switch transport {
 			case "stdio":
