@@ -89,7 +89,7 @@ func (bm *benchMedians) get(name string) time.Duration {
 	return bm.m[name]
 }
 
-// measure runs call once to warm up, then b.Loop times, and reports median and p95 in ms.
+// benchMeasure runs call once to warm up, then b.Loop times, and reports median and p95 in ms.
 func benchMeasure(b *testing.B, medians *benchMedians, name string, call func() error) benchLatencies {
 	b.Helper()
 	if err := call(); err != nil {
