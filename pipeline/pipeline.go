@@ -263,5 +263,5 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 
 	// Stage 6: sanitisation; then the tool renders the clean output.
 	clean := p.sanitize.run(t, out)
-	return t.result(te.tool.Render(clean), out)
+	return t.result(p.sanitize.rendered(t, te.tool.Render(clean)), out)
 }

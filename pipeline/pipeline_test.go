@@ -531,3 +531,34 @@ func TestRunAfterCloseRunsNothing(t *testing.T) {
 		t.Fatal("a tool ran after the audit log was closed")
 	}
 }
+
+// A tool that decodes JSON output (as the file tools do) can turn escapes back into control
+// characters or reassemble an escaped secret; its rendering is sanitised again.
+func TestRunSanitisesTheRendering(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Tools = []Tool{&echoTool{name: "echo", workspace: c.Workspace, render: func(out Output) Rendered {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(out.Stdout), &m); err != nil {
+				return Rendered{Text: err.Error(), IsError: true}
+			}
+			return Rendered{Text: m["content"].(string), Fields: map[string]any{"result": m}}
+		}}}
+	})
+	e.backend.run = func(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
+		// "\u0041KIA..." hides the key from a scan of the raw JSON.
+		content := `\u001b[2J\u0041` + plantedAWS[1:] + ` in ` + e.ws
+		return sandbox.Result{Stdout: []byte(`{"content":"` + content + `"}`)}, nil
+	}
+	res := e.run("echo", `{"text":"a"}`)
+	for _, leak := range []string{plantedAWS, "\x1b", e.ws} {
+		if strings.Contains(res.Text, leak) || strings.Contains(fmt.Sprint(res.Structured["result"]), leak) {
+			t.Errorf("rendering still has %q: %q %v", leak, res.Text, res.Structured["result"])
+		}
+	}
+	if !strings.Contains(res.Text, "[REDACTED:aws-access-token] in /workspace") {
+		t.Errorf("text = %q", res.Text)
+	}
+	if rec := e.last(t); rec.Redactions["aws-access-token"] < 1 {
+		t.Errorf("record redactions = %v", rec.Redactions)
+	}
+}

@@ -131,6 +131,19 @@ func (s *Sanitizer) Clean(b []byte) (string, map[string]int, bool) {
 	return text, red, truncated
 }
 
+// CleanText sanitises text derived from already-cleaned output (a tool's rendering of it)
+// without the size cap: a tool that decodes JSON output (\u001b, \n escapes) can bring back
+// control characters or a secret that was escaped in the raw stream, so its text goes through
+// the same steps again.
+func (s *Sanitizer) CleanText(text string) (string, map[string]int) {
+	text = stripControls([]byte(text))
+	text = s.paths.Replace(text)
+	if s.redactor == nil {
+		return text, nil
+	}
+	return s.redactor.Redact(text)
+}
+
 // stripControls forces b to valid UTF-8 and removes terminal control: ANSI/VT escape
 // sequences, C0 and C1 control characters except tab and newline, DEL, and the Unicode
 // bidirectional embedding/override/isolate characters. A lone CR or CRLF becomes LF.

@@ -168,6 +168,46 @@ func (s sanitizeStage) run(t *trace, res sandbox.Result) Output {
 	return out
 }
 
+// rendered sanitises what the tool made of the clean output (its text and the strings in its
+// structured fields), adding anything found to the record's redactions.
+func (s sanitizeStage) rendered(t *trace, r Rendered) Rendered {
+	defer t.stage(StageSanitize)
+	add := func(red map[string]int) {
+		for k, v := range red {
+			t.rec.Redactions[k] += v
+		}
+	}
+	text, red := s.CleanText(r.Text)
+	add(red)
+	r.Text = text
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch v := v.(type) {
+		case string:
+			c, red := s.CleanText(v)
+			add(red)
+			return c
+		case map[string]any:
+			m := make(map[string]any, len(v))
+			for k, e := range v {
+				m[k] = walk(e)
+			}
+			return m
+		case []any:
+			l := make([]any, len(v))
+			for i, e := range v {
+				l[i] = walk(e)
+			}
+			return l
+		}
+		return v
+	}
+	if r.Fields != nil {
+		r.Fields = walk(r.Fields).(map[string]any)
+	}
+	return r
+}
+
 // text sanitises a message that reaches the agent from outside Airlock's own text (a backend
 // or approver error): error messages carry host paths (bundle directories, the state
 // directory) and, from a misbehaving component, anything else.
