@@ -41,16 +41,17 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 func auditVerify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("airlock audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() > 1 {
+	if len(files) > 1 {
 		fmt.Fprintln(stderr, "usage: airlock audit verify [FILE]")
 		return 2
 	}
 	path := defaultAuditPath()
-	if fs.NArg() == 1 {
-		path = fs.Arg(0)
+	if len(files) == 1 {
+		path = files[0]
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -94,16 +95,17 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 20, "number of records to print")
 	denied := fs.Bool("denied", false, "only records denied by policy (or by a declined approval)")
-	if err := fs.Parse(args); err != nil {
+	files, err := parseInterleaved(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() > 1 || *n < 0 {
+	if len(files) > 1 || *n < 0 {
 		fmt.Fprintln(stderr, "usage: airlock audit tail [-n N] [--denied] [FILE]")
 		return 2
 	}
 	path := defaultAuditPath()
-	if fs.NArg() == 1 {
-		path = fs.Arg(0)
+	if len(files) == 1 {
+		path = files[0]
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -135,4 +137,20 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 		io.WriteString(stdout, "\n")
 	}
 	return 0
+}
+
+// parseInterleaved parses flags that may come before or after the positional arguments
+// (`airlock audit tail FILE --denied`) and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }

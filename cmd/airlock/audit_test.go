@@ -45,7 +45,7 @@ func TestAuditCLI(t *testing.T) {
 	}{
 		{name: "verify intact", args: []string{"verify", path}, wantCode: 0, want: []string{"OK", "5 records", "id-4"}},
 		{name: "tail", args: []string{"tail", "-n", "2", path}, wantCode: 0, want: []string{`"id-3"`, `"id-4"`}, notWant: []string{`"id-2"`}},
-		{name: "tail denied", args: []string{"tail", "--denied", path}, wantCode: 0, want: []string{`"id-1"`, `"id-3"`}, notWant: []string{`"id-0"`, `"id-4"`}},
+		{name: "tail denied", args: []string{"tail", path, "--denied"}, wantCode: 0, want: []string{`"id-1"`, `"id-3"`}, notWant: []string{`"id-0"`, `"id-4"`}},
 		{name: "tail more than there are", args: []string{"tail", "-n", "50", path}, wantCode: 0, want: []string{`"id-0"`, `"id-4"`}},
 		{name: "missing file", args: []string{"verify", filepath.Join(dir, "nope")}, wantCode: 2},
 		{name: "unknown subcommand", args: []string{"rotate"}, wantCode: 2},
