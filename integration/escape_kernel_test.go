@@ -141,6 +141,47 @@ func testSyscalls(t *testing.T, s *escapeSuite) {
 	}
 }
 
+// testRootInside: uid 0 inside (a workspace-owner profile on a root-owned workspace runs so,
+// and without a user namespace it is uid 0 on the host) still has no capability: the
+// escape-starting syscalls fail, the image and /proc/sys stay read-only, the kernel log stays
+// closed and masked paths stay masked.
+func testRootInside(t *testing.T, s *escapeSuite) {
+	res := s.run(t, sandbox.WithUser(0, 0), sandbox.WithWorkspace(s.probeDir, sandbox.ReadOnly),
+		sandbox.WithEnv("AIRLOCK_PROBE_INSIDE_SANDBOX=1"),
+		sandbox.WithArgv("sh", "-c", `/workspace/probe syscalls
+if echo x > /etc/passwd; then echo WROTE /etc/passwd; fi
+if echo x > /proc/sys/kernel/hostname; then echo WROTE hostname; fi
+if head -c 1 /proc/kmsg >/dev/null; then echo READ kmsg; fi
+if dmesg >/dev/null; then echo READ dmesg; fi
+grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status`))
+	out := string(res.Stdout)
+	status := escParseStatus(out)
+	if !strings.HasPrefix(status["Uid"], "0\t") {
+		t.Fatalf("not running as uid 0 (Uid %q), so the case tests nothing:\n%s\n%s", status["Uid"], out, res.Stderr)
+	}
+	for k, v := range map[string]string{"CapEff": "0000000000000000", "CapBnd": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2"} {
+		if status[k] != v {
+			t.Errorf("as root: %s = %q, want %q", k, status[k], v)
+		}
+	}
+	for _, bad := range []string{"WROTE", "READ"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("as root inside: %s\n%s", bad, out)
+		}
+	}
+	got := escProbeAttempts(t, res.Stdout)
+	for _, op := range []string{"mount", "umount", "unshare_mount", "unshare_user", "setns", "ptrace", "bpf",
+		"keyctl", "perf_event_open", "io_uring_setup", "socket_raw_inet", "socket_inet_tcp", "chroot",
+		"mknod_dev", "open_by_handle_at", "finit_module", "reboot", "clock_settime"} {
+		if a, ok := got[op]; !ok || a.OK {
+			t.Errorf("as root inside: %s reported %v ok=%v", op, ok, a.OK)
+		}
+	}
+	if !slices.Contains(res.Loosened, "user:root") {
+		t.Errorf("a run as root is not reported as loosened: %q", res.Loosened)
+	}
+}
+
 // testHostEnv: nothing of the host environment (the canary planted in this test process) is
 // visible inside.
 func testHostEnv(t *testing.T, s *escapeSuite) {

@@ -114,12 +114,14 @@ func TestEscape(t *testing.T) {
 	t.Run("KernelInterfacesMasked", par(testMasked))
 	t.Run("OutputFloodIsTruncated", par(testOutputFlood))
 	t.Run("NoCapabilitiesNoNewPrivs", par(testCapabilities))
+	t.Run("RootInsideGainsNothing", par(testRootInside))
 	t.Run("NoHostAbstractUnixSockets", par(testAbstractUnix))
 	t.Run("NoInheritedFileDescriptors", par(testFDs))
 	t.Run("NoHostDevices", par(testDevices))
 	t.Run("NoHostProcessesOrIdentity", par(testHostProcesses))
 	t.Run("HostImageExposesNoSecrets", par(testHostImage))
 	t.Run("CLIHoldsTheSameProperties", par(testCLI))
+	t.Run("KnownGapRWWorkspaceKeepsSetuidBits", par(testKnownGapRWSetuid))
 }
 
 // ---- the cases ----
