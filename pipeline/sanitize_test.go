@@ -312,3 +312,21 @@ func BenchmarkSanitizeDenseKeywords(b *testing.B) {
 		s.Clean(in)
 	}
 }
+
+func TestRedactorConcurrentUse(t *testing.T) {
+	r := redactorT(t)
+	in := "AWS_ACCESS_KEY_ID=" + plantedAWS + "\napi_key = \"" + plantedGitHub + "\"\n" + string(mixedLog())
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 5 {
+				out, red := r.Redact(in)
+				if strings.Contains(out, plantedAWS) || red["aws-access-token"] != 1 {
+					t.Errorf("concurrent Redact missed the key: %v", red)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
