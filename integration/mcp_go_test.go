@@ -298,22 +298,23 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 					t.Errorf("approved write_file: host file = %q, %v; want %q", got, err, "package pkg\n")
 				}
 			},
+			audit: func(t *testing.T, rec mcpAuditRecord) {
+				if rec.Decision == "deny" || rec.ExitCode == nil || *rec.ExitCode != 0 {
+					t.Errorf("approved write_file audited as decision %q exit_code %v, want it run with exit 0", rec.Decision, rec.ExitCode)
+				}
+			},
 		},
 		{
 			name: "approval declined denies and leaves the host unchanged",
 			tool: "write_file", args: map[string]any{"path": "pkg/declined.go", "content": "package pkg\n"},
 			approve: mcpPtr(false),
 			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {
-				wantDenied(t, r, raw, "", "")
+				wantDenied(t, r, raw, "", "/tools/write_file/approve_if")
 				if _, err := os.Stat(filepath.Join(e.workspace, "pkg", "declined.go")); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("declined write_file: host file exists or unreadable (%v)", err)
 				}
 			},
-			audit: func(t *testing.T, rec mcpAuditRecord) {
-				if rec.Decision == "allow" {
-					t.Errorf("declined approval audited as allow")
-				}
-			},
+			audit: auditDenied("/tools/write_file/approve_if"),
 		},
 		{
 			name: "timeout is reported as timed_out",
