@@ -113,7 +113,11 @@ func NewRedactor() (*Redactor, error) {
 			}
 		}
 		idx := len(r.rules)
-		rr := redactRule{id: id, det: detect.NewDetector(one), multiline: canSpanLines(rule.Regex.String())}
+		det := detect.NewDetector(one)
+		// "gitleaks:allow" marks a finding as accepted in a repository scan. In tool output it
+		// proves nothing, and any command can print it next to a secret.
+		det.IgnoreGitleaksAllow = true
+		rr := redactRule{id: id, det: det, multiline: canSpanLines(rule.Regex.String())}
 		if g, ok := keywordGuards[id]; ok {
 			rr.after, rr.before = regexp.MustCompile(g.after), g.before
 		}

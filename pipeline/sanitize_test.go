@@ -70,6 +70,10 @@ func TestSanitizerClean(t *testing.T) {
 			absent: []string{plantedGitHub}, redacted: map[string]int{"github-pat": 1},
 		},
 		{
+			name: "gitleaks:allow in output does not exempt a secret", in: "token " + plantedGitHub + " # gitleaks:allow",
+			absent: []string{plantedGitHub}, redacted: map[string]int{"github-pat": 1},
+		},
+		{
 			name: "repeated secret counted", in: plantedGitHub + " and again " + plantedGitHub,
 			absent: []string{plantedGitHub}, redacted: map[string]int{"github-pat": 2},
 		},
