@@ -269,6 +269,20 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 			},
 		},
 		{
+			name: "unknown argument is refused by the schema",
+			tool: "read_file", args: map[string]any{"path": "hello.txt", "follow_symlinks": true},
+			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {
+				if text := mcpText(r); !r.IsError || !strings.Contains(text, "/follow_symlinks") {
+					t.Errorf("want isError naming /follow_symlinks (additionalProperties is false), got %s", raw)
+				}
+			},
+			audit: func(t *testing.T, rec mcpAuditRecord) {
+				if rec.ExitCode != nil {
+					t.Errorf("a call refused by the schema ran (exit_code %d)", *rec.ExitCode)
+				}
+			},
+		},
+		{
 			name: "deny_if denies and names the rule",
 			tool: "run_command", args: map[string]any{"command": "rm -rf hello.txt"},
 			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {

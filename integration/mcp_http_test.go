@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,5 +126,70 @@ func TestMCPHTTPBearerToken(t *testing.T) {
 	recs := readAudit(t, e.audit)
 	if len(recs) != 1 || recs[0].Grant != "ci" {
 		t.Errorf("audit records %+v, want one with grant ci", recs)
+	}
+}
+
+// TestMCPHTTPConcurrentSessions runs several Go SDK sessions against one HTTP server at once,
+// mixing allowed and denied calls. Every answer must belong to its own request (no cross-talk
+// between sessions), and the audit log must hold exactly one record per call, chained and
+// verifiable: records are never dropped or interleaved under load.
+func TestMCPHTTPConcurrentSessions(t *testing.T) {
+	const sessions, callsPerSession = 3, 6
+	e := newMCPEnv(t, mcpPolicy, map[string]string{"hello.txt": mcpHello})
+	s := e.startHTTP(t)
+	clients := make([]*mcp.ClientSession, sessions)
+	for i := range clients {
+		clients[i] = connectHTTP(t, s, "", nil)
+	}
+	errs := make(chan error, sessions*callsPerSession)
+	var wg sync.WaitGroup
+	for i, cs := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range callsPerSession {
+				token := fmt.Sprintf("s%d-c%d", i, j)
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				command, denied := "echo "+token, j%2 == 1
+				if denied {
+					command = "rm -f " + token
+				}
+				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "run_command", Arguments: map[string]any{"command": command}})
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("%s: %v", token, err)
+					continue
+				}
+				raw, _ := json.Marshal(res)
+				switch text := mcpText(res); {
+				case denied && (!res.IsError || !strings.HasPrefix(text, "[POLICY DENIED]")):
+					errs <- fmt.Errorf("%s: want a denial, got %s", token, raw)
+				case !denied && (res.IsError || !strings.Contains(string(raw), token)):
+					errs <- fmt.Errorf("%s: want its own output %q, got %s", token, token, raw)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, cs := range clients {
+		cs.Close()
+	}
+	s.stop()
+
+	if code, out := e.verifyAudit(t, e.audit); code != 0 {
+		t.Fatalf("airlock audit verify exited %d after concurrent calls:\n%s", code, out)
+	}
+	recs := readAudit(t, e.audit)
+	decisions := map[string]int{}
+	for _, r := range recs {
+		decisions[r.Decision]++
+	}
+	want := sessions * callsPerSession
+	if len(recs) != want || decisions["deny"] != want/2 || decisions["allow"] != want/2 {
+		t.Errorf("audit has %d records with decisions %v, want %d: %d allow, %d deny", len(recs), decisions, want, want/2, want/2)
 	}
 }
