@@ -47,10 +47,13 @@ func NewSanitizer(r *Redactor, workspace string, hostPaths []string, maxBytes in
 	}
 	repl := map[string]string{}
 	variants := func(p string) []string {
-		if p == "" || !filepath.IsAbs(p) {
+		if p == "" {
 			return nil
 		}
-		p = filepath.Clean(p)
+		p, err := filepath.Abs(p)
+		if err != nil {
+			return nil
+		}
 		if p == "/" {
 			return nil // scrubbing "/" would rewrite every path inside the sandbox
 		}
