@@ -496,10 +496,12 @@ type writeResult struct {
 	Created bool   `json:"created"`
 }
 
-// writeFile writes content to path, creating missing parent directories (mode 0755). Parents
-// are resolved through os.Root, so each lies inside the workspace; the final component is opened
-// with O_NOFOLLOW, so a symlink there — even one pointing inside the workspace — is refused
-// rather than written through.
+// writeFile writes content to path, creating missing parent directories (mode 0755). No
+// component of the path may be a symlink, not even one that stays inside the workspace: the
+// policy checks the lexical path (write_file's default policy refuses ".git/"), so a symlink
+// planted by the repository (g -> .git) would otherwise let "g/config" rewrite .git/config,
+// whose core.fsmonitor or hooks the host's git later runs outside any sandbox. The path that is
+// written must be the path that was checked.
 func writeFile(root string, a writeArgs) (any, error) {
 	rel, err := relPath(a.Path)
 	if err != nil {
@@ -514,16 +516,13 @@ func writeFile(root string, a writeArgs) (any, error) {
 	}
 	defer r.Close()
 	parent, base := path.Dir(rel), path.Base(rel)
-	if err := r.MkdirAll(parent, 0o755); err != nil {
-		return nil, cleanErr(err)
-	}
-	dir, err := r.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	dir, err := openParentNoFollow(r, parent)
 	if err != nil {
-		return nil, cleanErr(err)
+		return nil, err
 	}
 	defer dir.Close()
 	created := false
-	if _, err := r.Lstat(rel); errors.Is(err, fs.ErrNotExist) {
+	if _, err := unixFstatatNoFollow(int(dir.Fd()), base); errors.Is(err, unix.ENOENT) {
 		created = true
 	}
 	// O_NONBLOCK: opening a FIFO for writing fails (ENXIO) instead of blocking.
@@ -562,6 +561,70 @@ func writeFile(root string, a writeArgs) (any, error) {
 		return nil, fmt.Errorf("%s: sync: %w", display(rel), err)
 	}
 	return writeResult{Path: display(rel), Bytes: n, Created: created}, nil
+}
+
+// openParentNoFollow opens the directory rel inside r one component at a time with
+// O_NOFOLLOW|O_DIRECTORY, creating missing components (mode 0755). A component that is a
+// symlink or not a directory is refused, so the directory opened is the lexical path itself.
+func openParentNoFollow(r *os.Root, rel string) (*os.File, error) {
+	cur, err := r.OpenFile(".", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, cleanErr(err)
+	}
+	if rel == "." {
+		return cur, nil
+	}
+	done := "."
+	for _, comp := range strings.Split(rel, "/") {
+		if comp == "" || comp == "." {
+			continue
+		}
+		done = path.Join(done, comp)
+		fd, err := openDirNoFollow(int(cur.Fd()), comp)
+		if errors.Is(err, unix.ENOENT) {
+			if err := unix.Mkdirat(int(cur.Fd()), comp, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				cur.Close()
+				return nil, fmt.Errorf("%s: mkdir: %w", display(done), err)
+			}
+			fd, err = openDirNoFollow(int(cur.Fd()), comp)
+		}
+		if errors.Is(err, unix.ENOTDIR) {
+			// O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR; say which it was.
+			if st, serr := unixFstatatNoFollow(int(cur.Fd()), comp); serr == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				err = unix.ELOOP
+			}
+		}
+		cur.Close()
+		if err != nil {
+			switch {
+			case errors.Is(err, unix.ELOOP):
+				return nil, fmt.Errorf("%s is a symlink; write_file does not write through symlinked directories, give the real path", display(done))
+			case errors.Is(err, unix.ENOTDIR):
+				return nil, fmt.Errorf("%s is not a directory", display(done))
+			case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+				return nil, fmt.Errorf("%s: permission denied", display(done))
+			}
+			return nil, fmt.Errorf("%s: %w", display(done), err)
+		}
+		cur = os.NewFile(uintptr(fd), comp)
+	}
+	return cur, nil
+}
+
+func openDirNoFollow(dirfd int, name string) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return fd, err
+	}
+}
+
+func unixFstatatNoFollow(dirfd int, name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	return st, err
 }
 
 func slicesSortByName(des []fs.DirEntry) {
