@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
@@ -45,6 +47,34 @@ func testFDs(t *testing.T, s *escapeSuite) {
 	res = s.run(t, sandbox.WithArgv("sh", "-c", "echo cwd=$(readlink /proc/self/cwd) stdin=$(head -c 16 | wc -c)"))
 	if out := strings.TrimSpace(string(res.Stdout)); out != "cwd=/ stdin=0" {
 		t.Errorf("got %q, want cwd=/ and an empty stdin (stderr %q)", out, res.Stderr)
+	}
+}
+
+// testWorkdirThroughFD: a working directory of /proc/self/fd/N (the CVE-2024-21626 "Leaky
+// Vessels" pattern: runc leaked a descriptor of the host's cgroup directory, and a container
+// whose cwd named it started outside its root) either fails to start or lands inside.
+func testWorkdirThroughFD(t *testing.T, s *escapeSuite) {
+	for fd := 3; fd <= 9; fd++ {
+		spec, err := sandbox.New(sandbox.WithEnv(escapeMarkerEnv+"="+s.caseMarker(t)),
+			sandbox.WithWorkdir(fmt.Sprintf("/proc/self/fd/%d", fd)),
+			sandbox.WithArgv("sh", "-c", "echo cwd=$(pwd -P); ls -a; ls -a ../../.."))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		res, err := s.backend.Run(ctx, spec)
+		cancel()
+		if err != nil {
+			t.Logf("fd %d: refused to start: %v", fd, err)
+			continue
+		}
+		out := string(res.Stdout)
+		t.Logf("fd %d: exit %d %q", fd, res.ExitCode, escTruncate(res.Stdout, 200))
+		for _, hostOnly := range []string{"cgroup.procs", "bundles", "config.json", "images"} {
+			if strings.Contains(out, hostOnly) {
+				t.Errorf("workdir /proc/self/fd/%d reached a host directory (%s listed):\n%s", fd, hostOnly, out)
+			}
+		}
 	}
 }
 

@@ -96,6 +96,10 @@ func TestEscape(t *testing.T) {
 	par := func(f func(*testing.T, *escapeSuite)) func(*testing.T) {
 		return func(t *testing.T) { t.Parallel(); f(t, s) }
 	}
+	// Not parallel: it briefly changes the shared image, which ReadOnlyRoot hashes. Sequential
+	// subtests finish before any parallel one starts.
+	t.Run("KnownGapMissingWorkdirIsCreatedInImage", func(t *testing.T) { testKnownGapWorkdir(t, s) })
+
 	t.Run("NoNetwork", par(testNoNetwork))
 	t.Run("OnlyLoopback", par(testOnlyLoopback))
 	t.Run("ReadOnlyRoot", par(testReadOnlyRoot))
@@ -117,17 +121,29 @@ func TestEscape(t *testing.T) {
 	t.Run("RootInsideGainsNothing", par(testRootInside))
 	t.Run("NoHostAbstractUnixSockets", par(testAbstractUnix))
 	t.Run("NoInheritedFileDescriptors", par(testFDs))
+	t.Run("WorkdirThroughLeakedFDStaysInside", par(testWorkdirThroughFD))
 	t.Run("NoHostDevices", par(testDevices))
 	t.Run("NoHostProcessesOrIdentity", par(testHostProcesses))
 	t.Run("HostImageExposesNoSecrets", par(testHostImage))
 	t.Run("CLIHoldsTheSameProperties", par(testCLI))
 	t.Run("KnownGapRWWorkspaceKeepsSetuidBits", par(testKnownGapRWSetuid))
+
 }
 
 // ---- the cases ----
 
 // run executes one spec on the suite's backend; the sandbox itself must not fail.
 func (s *escapeSuite) run(t *testing.T, opts ...sandbox.Option) sandbox.Result {
+	t.Helper()
+	res, err := s.runErr(t, opts...)
+	if err != nil {
+		t.Fatalf("sandbox run: %v", err)
+	}
+	return res
+}
+
+// runErr executes one spec on the suite's backend and returns the sandbox's error, if any.
+func (s *escapeSuite) runErr(t *testing.T, opts ...sandbox.Option) (sandbox.Result, error) {
 	t.Helper()
 	all := append([]sandbox.Option{sandbox.WithEnv(escapeMarkerEnv + "=" + s.caseMarker(t))}, opts...)
 	spec, err := sandbox.New(all...)
@@ -138,11 +154,11 @@ func (s *escapeSuite) run(t *testing.T, opts ...sandbox.Option) sandbox.Result {
 	defer cancel()
 	res, err := s.backend.Run(ctx, spec)
 	if err != nil {
-		t.Fatalf("sandbox run %q: %v", spec.Argv, err)
+		return res, fmt.Errorf("%q: %w", spec.Argv, err)
 	}
 	t.Logf("%q: exit %d timed_out %v oom %v truncated %v in %s (%s)", spec.Argv, res.ExitCode, res.TimedOut,
 		res.OOMKilled, res.Truncated(), res.Duration.Round(time.Millisecond), res.ContainerID)
-	return res
+	return res, nil
 }
 
 // caseMarker is the escapeMarkerEnv value of t's containers.
