@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -181,6 +182,35 @@ func testCPUQuota(t *testing.T, s *escapeSuite) {
 func escHasCPUAcct() bool {
 	_, err := os.Stat("/sys/fs/cgroup/cpuacct/cpuacct.usage")
 	return err == nil
+}
+
+// testKernelMemory: memory the kernel holds for the command (here pipe buffers, up to 1024
+// descriptors in each of 8 processes) is charged to its memory cgroup: under a 32 MiB limit the
+// fillers are OOM-killed or hold no more than the limit, while a control run with room to spare
+// shows they would hold more than 32 MiB.
+func testKernelMemory(t *testing.T, s *escapeSuite) {
+	const limit = 32 << 20
+	fill := func(memory int64) (sandbox.Result, int) {
+		res := s.run(t, sandbox.WithMemory(memory), sandbox.WithWorkspace(s.probeDir, sandbox.ReadOnly),
+			sandbox.WithArgv("sh", "-c", "for i in 1 2 3 4 5 6 7 8; do /workspace/probe pipes & done; wait"))
+		total := 0
+		for _, m := range regexp.MustCompile(`"buffered":(\d+)`).FindAllStringSubmatch(string(res.Stdout), -1) {
+			n, _ := strconv.Atoi(m[1])
+			total += n
+		}
+		return res, total
+	}
+	_, control := fill(512 << 20)
+	t.Logf("control (512 MiB): the fillers held %d MiB of pipe buffers", control>>20)
+	if control <= limit {
+		t.Logf("control held only %d MiB (the per-user pipe quota is shared with every uid-65534 process on the host); "+
+			"the limited run below still must not exceed %d MiB", control>>20, limit>>20)
+	}
+	res, total := fill(limit)
+	t.Logf("limited (32 MiB): oom_killed %v, the fillers reported %d MiB", res.OOMKilled, total>>20)
+	if !res.OOMKilled && total > limit {
+		t.Errorf("the fillers held %d MiB of kernel memory under a %d MiB limit and were not OOM-killed", total>>20, limit>>20)
+	}
 }
 
 // testMemoryBomb: allocating past the memory limit gets the command OOM-killed.

@@ -109,6 +109,7 @@ func TestEscape(t *testing.T) {
 	t.Run("SetuidBinaryGainsNothing", par(testSetuid))
 	t.Run("ForkBombStopsAtPidsLimit", par(testForkBomb))
 	t.Run("MemoryBombIsOOMKilled", par(testMemoryBomb))
+	t.Run("KernelMemoryIsCharged", par(testKernelMemory))
 	t.Run("CPUQuotaHolds", par(testCPUQuota))
 	t.Run("TimeoutKillsEveryProcess", par(testTimeout))
 	t.Run("BackgroundChildrenDieWithCommand", par(testBackgroundChildren))

@@ -13,6 +13,7 @@
 //	probe connect-unix P... try a unix socket connection to each path or @abstract name
 //	probe pause             sleep (a ptrace target)
 //	probe ids               print real, effective and saved uid/gid
+//	probe pipes             fill pipe buffers up to the descriptor limit, print the bytes held
 package main
 
 import (
@@ -84,6 +85,30 @@ func main() {
 			}
 			emit("connect-unix "+addr, err)
 		}
+	case "pipes":
+		// Fill as many pipe buffers as the descriptor limit allows and report how many bytes
+		// the kernel is holding for this process: kernel memory the memory cgroup must charge.
+		total := 0
+		chunk := make([]byte, 64<<10)
+		for {
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+				break
+			}
+			for {
+				n, err := unix.Write(p[1], chunk)
+				if n > 0 {
+					total += n
+				}
+				if err != nil || n < len(chunk) {
+					break
+				}
+			}
+		}
+		_ = enc.Encode(map[string]int{"buffered": total})
+		// Hold the buffers a moment. Not time.Sleep: with every descriptor used, the Go
+		// runtime's timer setup cannot open its eventfd.
+		_ = unix.Nanosleep(&unix.Timespec{Sec: 1}, nil)
 	case "pause":
 		time.Sleep(time.Minute)
 	case "ids":
