@@ -50,13 +50,43 @@ func (r *Runtime) newMCPServer(g policies.Grant, authorize authorizeFunc) *mcp.S
 		// Tools only: no logging capability (diagnostics go to stderr, never to the agent).
 		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}},
 	})
+	listed := map[string]bool{}
 	for _, t := range r.VisibleTools(g) {
 		// A raw ToolHandler: the SDK hands over the arguments untouched, so the pipeline's
 		// strict decoder (duplicate keys, case-folded keys, NUL, depth) sees the bytes the
 		// client sent, not a re-encoding that already lost the evidence.
 		srv.AddTool(mcpTool(t), h.handle)
+		listed[t.Name()] = true
 	}
+	// The SDK answers a call to an unregistered tool with a protocol error before any handler
+	// runs, which would leave no audit record for an agent probing hidden or unknown tools.
+	// Route those calls through the pipeline instead: it denies them (rule /hide, /default) or
+	// reports the unknown tool as a tool error, and writes the record either way.
+	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if ctr, ok := req.(*mcp.CallToolRequest); ok && method == "tools/call" && ctr.Params != nil && !listed[ctr.Params.Name] {
+				return h.handleUnlisted(ctx, ctr)
+			}
+			return next(ctx, method, req)
+		}
+	})
 	return srv
+}
+
+// handleUnlisted runs a call to a tool this caller was not shown. No approver is offered: an
+// unlisted tool can only be denied or unknown, and nil fails closed if a policy says otherwise.
+func (h *mcpHandler) handleUnlisted(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	if h.authorize != nil {
+		if err := h.authorize(req); err != nil {
+			return nil, err
+		}
+	}
+	args := req.Params.Arguments
+	if len(args) == 0 {
+		args = json.RawMessage("{}")
+	}
+	call := pipeline.Call{Tool: req.Params.Name, Args: args, Grant: h.grant, Session: h.sessionID(req.Session)}
+	return CallToolResult(h.rt.Run(ctx, call)), nil
 }
 
 func mcpTool(t *Tool) *mcp.Tool {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/airlock-mcp/airlock/pipeline"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -108,10 +110,36 @@ func TestToolsListFollowsPolicy(t *testing.T) {
 	if !slices.Equal(names, []string{"git_status", "read_file"}) {
 		t.Fatalf("tools = %v, want [git_status read_file]", names)
 	}
-	// A hidden tool is not callable either.
-	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "run_command", Arguments: map[string]any{"command": "id"}}); err == nil {
-		t.Fatal("calling a hidden tool succeeded")
+	// A hidden tool is not callable either: the call is denied by /hide as a tool result
+	// (never a transport error) and audited like every other call.
+	hidden := callTool(t, cs, "run_command", map[string]any{"command": "id"})
+	if !hidden.IsError || !strings.HasPrefix(text(hidden), "[POLICY DENIED] ") || !strings.HasSuffix(text(hidden), "(rule /hide)") {
+		t.Fatalf("hidden tool call = %q isError %v, want a [POLICY DENIED] ... (rule /hide) result", text(hidden), hidden.IsError)
 	}
+	// A tool that does not exist at all is a tool error, audited too.
+	unknown := callTool(t, cs, "no_such_tool", map[string]any{})
+	if !unknown.IsError || !strings.Contains(text(unknown), "no_such_tool") {
+		t.Fatalf("unknown tool call = %q isError %v", text(unknown), unknown.IsError)
+	}
+	recs := auditRecords(t, rt)
+	if len(recs) != 2 || recs[0].Tool != "run_command" || recs[0].Rule != "/hide" || recs[1].Tool != "no_such_tool" {
+		t.Fatalf("audit records = %+v, want the hidden and the unknown call", recs)
+	}
+}
+
+// auditRecords reads rt's audit log.
+func auditRecords(t *testing.T, rt *Runtime) []pipeline.Record {
+	t.Helper()
+	f, err := os.Open(rt.Config().Audit.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var recs []pipeline.Record
+	if err := pipeline.ReadRecords(f, func(_ []byte, r pipeline.Record) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }
 
 func TestCallAllowedRunsInSandbox(t *testing.T) {
