@@ -11,9 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -207,13 +209,74 @@ func approved(res *mcp.ElicitResult) bool {
 
 // approvalParams is the form shown to the human: tool, arguments and the rule that asked.
 func approvalParams(tool string, args map[string]any, d policies.Decision) *mcp.ElicitParams {
-	shown, _ := json.MarshalIndent(args, "", "  ")
-	s := stripControl(string(shown))
-	const maxShown = 4 << 10
-	if len(s) > maxShown {
-		s = s[:maxShown] + "\n… (arguments truncated)"
-	}
 	msg := fmt.Sprintf("Airlock: approve the call to %s?\n\n%s\n\nArguments:\n%s\n\nRule: %s. Declining denies the call.",
-		tool, stripControl(d.Message), s, d.Rule)
+		tool, stripControl(d.Message), showArgs(args), d.Rule)
 	return &mcp.ElicitParams{Mode: "form", Message: msg, RequestedSchema: approvalSchema}
+}
+
+// Caps on what the approval form shows of the arguments.
+const (
+	maxShownValue = 2 << 10
+	maxShownTotal = 8 << 10
+)
+
+// showArgs renders the arguments for a human, every key on its own line, shortest values first.
+// Cutting one JSON document at a byte count (as encoding/json orders keys, "content" before
+// "path") let a write_file with 4 KiB of padding hide which file it writes: the human approved
+// a path never shown. Each value is capped on its own and says how much was left out, and the
+// short ones (paths, flags) come first so they are always on screen. Invisible and
+// bidirectional formatting characters are shown as escapes, so a path cannot display as
+// another.
+func showArgs(args map[string]any) string {
+	type kv struct{ k, v string }
+	var items []kv
+	for k, v := range args {
+		b, err := json.Marshal(v)
+		if err != nil {
+			b = []byte(fmt.Sprintf("%v", v))
+		}
+		items = append(items, kv{k: visible(k), v: visible(string(b))})
+	}
+	sort.Slice(items, func(i, j int) bool {
+		if len(items[i].v) != len(items[j].v) {
+			return len(items[i].v) < len(items[j].v)
+		}
+		return items[i].k < items[j].k
+	})
+	var b strings.Builder
+	for i, it := range items {
+		v := it.v
+		if len(v) > maxShownValue {
+			v = strings.ToValidUTF8(v[:maxShownValue], "") + fmt.Sprintf(" … (%d of %d bytes shown)", maxShownValue, len(it.v))
+		}
+		line := fmt.Sprintf("  %s: %s\n", it.k, v)
+		if b.Len()+len(line) > maxShownTotal {
+			var rest []string
+			for _, r := range items[i:] {
+				rest = append(rest, r.k)
+			}
+			fmt.Fprintf(&b, "  … not shown (too long): %s\n", strings.Join(rest, ", "))
+			break
+		}
+		b.WriteString(line)
+	}
+	if len(items) == 0 {
+		b.WriteString("  (none)\n")
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// visible strips terminal control bytes and writes Unicode format characters (bidi overrides,
+// zero-width joiners and spaces) and line separators as \uXXXX escapes.
+func visible(s string) string {
+	s = stripControl(s)
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r) || (unicode.IsControl(r) && r != '\t' && r != '\n') {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
