@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,6 +53,48 @@ func TestApprovalShowsEveryArgument(t *testing.T) {
 			}
 			if len(msg) > maxShownTotal+1024 {
 				t.Errorf("approval message is %d bytes", len(msg))
+			}
+		})
+	}
+}
+
+// TestResolveRefusesHostRootAndStateDir: a service started in "/" (systemd's default working
+// directory) served the whole host root, and write_file runs as the workspace's owner: root.
+func TestResolveRefusesHostRootAndStateDir(t *testing.T) {
+	base := t.TempDir()
+	state := filepath.Join(base, "state")
+	proj := filepath.Join(base, "proj")
+	for _, d := range []string{filepath.Join(state, "run"), proj} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/", filepath.Join(base, "rootlink")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, workspace string
+		wantErr         string
+	}{
+		{name: "host root", workspace: "/", wantErr: "host root"},
+		{name: "symlink to the host root", workspace: filepath.Join(base, "rootlink"), wantErr: "host root"},
+		{name: "parent of the state directory", workspace: base, wantErr: "state directory"},
+		{name: "the state directory", workspace: state, wantErr: "state directory"},
+		{name: "inside the state directory", workspace: filepath.Join(state, "run"), wantErr: "state directory"},
+		{name: "a project directory", workspace: proj},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &Config{}
+			err := cfg.Resolve(Overrides{Workspace: tc.workspace, StateDir: state})
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Resolve(%s): %v", tc.workspace, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Resolve(%s) = %v, want an error about the %s", tc.workspace, err, tc.wantErr)
 			}
 		})
 	}

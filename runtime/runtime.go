@@ -68,6 +68,9 @@ func (c *Config) Resolve(o Overrides) error {
 		return &ConfigError{File: c.File, Line: c.line("workspace"), Path: "workspace", Msg: fmt.Sprintf("%v (set --workspace or workspace:)", err)}
 	}
 	c.Workspace = ws
+	if err := checkNotHostRoot(ws, o.StateDir); err != nil {
+		return &ConfigError{File: c.File, Line: c.line("workspace"), Path: "workspace", Msg: err.Error()}
+	}
 	if o.Policy != "" {
 		c.Policy = abs(o.Policy, cwd)
 	} else {
@@ -95,7 +98,37 @@ func (c *Config) Resolve(o Overrides) error {
 			if _, err := os.Stat(m.Source); err != nil {
 				return c.errAt(fmt.Sprintf("mount source: %v", err), "profiles", name, "mounts", i, "source")
 			}
+			if real, err := filepath.EvalSymlinks(m.Source); err == nil {
+				if err := checkNotHostRoot(real, o.StateDir); err != nil {
+					return c.errAt("mount source: "+err.Error(), "profiles", name, "mounts", i, "source")
+				}
+			}
 		}
+	}
+	return nil
+}
+
+// checkNotHostRoot refuses to mount the host root or a directory holding Airlock's state. A
+// workspace of "/" (the current directory of a service started with WorkingDirectory=/) would
+// let write_file, which runs as the workspace's owner, rewrite /etc/passwd or cron as root;
+// one holding the state directory would let a tool rewrite the bundles, images and audit log
+// of other sandboxes. airlock exec refuses the same directories.
+func checkNotHostRoot(dir, stateDir string) error {
+	if dir == "/" {
+		return fmt.Errorf("%q is the host root; serve a project directory instead (--workspace DIR)", dir)
+	}
+	if stateDir == "" {
+		return nil
+	}
+	state, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil
+	}
+	if real, err := filepath.EvalSymlinks(state); err == nil {
+		state = real
+	}
+	if state == dir || strings.HasPrefix(state, dir+"/") || strings.HasPrefix(dir, state+"/") {
+		return fmt.Errorf("%q overlaps Airlock's state directory %s; serve a project directory instead (--workspace DIR)", dir, state)
 	}
 	return nil
 }
