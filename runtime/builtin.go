@@ -36,13 +36,42 @@ var (
 
 // gitArgv starts every git command. The workspace is attacker-controllable, including
 // .git/config, so the settings that make git run programs (fsmonitor, hooks, external diff,
-// textconv, pager) are switched off on the command line, which takes precedence over the
-// repository's config. safe.directory=* because the sandbox user does not own the workspace.
+// textconv, pager, signature verification through gpg.program, transports that lazy fetches of
+// a partial clone would start, submodule recursion) are switched off on the command line, which
+// takes precedence over the repository's config. Filter drivers (filter.NAME.clean, smudge,
+// process) cannot be named in advance, so gitFilterGuard first lists those the repository
+// defines and blanks each one. safe.directory=* because the sandbox user does not own the
+// workspace.
 func gitArgv(sub ...string) []string {
-	base := []string{"git", "-c", "safe.directory=*", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
-		"-c", "core.pager=cat", "-c", "color.ui=false", "--no-pager"}
+	base := []string{"/bin/sh", "-c", gitFilterGuard, "airlock-git",
+		"git", "-c", "safe.directory=*", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+		"-c", "core.pager=cat", "-c", "color.ui=false", "-c", "log.showSignature=false",
+		"-c", "diff.ignoreSubmodules=all", "-c", "status.submoduleSummary=false", "-c", "protocol.allow=never"}
+	for _, proto := range []string{"file", "ext", "ssh", "git", "http", "https", "ftp", "ftps"} {
+		base = append(base, "-c", "protocol."+proto+".allow=never")
+	}
+	base = append(base, "--no-pager")
 	return append(base, sub...)
 }
+
+// gitFilterGuard runs its arguments (a git command line) with every filter driver that the
+// repository's config defines set to the empty command, which git treats as no filter: a
+// .gitattributes line "* filter=x" with filter.x.clean = /workspace/evil.sh in .git/config
+// otherwise runs evil.sh from git diff and git status. The keys go through GIT_CONFIG_KEY_n /
+// GIT_CONFIG_VALUE_n, not -c, because -c splits at the first '=' and a driver may be named
+// "a=b". Config keys cannot contain a newline, so one key per line is unambiguous.
+const gitFilterGuard = `n=0
+while IFS= read -r k; do
+  case "$k" in
+  filter.*.clean|filter.*.smudge|filter.*.process)
+    export "GIT_CONFIG_KEY_$n=$k" "GIT_CONFIG_VALUE_$n="
+    n=$((n+1)) ;;
+  esac
+done <<AIRLOCK_EOF
+$(git -c safe.directory='*' config --name-only --get-regexp '^filter\.' 2>/dev/null)
+AIRLOCK_EOF
+export GIT_CONFIG_COUNT=$n
+exec "$@"`
 
 var gitEnv = []string{"HOME=/tmp", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "GIT_PAGER=cat"}
 
@@ -140,7 +169,7 @@ func builtinSpecs() map[string]builtinSpec {
 			schema:      `{"type":"object","properties":{},"additionalProperties":false}`,
 			profile:     "git", annotations: readOnlyHints, env: gitEnv,
 			argv: func(map[string]any) ([]string, []byte, error) {
-				return gitArgv("status", "--short", "--branch"), nil, nil
+				return gitArgv("status", "--short", "--branch", "--ignore-submodules=all"), nil, nil
 			},
 		},
 		"git_diff": {
@@ -153,7 +182,7 @@ func builtinSpecs() map[string]builtinSpec {
 				"additionalProperties":false}`,
 			profile: "git", annotations: readOnlyHints, env: gitEnv,
 			argv: func(args map[string]any) ([]string, []byte, error) {
-				argv := gitArgv("diff", "--no-ext-diff", "--no-textconv", "--no-color")
+				argv := gitArgv("diff", "--no-ext-diff", "--no-textconv", "--no-color", "--ignore-submodules=all")
 				if s, _ := args["staged"].(bool); s {
 					argv = append(argv, "--cached")
 				}
@@ -189,7 +218,7 @@ func builtinSpecs() map[string]builtinSpec {
 					}
 					n = s
 				}
-				argv := gitArgv("log", "--no-color", "--date=short", "--format=%h %ad %an %s", "-n", n, "--")
+				argv := gitArgv("log", "--no-color", "--no-show-signature", "--date=short", "--format=%h %ad %an %s", "-n", n, "--")
 				if p, ok := args["path"].(string); ok {
 					argv = append(argv, p)
 				}
