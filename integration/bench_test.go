@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,8 +29,10 @@ import (
 // container: raw runc, the airlock CLI, or the MCP server's seven stages.
 const benchImage = "busybox"
 
-// benchPolicy allows everything: the benchmark measures the pipeline, not a denial.
-const benchPolicy = `{"version": "1", "default": "allow"}`
+// benchPolicy allows everything except `command` strings starting with rm: the argv calls
+// run, and the sandbox-free variant is a denial that still goes through stages 1-3 and 7.
+const benchPolicy = `{"version": "1", "default": "allow", "tools": {"run_command": {"deny_if": [
+  {"conditions": [{"path": "args.command", "op": "regex", "value": "^rm "}], "on_deny": "no rm"}]}}}`
 
 // benchCommandProfile makes run_command's sandbox the same as `airlock exec --image busybox
 // --workspace DIR:ro`'s defaults (busybox instead of the built-in profile's host image), so
@@ -110,15 +113,17 @@ func benchMeasure(b *testing.B, medians *benchMedians, name string, call func() 
 	return l
 }
 
-// BenchmarkCallLatency measures running `true` in a fresh busybox container four ways, in one
-// process so the numbers are comparable:
+// BenchmarkCallLatency measures running `true` in a fresh busybox container four ways, and the
+// MCP path without a container, in one process so the numbers are comparable:
 //
 //   - runc_run: raw `runc run` of a hand-written bundle on the busybox rootfs (the floor);
 //   - backend_run: the runc backend's Run in this process (what `airlock exec` does after
 //     start-up: hardened spec, bundle, seccomp, cgroup, clean-up);
 //   - airlock_exec: the `airlock exec` binary (backend_run plus process start-up);
 //   - mcp_http_run_command: a run_command call of argv ["true"] through a running
-//     `airlock serve --http` (all seven stages plus HTTP and JSON-RPC, one reused session).
+//     `airlock serve --http` (all seven stages plus HTTP and JSON-RPC, one reused session);
+//   - mcp_http_denied: the sandbox-free MCP path, a run_command the policy denies (HTTP,
+//     JSON-RPC, decode, schema, policy and the fsynced audit record; no container).
 //
 // The MCP variant reports its median as a ratio of exec's and the milliseconds it adds to
 // exec and to the in-process backend. On a shared machine the load drifts between variants,
@@ -131,7 +136,7 @@ func BenchmarkCallLatency(b *testing.B) {
 	medians := &benchMedians{m: map[string]time.Duration{}}
 	calls, auditPath := benchCalls(b, runc)
 
-	for _, name := range []string{"runc_run", "backend_run", "airlock_exec", "mcp_http_run_command"} {
+	for _, name := range []string{"runc_run", "backend_run", "airlock_exec", "mcp_http_run_command", "mcp_http_denied"} {
 		b.Run(name, func(b *testing.B) {
 			benchMeasure(b, medians, name, calls[name])
 			if name != "mcp_http_run_command" {
@@ -149,6 +154,9 @@ func BenchmarkCallLatency(b *testing.B) {
 			// but execution (the audit write itself is not in its own record).
 			var stages benchLatencies
 			for _, rec := range readAudit(b, auditPath) {
+				if rec.Decision != "allow" {
+					continue
+				}
 				stages = append(stages, time.Duration((rec.DurationMS-rec.StageMS["execute"])*float64(time.Millisecond)))
 			}
 			b.ReportMetric(benchMS(stages.median()), "stages-excl-exec-ms")
@@ -252,11 +260,27 @@ func benchCalls(b *testing.B, runc string) (calls map[string]func() error, audit
 		return nil
 	}
 
+	// Sandbox-free: the whole MCP path (HTTP, JSON-RPC, decode, schema, policy, the fsynced
+	// audit record) for a call the policy denies, so no container starts.
+	mcpDenied := func() error {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "run_command",
+			Arguments: map[string]any{"command": "rm -rf /workspace"}})
+		if err != nil {
+			return err
+		}
+		if !res.IsError || !strings.HasPrefix(mcpText(res), "[POLICY DENIED]") {
+			raw, _ := json.Marshal(res)
+			return fmt.Errorf("rm was not denied: %s", raw)
+		}
+		return nil
+	}
+
 	return map[string]func() error{
 		"runc_run":             runcRun,
 		"backend_run":          backendRun,
 		"airlock_exec":         airlockExec,
 		"mcp_http_run_command": mcpCall,
+		"mcp_http_denied":      mcpDenied,
 	}, e.audit
 }
 
