@@ -215,10 +215,11 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		ptools[i] = t
 		byName[t.Name()] = t
 	}
+	maxPids, maxMem := hostRunBudget()
 	pipe, err := pipeline.New(pipeline.Config{
 		Tools:      ptools,
 		Policy:     engine,
-		Backend:    backend,
+		Backend:    gatedBackend{Backend: backend, gate: newRunGate(maxPids, maxMem)},
 		AuditPath:  cfg.Audit.Path,
 		Workspace:  cfg.Workspace,
 		RecordArgs: cfg.Audit.RecordArgs,
