@@ -266,6 +266,9 @@ func showArgs(args map[string]any) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
+// ShowArgs is showArgs for approvers outside this package (the CLI's terminal prompt).
+func ShowArgs(args map[string]any) string { return showArgs(args) }
+
 // visible strips terminal control bytes and writes Unicode format characters (bidi overrides,
 // zero-width joiners and spaces) and line separators as \uXXXX escapes.
 func visible(s string) string {
