@@ -17,8 +17,8 @@ func TestTerminalApproverShowsPathNotControls(t *testing.T) {
 	var out bytes.Buffer
 	a := terminalApprover{in: strings.NewReader("n\n"), out: &out}
 	ok, err := a.Approve(context.Background(), pipeline.ApprovalRequest{
-		Tool: "write_file",
-		Args: map[string]any{"path": "docs/\u202egnp.sh", "content": strings.Repeat("padding\n", 100000) + "\u009b2J\x1b]0;x\x07"},
+		Tool:     "write_file",
+		Args:     map[string]any{"path": "docs/\u202egnp.sh", "content": strings.Repeat("padding\n", 100000) + "\u009b2J\x1b]0;x\x07"},
 		Decision: policies.Decision{Message: "write_file changes a file in your workspace.", Rule: "/tools/write_file/approve_if/0"},
 	})
 	if err != nil || ok {
