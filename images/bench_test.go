@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"testing"
+
+	"github.com/airlock-mcp/airlock/internal/testenv"
 )
 
 // BenchmarkResolve is the per-call cost of finding an image (stage 4 of every tool call).
@@ -60,7 +62,7 @@ func BenchmarkBuildFresh(b *testing.B) {
 func benchStore(b *testing.B) *Store {
 	b.Helper()
 	if _, err := os.Stat(DefaultBusybox); err != nil {
-		b.Skipf("SKIPPED, capability missing: %s (make setup)", DefaultBusybox)
+		testenv.Unavailable(b, "static busybox at %s (apt-get install busybox-static, or make setup)", DefaultBusybox)
 	}
 	s, err := Open(b.TempDir())
 	if err != nil {
