@@ -99,3 +99,37 @@ func TestResolveRefusesHostRootAndStateDir(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveRefusesAuditLogInWorkspace: an audit log inside the workspace can be rewritten by
+// write_file (it runs as the workspace's owner) and read by read_file.
+func TestResolveRefusesAuditLogInWorkspace(t *testing.T) {
+	base := t.TempDir()
+	ws := filepath.Join(base, "proj")
+	if err := os.MkdirAll(filepath.Join(ws, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(ws, "sub"), filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, audit string
+		refused     bool
+	}{
+		{name: "inside", audit: filepath.Join(ws, "audit", "audit.jsonl"), refused: true},
+		{name: "through a symlink into the workspace", audit: filepath.Join(base, "link", "a.jsonl"), refused: true},
+		{name: "next to it", audit: filepath.Join(base, "proj-audit", "audit.jsonl")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &Config{}
+			cfg.Audit.Path = tc.audit
+			err := cfg.Resolve(Overrides{Workspace: ws, StateDir: filepath.Join(base, "state")})
+			if tc.refused != (err != nil) {
+				t.Fatalf("Resolve with audit %s: %v, want refused %v", tc.audit, err, tc.refused)
+			}
+			if err != nil && !strings.Contains(err.Error(), "inside the workspace") {
+				t.Fatalf("error %q does not say why", err)
+			}
+		})
+	}
+}

@@ -93,6 +93,13 @@ func (c *Config) Resolve(o Overrides) error {
 	} else {
 		c.Audit.Path = abs(c.Audit.Path, base)
 	}
+	if within(realPath(c.Audit.Path), ws) {
+		// write_file runs as the workspace's owner, who then owns the log too: an agent could
+		// rewrite the whole chain (it is unkeyed) with its own calls left out, and read_file
+		// would show it every other session's records.
+		return &ConfigError{File: c.File, Line: c.line("audit"), Path: "audit.path",
+			Msg: fmt.Sprintf("audit log %s lies inside the workspace %s, where the tools it records can rewrite it; put it outside (default $AIRLOCK_STATE_DIR/audit/audit.jsonl)", c.Audit.Path, ws)}
+	}
 	for name, p := range c.Profiles {
 		for i, m := range p.Mounts {
 			if _, err := os.Stat(m.Source); err != nil {
@@ -131,6 +138,29 @@ func checkNotHostRoot(dir, stateDir string) error {
 		return fmt.Errorf("%q overlaps Airlock's state directory %s; serve a project directory instead (--workspace DIR)", dir, state)
 	}
 	return nil
+}
+
+// within reports whether p is dir or lies below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// realPath resolves the symlinks of the longest existing prefix of an absolute path (the audit
+// log and its directory may not exist yet).
+func realPath(p string) string {
+	p = filepath.Clean(p)
+	var rest []string
+	for cur := p; ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(append([]string{r}, rest...)...)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p
+		}
+		rest = append([]string{filepath.Base(cur)}, rest...)
+		cur = parent
+	}
 }
 
 // LoadPolicy reads the configured policy, or the embedded default.
