@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,6 +130,55 @@ func TestResolveRefusesAuditLogInWorkspace(t *testing.T) {
 			}
 			if err != nil && !strings.Contains(err.Error(), "inside the workspace") {
 				t.Fatalf("error %q does not say why", err)
+			}
+		})
+	}
+}
+
+// TestWriteFileRefusesAirlocksOwnFiles: with the config and policy kept in the project, an
+// agent allowed to write the workspace could rewrite the policy that governs it.
+func TestWriteFileRefusesAirlocksOwnFiles(t *testing.T) {
+	ws := t.TempDir()
+	for name, content := range map[string]string{
+		"airlock.yaml": "workspace: .\npolicy: policy.json\n",
+		"policy.json":  `{"version":"1","default":"allow"}`,
+	} {
+		if err := os.WriteFile(filepath.Join(ws, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := LoadConfig(filepath.Join(ws, "airlock.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Resolve(Overrides{StateDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	tools, err := BuildTools(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wf *Tool
+	for _, tl := range tools {
+		if tl.Name() == "write_file" {
+			wf = tl
+		}
+	}
+	tests := []struct {
+		path    string
+		refused bool
+	}{
+		{"policy.json", true},
+		{"./policy.json", true},
+		{"/workspace/airlock.yaml", true},
+		{"src/policy.json", false},
+		{"notes.md", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			_, err := wf.Plan(context.Background(), map[string]any{"path": tc.path, "content": `{"version":"1","default":"allow"}`})
+			if tc.refused != (err != nil) {
+				t.Fatalf("Plan(write_file %s) = %v, want refused %v", tc.path, err, tc.refused)
 			}
 		})
 	}

@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
+
+	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 // BuildTools makes the tools cfg serves for its (resolved) workspace, in a stable order:
@@ -79,6 +82,9 @@ func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile str
 		name: name, title: spec.title, description: spec.description, schema: json.RawMessage(spec.schema),
 		annotations: spec.annotations, profileName: profile, profile: p, ws: ws,
 		argv: spec.argv, render: spec.render, env: spec.env, progress: spec.progress,
+	}
+	if builtin == "write_file" {
+		t.argv = guardOwnFiles(spec.argv, ws.dir, c.ownFiles())
 	}
 	if builtin == "run_tests" {
 		argv := c.Tests.Argv
@@ -169,4 +175,44 @@ func detectTestCommand(dir string) []string {
 		return []string{"make", "test"}
 	}
 	return nil
+}
+
+// ownFiles are Airlock's own files: its config, policy and audit log.
+func (c *Config) ownFiles() []string {
+	var out []string
+	for _, p := range []string{c.File, c.Policy, c.Audit.Path} {
+		if p == "" {
+			continue
+		}
+		if a, err := filepath.Abs(p); err == nil {
+			out = append(out, realPath(a))
+		}
+	}
+	return out
+}
+
+// guardOwnFiles refuses a write_file whose target is Airlock's own config or policy file when
+// they live in the workspace (a config next to the project, "policy: policy.json"). A policy
+// that lets an agent write the workspace without asking would otherwise let it rewrite the
+// policy itself, and the next start would enforce the agent's rules (allowing .git writes,
+// whose hooks and config the host's git runs). The toolbox refuses symlinks in any component
+// and "..", so the lexical path under the workspace is the file that would be written.
+func guardOwnFiles(next func(map[string]any) ([]string, []byte, error), ws string, own []string) func(map[string]any) ([]string, []byte, error) {
+	return func(args map[string]any) ([]string, []byte, error) {
+		if p, ok := args["path"].(string); ok {
+			rel := p
+			if r, ok := strings.CutPrefix(p, sandbox.WorkspaceTarget+"/"); ok {
+				rel = r
+			}
+			if !strings.HasPrefix(rel, "/") {
+				target := filepath.Join(ws, filepath.FromSlash(rel))
+				for _, f := range own {
+					if target == f {
+						return nil, nil, fmt.Errorf("%s is Airlock's own config, policy or audit log; it is changed by the operator, not through write_file", p)
+					}
+				}
+			}
+		}
+		return next(args)
+	}
 }
