@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -165,53 +166,152 @@ func testSymlinks(t *testing.T, s *escapeSuite) {
 	}
 }
 
-// testKnownGapWorkdir reproduces a gap docs/security.md lists under "Known gaps": a Spec whose
-// working directory does not exist in the image makes runc create it inside the shared image
-// directory on the host, before the root is made read-only, so every later run of that image
-// sees it. Only Airlock's own code sets Workdir today (tools get /workspace), so no agent can
-// reach this; the directory is removed again here.
-func testKnownGapWorkdir(t *testing.T, s *escapeSuite) {
+// testMissingWorkdir: a Spec whose working directory does not exist in the image is refused
+// (ErrInvalidSpec) before runc could create it inside the shared image directory on the host,
+// where every later run of that image would see it. So is one missing under an rw workspace
+// (it would be created in the host directory) and one reached through a symlink the command
+// could have planted in the workspace. A missing directory under /tmp is created in the run's
+// own tmpfs and works. Only Airlock's own code sets Workdir (tools get /workspace).
+func testMissingWorkdir(t *testing.T, s *escapeSuite) {
+	before := escHashTree(t, s.busybox.Rootfs)
 	name := "/airlock-escape-workdir-" + escRandomToken(t)
 	created := filepath.Join(s.busybox.Rootfs, name)
-	t.Cleanup(func() { os.RemoveAll(created) }) // only this test's uniquely named directory
-	res, err := s.runErr(t, sandbox.WithWorkdir(name+"/sub"), sandbox.WithArgv("pwd"))
-	if _, statErr := os.Stat(created); statErr != nil {
-		t.Errorf("GAP CLOSED: a missing workdir no longer reaches the image (err %v, stdout %q); move this case "+
-			"from 'Known gaps' to 'Properties' in docs/security.md and rename it", err, res.Stdout)
-		return
-	}
-	t.Logf("KNOWN GAP (docs/security.md): workdir %s/sub was created in the image on the host at %s", name, created)
-}
+	t.Cleanup(func() { os.RemoveAll(created) }) // only this test's uniquely named directory, if the check regressed
 
-// testKnownGapRWSetuid reproduces a gap docs/security.md lists under "Known gaps": a command
-// given a :rw workspace can leave a setuid (or setgid) executable there, owned by the sandbox's
-// uid, that keeps its bit on the host. Inside it gains nothing (nosuid, no_new_privs), but on
-// the host anyone who can reach the directory runs it as that uid; with a profile that runs as
-// the workspace owner and a root-owned workspace, that is a setuid-root file. The test passes
-// while the gap is open and documented, and fails once something closes it, so the document
-// moves it to Properties instead of going stale.
-func testKnownGapRWSetuid(t *testing.T, s *escapeSuite) {
 	ws := s.workspace(t)
 	escChmod(t, ws, 0o777)
-	res := s.run(t, sandbox.WithWorkspace(ws, sandbox.ReadWrite), sandbox.WithArgv("sh", "-c",
-		"cp /bin/busybox /workspace/planted-suid && chmod 4755 /workspace/planted-suid; "+
-			"cp /bin/busybox /workspace/planted-sgid && chmod 2755 /workspace/planted-sgid; ls -ln /workspace"))
-	var open []string
-	for _, name := range []string{"planted-suid", "planted-sgid"} {
-		fi, err := os.Stat(filepath.Join(ws, name))
+	if err := os.Symlink(name, filepath.Join(ws, "link")); err != nil {
+		t.Fatal(err)
+	}
+	refused := []struct {
+		what string
+		opts []sandbox.Option
+	}{
+		{"missing in the image", []sandbox.Option{sandbox.WithWorkdir(name + "/sub")}},
+		{"missing under an rw workspace", []sandbox.Option{sandbox.WithWorkspace(ws, sandbox.ReadWrite), sandbox.WithWorkdir("/workspace/new/sub")}},
+		{"through a workspace symlink into the image", []sandbox.Option{sandbox.WithWorkspace(ws, sandbox.ReadWrite), sandbox.WithWorkdir("/workspace/link/sub")}},
+	}
+	for _, c := range refused {
+		res, err := s.runErr(t, append(c.opts, sandbox.WithArgv("sh", "-c", "pwd"))...)
+		if !errors.Is(err, sandbox.ErrInvalidSpec) || !strings.Contains(err.Error(), "workdir") {
+			t.Errorf("%s: err = %v (stdout %q), want ErrInvalidSpec naming the workdir", c.what, err, res.Stdout)
+		}
+	}
+	if _, err := os.Lstat(created); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the image on the host gained %s: %v", created, err)
+	}
+	if _, err := os.Lstat(filepath.Join(ws, "new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the rw workspace on the host gained new/: %v", err)
+	}
+	// Control: a directory under /tmp is made in the run's tmpfs, and existing ones work.
+	res := s.run(t, sandbox.WithWorkdir("/tmp/made/here"), sandbox.WithArgv("sh", "-c", "pwd"))
+	if res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "/tmp/made/here" {
+		t.Errorf("workdir under /tmp: exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	escAssertTreeUnchanged(t, s.busybox.Rootfs, before)
+}
+
+// testNoSetuidOnWritableMounts: a command given a :rw workspace cannot leave a setuid or setgid
+// file there. Such a file would keep its bit on the host, owned by the sandbox's uid (root when
+// a profile runs as the owner of a root-owned workspace), and run as that uid for any host user
+// who can reach it; inside the sandbox it gains nothing (nosuid, no_new_privs). The seccomp
+// profiles allow file creation and chmod only with modes free of both bits. Each run tries
+// busybox's chmod 4755/2755/u+s/g+s and the probe's raw syscalls (chmod, fchmod, fchmodat,
+// /proc/self/fd, open/openat/creat with a mode, O_TMPFILE, mknod/mknodat, openat2, fchmodat2),
+// as uid 65534 and as uid 0 under both profiles; ordinary modes must keep working, and no file
+// on the host may carry either bit. A control run without a filter shows the kernel itself
+// would have let every one of them through.
+func testNoSetuidOnWritableMounts(t *testing.T, s *escapeSuite) {
+	const script = `cd /workspace
+for m in 4755 2755 u+s; do cp /bin/busybox planted-$m && chmod $m planted-$m && echo SET planted-$m; done
+mkdir sgid-dir && chmod g+s sgid-dir && echo SET sgid-dir
+cp /bin/busybox plain && chmod 755 plain && chmod 1777 sgid-dir && echo PLAIN-OK
+mkdir p && /workspace/probe setid /workspace/p
+echo end
+`
+	setup := func(t *testing.T) string {
+		ws := s.workspace(t)
+		escChmod(t, ws, 0o777) // uid 65534 may write; uid 0 owns it, as a root-owned workspace
+		escCopyFile(t, filepath.Join(s.probeDir, "probe"), filepath.Join(ws, "probe"))
+		escChmod(t, filepath.Join(ws, "probe"), 0o755)
+		return ws
+	}
+	// setid lists the files under ws with a setuid or setgid bit.
+	setid := func(t *testing.T, ws string) []string {
+		var found []string
+		err := filepath.WalkDir(ws, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+				found = append(found, fmt.Sprintf("%s %v uid %d", strings.TrimPrefix(p, ws), fi.Mode(), fi.Sys().(*syscall.Stat_t).Uid))
+			}
+			return nil
+		})
 		if err != nil {
-			continue
+			t.Fatalf("walking %s: %v", ws, err)
 		}
-		if fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
-			open = append(open, fmt.Sprintf("%s %v uid %d", name, fi.Mode(), fi.Sys().(*syscall.Stat_t).Uid))
+		return found
+	}
+
+	// Control: without a filter the same script leaves setuid and setgid files on the host.
+	ws := setup(t)
+	res := s.run(t, sandbox.WithWorkspace(ws, sandbox.ReadWrite), sandbox.WithSeccomp(sandbox.SeccompUnconfined),
+		sandbox.WithArgv("sh", "-c", script))
+	if got := setid(t, ws); len(got) < 10 {
+		t.Errorf("control without seccomp: only %d setuid/setgid files reached the host (%v), so the case "+
+			"proves nothing: stdout %q stderr %q", len(got), got, res.Stdout, res.Stderr)
+	}
+
+	runs := []struct {
+		name string
+		opts []sandbox.Option
+	}{
+		{"uid 65534, default", nil},
+		{"uid 0, default", []sandbox.Option{sandbox.WithUser(0, 0)}},
+		{"uid 0, files", []sandbox.Option{sandbox.WithUser(0, 0), sandbox.WithSeccomp(sandbox.SeccompFiles)}},
+	}
+	for _, r := range runs {
+		ws := setup(t)
+		res := s.run(t, append(r.opts, sandbox.WithWorkspace(ws, sandbox.ReadWrite), sandbox.WithArgv("sh", "-c", script))...)
+		out := string(res.Stdout)
+		if strings.Contains(out, "SET ") || !strings.Contains(out, "PLAIN-OK") || !strings.Contains(out, "end") {
+			t.Errorf("%s: busybox set a setuid/setgid bit, or an ordinary chmod failed:\n%s\nstderr:\n%s", r.name, out, res.Stderr)
+		}
+		got := escProbeAttempts(t, res.Stdout)
+		if len(got) < 15 {
+			t.Fatalf("%s: the probe reported %d attempts:\n%s\nstderr:\n%s", r.name, len(got), out, res.Stderr)
+		}
+		for op, a := range got {
+			want := ""
+			switch {
+			case strings.HasSuffix(op, "_plain"):
+				if !a.OK {
+					t.Errorf("%s: %s failed (%s %s): an ordinary mode must keep working", r.name, op, a.Errno, a.Err)
+				}
+				continue
+			case op == "openat2_create_setuid" || op == "fchmodat2_setuid":
+				want = "ENOSYS" // libc and Go fall back to the filtered openat/fchmodat
+			case op == "link_image_binary":
+				want = "EXDEV"
+			default:
+				want = "EPERM"
+			}
+			if a.OK || a.Errno != want {
+				t.Errorf("%s: %s ok=%v errno %q, want %s", r.name, op, a.OK, a.Errno, want)
+			}
+		}
+		if found := setid(t, ws); len(found) > 0 {
+			t.Errorf("%s: setuid/setgid files reached the host: %v", r.name, found)
+		}
+		if fi, err := os.Stat(filepath.Join(ws, "plain")); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: the ordinary copy is missing on the host or has the wrong mode: %v", r.name, err)
 		}
 	}
-	if len(open) == 0 {
-		t.Errorf("GAP CLOSED: no setuid/setgid file reached the host (%q %q); move this case from "+
-			"'Known gaps' to 'Properties' in docs/security.md and rename it", res.Stdout, res.Stderr)
-		return
-	}
-	t.Logf("KNOWN GAP (docs/security.md): a :rw workspace received %v on the host", open)
 }
 
 // testSetuid: a setuid-root binary in the workspace runs with the caller's uid (the mount is

@@ -96,9 +96,9 @@ func TestEscape(t *testing.T) {
 	par := func(f func(*testing.T, *escapeSuite)) func(*testing.T) {
 		return func(t *testing.T) { t.Parallel(); f(t, s) }
 	}
-	// Not parallel: it briefly changes the shared image, which ReadOnlyRoot hashes. Sequential
-	// subtests finish before any parallel one starts.
-	t.Run("KnownGapMissingWorkdirIsCreatedInImage", func(t *testing.T) { testKnownGapWorkdir(t, s) })
+	// Not parallel: if the check regressed, it would change the shared image, which ReadOnlyRoot
+	// hashes. Sequential subtests finish before any parallel one starts.
+	t.Run("MissingWorkdirRefused", func(t *testing.T) { testMissingWorkdir(t, s) })
 
 	t.Run("NoNetwork", par(testNoNetwork))
 	t.Run("OnlyLoopback", par(testOnlyLoopback))
@@ -127,7 +127,7 @@ func TestEscape(t *testing.T) {
 	t.Run("NoHostProcessesOrIdentity", par(testHostProcesses))
 	t.Run("HostImageExposesNoSecrets", par(testHostImage))
 	t.Run("CLIHoldsTheSameProperties", par(testCLI))
-	t.Run("KnownGapRWWorkspaceKeepsSetuidBits", par(testKnownGapRWSetuid))
+	t.Run("NoSetuidBitsOnWritableMounts", par(testNoSetuidOnWritableMounts))
 
 }
 

@@ -11,13 +11,28 @@ import (
 )
 
 // Refusal is a group of syscalls a profile removes from Docker's allow lists, with the reason.
-// Removed syscalls are simply not allowed any more, so they get the default action (EPERM);
-// Airlock never adds a deny rule in front of an allow, because with libseccomp the most
-// permissive matching rule for a syscall is not guaranteed to lose.
+// Removed syscalls are simply not allowed any more, so they get the default action (EPERM), or
+// the Refusal's Errno through a rule of their own; Airlock never adds a deny rule in front of an
+// allow for the same syscall, because with libseccomp the most permissive matching rule for a
+// syscall is not guaranteed to lose.
 type Refusal struct {
 	Why   string
 	Names []string
+	// Errno, when set, is what the refused calls return instead of the default EPERM: ENOSYS
+	// for newer calls whose work libc and Go then redo with an older call the filter can see.
+	Errno uint
 }
+
+// SetIDModeRule names syscalls that create a file or change its mode, and the index of their
+// mode argument. They stay allowed only while (mode & (S_ISUID|S_ISGID)) == 0; any other mode
+// gets the default action (EPERM). See setIDModeRules.
+type SetIDModeRule struct {
+	Names []string
+	Arg   uint
+}
+
+// setIDBits is S_ISUID|S_ISGID (06000).
+const setIDBits = unix.S_ISUID | unix.S_ISGID
 
 // defaultRefusals are removed from Docker's profile for every Airlock profile. Most of them
 // already need a capability Airlock never grants; removing them anyway means a kernel bug in
@@ -59,8 +74,39 @@ func defaultRefusals() []Refusal {
 				"fsopen", "fsconfig", "fsmount", "fspick", "pivot_root", "unshare", "setns", "chroot",
 			},
 		},
+		{
+			Why: "openat2 passes its mode inside a struct in memory, which seccomp cannot read, so " +
+				"no rule could keep it from creating a setuid file; fchmodat2 goes with it so that " +
+				"fchmodat is the one path-based chmod. Both return ENOSYS: glibc, musl, Go and runc " +
+				"fall back to openat and fchmodat, whose modes the setuid/setgid rules check",
+			Names: []string{"openat2", "fchmodat2"},
+			Errno: uint(unix.ENOSYS),
+		},
 	}
 }
+
+// setIDModeRules keep every syscall that can create a file or set its mode from giving it the
+// setuid or setgid bit, in every profile and for every run. A :rw workspace is a host
+// directory: a setuid (or setgid) file left there runs as its owner (the sandbox's uid, root
+// when a profile runs as a root-owned workspace's owner) for any host user who can reach it.
+// The mounts are nosuid and no_new_privs is set, so inside the sandbox such a bit never
+// mattered; refusing it here stops a tool from planting one on the host. Nothing ordinary
+// needs it: cp, chmod 755, mkdir, compilers, git and test runners never set these bits.
+//
+// mkdir/mkdirat are not listed: the kernel drops S_ISUID and S_ISGID from mkdir's mode (a new
+// directory only inherits setgid from a setgid parent the host already made). chown needs
+// CAP_CHOWN to give a file to another uid, and an unprivileged chown clears both bits.
+func setIDModeRules() []SetIDModeRule {
+	return []SetIDModeRule{
+		{Names: []string{"chmod", "fchmod", "creat", "mknod"}, Arg: 1},
+		{Names: []string{"fchmodat", "open", "mknodat"}, Arg: 2},
+		{Names: []string{"openat"}, Arg: 3},
+	}
+}
+
+// SetIDModeRules lists the syscalls allowed only with a mode free of S_ISUID and S_ISGID; every
+// profile has them. It is what docs/seccomp.md describes and what the tests check.
+func SetIDModeRules() []SetIDModeRule { return setIDModeRules() }
 
 // filesRefusals are removed on top of defaultRefusals by the files profile, which is for tools
 // that only open, read, write, stat and walk files (airlock-toolbox, busybox file applets).
@@ -177,7 +223,37 @@ func build(profile string, network sandbox.Network, t Target) (*specs.LinuxSecco
 			refused[n] = true
 		}
 	}
+	// Mode-restricted calls leave the unconditional lists too, and come back below only as
+	// conditional allows, and only if Docker allowed them (Airlock never adds an allow).
+	dockerAllows := allowedPlain(p)
+	for _, r := range setIDModeRules() {
+		for _, n := range r.Names {
+			refused[n] = true
+		}
+	}
 	removeAllowed(p, refused)
+	for _, r := range refusals {
+		if r.Errno != 0 {
+			errno := r.Errno
+			p.Syscalls = append(p.Syscalls, specs.LinuxSyscall{
+				Names: slices.Clone(r.Names), Action: specs.ActErrno, ErrnoRet: &errno,
+			})
+		}
+	}
+	for _, r := range setIDModeRules() {
+		names := slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { return !dockerAllows[n] })
+		if len(names) == 0 {
+			continue
+		}
+		// libseccomp's masked compare: Value is the mask, ValueTwo the datum, so this allows
+		// the call when (arg & 06000) == 0 (runc passes them to libseccomp-golang's
+		// MakeCondition in that order; Docker's clone rule uses the same form).
+		p.Syscalls = append(p.Syscalls, specs.LinuxSyscall{
+			Names:  names,
+			Action: specs.ActAllow,
+			Args:   []specs.LinuxSeccompArg{{Index: r.Arg, Value: setIDBits, ValueTwo: 0, Op: specs.OpMaskedEqual}},
+		})
+	}
 	if profile == sandbox.SeccompDefault && network == sandbox.NetworkNone {
 		p.Syscalls = append(p.Syscalls, specs.LinuxSyscall{
 			Names:  []string{"socket", "socketpair"},
@@ -187,6 +263,19 @@ func build(profile string, network sandbox.Network, t Target) (*specs.LinuxSecco
 	}
 	normalise(p)
 	return p, nil
+}
+
+// allowedPlain returns the names p allows with no argument condition.
+func allowedPlain(p *specs.LinuxSeccomp) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range p.Syscalls {
+		if r.Action == specs.ActAllow && len(r.Args) == 0 {
+			for _, n := range r.Names {
+				out[n] = true
+			}
+		}
+	}
+	return out
 }
 
 // removeAllowed drops refused names from every allow rule, and rules left without names.

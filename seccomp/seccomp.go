@@ -2,11 +2,13 @@
 //
 // Every profile starts from Docker's default profile (github.com/moby/profiles/seccomp) resolved
 // for a container with no capabilities on the running architecture and kernel, and then only
-// REMOVES syscalls from its allow lists (see Refusals). The default action stays EPERM.
+// REMOVES syscalls from its allow lists (see Refusals) or narrows an allow with an argument
+// condition (see SetIDModeRules). The default action stays EPERM.
 //
 //   - default: Docker's profile minus process inspection, io_uring, keyrings, eBPF/perf/
-//     userfaultfd/kexec, file handles and the mount/namespace family; with network none,
-//     sockets only for AF_UNIX.
+//     userfaultfd/kexec, file handles and the mount/namespace family; openat2 and fchmodat2
+//     return ENOSYS; file creation and chmod only with modes free of setuid/setgid bits;
+//     with network none, sockets only for AF_UNIX.
 //   - files: default minus sockets, identity changes, IPC, fileless exec and other kernel
 //     interfaces a file tool never needs.
 //   - unconfined: no filter at all; only ever an explicit, recorded choice.

@@ -56,7 +56,7 @@ func TestRefusedAbsentFromEveryAllowRule(t *testing.T) {
 		"kexec_load", "kexec_file_load", "open_by_handle_at", "name_to_handle_at",
 		"mount", "umount", "umount2", "mount_setattr", "move_mount", "open_tree",
 		"fsopen", "fsconfig", "fsmount", "fspick", "pivot_root", "unshare", "setns", "chroot",
-		"socketcall",
+		"socketcall", "openat2", "fchmodat2",
 	}
 	filesAlsoRefuse := []string{
 		"socket", "socketpair", "connect", "bind", "listen", "accept4", "sendmsg",
@@ -473,6 +473,88 @@ func TestDocsNameEveryDefaultRefusal(t *testing.T) {
 		for _, n := range r.Names {
 			if !bytes.Contains(doc, []byte("`"+n+"`")) {
 				t.Errorf("docs/seccomp.md does not mention `%s` (%s)", n, r.Why)
+			}
+		}
+	}
+}
+
+// TestSetIDModesOnlyConditional: every call that creates a file or sets its mode is allowed
+// only by one rule, (mode & 06000) == 0 on its mode argument, in both profiles on both
+// architectures; openat2 and fchmodat2 have exactly one rule, ENOSYS. The argument indexes are
+// spelled out here rather than taken from SetIDModeRules, so a wrong index fails the test.
+func TestSetIDModesOnlyConditional(t *testing.T) {
+	modeArg := map[string]uint{
+		"chmod": 1, "fchmod": 1, "creat": 1, "mknod": 1,
+		"fchmodat": 2, "open": 2, "mknodat": 2,
+		"openat": 3,
+	}
+	for arch := range targets {
+		p := mustProfiles(t, arch)
+		for _, profile := range []string{sandbox.SeccompDefault, sandbox.SeccompFiles} {
+			t.Run(arch+"/"+profile, func(t *testing.T) {
+				s, _ := p.OCI(profile, sandbox.NetworkNone)
+				for name, idx := range modeArg {
+					want := []specs.LinuxSeccompArg{{Index: idx, Value: 0o6000, ValueTwo: 0, Op: specs.OpMaskedEqual}}
+					rules := rulesFor(s, name)
+					if len(rules) != 1 || rules[0].Action != specs.ActAllow || !slices.Equal(rules[0].Args, want) {
+						t.Errorf("rules for %s = %+v, want exactly one allow when (arg%d & 06000) == 0", name, rules, idx)
+					}
+				}
+				for _, name := range []string{"openat2", "fchmodat2"} {
+					rules := rulesFor(s, name)
+					if len(rules) != 1 || rules[0].Action != specs.ActErrno || rules[0].ErrnoRet == nil ||
+						*rules[0].ErrnoRet != uint(unix.ENOSYS) {
+						t.Errorf("rules for %s = %+v, want one errno ENOSYS rule so libc falls back", name, rules)
+					}
+				}
+			})
+		}
+	}
+	var listed int
+	for _, r := range SetIDModeRules() {
+		for _, n := range r.Names {
+			listed++
+			if modeArg[n] != r.Arg {
+				t.Errorf("SetIDModeRules: %s mode is argument %d, want %d", n, r.Arg, modeArg[n])
+			}
+		}
+	}
+	if listed != len(modeArg) {
+		t.Errorf("SetIDModeRules lists %d calls, want %d", listed, len(modeArg))
+	}
+}
+
+// TestSetIDMaskSemantics evaluates the condition as libseccomp does for SCMP_CMP_MASKED_EQ
+// ((arg & Value) == ValueTwo): ordinary and sticky modes pass, any setuid or setgid bit fails,
+// whatever the high bits a caller puts in the register.
+func TestSetIDMaskSemantics(t *testing.T) {
+	s, _ := mustProfiles(t, "amd64").OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
+	cond := rulesFor(s, "fchmodat")[0].Args[0]
+	cases := []struct {
+		mode uint64
+		pass bool
+	}{
+		{0o755, true}, {0o644, true}, {0o1777, true}, {unix.S_IFREG | 0o644, true}, {0xffff_0000_0000_0000 | 0o755, true},
+		{0o4755, false}, {0o2755, false}, {0o6755, false}, {0o4000, false}, {unix.S_IFREG | 0o2644, false},
+		{0xffff_0000_0000_0000 | 0o4755, false},
+	}
+	for _, c := range cases {
+		if got := c.mode&cond.Value == cond.ValueTwo; got != c.pass {
+			t.Errorf("mode %#o: allowed=%v, want %v", c.mode, got, c.pass)
+		}
+	}
+}
+
+// TestDocsNameSetIDModeRules: docs/seccomp.md names every mode-restricted call.
+func TestDocsNameSetIDModeRules(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "seccomp.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range SetIDModeRules() {
+		for _, n := range r.Names {
+			if !bytes.Contains(doc, []byte("`"+n+"`")) {
+				t.Errorf("docs/seccomp.md does not mention `%s` (allowed only without setuid/setgid bits)", n)
 			}
 		}
 	}

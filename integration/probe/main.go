@@ -14,6 +14,7 @@
 //	probe pause             sleep (a ptrace target)
 //	probe ids               print real, effective and saved uid/gid
 //	probe pipes             fill pipe buffers up to the descriptor limit, print the bytes held
+//	probe setid DIR         try to create setuid/setgid files in DIR (a :rw workspace)
 package main
 
 import (
@@ -109,6 +110,16 @@ func main() {
 		// Hold the buffers a moment. Not time.Sleep: with every descriptor used, the Go
 		// runtime's timer setup cannot open its eventfd.
 		_ = unix.Nanosleep(&unix.Timespec{Sec: 1}, nil)
+	case "setid":
+		// Try to give files in DIR (a :rw workspace) the setuid or setgid bit every way the
+		// file system calls allow; see setidProbes.
+		if len(os.Args) != 3 {
+			fmt.Fprintln(os.Stderr, "usage: probe setid DIR")
+			os.Exit(2)
+		}
+		for _, p := range setidProbes(os.Args[2]) {
+			emit(p.op, p.try())
+		}
 	case "pause":
 		time.Sleep(time.Minute)
 	case "ids":

@@ -66,6 +66,9 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	if err := checkMountPoints(cfg); err != nil {
 		return res, fmt.Errorf("image %s: %w", img.Name, err)
 	}
+	if err := checkWorkdir(cfg); err != nil {
+		return res, fmt.Errorf("image %s: %w", img.Name, err)
+	}
 
 	bundle := filepath.Join(b.bundles, id)
 	if err := os.Mkdir(bundle, 0o700); err != nil {
