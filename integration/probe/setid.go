@@ -81,6 +81,12 @@ func setidProbes(dir string) []probe {
 		}},
 		// Giving a file to another user needs CAP_CHOWN, which no sandbox holds (uid 0 included).
 		{"chown_other_user", func() error { return unix.Fchownat(unix.AT_FDCWD, plain("chown_other_user"), 1, 1, 0) }},
+		// File capabilities are the other way to make a privileged binary: writing
+		// security.capability needs CAP_SETFCAP. (Revision 2, effective, CAP_SETUID permitted.)
+		{"setxattr_file_capability", func() error {
+			v := []byte{0x01, 0, 0, 0x02, 1 << 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+			return unix.Setxattr(plain("setxattr_file_capability"), "security.capability", v, 0)
+		}},
 		// A hard link to a binary of the image (another mount) fails with EXDEV.
 		{"link_image_binary", func() error {
 			return unix.Linkat(unix.AT_FDCWD, "/bin/busybox", unix.AT_FDCWD, p("link_image_binary"), 0)
