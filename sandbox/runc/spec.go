@@ -44,7 +44,11 @@ func CopyDir(i int) string { return fmt.Sprintf("copy/%d", i) }
 // maskedPaths are hidden from the container (bind-mounted over with /dev/null or an empty
 // read-only tmpfs). They leak host kernel state (kcore: physical memory; keys: the kernel
 // keyring; timer_list/sched_debug: other processes' names and timing) or expose firmware and
-// hardware interfaces. The list is the union of runc's and Docker's defaults.
+// hardware interfaces. The list is the union of runc's and Docker's defaults, plus the
+// kernel heap and page allocator maps (slabinfo, vmallocinfo, pagetypeinfo): they are mode 0400
+// root, so only the DAC owner check guards them, and a profile that runs as the workspace owner
+// runs as uid 0 whenever root owns the workspace. No test needs them; kernel exploits use them
+// to groom and find objects. (The kpage* maps need CAP_SYS_ADMIN to read, so they stay.)
 var maskedPaths = []string{
 	"/proc/acpi",
 	"/proc/asound",
@@ -52,10 +56,13 @@ var maskedPaths = []string{
 	"/proc/kcore",
 	"/proc/keys",
 	"/proc/latency_stats",
+	"/proc/pagetypeinfo",
 	"/proc/sched_debug",
 	"/proc/scsi",
+	"/proc/slabinfo",
 	"/proc/timer_list",
 	"/proc/timer_stats",
+	"/proc/vmallocinfo",
 	"/sys/devices/virtual/powercap",
 	"/sys/firmware",
 }
