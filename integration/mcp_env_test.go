@@ -84,10 +84,6 @@ func newMCPEnv(t testing.TB, policyJSON string, files map[string]string) *mcpEnv
 			t.Fatal(err)
 		}
 	}
-	// The sandbox user is 65534: let it write where a write_file test expects it to.
-	if err := os.Chmod(e.workspace, 0o777); err != nil {
-		t.Fatal(err)
-	}
 	if !json.Valid([]byte(policyJSON)) {
 		t.Fatalf("test policy is not valid JSON:\n%s", policyJSON)
 	}

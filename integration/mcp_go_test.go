@@ -406,7 +406,6 @@ func TestMCPGoClient(t *testing.T) {
 				"config/creds.env": sec.file(),
 				"pkg/doc.txt":      "package docs\n",
 			})
-			mcpOpenDirs(t, e.workspace)
 			approver := &mcpApprover{}
 			cs, stop := tr.connect(t, e, &mcp.ClientOptions{ElicitationHandler: approver.handle})
 
@@ -511,20 +510,5 @@ func mcpCheckAudit(t *testing.T, e *mcpEnv, steps []mcpStep) {
 	}
 	if code, out := e.verifyAudit(t, bad); code != 1 {
 		t.Errorf("airlock audit verify on a tampered log exited %d, want 1:\n%s", code, out)
-	}
-}
-
-// mcpOpenDirs lets the sandbox user (65534) create files in every workspace directory, as it
-// could in a developer's checkout it was given write access to.
-func mcpOpenDirs(t testing.TB, root string) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return err
-		}
-		return os.Chmod(p, 0o777)
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

@@ -82,7 +82,6 @@ func TestMCPTypeScriptClient(t *testing.T) {
 	for _, transport := range []string{"stdio", "http"} {
 		t.Run(transport, func(t *testing.T) {
 			e := newMCPEnv(t, mcpPolicy, map[string]string{"hello.txt": mcpHello, "pkg/doc.txt": "docs\n"})
-			mcpOpenDirs(t, e.workspace)
 			plan := tsPlan{Transport: transport, Calls: calls, Approve: mcpPtr(true)}
 			var stop func()
 			switch transport {
