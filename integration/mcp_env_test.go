@@ -405,3 +405,9 @@ func (e *mcpEnv) verifyAudit(t testing.TB, path string) (int, string) {
 	t.Fatalf("airlock audit verify %s: %v\n%s", path, err, out)
 	return -1, ""
 }
+
+// jsonString is v as JSON, for failure messages.
+func jsonString(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}
