@@ -81,6 +81,9 @@ func setidProbes(dir string) []probe {
 		}},
 		// Giving a file to another user needs CAP_CHOWN, which no sandbox holds (uid 0 included).
 		{"chown_other_user", func() error { return unix.Fchownat(unix.AT_FDCWD, plain("chown_other_user"), 1, 1, 0) }},
+		// mkdir is not filtered: the kernel drops S_ISUID and S_ISGID from its mode, so this
+		// succeeds and the directory has neither bit (the host checks).
+		{"mkdirat_setid_mode", func() error { return unix.Mkdirat(unix.AT_FDCWD, p("mkdirat_setid_mode"), 0o6755) }},
 		// File capabilities are the other way to make a privileged binary: writing
 		// security.capability needs CAP_SETFCAP. (Revision 2, effective, CAP_SETUID permitted.)
 		{"setxattr_file_capability", func() error {
