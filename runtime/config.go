@@ -472,7 +472,12 @@ func builtinProfiles() map[string]Profile {
 		"files": mk(Profile{Image: "busybox", Seccomp: sandbox.SeccompFiles, Workspace: "ro", User: "nobody",
 			Memory: "64Mi", CPUs: 0.5, Pids: 16, Timeout: Duration(15 * time.Second), Tmpfs: "8Mi"}),
 		// files-write: as files, with the workspace writable for this one call, as its owner
-		// (so the written file keeps the workspace's ownership).
+		// (so the written file keeps the workspace's ownership). On a root-owned workspace
+		// that is uid 0, on purpose: as 65534 the write would fail or leave a nobody-owned
+		// file any other nobody process could change, while uid 0 here has no capabilities
+		// (no chown to others, no devices) and the seccomp profiles refuse setuid/setgid
+		// modes, so it can change only what root already owns in the workspace
+		// (docs/security.md, TestEscape/NoSetuidBitsOnWritableMounts).
 		"files-write": mk(Profile{Image: "busybox", Seccomp: sandbox.SeccompFiles, Workspace: "rw", User: "workspace-owner",
 			Memory: "64Mi", CPUs: 0.5, Pids: 16, Timeout: Duration(15 * time.Second), Tmpfs: "8Mi"}),
 		// command: host toolchain, read-only workspace, no network.
