@@ -3,6 +3,7 @@ package runtime
 import (
 	"encoding/json"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/airlock-mcp/airlock/images"
@@ -50,7 +51,9 @@ func gitArgv(sub ...string) []string {
 	for _, proto := range []string{"file", "ext", "ssh", "git", "http", "https", "ftp", "ftps"} {
 		base = append(base, "-c", "protocol."+proto+".allow=never")
 	}
-	base = append(base, "--no-pager")
+	// --literal-pathspecs: a path is that file or directory, never a glob or ":(magic)" that
+	// would reach files a policy rule on args.path did not name.
+	base = append(base, "--no-pager", "--literal-pathspecs")
 	return append(base, sub...)
 }
 
@@ -74,6 +77,16 @@ export GIT_CONFIG_COUNT=$n
 exec "$@"`
 
 var gitEnv = []string{"HOME=/tmp", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "GIT_PAGER=cat"}
+
+// canonicalPath refuses a path that path.Clean would change: policy rules other than
+// path_within compare the raw string, so "secret.env/" must not pass a suffix ".env" rule and
+// still name the file. The toolbox applies the same rule to the file tools.
+func canonicalPath(p string) error {
+	if c := path.Clean(p); c != p {
+		return fmt.Errorf("path %q is not in canonical form (trailing slash, \"//\" or \".\" segment); use %q", p, c)
+	}
+	return nil
+}
 
 // toolboxArgv runs the toolbox with the JSON arguments; write_file's content goes through
 // stdin because one argv string is limited to 128 KiB.
@@ -196,6 +209,9 @@ func builtinSpecs() map[string]builtinSpec {
 				}
 				argv = append(argv, "--")
 				if p, ok := args["path"].(string); ok {
+					if err := canonicalPath(p); err != nil {
+						return nil, nil, err
+					}
 					argv = append(argv, p)
 				}
 				return argv, nil, nil
@@ -220,6 +236,9 @@ func builtinSpecs() map[string]builtinSpec {
 				}
 				argv := gitArgv("log", "--no-color", "--no-show-signature", "--date=short", "--format=%h %ad %an %s", "-n", n, "--")
 				if p, ok := args["path"].(string); ok {
+					if err := canonicalPath(p); err != nil {
+						return nil, nil, err
+					}
 					argv = append(argv, p)
 				}
 				return argv, nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -181,5 +182,26 @@ func TestWriteFileRefusesAirlocksOwnFiles(t *testing.T) {
 				t.Fatalf("Plan(write_file %s) = %v, want refused %v", tc.path, err, tc.refused)
 			}
 		})
+	}
+}
+
+// TestGitPathsAreCanonicalAndLiteral: git_diff and git_log take a path that a policy may judge
+// with suffix, eq or glob rules; a non-canonical spelling or a pathspec glob would name other
+// files than the rule saw.
+func TestGitPathsAreCanonicalAndLiteral(t *testing.T) {
+	specs := builtinSpecs()
+	for _, tool := range []string{"git_diff", "git_log"} {
+		for _, p := range []string{".env/", "./.env", "src//x.go"} {
+			if _, _, err := specs[tool].argv(map[string]any{"path": p}); err == nil || !strings.Contains(err.Error(), "canonical") {
+				t.Errorf("%s path %q: err %v, want a refusal", tool, p, err)
+			}
+		}
+		argv, _, err := specs[tool].argv(map[string]any{"path": "src/x.go"})
+		if err != nil {
+			t.Fatalf("%s: %v", tool, err)
+		}
+		if !slices.Contains(argv, "--literal-pathspecs") || argv[len(argv)-1] != "src/x.go" {
+			t.Errorf("%s argv %q: want --literal-pathspecs and the path last", tool, argv)
+		}
 	}
 }

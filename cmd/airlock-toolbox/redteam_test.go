@@ -49,7 +49,7 @@ func TestWriteFileRefusesSymlinkedDirectories(t *testing.T) {
 // reports created correctly.
 func TestWriteFileCreatesRealParents(t *testing.T) {
 	root, _ := workspace(t)
-	m, code := call(t, root, "write_file", map[string]any{"path": "./x/y/z.txt", "content": "hi"})
+	m, code := call(t, root, "write_file", map[string]any{"path": "x/y/z.txt", "content": "hi"})
 	if code != 0 || m["created"] != true {
 		t.Fatalf("exit %d: %v", code, m)
 	}
@@ -61,5 +61,42 @@ func TestWriteFileCreatesRealParents(t *testing.T) {
 	m, code = call(t, root, "write_file", map[string]any{"path": "a.txt/z", "content": "hi"})
 	if code != 1 || !strings.Contains(m["error"].(string), "not a directory") {
 		t.Fatalf("exit %d: %v", code, m)
+	}
+}
+
+// TestNonCanonicalPathsRefused: policy rules other than path_within compare the raw path, so
+// the toolbox must not clean ".env/" into ".env" (a suffix ".env" deny rule read it) or
+// "./secrets.txt" into "secrets.txt" (an eq rule).
+func TestNonCanonicalPathsRefused(t *testing.T) {
+	root, _ := workspace(t)
+	must(t, os.WriteFile(filepath.Join(root, ".env"), []byte("DB_PASSWORD=x\n"), 0o644))
+	tests := []struct {
+		tool string
+		args map[string]any
+	}{
+		{"read_file", map[string]any{"path": ".env/"}},
+		{"read_file", map[string]any{"path": "/workspace/.env/"}},
+		{"read_file", map[string]any{"path": "./a.txt"}},
+		{"read_file", map[string]any{"path": "src//main.go"}},
+		{"read_file", map[string]any{"path": "src/./main.go"}},
+		{"list_directory", map[string]any{"path": "src/"}},
+		{"search_files", map[string]any{"pattern": "x", "path": "./src"}},
+		{"write_file", map[string]any{"path": "a.txt/", "content": "x"}},
+		{"write_file", map[string]any{"path": "./a.txt", "content": "x"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.tool+" "+tc.args["path"].(string), func(t *testing.T) {
+			m, code := call(t, root, tc.tool, tc.args)
+			if code != 1 || !strings.Contains(m["error"].(string), "canonical") {
+				t.Fatalf("exit %d: %v; want a refusal naming the canonical form", code, m)
+			}
+		})
+	}
+	fileIs(t, filepath.Join(root, "a.txt"), "one\ntwo\nthree\n")
+	// The canonical forms still work, including the workspace root spelled three ways.
+	for _, p := range []string{"", ".", "/workspace", "/workspace/"} {
+		if m, code := call(t, root, "list_directory", map[string]any{"path": p}); code != 0 {
+			t.Errorf("list_directory %q: exit %d: %v", p, code, m)
+		}
 	}
 }

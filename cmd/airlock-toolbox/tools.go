@@ -110,7 +110,13 @@ func relPath(p string) (string, error) {
 			return "", fmt.Errorf("path %q contains \"..\"; use a path relative to the workspace without \"..\"", p)
 		}
 	}
-	return path.Clean(p), nil
+	// Only canonical paths: a policy rule that is not path_within (suffix ".env", eq
+	// "secrets.txt", a glob "**/*.go") sees the raw string, so ".env/", "./secrets.txt" or
+	// "src//main.go" would pass it while path.Clean made the tool open the very file it names.
+	if c := path.Clean(p); c != p {
+		return "", fmt.Errorf("path %q is not in canonical form (trailing slash, \"//\" or \".\" segment); use %q", p, c)
+	}
+	return p, nil
 }
 
 // display is how a path is reported back: relative to the workspace.
