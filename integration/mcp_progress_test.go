@@ -1,0 +1,64 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestMCPRunTestsProgress calls run_tests with a progress token from the Go SDK over HTTP: the
+// client must receive progress notifications for that token while the tests run, get the
+// test output back, and the files the tests wrote must stay in the throwaway copy of the
+// workspace, not reach the host.
+func TestMCPRunTestsProgress(t *testing.T) {
+	e := newMCPEnv(t, mcpPolicy, map[string]string{"hello.txt": mcpHello})
+	e.extraYAML = "tests:\n  argv: [\"/bin/sh\", \"-c\", \"sleep 3; touch made-by-tests; echo tests-passed\"]\n"
+
+	var mu sync.Mutex
+	var progress []*mcp.ProgressNotificationParams
+	opts := &mcp.ClientOptions{ProgressNotificationHandler: func(ctx context.Context, req *mcp.ProgressNotificationClientRequest) {
+		mu.Lock()
+		defer mu.Unlock()
+		progress = append(progress, req.Params)
+	}}
+	cs := connectHTTP(t, e.startHTTP(t), "", opts)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	params := &mcp.CallToolParams{Name: "run_tests", Arguments: map[string]any{}}
+	params.SetProgressToken("airlock-test-progress")
+	res, err := cs.CallTool(ctx, params)
+	if err != nil {
+		t.Fatalf("run_tests: %v", err)
+	}
+	raw, _ := jsonString(res)
+	sc := mcpStructured(t, res)
+	if out, _ := sc["stdout"].(string); res.IsError || out != "tests-passed\n" {
+		t.Errorf("run_tests: want success with stdout tests-passed, got %s", raw)
+	}
+	if _, err := os.Stat(filepath.Join(e.workspace, "made-by-tests")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file the tests wrote reached the host workspace (%v); run_tests must work on a copy", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(progress) < 2 {
+		t.Fatalf("%d progress notifications during a 3 s test run, want one a second", len(progress))
+	}
+	last := -1.0
+	for _, p := range progress {
+		if p.ProgressToken != "airlock-test-progress" {
+			t.Errorf("progress for token %v, want airlock-test-progress", p.ProgressToken)
+		}
+		if p.Progress <= last || (p.Total > 0 && p.Progress > p.Total) {
+			t.Errorf("progress %v of %v after %v: want increasing and within the total", p.Progress, p.Total, last)
+		}
+		last = p.Progress
+	}
+}
