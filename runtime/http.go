@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -93,7 +94,10 @@ type httpFront struct {
 	tokens  []bearer
 	// local is the grant of token-less callers; nil when tokens are configured (then every
 	// request must present one, loopback or not).
-	local   *policies.Grant
+	local *policies.Grant
+	// uid is Airlock's own uid; peerUID finds a loopback client's (replaced in tests).
+	uid     uint32
+	peerUID func(remote, local netip.AddrPort) (uint32, error)
 	mu      sync.Mutex
 	servers map[string]*mcp.Server
 	mcp     http.Handler
@@ -113,7 +117,8 @@ func (r *Runtime) HTTPHandler(listenAddr string) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", listenAddr, err)
 	}
-	f := &httpFront{rt: r, port: port, hosts: map[string]bool{}, origins: map[string]bool{}, tokens: tokens, servers: map[string]*mcp.Server{}}
+	f := &httpFront{rt: r, port: port, hosts: map[string]bool{}, origins: map[string]bool{}, tokens: tokens, servers: map[string]*mcp.Server{},
+		uid: uint32(os.Getuid()), peerUID: peerUID}
 	if len(tokens) == 0 {
 		g := r.Grant()
 		f.local = &g
@@ -154,6 +159,17 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed (add it to http.allowed_origins)", o), http.StatusForbidden)
 		return
 	}
+	if f.local != nil {
+		// Without tokens the caller acts as the operator's grant, and write_file runs as the
+		// workspace's owner: any other local user who reaches the loopback port (a shared dev
+		// box, a CI runner) would write the operator's workspace, answer its own approval
+		// prompts, and read files its own uid cannot reach on the host. So token-less HTTP
+		// serves only clients running as the same uid as Airlock (or root).
+		if err := f.checkPeer(req); err != nil {
+			http.Error(w, "Forbidden: "+err.Error(), http.StatusForbidden)
+			return
+		}
+	}
 	g, ok := f.authenticate(req.Header.Get("Authorization"))
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="airlock"`)
@@ -165,6 +181,28 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	f.mcp.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), grantKey{}, g)))
+}
+
+// checkPeer allows a token-less request only from a process of Airlock's own uid (or root).
+func (f *httpFront) checkPeer(req *http.Request) error {
+	deny := fmt.Errorf("without http.tokens only processes of uid %d (the user running Airlock) may connect; configure http.tokens to serve other users", f.uid)
+	remote, err := netip.ParseAddrPort(req.RemoteAddr)
+	if err != nil {
+		return deny
+	}
+	la, _ := req.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if la == nil {
+		return deny
+	}
+	local, err := netip.ParseAddrPort(la.String())
+	if err != nil {
+		return deny
+	}
+	uid, err := f.peerUID(remote, local)
+	if err != nil || (uid != f.uid && uid != 0) {
+		return deny
+	}
+	return nil
 }
 
 func (f *httpFront) hostAllowed(hostport string) bool {
