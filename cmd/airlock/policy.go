@@ -65,12 +65,10 @@ func policyCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	p, err := policies.Load(args[0])
 	if err != nil {
+		// Any file that does not load fails the check, unreadable or invalid alike: a CI step
+		// gating on `policy check` must not tell "missing" apart from "wrong" by exit code.
 		printLoadError(stderr, err)
-		var ve *policies.ValidationError
-		if errors.As(err, &ve) {
-			return 1
-		}
-		return 2
+		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d tools, sha256 %s)\n", args[0], len(p.Tools()), p.SHA256())
 	return 0

@@ -49,8 +49,8 @@ func TestPolicyCheck(t *testing.T) {
 	if code, _, _ := runPolicy(t, "check"); code != 2 {
 		t.Errorf("no file: exit %d, want 2", code)
 	}
-	if code, _, _ := runPolicy(t, "check", filepath.Join(t.TempDir(), "missing.json")); code != 2 {
-		t.Errorf("unreadable file: exit %d, want 2", code)
+	if code, _, _ := runPolicy(t, "check", filepath.Join(t.TempDir(), "missing.json")); code != 1 {
+		t.Errorf("unreadable file: exit %d, want 1", code)
 	}
 }
 
