@@ -52,6 +52,42 @@ func BenchmarkRun(b *testing.B) {
 	b.ReportMetric(0, "ns/op") // per-iteration time covers both runs; the metrics above split it
 }
 
+// TestRawConfigEquivalent keeps testdata/raw-config.json, the hand-written bundle the
+// benchmarks (here and integration's BenchmarkExecVsRunc) compare Airlock against, asking runc
+// for the same container as `airlock exec -- true`: only the hostname, annotations, cgroup
+// path and PATH may differ, none of which changes what runc does or costs.
+func TestRawConfigEquivalent(t *testing.T) {
+	raw := readRawConfig(t)
+	want, err := OCIConfig(spec(t, sandbox.WithArgv("true")), sandbox.Image{Name: "busybox", Rootfs: goldenRootfs}, goldenID, goldenSeccomp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Root.Path = want.Root.Path
+	raw.Linux.Seccomp = want.Linux.Seccomp
+	raw.Hostname = want.Hostname
+	raw.Annotations = want.Annotations
+	raw.Process.Env = want.Process.Env
+	raw.Linux.CgroupsPath = want.Linux.CgroupsPath
+	got, _ := json.MarshalIndent(raw, "", "  ")
+	exp, _ := json.MarshalIndent(want, "", "  ")
+	if string(got) != string(exp) {
+		t.Errorf("testdata/raw-config.json differs from OCIConfig of `true` beyond hostname, annotations, cgroup path and PATH; update it so the benchmarks compare like with like.\nraw (normalised):\n%s\nOCIConfig:\n%s", got, exp)
+	}
+}
+
+func readRawConfig(t testing.TB) *specs.Spec {
+	t.Helper()
+	var cfg specs.Spec
+	data, err := os.ReadFile(filepath.Join("testdata", "raw-config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatalf("testdata/raw-config.json: %v", err)
+	}
+	return &cfg
+}
+
 type rawBundle struct {
 	runc, root, dir string
 }
@@ -60,14 +96,7 @@ type rawBundle struct {
 // the default seccomp filter into a bundle dir.
 func newRawBundle(b *testing.B, be *Backend) *rawBundle {
 	b.Helper()
-	var cfg specs.Spec
-	data, err := os.ReadFile(filepath.Join("testdata", "raw-config.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		b.Fatal(err)
-	}
+	cfg := readRawConfig(b)
 	img, err := be.images.Resolve(context.Background(), "busybox")
 	if err != nil {
 		b.Fatal(err)
@@ -84,7 +113,7 @@ func newRawBundle(b *testing.B, be *Backend) *rawBundle {
 		b.Fatal(err)
 	}
 	cfg.Linux.CgroupsPath = "/airlock-bench-raw-" + filepath.Base(dir) // a single level: runc removes it whole
-	out, _ := json.Marshal(&cfg)
+	out, _ := json.Marshal(cfg)
 	if err := os.WriteFile(filepath.Join(r.dir, "config.json"), out, 0o600); err != nil {
 		b.Fatal(err)
 	}
