@@ -33,7 +33,7 @@ const HostPathMarker = "[host-path]"
 // A Sanitizer is immutable and safe for concurrent use.
 type Sanitizer struct {
 	redactor *Redactor
-	paths    *strings.Replacer
+	paths    *pathScrubber
 	maxBytes int
 }
 
@@ -71,19 +71,18 @@ func NewSanitizer(r *Redactor, workspace string, hostPaths []string, maxBytes in
 	for _, v := range variants(workspace) {
 		repl[v] = sandbox.WorkspaceTarget
 	}
-	// strings.Replacer tries old strings in argument order at each position: longest first, so
-	// /home/u/proj (the workspace) wins over /home/u (a host path).
+	// Longest first, so /home/u/proj (the workspace) wins over /home/u (a host path).
 	olds := slices.SortedFunc(maps.Keys(repl), func(a, b string) int {
 		if d := len(b) - len(a); d != 0 {
 			return d
 		}
 		return strings.Compare(a, b)
 	})
-	var pairs []string
-	for _, o := range olds {
-		pairs = append(pairs, o, repl[o])
+	news := make([]string, len(olds))
+	for i, o := range olds {
+		news[i] = repl[o]
 	}
-	return &Sanitizer{redactor: r, paths: strings.NewReplacer(pairs...), maxBytes: maxBytes}
+	return &Sanitizer{redactor: r, paths: newPathScrubber(olds, news), maxBytes: maxBytes}
 }
 
 // DefaultHostPaths are host directories scrubbed from output besides the workspace: Airlock's
