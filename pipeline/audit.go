@@ -1,20 +1,15 @@
 package pipeline
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 )
 
@@ -94,29 +89,44 @@ func chainHash(prev string, canonical []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// AuditLog is the append-only, hash-chained audit trail. Appends are serialised by one mutex
-// and each record is fsynced before Append returns: a caller blocks rather than a record being
-// dropped. After a failed write the log refuses further appends (Err reports why), because the
-// bytes on disk are no longer known.
+// AuditLog is the append-only, hash-chained audit trail.
+//
+// Several Airlock processes write the same log (every `serve` and every `airlock call` uses
+// $AIRLOCK_STATE_DIR/audit/audit.jsonl), so the chain head cannot live in one process's
+// memory: each Append takes an exclusive flock on the log, reads whatever records other
+// processes appended since its last one (checking that they chain), links the new record to the
+// newest of them, writes it with one O_APPEND write, fsyncs, updates PATH.head and unlocks.
+// Within a process a mutex serialises goroutines. Callers block, in the process and across
+// processes; a record is never dropped. After a failed write, or records from another writer
+// that do not verify, the log refuses further appends (Err reports why): the bytes on disk are
+// no longer known to extend a chain Airlock can vouch for.
 type AuditLog struct {
 	mu      sync.Mutex
 	path    string
-	f       *os.File
+	f       *os.File // O_APPEND; the flock is taken on it
 	headF   *os.File
-	head    string
+	head    string // hash of the last record in the log, as of end
+	lastID  string
 	records int64
+	end     int64 // offset just past the last record this process verified or wrote
 	err     error
 
+	// onRecover, when set, hears of recoveries made while appending (see OnRecover).
+	onRecover func(Recovery)
 	// writeLine writes one encoded line; tests replace it to simulate a crash mid-write.
 	writeLine func(f *os.File, line []byte) error
 }
 
-// Recovery describes what OpenAudit found in an existing log.
+// Recovery describes what the writer found and repaired in the log: on open, or, for a log
+// shared with other processes, when one of them crashed mid-write.
 type Recovery struct {
-	Records   int64  // intact records already in the log
+	Records   int64  // intact records in the log
 	LastID    string // audit_id of the last intact record
 	TornBytes int64  // bytes of an incomplete last line removed from the log
 	TornPath  string // where those bytes were saved, when TornBytes > 0
+	// Reopened: the file at the log's path was no longer the one this process had open
+	// (moved aside or replaced); appends continue in the file now at the path.
+	Reopened bool
 }
 
 // OpenAudit opens (creating if needed) the audit log at path and recovers the chain head.
@@ -124,8 +134,10 @@ type Recovery struct {
 // A crash can only leave an incomplete last line (records are written with one write and end
 // in a newline). Such torn bytes are copied to PATH.torn-<unix-nanos>, fsynced, and truncated
 // from the log, so the chain continues from the last intact record and the torn bytes are
-// never part of it. Any other damage (a complete line that does not verify) is tampering or
-// disk corruption: OpenAudit refuses the log rather than extend a chain it cannot vouch for.
+// never part of it. This happens under the log's exclusive lock, so the bytes cannot be a
+// record another live process is still writing. Any other damage (a complete line that does
+// not verify) is tampering or disk corruption: OpenAudit refuses the log rather than extend a
+// chain it cannot vouch for.
 func OpenAudit(path string) (*AuditLog, Recovery, error) {
 	var rec Recovery
 	if path == "" {
@@ -134,75 +146,56 @@ func OpenAudit(path string) (*AuditLog, Recovery, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
-	}
-	rep, err := Verify(f)
-	if err != nil {
-		f.Close()
-		return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
-	}
-	if rep.Broken {
-		f.Close()
-		return nil, rec, fmt.Errorf("audit log %s is broken at line %d (%s); the last intact record is %q. Run `airlock audit verify %s`, move the file aside and start again",
-			path, rep.BrokenLine, rep.Reason, rep.LastID, path)
-	}
-	rec.Records, rec.LastID = rep.Records, rep.LastID
-	if rep.TornBytes > 0 {
-		rec.TornBytes = rep.TornBytes
-		rec.TornPath = fmt.Sprintf("%s.torn-%d", path, time.Now().UnixNano())
-		if err := saveTorn(f, rep.IntactBytes, rec.TornPath); err != nil {
-			f.Close()
-			return nil, rec, fmt.Errorf("audit log %s: saving the torn last line: %w", path, err)
-		}
-		if err := f.Truncate(rep.IntactBytes); err != nil {
-			f.Close()
-			return nil, rec, fmt.Errorf("audit log %s: removing the torn last line: %w", path, err)
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
-		}
-	}
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
-		f.Close()
-		return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		f.Close()
-		return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
-	}
-	headF, err := os.OpenFile(path+".head", os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		f.Close()
-		return nil, rec, fmt.Errorf("audit log head %s.head: %w", path, err)
-	}
-	l := &AuditLog{path: path, f: f, headF: headF, head: rep.LastHash, records: rep.Records, writeLine: writeAll}
-	if err := l.writeHead(); err != nil {
-		l.Close()
+	l := &AuditLog{path: path, head: GenesisHash, writeLine: writeAll}
+	if err := l.openFiles(); err != nil {
 		return nil, rec, err
 	}
+	rec, err := l.lock()
+	if err != nil {
+		l.closeFiles()
+		return nil, rec, err
+	}
+	defer l.unlock()
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		l.closeFiles()
+		return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
+	}
+	if err := l.writeHead(); err != nil {
+		l.closeFiles()
+		return nil, rec, err
+	}
+	rec.Records, rec.LastID = l.records, l.lastID
 	return l, rec, nil
 }
 
-func saveTorn(f *os.File, from int64, dst string) error {
-	if _, err := f.Seek(from, io.SeekStart); err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// openFiles opens the log and its head file at l.path and resets the chain state to an
+// empty log; lock then catches up with what the file holds.
+func (l *AuditLog) openFiles() error {
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("audit log %s: %w", l.path, err)
 	}
-	if _, err := io.Copy(out, f); err != nil {
-		out.Close()
-		return err
+	headF, err := os.OpenFile(l.path+".head", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("audit log head %s.head: %w", l.path, err)
 	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
+	l.f, l.headF = f, headF
+	l.head, l.lastID, l.records, l.end = GenesisHash, "", 0, 0
+	return nil
+}
+
+func (l *AuditLog) closeFiles() error {
+	var errs []error
+	if l.f != nil {
+		errs = append(errs, l.f.Close())
+		l.f = nil
 	}
-	return out.Close()
+	if l.headF != nil {
+		errs = append(errs, l.headF.Close())
+		l.headF = nil
+	}
+	return errors.Join(errs...)
 }
 
 func syncDir(dir string) error {
@@ -222,6 +215,15 @@ func writeAll(f *os.File, line []byte) error {
 // Path is the log's file name.
 func (l *AuditLog) Path() string { return l.path }
 
+// OnRecover sets fn to be told of each recovery Append makes: a torn record left by another
+// process that crashed mid-write (moved aside to Recovery.TornPath), or the log file replaced
+// under the process. fn runs with the log locked and must not call back into it.
+func (l *AuditLog) OnRecover(fn func(Recovery)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onRecover = fn
+}
+
 // Err is the error that stopped the log (a failed write, or Close), or nil while it accepts
 // appends.
 func (l *AuditLog) Err() error {
@@ -234,7 +236,8 @@ func (l *AuditLog) Err() error {
 }
 
 // Append chains rec to the log (setting PrevHash and Hash), writes it as one line and fsyncs.
-// It blocks while another append is in progress; it never drops a record.
+// It blocks while another append is in progress, in this process or another; it never drops a
+// record.
 func (l *AuditLog) Append(rec *Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -245,6 +248,16 @@ func (l *AuditLog) Append(rec *Record) error {
 		return fmt.Errorf("audit log %s is closed", l.path)
 	}
 	rec.normalize()
+	recov, err := l.lock()
+	if err != nil {
+		l.err = fmt.Errorf("%w; no further calls are accepted until Airlock restarts", err)
+		return l.err
+	}
+	defer l.unlock()
+	if (recov.TornBytes > 0 || recov.Reopened) && l.onRecover != nil {
+		recov.Records, recov.LastID = l.records, l.lastID
+		l.onRecover(recov)
+	}
 	rec.PrevHash = l.head
 	canon, err := rec.canonical()
 	if err != nil {
@@ -257,6 +270,8 @@ func (l *AuditLog) Append(rec *Record) error {
 	}
 	line = append(line, '\n')
 	if err := l.writeLine(l.f, line); err != nil {
+		// Part of the line may be on disk; the next writer (this process after a restart, or
+		// another one) finds it torn under the lock and moves it aside.
 		l.err = fmt.Errorf("audit log %s: write failed, no further calls are accepted until Airlock restarts: %w", l.path, err)
 		return l.err
 	}
@@ -264,10 +279,12 @@ func (l *AuditLog) Append(rec *Record) error {
 		l.err = fmt.Errorf("audit log %s: fsync failed, no further calls are accepted until Airlock restarts: %w", l.path, err)
 		return l.err
 	}
-	l.head = rec.Hash
+	l.head, l.lastID = rec.Hash, rec.AuditID
 	l.records++
+	l.end += int64(len(line))
 	// The head file is best effort (not fsynced): it lets verify notice records cut from the
-	// end of the log, which a hash chain alone cannot show.
+	// end of the log, which a hash chain alone cannot show. It is written under the lock, so
+	// it always names the newest record whichever process wrote it.
 	_ = l.writeHead()
 	return nil
 }
@@ -287,182 +304,8 @@ func (l *AuditLog) Close() error {
 	defer l.mu.Unlock()
 	var errs []error
 	if l.f != nil {
-		errs = append(errs, l.f.Sync(), l.f.Close())
-		l.f = nil
+		errs = append(errs, l.f.Sync())
 	}
-	if l.headF != nil {
-		errs = append(errs, l.headF.Close())
-		l.headF = nil
-	}
+	errs = append(errs, l.closeFiles())
 	return errors.Join(errs...)
-}
-
-// VerifyReport is the outcome of checking a log's hash chain.
-type VerifyReport struct {
-	Records     int64  // intact records from the start
-	LastID      string // audit_id of the last intact record ("" if none)
-	LastHash    string // hash of the last intact record (GenesisHash if none)
-	IntactBytes int64  // length of the intact prefix
-	Broken      bool   // a complete line failed verification
-	BrokenLine  int    // 1-based line number of the first bad line
-	Reason      string // why that line failed
-	TornBytes   int64  // trailing bytes without a newline (a write cut short by a crash)
-}
-
-// Intact reports whether every byte of the log verified.
-func (r VerifyReport) Intact() bool { return !r.Broken && r.TornBytes == 0 }
-
-// MaxRecordBytes bounds one audit line when reading a log: a record with 1 MiB of recorded
-// arguments is well below it, and a file that is not an audit log cannot make verify read
-// gigabytes into memory.
-const MaxRecordBytes = 64 << 20
-
-var errLineTooLong = errors.New("line longer than MaxRecordBytes")
-
-// readLine reads up to and including the next newline, refusing lines over MaxRecordBytes.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := br.ReadSlice('\n')
-		if len(line)+len(frag) > MaxRecordBytes {
-			return nil, errLineTooLong
-		}
-		line = append(line, frag...)
-		if err != bufio.ErrBufferFull {
-			return line, err
-		}
-	}
-}
-
-// Verify reads a log from r and checks every record: canonical encoding, prev_hash linking to
-// the record before it, and hash. It stops at the first bad line. An error is returned only
-// when r cannot be read.
-func Verify(r io.Reader) (VerifyReport, error) {
-	rep := VerifyReport{LastHash: GenesisHash}
-	br := bufio.NewReaderSize(r, 64<<10)
-	line := 0
-	for {
-		b, err := readLine(br)
-		if err == errLineTooLong {
-			rep.Broken, rep.BrokenLine, rep.Reason = true, line+1, "line longer than 64 MiB: not an audit record"
-			return rep, nil
-		}
-		if len(b) > 0 && b[len(b)-1] != '\n' {
-			// No newline: the last write was cut short. Not part of the chain.
-			rep.TornBytes = int64(len(b))
-			return rep, nil
-		}
-		if len(b) > 0 {
-			line++
-			if reason := checkLine(b[:len(b)-1], rep.LastHash, &rep); reason != "" {
-				rep.Broken, rep.BrokenLine, rep.Reason = true, line, reason
-				return rep, nil
-			}
-			rep.IntactBytes += int64(len(b))
-		}
-		if err == io.EOF {
-			return rep, nil
-		}
-		if err != nil {
-			return rep, err
-		}
-	}
-}
-
-func checkLine(b []byte, prev string, rep *VerifyReport) string {
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return "not a JSON record: " + err.Error()
-	}
-	re, err := json.Marshal(rec)
-	if err != nil || !bytes.Equal(re, b) {
-		return fmt.Sprintf("record %q is not in canonical form (edited)", rec.AuditID)
-	}
-	if rec.PrevHash != prev {
-		return fmt.Sprintf("record %q does not follow the record before it (prev_hash %.12s…, want %.12s…): a record was removed, reordered or inserted", rec.AuditID, rec.PrevHash, prev)
-	}
-	canon, _ := rec.canonical()
-	if want := chainHash(prev, canon); rec.Hash != want {
-		return fmt.Sprintf("record %q hash does not match its content (edited)", rec.AuditID)
-	}
-	rep.Records++
-	rep.LastID = rec.AuditID
-	rep.LastHash = rec.Hash
-	return ""
-}
-
-// CheckHead compares a verified log with its head file (PATH.head), which the writer updates
-// after every record. It reports records removed from the end of the log, which the chain
-// itself cannot show. A missing head file is not an error (ok is false, msg says so).
-func CheckHead(path string, rep VerifyReport, logPath string) (ok bool, msg string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false, fmt.Sprintf("no head file %s (%v): cannot tell whether records were cut from the end", path, err)
-	}
-	var h struct {
-		Records json.Number `json:"records"`
-		Hash    string      `json:"hash"`
-	}
-	if err := json.Unmarshal(bytes.TrimSpace(b), &h); err != nil {
-		return false, fmt.Sprintf("head file %s is unreadable: %v", path, err)
-	}
-	n, err := strconv.ParseInt(h.Records.String(), 10, 64)
-	if err != nil {
-		return false, fmt.Sprintf("head file %s is unreadable: %v", path, err)
-	}
-	switch {
-	case n > rep.Records:
-		return false, fmt.Sprintf("head file says %d records but %s has %d intact: records were removed from the end", n, logPath, rep.Records)
-	case n == rep.Records && h.Hash != rep.LastHash:
-		return false, fmt.Sprintf("head file hash %.12s… does not match the last record's %.12s…: the end of the log was rewritten", h.Hash, rep.LastHash)
-	case n == 0 || n == rep.Records:
-		return true, ""
-	}
-	// The head lags the log (it is not fsynced, so after a power loss it may): the record it
-	// names must still be there, unchanged.
-	f, err := os.Open(logPath)
-	if err != nil {
-		return false, fmt.Sprintf("cannot reread %s: %v", logPath, err)
-	}
-	defer f.Close()
-	var i int64
-	var at string
-	errStop := errors.New("stop")
-	_ = ReadRecords(f, func(_ []byte, rec Record) error {
-		if i++; i == n {
-			at = rec.Hash
-			return errStop
-		}
-		return nil
-	})
-	if at != h.Hash {
-		return false, fmt.Sprintf("head file names record %d with hash %.12s…, but that record's hash is %.12s…: the log was rewritten from there", n, h.Hash, at)
-	}
-	return true, ""
-}
-
-// ReadRecords calls fn for each complete record line of r in order (it does not verify).
-func ReadRecords(r io.Reader, fn func(line []byte, rec Record) error) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	for {
-		b, err := readLine(br)
-		if err == errLineTooLong {
-			return err
-		}
-		if len(b) > 0 && b[len(b)-1] == '\n' {
-			var rec Record
-			trimmed := bytes.TrimRight(b, "\n")
-			if jerr := json.Unmarshal(trimmed, &rec); jerr == nil {
-				if ferr := fn(trimmed, rec); ferr != nil {
-					return ferr
-				}
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -256,7 +258,8 @@ func TestAuditKilledMidWrite(t *testing.T) {
 	}
 }
 
-// TestAuditChildWriter is the child half of TestAuditKilledMidWrite.
+// TestAuditChildWriter is the child process of TestAuditKilledMidWrite and the multi-process
+// tests in audit_multiproc_test.go.
 func TestAuditChildWriter(t *testing.T) {
 	path := os.Getenv("AIRLOCK_AUDIT_CHILD")
 	if path == "" {
@@ -282,6 +285,25 @@ func TestAuditChildWriter(t *testing.T) {
 			select {} // killed here, mid-record
 		}
 		l.Append(testRecord(3))
+	case "count":
+		// Append AIRLOCK_AUDIT_CHILD_N records with ids AIRLOCK_AUDIT_CHILD_ID-NNNN once the
+		// parent closes stdin, so that every child writes at the same time.
+		n, err := strconv.Atoi(os.Getenv("AIRLOCK_AUDIT_CHILD_N"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("CHILD-READY")
+		io.Copy(io.Discard, os.Stdin)
+		for i := 0; i < n; i++ {
+			r := testRecord(i)
+			r.AuditID = fmt.Sprintf("%s-%04d", os.Getenv("AIRLOCK_AUDIT_CHILD_ID"), i)
+			if err := l.Append(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
 	default:
 		fmt.Println("CHILD-READY")
 		for i := 0; ; i++ {

@@ -36,8 +36,9 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 2
 }
 
-// auditVerify checks the hash chain: exit 0 when every record verifies, 1 when the log is
-// broken (an edited, removed, reordered or torn record), 2 on usage or I/O errors.
+// auditVerify checks the hash chain: exit 0 when every record verifies (a torn final line of
+// the kind a crash mid-write leaves included: it was never part of the chain), 1 when the log is
+// broken (an edited, removed, reordered or truncated record), 2 on usage or I/O errors.
 func auditVerify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("airlock audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -53,37 +54,32 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	if len(files) == 1 {
 		path = files[0]
 	}
-	f, err := os.Open(path)
+	rep, err := pipeline.VerifyLog(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock audit verify: %v\n", err)
-		return 2
-	}
-	defer f.Close()
-	rep, err := pipeline.Verify(f)
-	if err != nil {
-		fmt.Fprintf(stderr, "airlock audit verify: reading %s: %v\n", path, err)
 		return 2
 	}
 	last := rep.LastID
 	if last == "" {
 		last = "(none)"
 	}
-	switch {
-	case rep.Broken:
-		fmt.Fprintf(stdout, "BROKEN %s: %d intact records, last intact record %s; line %d: %s\n",
-			path, rep.Records, last, rep.BrokenLine, rep.Reason)
-		return 1
-	case rep.TornBytes > 0:
-		fmt.Fprintf(stdout, "BROKEN %s: %d intact records, last intact record %s; %d bytes of an incomplete last record (a write cut short by a crash; the next start moves them aside)\n",
-			path, rep.Records, last, rep.TornBytes)
+	broken := func(why string) int {
+		fmt.Fprintf(stdout, "BROKEN %s: %d intact records, last intact record %s; %s\n", path, rep.Records, last, why)
 		return 1
 	}
-	headPath := path + ".head"
-	if _, err := os.Stat(headPath); err == nil {
-		if ok, msg := pipeline.CheckHead(headPath, rep, path); !ok {
-			fmt.Fprintf(stdout, "BROKEN %s: %d intact records, last intact record %s; %s\n", path, rep.Records, last, msg)
-			return 1
-		}
+	switch {
+	case rep.Broken:
+		return broken(fmt.Sprintf("line %d: %s", rep.BrokenLine, rep.Reason))
+	case rep.HeadFound && !rep.HeadOK:
+		return broken(rep.HeadMsg)
+	case rep.TornComplete:
+		// A writer emits a record and its newline in one write; a complete record without
+		// its newline is a log cut short by hand, and the next writer would set it aside.
+		return broken(fmt.Sprintf("the last %d bytes are a complete record without its newline: the log was truncated", rep.TornBytes))
+	case rep.CrashTorn():
+		fmt.Fprintf(stdout, "OK %s: %d records, chain intact, last record %s; followed by a torn final write of %d bytes (a crash mid-write, never part of the chain) that the next writer moves aside to %s.torn-*\n",
+			path, rep.Records, last, rep.TornBytes, path)
+		return 0
 	}
 	fmt.Fprintf(stdout, "OK %s: %d records, chain intact, last record %s\n", path, rep.Records, last)
 	return 0
