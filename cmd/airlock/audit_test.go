@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/pipeline"
 )
 
@@ -94,5 +100,137 @@ func TestAuditCLI(t *testing.T) {
 	writeAuditLog(t, filepath.Join(dir, "audit", "audit.jsonl"), "allow")
 	if code, out := run("verify"); code != 0 || !strings.Contains(out, filepath.Join(dir, "audit", "audit.jsonl")) {
 		t.Fatalf("verify with the default path = %d %q", code, out)
+	}
+}
+
+// TestAuditVerifyTornTail: a final line torn by a crash mid-write is not part of the chain and
+// verify says so with exit 0; a log cut short by hand is broken.
+func TestAuditVerifyTornTail(t *testing.T) {
+	cases := []struct {
+		name     string
+		damage   func(path string, log []byte)
+		wantCode int
+		want     string
+	}{
+		{
+			name: "crash mid-write",
+			damage: func(path string, log []byte) {
+				os.WriteFile(path, append(log, `{"audit_id":"id-3","time":"20`...), 0o600)
+			},
+			wantCode: 0, want: "OK %s: 3 records, chain intact, last record id-2; followed by a torn final write of 29 bytes",
+		},
+		{
+			name: "crash mid-write, no head file",
+			damage: func(path string, log []byte) {
+				os.WriteFile(path, append(log, `{"audit_id":"id-3","time":"20`...), 0o600)
+				os.Remove(path + ".head")
+			},
+			wantCode: 0, want: "torn final write of 29 bytes",
+		},
+		{
+			name:     "last record cut short",
+			damage:   func(path string, log []byte) { os.WriteFile(path, log[:len(log)-20], 0o600) },
+			wantCode: 1, want: "BROKEN %s: 2 intact records, last intact record id-1; head file says 3 records",
+		},
+		{
+			name: "last newline cut, no head file",
+			damage: func(path string, log []byte) {
+				os.WriteFile(path, log[:len(log)-1], 0o600)
+				os.Remove(path + ".head")
+			},
+			wantCode: 1, want: "complete record without its newline: the log was truncated",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			writeAuditLog(t, path, "allow", "deny", "allow")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.damage(path, b)
+			var out, errb bytes.Buffer
+			code := cmdAudit(context.Background(), []string{"verify", path}, &out, &errb)
+			want := tc.want
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, path)
+			}
+			if code != tc.wantCode || !strings.Contains(out.String(), want) {
+				t.Fatalf("airlock audit verify = %d\n%s%s\nwant %d and %q", code, out.String(), errb.String(), tc.wantCode, want)
+			}
+		})
+	}
+}
+
+// TestAuditParallelCallsShareTheLog runs several `airlock call` processes at once against one
+// state directory, as several agents' sessions do: every call leaves its record in the one
+// log, and the chain verifies. The calls are denied by policy, so no sandbox is needed.
+func TestAuditParallelCallsShareTheLog(t *testing.T) {
+	const calls = 8
+	// A denied call never reaches the sandbox, but `airlock call` checks its backend before
+	// it serves anything.
+	runcBin := testenv.Runc(t)
+	bin := filepath.Join(testenv.Binaries(t), "airlock")
+	state, ws := t.TempDir(), t.TempDir()
+	policy, err := filepath.Abs(filepath.Join("testdata", "audit", "deny-all.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "AIRLOCK_STATE_DIR="+state, "AIRLOCK_RUNC="+runcBin)
+	run := func(args ...string) (int, []byte, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Errorf("running airlock %v: %v", args, err)
+			return -1, nil, ""
+		}
+		return cmd.ProcessState.ExitCode(), out, stderr.String()
+	}
+	ids := make([]string, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			code, out, errOut := run("call", "--policy", policy, "--workspace", ws, "run_command", fmt.Sprintf(`{"command":"ls %d"}`, i))
+			var res struct {
+				Structured struct {
+					AuditID string `json:"audit_id"`
+				} `json:"structuredContent"`
+			}
+			if code != 3 || json.Unmarshal(out, &res) != nil || res.Structured.AuditID == "" {
+				t.Errorf("call %d = %d, want 3 (denied) with an audit_id\n%s%s", i, code, out, errOut)
+				return
+			}
+			ids[i] = res.Structured.AuditID
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	code, out, errOut := run("audit", "verify")
+	if code != 0 || !strings.Contains(string(out), fmt.Sprintf("OK %s: %d records, chain intact", filepath.Join(state, "audit", "audit.jsonl"), calls)) {
+		t.Fatalf("airlock audit verify = %d, want 0 and %d records\n%s%s", code, calls, out, errOut)
+	}
+	f, err := os.Open(filepath.Join(state, "audit", "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	logged := map[string]bool{}
+	pipeline.ReadRecords(f, func(_ []byte, rec pipeline.Record) error {
+		logged[rec.AuditID] = rec.Decision == "deny"
+		return nil
+	})
+	for i, id := range ids {
+		if !logged[id] {
+			t.Errorf("call %d's record %s is not in the log as a denial", i, id)
+		}
 	}
 }
