@@ -101,7 +101,7 @@ func (l *AuditLog) catchUp(size int64) (Recovery, error) {
 		return rec, fmt.Errorf("audit log %s shrank from %d to %d bytes while Airlock had it open: records were removed from the end. Run `airlock audit verify %s`", l.path, l.end, size, l.path)
 	}
 	start := VerifyReport{Records: l.records, LastID: l.lastID, LastHash: l.head, IntactBytes: l.end}
-	rep, err := verifyFrom(io.NewSectionReader(l.f, l.end, size-l.end), start)
+	rep, err := verifyFrom(io.NewSectionReader(l.f, l.end, size-l.end), start, int(min(max(size-l.end, 4<<10), 64<<10)))
 	if err != nil {
 		return rec, fmt.Errorf("audit log %s: reading: %w", l.path, err)
 	}

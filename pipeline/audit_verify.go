@@ -59,14 +59,14 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 // the record before it, and hash. It stops at the first bad line. An error is returned only
 // when r cannot be read.
 func Verify(r io.Reader) (VerifyReport, error) {
-	return verifyFrom(r, VerifyReport{LastHash: GenesisHash})
+	return verifyFrom(r, VerifyReport{LastHash: GenesisHash}, 64<<10)
 }
 
 // verifyFrom continues a verification: r holds the bytes after rep.IntactBytes, and its first
 // record must follow rep.LastHash. Line numbers and offsets in the result count from the start
-// of the log.
-func verifyFrom(r io.Reader, rep VerifyReport) (VerifyReport, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+// of the log. bufSize sizes the read buffer (a writer catching up reads a record or two).
+func verifyFrom(r io.Reader, rep VerifyReport, bufSize int) (VerifyReport, error) {
+	br := bufio.NewReaderSize(r, bufSize)
 	line := int(rep.Records)
 	for {
 		b, err := readLine(br)
@@ -158,10 +158,16 @@ func VerifyLog(path string) (LogReport, error) {
 
 func verifyLogOnce(f *os.File, path string, hold bool) (LogReport, error) {
 	var rep LogReport
-	if err := flock(f, unix.LOCK_SH); err != nil {
-		return rep, fmt.Errorf("locking %s: %w", path, err)
-	}
 	locked := true
+	if err := flock(f, unix.LOCK_SH); err != nil {
+		// A copy on a file system without flock (some network and FUSE mounts) is still
+		// worth checking; no Airlock writer can be appending to it, because writers refuse
+		// a log they cannot lock.
+		if !errors.Is(err, unix.ENOLCK) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+			return rep, fmt.Errorf("locking %s: %w", path, err)
+		}
+		locked = false
+	}
 	unlock := func() {
 		if locked {
 			_ = flock(f, unix.LOCK_UN)
