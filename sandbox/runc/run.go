@@ -374,12 +374,14 @@ func runcError(logFile string) string {
 	return ""
 }
 
-var execFailure = regexp.MustCompile(`exec: (".*"): (.*)$`)
+// execFailure matches runc's message for a command it could not exec. Compiled on use (only
+// failed runs need it), not at start-up.
+func execFailure() *regexp.Regexp { return regexp.MustCompile(`exec: (".*"): (.*)$`) }
 
 // execFailureCode maps runc's "could not exec the command" errors to the shell's codes: 127
 // not found, 126 not executable. Other runc errors return 0.
 func execFailureCode(msg string) int {
-	m := execFailure.FindStringSubmatch(msg)
+	m := execFailure().FindStringSubmatch(msg)
 	if m == nil {
 		return 0
 	}
@@ -393,7 +395,7 @@ func execFailureCode(msg string) int {
 }
 
 func execFailureText(msg string) string {
-	if m := execFailure.FindStringSubmatch(msg); m != nil {
+	if m := execFailure().FindStringSubmatch(msg); m != nil {
 		return m[1] + ": " + m[2]
 	}
 	return msg

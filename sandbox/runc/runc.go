@@ -157,7 +157,8 @@ func New(cfg Config) (*Backend, error) {
 }
 
 // Open is the usual way to get the runc backend: Find runc, make a Backend whose state lives in
-// stateDir/run, check that runc enforces seccomp, and reap leftovers of dead Airlock processes.
+// stateDir/run, check that runc enforces seccomp (once per runc binary; see checkRunc), and
+// reap leftovers of dead Airlock processes.
 func Open(ctx context.Context, stateDir string, images sandbox.ImageResolver, log zerolog.Logger) (*Backend, error) {
 	bin, err := Find()
 	if err != nil {
@@ -167,7 +168,7 @@ func Open(ctx context.Context, stateDir string, images sandbox.ImageResolver, lo
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.Version(ctx); err != nil {
+	if err := b.checkRunc(ctx); err != nil {
 		_ = b.Close()
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -83,15 +82,30 @@ var readonlyPaths = []string{
 // over / would replace the image.
 var reservedTargets = []string{"/proc", "/sys", "/dev"}
 
-var idPattern = regexp.MustCompile(`^airlock-([0-9a-f]{1,32})-([0-9]+)$`)
-
-// parseID splits a container id "airlock-<owner>-<seq>" into its owner token.
+// parseID splits a container id "airlock-<owner>-<seq>" into its owner token: the id must be
+// exactly "airlock-", 1 to 32 lower-case hex digits, "-" and one or more decimal digits.
+// (Hand-written rather than a package-level regexp: compiling one costs every airlock process
+// at start-up, and `airlock exec` pays start-up on every call.)
 func parseID(id string) (owner string, ok bool) {
-	m := idPattern.FindStringSubmatch(id)
-	if m == nil {
+	rest, ok := strings.CutPrefix(id, "airlock-")
+	if !ok {
 		return "", false
 	}
-	return m[1], true
+	owner, seq, ok := strings.Cut(rest, "-")
+	if !ok || len(owner) < 1 || len(owner) > 32 || len(seq) < 1 {
+		return "", false
+	}
+	for _, c := range []byte(owner) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", false
+		}
+	}
+	for _, c := range []byte(seq) {
+		if c < '0' || c > '9' {
+			return "", false
+		}
+	}
+	return owner, true
 }
 
 // specOpt changes one aspect of an OCI spec. The hardened configuration is the list in
