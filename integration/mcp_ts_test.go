@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -79,10 +80,17 @@ func TestMCPTypeScriptClient(t *testing.T) {
 		{Name: "run_command", Arguments: map[string]any{"command": "rm -rf hello.txt"}},
 		{Name: "write_file", Arguments: map[string]any{"path": "pkg/from_ts.go", "content": "package pkg\n"}},
 	}
-	for _, transport := range []string{"stdio", "http"} {
-		t.Run(transport, func(t *testing.T) {
+	for _, variant := range []string{"stdio", "http", "http_token"} {
+		t.Run(variant, func(t *testing.T) {
 			e := newMCPEnv(t, mcpPolicy, map[string]string{"hello.txt": mcpHello, "pkg/doc.txt": "docs\n"})
+			transport, _, _ := strings.Cut(variant, "_")
 			plan := tsPlan{Transport: transport, Calls: calls, Approve: mcpPtr(true)}
+			if variant == "http_token" {
+				// A token-protected server: the client must send it, and acts as its grant.
+				plan.Token = rand.Text()
+				e.extraYAML = "http:\n  tokens:\n    - token_env: AIRLOCK_TEST_TOKEN\n      grant: ts-ci\n"
+				e.extraEnv = []string{"AIRLOCK_TEST_TOKEN=" + plan.Token}
+			}
 			var stop func()
 			switch transport {
 			case "stdio":
@@ -156,6 +164,13 @@ func TestMCPTypeScriptClient(t *testing.T) {
 			recs := readAudit(t, e.audit)
 			if len(recs) != len(calls) {
 				t.Errorf("audit has %d records, want %d (one per call, the denial included)", len(recs), len(calls))
+			}
+			if variant == "http_token" {
+				for _, r := range recs {
+					if r.Grant != "ts-ci" {
+						t.Errorf("audit record for %s has grant %q, want the token's grant ts-ci", r.Tool, r.Grant)
+					}
+				}
 			}
 			if code, out := e.verifyAudit(t, e.audit); code != 0 {
 				t.Errorf("airlock audit verify exited %d:\n%s", code, out)
