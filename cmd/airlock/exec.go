@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
+	"github.com/airlock-mcp/airlock/seccomp"
 )
 
 // Exit codes of `airlock exec` that are not the command's own.
@@ -237,19 +239,43 @@ type openBackend func(ctx context.Context, log zerolog.Logger) (b sandbox.Backen
 
 // openRunc opens the embedded runc backend with images and run state under stateDir().
 func openRunc(ctx context.Context, log zerolog.Logger) (sandbox.Backend, func() error, error) {
+	// The first Run of a process compiles the seccomp profiles (a millisecond or so). Start
+	// that now, on another core, while the backend opens its state dir, takes its owner lock
+	// and reaps; Run then finds the profiles compiled (or waits for the rest). Compiling is
+	// pure; errors surface again, and refuse the run, when Run asks for its profile.
+	compiled := make(chan struct{})
+	go func() {
+		defer close(compiled)
+		_, _ = seccomp.OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
+	}()
 	dir := stateDir()
 	store, err := images.Open(dir)
 	if err != nil {
+		<-compiled
 		return nil, nil, err
 	}
 	b, err := runc.Open(ctx, dir, store, log)
 	if err != nil {
+		<-compiled
 		return nil, nil, err
 	}
-	return b, b.Close, nil
+	return b, func() error { <-compiled; return b.Close() }, nil
 }
 
+// execMemoryLimit is the heap size at which a one-shot `airlock exec` process starts
+// collecting garbage (see cmdExec). Its heap is the bundle's config and the captured output,
+// which the output caps bound (1 MiB each by default): far below this.
+const execMemoryLimit = 64 << 20
+
 func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// One exec is one short-lived process, and package initialisation leaves its heap close to
+	// the first collection: a collection now would run beside runc's start-up on a machine with
+	// few cores and delay the command. Collect only if the heap ever nears execMemoryLimit.
+	// An operator's own GOGC or GOMEMLIMIT wins.
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetGCPercent(-1)
+		debug.SetMemoryLimit(execMemoryLimit)
+	}
 	if writerIsTerminal(stdout) {
 		stdout = terminalWriter{stdout}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -63,12 +64,22 @@ func detectCgroups(root string) (cgroups, error) {
 	if err != nil {
 		return unavailable("%v", err)
 	}
+	// Resolve the root once and only the entries that are links (cpu -> cpu,cpuacct on some
+	// hosts): EvalSymlinks on every entry costs dozens of sysfs lookups on each airlock exec.
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return unavailable("%v", err)
+	}
 	cg := cgroups{}
 	seen := map[string]bool{}
 	for _, e := range entries {
-		dir := filepath.Join(root, e.Name())
-		real, err := filepath.EvalSymlinks(dir) // cpu -> cpu,cpuacct on some hosts
-		if err != nil || seen[real] {
+		real := filepath.Join(realRoot, e.Name())
+		if e.Type()&fs.ModeSymlink != 0 {
+			if real, err = filepath.EvalSymlinks(real); err != nil {
+				continue
+			}
+		}
+		if seen[real] {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(real, "cgroup.procs")); err != nil {
