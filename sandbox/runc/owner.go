@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,25 +33,65 @@ func (b *Backend) takeOwnerLock() error {
 	if err != nil {
 		return fmt.Errorf("runc backend: owner token: %w", err)
 	}
-	tmp := filepath.Join(b.owners, tmpLockPrefix+token)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	f, err := lockedTempFile(b.owners)
 	if err != nil {
 		return fmt.Errorf("runc backend: creating owner lock: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("runc backend: locking %s: %w", tmp, err)
-	}
 	_, _ = f.WriteString(strconv.Itoa(os.Getpid()) + "\n") // for people reading the dir
-	if err := os.Rename(tmp, b.lockPath(token)); err != nil {
+	if err := publish(f, b.lockPath(token)); err != nil {
 		f.Close()
-		_ = os.Remove(tmp)
 		return fmt.Errorf("runc backend: publishing owner lock: %w", err)
 	}
 	b.token, b.lock = token, f
 	return nil
 }
+
+// lockedTempFile returns an exclusively locked file in dir that no other process can see yet.
+// A lock file must never be visible unlocked: a concurrent Reap would take it for a dead
+// owner's, lock it and delete it, and this process could not start. O_TMPFILE gives an
+// unnamed file; on file systems without it, a ".new-" name stands in, which Reap leaves alone
+// while it is young (see tmpLockGrace).
+func lockedTempFile(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	var f *os.File
+	if err == nil {
+		f = os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)"))
+	} else {
+		name, terr := newToken()
+		if terr != nil {
+			return nil, terr
+		}
+		f, err = os.OpenFile(filepath.Join(dir, tmpLockPrefix+name), os.O_CREATE|os.O_EXCL|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if strings.Contains(filepath.Base(f.Name()), tmpLockPrefix) {
+			_ = os.Remove(f.Name())
+		}
+		return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	return f, nil
+}
+
+// publish gives the locked file f its final name.
+func publish(f *os.File, dst string) error {
+	if strings.Contains(filepath.Base(f.Name()), tmpLockPrefix) {
+		if err := os.Rename(f.Name(), dst); err != nil {
+			_ = os.Remove(f.Name())
+			return err
+		}
+		return nil
+	}
+	// An O_TMPFILE file is linked into place through its /proc descriptor.
+	return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+}
+
+// tmpLockGrace is how old a ".new-" lock file must be before Reap treats it as a dead
+// process's: creating and locking it takes microseconds.
+const tmpLockGrace = time.Minute
 
 // tryLock takes the lock file at p if its owner is dead. It returns nil, nil when the owner
 // is alive (or the file is gone).
@@ -87,6 +128,9 @@ func (b *Backend) Reap(ctx context.Context) error {
 		token, ok := strings.CutSuffix(name, lockSuffix)
 		if !ok {
 			token, ok = strings.CutPrefix(name, tmpLockPrefix)
+			if info, err := e.Info(); ok && (err != nil || time.Since(info.ModTime()) < tmpLockGrace) {
+				continue // possibly a starting process between create and lock
+			}
 		}
 		if !ok || token == b.token || !isToken(token) {
 			continue
