@@ -119,6 +119,13 @@ func New(cfg Config) (*Pipeline, error) {
 			Str("saved_to", rec.TornPath).Str("last_id", rec.LastID).
 			Msg("audit log ended in an incomplete record (a crash mid-write); moved it aside and continued the chain")
 	}
+	// Another Airlock process sharing the log may crash mid-record, or an operator may move the
+	// log aside; the writer recovers under its lock, and the operator must hear about it.
+	log.OnRecover(func(r Recovery) {
+		p.log.Warn().Str("event", "audit.recovered").Str("path", cfg.AuditPath).Int64("torn_bytes", r.TornBytes).
+			Str("saved_to", r.TornPath).Bool("reopened", r.Reopened).Str("last_id", r.LastID).
+			Msg("audit log: another process's incomplete record was moved aside, or the log file was replaced; continued the chain")
+	})
 	p.trace = traceStage{audit: log, log: cfg.Logger, now: p.now}
 	return p, nil
 }
