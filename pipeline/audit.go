@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,6 +158,10 @@ func OpenAudit(path string) (*AuditLog, Recovery, error) {
 		return nil, rec, err
 	}
 	defer l.unlock()
+	if err := l.checkExistingHead(); err != nil {
+		l.closeFiles()
+		return nil, rec, err
+	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		l.closeFiles()
 		return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
@@ -286,6 +292,27 @@ func (l *AuditLog) Append(rec *Record) error {
 	// end of the log, which a hash chain alone cannot show. It is written under the lock, so
 	// it always names the newest record whichever process wrote it.
 	_ = l.writeHead()
+	return nil
+}
+
+// checkExistingHead compares the head file left by earlier writers with the log as it is now
+// (called under the lock, after catching up). Rewriting the head without looking would erase
+// the only evidence that records were cut from the end of the log, so a head that claims more
+// than the log holds, or names a record that is no longer there, refuses the log.
+func (l *AuditLog) checkExistingHead() error {
+	b, err := io.ReadAll(io.NewSectionReader(l.headF, 0, 1<<10))
+	if err != nil {
+		return fmt.Errorf("audit log head %s.head: %w", l.path, err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 || l.records == 0 {
+		// A new log, a head file removed by hand, or a log moved aside and started afresh
+		// (someone able to empty the log could as well remove both files): nothing to compare.
+		return nil
+	}
+	rep := VerifyReport{Records: l.records, LastHash: l.head, IntactBytes: l.end}
+	if ok, msg := checkHead(b, l.path+".head", rep, io.NewSectionReader(l.f, 0, l.end), l.path); !ok {
+		return fmt.Errorf("audit log %s: %s. Airlock will not extend it: run `airlock audit verify %s` and keep the evidence, then move both %s and %s.head aside to start a new log", l.path, msg, l.path, l.path, l.path)
+	}
 	return nil
 }
 

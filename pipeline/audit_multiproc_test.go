@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -382,4 +383,81 @@ func TestVerifyLogTornTail(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAuditRefusesLogCutFromTheEnd: a writer must not rewrite the head file over the evidence
+// that records were removed from the end of a log (or that its end was rewritten).
+func TestAuditRefusesLogCutFromTheEnd(t *testing.T) {
+	cases := []struct {
+		name string
+		cut  func(t *testing.T, path string)
+	}{
+		{"last record removed", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := bytes.SplitAfter(b, []byte("\n"))
+			if err := os.WriteFile(path, bytes.Join(lines[:2], nil), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"last record rewritten", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := bytes.SplitAfter(b, []byte("\n"))
+			// Rebuild a valid chain of the same length whose last record differs.
+			if err := os.WriteFile(path, bytes.Join(lines[:2], nil), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(path + ".head"); err != nil {
+				t.Fatal(err)
+			}
+			l, _, err := OpenAudit(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Append(testRecord(7)); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			if err := os.WriteFile(path+".head", headOf(t, lines), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			l, _, err := OpenAudit(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if err := l.Append(testRecord(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.Close()
+			c.cut(t, path)
+			if l, _, err := OpenAudit(path); err == nil {
+				l.Close()
+				t.Fatal("OpenAudit extended a log whose head file shows it was cut or rewritten")
+			} else if !strings.Contains(err.Error(), "move both") {
+				t.Fatalf("error does not say how to start a new log: %v", err)
+			}
+		})
+	}
+}
+
+// headOf is the head file the writer of the 3-record log in lines left behind.
+func headOf(t *testing.T, lines [][]byte) []byte {
+	t.Helper()
+	var rec Record
+	if err := json.Unmarshal(lines[2], &rec); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Appendf(nil, `{"records":%-20d,"hash":"%s"}`+"\n", 3, rec.Hash)
 }
