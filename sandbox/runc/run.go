@@ -47,6 +47,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		return res, fmt.Errorf("%w: the runc backend is closed", sandbox.ErrUnavailable)
 	}
 	defer b.runs.Done()
+	defer b.startPriming()() // let runc's cgroup migration find the RCU grace period passed
 
 	sc, err := b.seccompFor(spec.Seccomp, spec.Network)
 	if err != nil {

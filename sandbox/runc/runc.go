@@ -55,6 +55,8 @@ type Backend struct {
 	lock  *os.File // flock held for the Backend's lifetime
 	seq   atomic.Uint64
 
+	priming atomic.Bool // a no-op cgroup migration is under way (see startPriming)
+
 	mu     sync.Mutex
 	closed bool
 	runs   sync.WaitGroup
