@@ -23,7 +23,7 @@ import (
 
 // execBenchPairs is how many (exec, raw runc) pairs one benchmark iteration runs, so that even
 // `make bench`'s default one second gives enough samples for a p95.
-const execBenchPairs = 10
+const execBenchPairs = 20
 
 // execBenchGap is the quiet time before each call of the isolated variant: longer than the
 // kernel's RCU grace period, so no call rides on the previous one's cgroup migration.
@@ -52,12 +52,17 @@ const execBenchGap = 50 * time.Millisecond
 //     window, while exec reaches it after its own start-up, mostly outside: the numbers show
 //     a script's steady state, and how much of exec's overhead is this kernel effect.
 //
-// Run on its own (three iterations give 30 pairs per variant):
+// Run on its own (three iterations give 60 pairs per variant):
 //
 //	go test -run '^$' -bench BenchmarkExecVsRunc -benchtime 3x ./integration/
 func BenchmarkExecVsRunc(b *testing.B) {
 	runc := testenv.Runc(b)
-	bin := filepath.Join(testenv.Binaries(b), "airlock")
+	// AIRLOCK_BENCH_AIRLOCK names another airlock binary to measure (an older build, say);
+	// by default the one built from this checkout.
+	bin := os.Getenv("AIRLOCK_BENCH_AIRLOCK")
+	if bin == "" {
+		bin = filepath.Join(testenv.Binaries(b), "airlock")
+	}
 	raw := newExecBenchRaw(b, runc)
 
 	env := append(os.Environ(),
