@@ -20,7 +20,6 @@ import (
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
-	"github.com/airlock-mcp/airlock/seccomp"
 )
 
 // Exit codes of `airlock exec` that are not the command's own.
@@ -239,14 +238,14 @@ type openBackend func(ctx context.Context, log zerolog.Logger) (b sandbox.Backen
 
 // openRunc opens the embedded runc backend with images and run state under stateDir().
 func openRunc(ctx context.Context, log zerolog.Logger) (sandbox.Backend, func() error, error) {
-	// The first Run of a process compiles the seccomp profiles (a millisecond or so). Start
-	// that now, on another core, while the backend opens its state dir, takes its owner lock
-	// and reaps; Run then finds the profiles compiled (or waits for the rest). Compiling is
-	// pure; errors surface again, and refuse the run, when Run asks for its profile.
+	// The first Run of a process compiles the seccomp profiles and builds JSON encoders (a
+	// millisecond or two). Do that now, on another core, while the backend opens its state
+	// dir, takes its owner lock and reaps; Run then finds the work done (or waits for the
+	// rest). It is pure; errors surface again, and refuse the run, when Run meets them.
 	compiled := make(chan struct{})
 	go func() {
 		defer close(compiled)
-		_, _ = seccomp.OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
+		runc.Prewarm()
 	}()
 	dir := stateDir()
 	store, err := images.Open(dir)

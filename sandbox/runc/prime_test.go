@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/airlock-mcp/airlock/internal/testenv"
+	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/seccomp"
 )
 
 func TestOwnCgroupProcs(t *testing.T) {
@@ -95,5 +97,19 @@ func TestPrimingMovesNothing(t *testing.T) {
 	}
 	if err := migrateSelf(target, 1<<30); err == nil {
 		t.Fatalf("wrote pid %s, not listed in %s", strconv.Itoa(1<<30), target)
+	}
+}
+
+// TestPrewarm: after Prewarm the default filter is compiled and cached (Run gets the same
+// shared value), and the OCI configuration encodes.
+func TestPrewarm(t *testing.T) {
+	Prewarm()
+	sc, err := seccomp.OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
+	if err != nil || sc == nil || len(sc.Syscalls) == 0 {
+		t.Fatalf("default filter after Prewarm: %v, %v", sc, err)
+	}
+	again, _ := seccomp.OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
+	if again != sc {
+		t.Fatal("Prewarm did not leave the compiled filter cached")
 	}
 }
