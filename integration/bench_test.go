@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -122,8 +123,10 @@ func benchMeasure(b *testing.B, medians *benchMedians, name string, call func() 
 //   - airlock_exec: the `airlock exec` binary (backend_run plus process start-up);
 //   - mcp_http_run_command: a run_command call of argv ["true"] through a running
 //     `airlock serve --http` (all seven stages plus HTTP and JSON-RPC, one reused session);
-//   - mcp_http_denied: the sandbox-free MCP path, a run_command the policy denies (HTTP,
-//     JSON-RPC, decode, schema, policy and the fsynced audit record; no container).
+//   - mcp_http_denied, mcp_http_token_denied, mcp_stdio_denied: the sandbox-free MCP path, a
+//     run_command the policy denies (transport, JSON-RPC, decode, schema, policy and the
+//     fsynced audit record; no container), over token-less HTTP, HTTP with a bearer token,
+//     and stdio.
 //
 // The MCP variant reports its median as a ratio of exec's and the milliseconds it adds to
 // exec and to the in-process backend. On a shared machine the load drifts between variants,
@@ -136,7 +139,8 @@ func BenchmarkCallLatency(b *testing.B) {
 	medians := &benchMedians{m: map[string]time.Duration{}}
 	calls, auditPath := benchCalls(b, runc)
 
-	for _, name := range []string{"runc_run", "backend_run", "airlock_exec", "mcp_http_run_command", "mcp_http_denied"} {
+	for _, name := range []string{"runc_run", "backend_run", "airlock_exec", "mcp_http_run_command",
+		"mcp_http_denied", "mcp_http_token_denied", "mcp_stdio_denied"} {
 		b.Run(name, func(b *testing.B) {
 			benchMeasure(b, medians, name, calls[name])
 			if name != "mcp_http_run_command" {
@@ -260,27 +264,40 @@ func benchCalls(b *testing.B, runc string) (calls map[string]func() error, audit
 		return nil
 	}
 
-	// Sandbox-free: the whole MCP path (HTTP, JSON-RPC, decode, schema, policy, the fsynced
-	// audit record) for a call the policy denies, so no container starts.
-	mcpDenied := func() error {
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "run_command",
-			Arguments: map[string]any{"command": "rm -rf /workspace"}})
-		if err != nil {
-			return err
+	// Sandbox-free: the whole MCP path (transport, JSON-RPC, decode, schema, policy, the
+	// fsynced audit record) for a call the policy denies, so no container starts. Over stdio,
+	// over token-less loopback HTTP (which checks the peer's uid on every request), and over
+	// HTTP with a bearer token (which does not).
+	denied := func(cs *mcp.ClientSession) func() error {
+		return func() error {
+			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "run_command",
+				Arguments: map[string]any{"command": "rm -rf /workspace"}})
+			if err != nil {
+				return err
+			}
+			if !res.IsError || !strings.HasPrefix(mcpText(res), "[POLICY DENIED]") {
+				raw, _ := json.Marshal(res)
+				return fmt.Errorf("rm was not denied: %s", raw)
+			}
+			return nil
 		}
-		if !res.IsError || !strings.HasPrefix(mcpText(res), "[POLICY DENIED]") {
-			raw, _ := json.Marshal(res)
-			return fmt.Errorf("rm was not denied: %s", raw)
-		}
-		return nil
 	}
+	stdio := newMCPEnv(b, benchPolicy, nil)
+	stdio.quiet = true
+	withToken := newMCPEnv(b, benchPolicy, nil)
+	withToken.quiet = true
+	token := rand.Text()
+	withToken.extraYAML = "http:\n  tokens:\n    - token_env: AIRLOCK_BENCH_TOKEN\n      grant: bench\n"
+	withToken.extraEnv = []string{"AIRLOCK_BENCH_TOKEN=" + token}
 
 	return map[string]func() error{
-		"runc_run":             runcRun,
-		"backend_run":          backendRun,
-		"airlock_exec":         airlockExec,
-		"mcp_http_run_command": mcpCall,
-		"mcp_http_denied":      mcpDenied,
+		"runc_run":              runcRun,
+		"backend_run":           backendRun,
+		"airlock_exec":          airlockExec,
+		"mcp_http_run_command":  mcpCall,
+		"mcp_http_denied":       denied(cs),
+		"mcp_http_token_denied": denied(connectHTTP(b, withToken.startHTTP(b), token, nil)),
+		"mcp_stdio_denied":      denied(stdio.connectStdio(b, nil)),
 	}, e.audit
 }
 
