@@ -27,34 +27,10 @@ func TestReadmeSecurityClaimsAreTested(t *testing.T) {
 	if len(claims) < 20 {
 		t.Fatalf("README.md lists %d claims under '## Security model'; expected the full list", len(claims))
 	}
-	known := map[string]map[string]bool{}
-	inReadme := map[string]bool{}
-	for _, c := range claims {
-		refs := secDocTestRef.FindAllStringSubmatch(c, -1)
-		if len(refs) == 0 {
-			t.Errorf("README.md makes a security claim without naming a test:\n  %s", c)
-		}
-		for _, r := range refs {
-			dir := r[1]
-			if dir == "" {
-				dir = "integration"
-			}
-			if known[dir] == nil {
-				known[dir] = secDocTests(t, filepath.Join(root, filepath.FromSlash(dir)))
-			}
-			if !known[dir][r[2]] {
-				t.Errorf("README.md names %s in %s/, which has no such test or subtest:\n  %s", r[2], dir, c)
-			}
-			inReadme[dir+"."+r[2]] = true
-		}
-	}
+	inReadme := checkTestRefs(t, root, "README.md", claims)
 	for _, c := range secDocSection(string(doc), "## Properties") {
 		for _, r := range secDocTestRef.FindAllStringSubmatch(c, -1) {
-			dir := r[1]
-			if dir == "" {
-				dir = "integration"
-			}
-			if strings.HasPrefix(r[2], "TestEscape/") && !inReadme[dir+"."+r[2]] {
+			if strings.HasPrefix(r[2], "TestEscape/") && !inReadme[secDocRefDir(r)+"."+r[2]] {
 				t.Errorf("docs/security.md lists the escape property %s but README.md's security section does not", r[2])
 			}
 		}

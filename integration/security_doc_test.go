@@ -40,27 +40,7 @@ func TestSecurityDocClaimsAreTested(t *testing.T) {
 		}
 	}
 
-	known := map[string]map[string]bool{} // package dir -> test names (with subtests)
-	named := map[string]bool{}            // every reference in the document
-	for _, c := range append(slices.Clone(claims), gaps...) {
-		refs := secDocTestRef.FindAllStringSubmatch(c, -1)
-		if len(refs) == 0 {
-			t.Errorf("docs/security.md lists a property or gap without naming a test:\n  %s", c)
-		}
-		for _, r := range refs {
-			dir := r[1]
-			if dir == "" {
-				dir = "integration"
-			}
-			if known[dir] == nil {
-				known[dir] = secDocTests(t, filepath.Join(root, filepath.FromSlash(dir)))
-			}
-			named[dir+"."+r[2]] = true
-			if !known[dir][r[2]] {
-				t.Errorf("docs/security.md names %s in %s/, which has no such test or subtest (t.Run with that literal name):\n  %s", r[2], dir, c)
-			}
-		}
-	}
+	named := checkTestRefs(t, root, "docs/security.md", append(slices.Clone(claims), gaps...))
 
 	// The other direction: every escape case is documented, known gaps under their heading.
 	for name := range secDocTests(t, filepath.Join(root, "integration")) {
@@ -72,6 +52,39 @@ func TestSecurityDocClaimsAreTested(t *testing.T) {
 			t.Errorf("known gap %s is not listed under '## Known gaps' in docs/security.md", name)
 		}
 	}
+}
+
+// checkTestRefs checks that every claim names at least one test and that each named test (or
+// t.Run subtest with that literal name) exists; it returns the references as "dir.TestName".
+func checkTestRefs(t *testing.T, root, file string, claims []string) map[string]bool {
+	t.Helper()
+	known := map[string]map[string]bool{} // package dir -> test names (with subtests)
+	named := map[string]bool{}
+	for _, c := range claims {
+		refs := secDocTestRef.FindAllStringSubmatch(c, -1)
+		if len(refs) == 0 {
+			t.Errorf("%s makes a claim without naming a test:\n  %s", file, c)
+		}
+		for _, r := range refs {
+			dir := secDocRefDir(r)
+			if known[dir] == nil {
+				known[dir] = secDocTests(t, filepath.Join(root, filepath.FromSlash(dir)))
+			}
+			named[dir+"."+r[2]] = true
+			if !known[dir][r[2]] {
+				t.Errorf("%s names %s in %s/, which has no such test or subtest (t.Run with that literal name):\n  %s", file, r[2], dir, c)
+			}
+		}
+	}
+	return named
+}
+
+// secDocRefDir is the package directory of a secDocTestRef match; bare names are integration's.
+func secDocRefDir(m []string) string {
+	if m[1] == "" {
+		return "integration"
+	}
+	return m[1]
 }
 
 // secDocSection returns the list items of the section under heading, one string per item
