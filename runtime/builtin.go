@@ -208,13 +208,8 @@ func builtinSpecs() map[string]builtinSpec {
 					argv = append(argv, r)
 				}
 				argv = append(argv, "--")
-				if p, ok := args["path"].(string); ok {
-					if err := canonicalPath(p); err != nil {
-						return nil, nil, err
-					}
-					argv = append(argv, p)
-				}
-				return argv, nil, nil
+				argv, err := appendPathArg(argv, args)
+				return argv, nil, err
 			},
 		},
 		"git_log": {
@@ -235,13 +230,8 @@ func builtinSpecs() map[string]builtinSpec {
 					n = s
 				}
 				argv := gitArgv("log", "--no-color", "--no-show-signature", "--date=short", "--format=%h %ad %an %s", "-n", n, "--")
-				if p, ok := args["path"].(string); ok {
-					if err := canonicalPath(p); err != nil {
-						return nil, nil, err
-					}
-					argv = append(argv, p)
-				}
-				return argv, nil, nil
+				argv, err := appendPathArg(argv, args)
+				return argv, nil, err
 			},
 		},
 		"run_tests": {
@@ -255,6 +245,19 @@ func builtinSpecs() map[string]builtinSpec {
 			// argv is bound at registry time from the tests config.
 		},
 	}
+}
+
+// appendPathArg appends the optional args.path of a git tool, after the "--" that ends its
+// options, once it is known to be canonical (the path git reads is the path the policy saw).
+func appendPathArg(argv []string, args map[string]any) ([]string, error) {
+	p, ok := args["path"].(string)
+	if !ok {
+		return argv, nil
+	}
+	if err := canonicalPath(p); err != nil {
+		return nil, err
+	}
+	return append(argv, p), nil
 }
 
 // renderToolbox decodes the toolbox's single JSON object and hands it to view. The toolbox's
