@@ -132,12 +132,8 @@ type mcpStep struct {
 	tool    string
 	args    map[string]any
 	approve *bool // set: the approver answers this way and must be asked
-	// unknownOK accepts a protocol "unknown tool" error instead of a result: the call never
-	// reached the pipeline, so it leaves no audit record. Airlock registers only the tools a
-	// grant may see, so a hidden tool is unknown to the MCP server, not denied by the policy.
-	unknownOK bool
-	check     func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string)
-	audit     func(t *testing.T, rec mcpAuditRecord)
+	check   func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string)
+	audit   func(t *testing.T, rec mcpAuditRecord)
 }
 
 func mcpPtr[T any](v T) *T { return &v }
@@ -295,7 +291,7 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 		},
 		{
 			name: "hidden tool is refused when called anyway",
-			tool: "git_log", args: map[string]any{}, unknownOK: true,
+			tool: "git_log", args: map[string]any{},
 			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {
 				wantDenied(t, r, raw, "", "/hide")
 			},
@@ -442,10 +438,6 @@ func TestMCPGoClient(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 					defer cancel()
 					res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: st.tool, Arguments: st.args})
-					if err != nil && st.unknownOK && strings.Contains(err.Error(), "unknown tool") {
-						t.Logf("%s: refused as an unknown tool (not registered for this grant): %v", st.tool, err)
-						return
-					}
 					audited = append(audited, st)
 					if err != nil {
 						t.Fatalf("tools/call %s: transport error %v (policy and tool errors must be results)", st.tool, err)

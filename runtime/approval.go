@@ -164,6 +164,9 @@ func (f fixedApprover) Approve(context.Context, pipeline.ApprovalRequest) (bool,
 	return f.ok, f.err
 }
 
+// errNoElicitation denies an approve_if call from a client that cannot ask its user.
+var errNoElicitation = errors.New("approval required, but this MCP client cannot ask its user (no elicitation support)")
+
 // sessionApprover asks through elicitation/create during the call: the way for clients before
 // 2026-07-28 that declared elicitation. Any other client is denied (fail closed), as is a call
 // the input-request pre-check did not foresee on a newer client.
@@ -173,7 +176,7 @@ type sessionApprover struct {
 
 func (s sessionApprover) Approve(ctx context.Context, req pipeline.ApprovalRequest) (bool, error) {
 	if s.ss == nil || !canElicit(s.ss) {
-		return false, errors.New("approval required, but this MCP client cannot ask its user (no elicitation support)")
+		return false, errNoElicitation
 	}
 	res, err := s.ss.Elicit(ctx, approvalParams(req.Tool, req.Args, req.Decision))
 	if err != nil {

@@ -195,6 +195,12 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 		// protocol error that skips the audit log.
 		return sessionApprover{ss: req.Session}, nil, nil
 	}
+	if caps := req.ClientCapabilities(); caps == nil || caps.Elicitation == nil {
+		// A client that cannot show an input request fails the call on its side, so the
+		// attempt would reach no audit record. Let the pipeline deny it instead (fail closed,
+		// recorded), exactly as for older clients without elicitation.
+		return fixedApprover{err: errNoElicitation}, nil, nil
+	}
 	m, hash, ok := canonicalArgs(args)
 	if !ok {
 		return sessionApprover{ss: req.Session}, nil, nil
