@@ -183,6 +183,15 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	f.mcp.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), grantKey{}, g)))
 }
 
+// peerCache holds the peer uid of one connection, looked up on its first token-less request.
+type peerCache struct {
+	once sync.Once
+	uid  uint32
+	err  error
+}
+
+type peerCacheKey struct{}
+
 // checkPeer allows a token-less request only from a process of Airlock's own uid (or root).
 func (f *httpFront) checkPeer(req *http.Request) error {
 	deny := fmt.Errorf("without http.tokens only processes of uid %d (the user running Airlock) may connect; configure http.tokens to serve other users", f.uid)
@@ -198,7 +207,16 @@ func (f *httpFront) checkPeer(req *http.Request) error {
 	if err != nil {
 		return deny
 	}
-	uid, err := f.peerUID(remote, local)
+	var uid uint32
+	if pc, ok := req.Context().Value(peerCacheKey{}).(*peerCache); ok {
+		// Served by ServeHTTP: one lookup per connection. /proc/net/tcp reports the uid that
+		// created the socket, which never changes, so the answer holds for the connection's
+		// life; reading the table costs milliseconds, which every request would otherwise pay.
+		pc.once.Do(func() { pc.uid, pc.err = f.peerUID(remote, local) })
+		uid, err = pc.uid, pc.err
+	} else {
+		uid, err = f.peerUID(remote, local)
+	}
 	if err != nil || (uid != f.uid && uid != 0) {
 		return deny
 	}
@@ -282,7 +300,10 @@ func (r *Runtime) ServeHTTP(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, peerCacheKey{}, &peerCache{})
+		}}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
