@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -410,4 +411,20 @@ func (e *mcpEnv) verifyAudit(t testing.TB, path string) (int, string) {
 func jsonString(v any) (string, error) {
 	b, err := json.Marshal(v)
 	return string(b), err
+}
+
+// checkToolNames asserts a tools/list answer (from any client) shows every tool the test
+// policy allows and none it hides.
+func checkToolNames(t *testing.T, names []string) {
+	t.Helper()
+	for _, want := range mcpVisibleTools {
+		if !slices.Contains(names, want) {
+			t.Errorf("tools/list %v lacks %s", names, want)
+		}
+	}
+	for _, hidden := range mcpHiddenTools {
+		if slices.Contains(names, hidden) {
+			t.Errorf("tools/list %v shows %s, which the policy hides", names, hidden)
+		}
+	}
 }
