@@ -2,9 +2,15 @@
 // airlock binaries) and skips a test loudly when the machine lacks one. Under `make test`
 // AIRLOCK_REQUIRE_SANDBOX=1 is set, which turns every such skip into a failure: there the
 // capability was just installed, so its absence is a broken setup, not a missing feature.
+//
+// Two kinds of absence are told apart. Unavailable: the SANDBOX (runc, root, cgroups, an
+// image) lacks something Airlock promises, so the property is untested. NotApplicable: the
+// HOST kernel lacks the attack surface a case attacks (no 32-bit syscalls, no /proc file),
+// so the property holds trivially there; that stays a skip even under AIRLOCK_REQUIRE_SANDBOX.
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +28,18 @@ func Unavailable(t testing.TB, format string, args ...any) {
 		t.Fatalf("AIRLOCK_REQUIRE_SANDBOX=1 but "+format, args...)
 	}
 	t.Skipf("SKIPPED, capability missing: "+format, args...)
+}
+
+// NotApplicablePrefix starts the skip message of every NotApplicable case, so a run's log can
+// be searched for the cases this host could not exercise.
+const NotApplicablePrefix = "NOT APPLICABLE: "
+
+// NotApplicable skips t because the host lacks the attack surface the case needs; the reason
+// (logged by the skip) names what is missing and why the property then holds trivially. It is
+// never turned into a failure: no setup step could give the kernel that surface.
+func NotApplicable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	t.Skip(NotApplicablePrefix + fmt.Sprintf(format, args...))
 }
 
 // RepoRoot is the directory holding go.mod.
