@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -16,7 +17,7 @@ import (
 // reads the same files on the host, so the test fails if the masks go.
 func TestRootRunCannotReadKernelHeapMaps(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root to run a container as uid 0")
+		testenv.Unavailable(t, "running a container as uid 0 needs root (uid %d)", os.Getuid())
 	}
 	paths := []string{"/proc/slabinfo", "/proc/vmallocinfo", "/proc/pagetypeinfo"}
 	var present []string
@@ -32,7 +33,7 @@ func TestRootRunCannotReadKernelHeapMaps(t *testing.T) {
 		f.Close()
 	}
 	if len(present) == 0 {
-		t.Skip("this kernel exposes none of the heap and page maps")
+		testenv.NotApplicable(t, "this kernel exposes none of %v to root on the host, so there is no heap or page map for the sandbox to mask", paths)
 	}
 	b := newTestBackend(t)
 	script := "for p in " + strings.Join(present, " ") + "; do n=$(head -c 64 $p 2>/dev/null | wc -c); echo $p $n; done"
