@@ -5,3 +5,5 @@ package main
 import "fmt"
 
 func compat() { fmt.Println(`{"compat":"unsupported"}`) }
+
+func compatChild() { compat() }

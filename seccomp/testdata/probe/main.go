@@ -39,6 +39,10 @@ func main() {
 		compat()
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "compat-child" {
+		compatChild()
+		return
+	}
 	if len(os.Args) > 2 && os.Args[1] == "setid" {
 		out := map[string]string{}
 		setidOps(out, os.Args[2])
