@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"os"
 	"os/exec"
@@ -15,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -78,12 +78,13 @@ func testForkBomb(t *testing.T, s *escapeSuite) {
 	}
 }
 
-// escCgroupFiles finds the cgroup under parent (in any controller) that holds one of pids and
-// has every one of files, and returns their trimmed contents.
-func escCgroupFiles(parent string, pids []string, files ...string) (map[string]string, bool) {
+// escContainerCgroups lists the cgroups under parent, one per hierarchy (each v1 controller,
+// the hybrid unified one, or the single v2 tree), that hold one of pids.
+func escContainerCgroups(parent string, pids []string) []string {
 	if len(pids) == 0 {
-		return nil, false
+		return nil
 	}
+	var found []string
 	for _, dir := range escCgroupDirs(parent) {
 		kids, _ := os.ReadDir(dir)
 		for _, k := range kids {
@@ -93,20 +94,28 @@ func escCgroupFiles(parent string, pids []string, files ...string) (map[string]s
 				continue
 			}
 			members := strings.Fields(string(procs))
-			if !slices.ContainsFunc(pids, func(p string) bool { return slices.Contains(members, p) }) {
-				continue
+			if slices.ContainsFunc(pids, func(p string) bool { return slices.Contains(members, p) }) {
+				found = append(found, cg)
 			}
-			vals := map[string]string{}
-			for _, f := range files {
-				b, err := os.ReadFile(filepath.Join(cg, f))
-				if err != nil {
-					break // another controller's directory
-				}
-				vals[f] = strings.TrimSpace(string(b))
+		}
+	}
+	return found
+}
+
+// escCgroupFiles finds the cgroup under parent (in any controller) that holds one of pids and
+// has every one of files, and returns their trimmed contents.
+func escCgroupFiles(parent string, pids []string, files ...string) (map[string]string, bool) {
+	for _, cg := range escContainerCgroups(parent, pids) {
+		vals := map[string]string{}
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(cg, f))
+			if err != nil {
+				break // another controller's directory
 			}
-			if len(vals) == len(files) {
-				return vals, true
-			}
+			vals[f] = strings.TrimSpace(string(b))
+		}
+		if len(vals) == len(files) {
+			return vals, true
 		}
 	}
 	return nil, false
@@ -123,12 +132,16 @@ func escPidsCgroupOf(parent string, pids []string) (current int, limit string, o
 }
 
 // testCPUQuota: two busy loops under --cpus 0.5 get at most half a core between them, measured
-// from the host in the container's cpuacct cgroup while they run.
+// from the host in the container's cgroup while they run: the quota and usage of the cgroup v1
+// cpu/cpuacct controllers where cpu is mounted as v1 (runc enforces the quota there, also on a
+// hybrid host whose unified tree lacks the cpu controller), else cgroup v2's cpu.max and cpu.stat.
 func testCPUQuota(t *testing.T, s *escapeSuite) {
-	if len(escCgroupDirs("")) == 0 || !escHasCPUAcct() {
-		testenv.Unavailable(t, "no cgroup v1 cpuacct controller to measure CPU use with")
-	}
 	const cpus = 0.5
+	layout := escCPULayout()
+	if layout == "" {
+		t.Fatalf("no cgroup layout to measure CPU use with: neither a cgroup v1 cpu controller (%s) nor cgroup v2 with the cpu controller (%s)",
+			escCPUv1Quota, escCPUv2Controllers)
+	}
 	marker := s.caseMarker(t)
 	ctx, stop := context.WithCancel(context.Background())
 	type sample struct {
@@ -141,13 +154,9 @@ func testCPUQuota(t *testing.T, s *escapeSuite) {
 		var got []sample
 		quota := ""
 		for ctx.Err() == nil {
-			pids := escPidsWith(marker)
-			if q, ok := escCgroupFiles(s.cgroupParent, pids, "cpu.cfs_quota_us", "cpu.cfs_period_us"); ok {
-				quota = q["cpu.cfs_quota_us"] + "/" + q["cpu.cfs_period_us"]
-			}
-			if v, ok := escCgroupFiles(s.cgroupParent, pids, "cpuacct.usage"); ok {
-				n, _ := strconv.ParseInt(v["cpuacct.usage"], 10, 64)
-				got = append(got, sample{time.Now(), n, quota})
+			if q, usage, ok := escCPUOf(layout, s.cgroupParent, escPidsWith(marker)); ok {
+				quota = cmp.Or(q, quota)
+				got = append(got, sample{time.Now(), usage, quota})
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -162,13 +171,13 @@ func testCPUQuota(t *testing.T, s *escapeSuite) {
 	}
 	// Skip the first samples (start-up) and use the longest window that remains.
 	if len(got) < 10 {
-		t.Fatalf("only %d CPU samples of the container; cannot measure", len(got))
+		t.Fatalf("only %d CPU samples of the container's cgroup (%s layout); cannot measure", len(got), layout)
 	}
 	first, last := got[3], got[len(got)-1]
 	rate := float64(last.usage-first.usage) / float64(last.at.Sub(first.at).Nanoseconds())
-	t.Logf("CPU use %.2f cores over %s (quota/period %s)", rate, last.at.Sub(first.at).Round(time.Millisecond), last.quota)
-	if last.quota != "50000/100000" {
-		t.Errorf("cpu.cfs_quota_us/cpu.cfs_period_us = %s on the host, want 50000/100000", last.quota)
+	t.Logf("CPU use %.2f cores over %s (cgroup %s, quota and period %q)", rate, last.at.Sub(first.at).Round(time.Millisecond), layout, last.quota)
+	if last.quota != "50000 100000" {
+		t.Errorf("the container's CPU quota and period (cgroup %s) are %q on the host, want \"50000 100000\"", layout, last.quota)
 	}
 	if rate > cpus*1.2 {
 		t.Errorf("two busy loops used %.2f cores; the quota is %.1f", rate, cpus)
@@ -178,10 +187,59 @@ func testCPUQuota(t *testing.T, s *escapeSuite) {
 	}
 }
 
-// escHasCPUAcct reports whether the cgroup v1 cpuacct controller is mounted.
-func escHasCPUAcct() bool {
-	_, err := os.Stat("/sys/fs/cgroup/cpuacct/cpuacct.usage")
-	return err == nil
+const (
+	escCPUv1Quota       = "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"
+	escCPUv2Controllers = "/sys/fs/cgroup/cgroup.controllers"
+)
+
+// escCPULayout says which cgroup hierarchy enforces the CPU quota: "v1" when the v1 cpu
+// controller is mounted (runc sets the quota there, whatever the unified tree of a hybrid host
+// holds), "v2" when /sys/fs/cgroup is a v2 tree with the cpu controller, else "".
+func escCPULayout() string {
+	if _, err := os.Stat(escCPUv1Quota); err == nil {
+		return "v1"
+	}
+	if b, err := os.ReadFile(escCPUv2Controllers); err == nil && slices.Contains(strings.Fields(string(b)), "cpu") {
+		return "v2"
+	}
+	return ""
+}
+
+// escCPUOf reads the quota ("quota period", as in cpu.max) and the CPU time used so far (ns)
+// of the container cgroup holding one of pids. v1: cpu.cfs_quota_us and cpu.cfs_period_us, and
+// cpuacct.usage (or, without cpuacct, the unified tree's cpu.stat). v2: cpu.max and cpu.stat's
+// usage_usec. ok is false until the usage can be read; quota is "" until it can.
+func escCPUOf(layout, parent string, pids []string) (quota string, usage int64, ok bool) {
+	usage = -1
+	for _, cg := range escContainerCgroups(parent, pids) {
+		read := func(f string) (string, bool) {
+			b, err := os.ReadFile(filepath.Join(cg, f))
+			return strings.TrimSpace(string(b)), err == nil
+		}
+		if layout == "v1" {
+			q, okQ := read("cpu.cfs_quota_us")
+			p, okP := read("cpu.cfs_period_us")
+			if okQ && okP {
+				quota = q + " " + p
+			}
+			if v, okU := read("cpuacct.usage"); okU {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+					usage = n
+				}
+			}
+		} else if q, okQ := read("cpu.max"); okQ {
+			quota = q
+		}
+		if layout == "v2" || usage < 0 {
+			// Every v2 cgroup (the hybrid unified one too) accounts usage_usec in cpu.stat;
+			// v1's cpu.stat has throttling counters only, so it never matches.
+			stat, _ := read("cpu.stat")
+			if us, err := strconv.ParseInt(escRegexpFind(`(?m)^usage_usec (\d+)$`, stat), 10, 64); err == nil {
+				usage = us * 1000
+			}
+		}
+	}
+	return quota, usage, usage >= 0
 }
 
 // testKernelMemory: memory the kernel holds for the command (here pipe buffers, up to 1024
