@@ -245,11 +245,19 @@ func escCPUOf(layout, parent string, pids []string) (quota string, usage int64, 
 // testKernelMemory: memory the kernel holds for the command (here pipe buffers, up to 1024
 // descriptors in each of 8 processes) is charged to its memory cgroup: under a 32 MiB limit the
 // fillers are OOM-killed or hold no more than the limit, while a control run with room to spare
-// shows they would hold more than 32 MiB.
+// must hold more than 32 MiB, or the limited run would prove nothing.
+//
+// The fillers run as a uid no other process uses: once a uid holds pipe-user-pages-soft pages
+// of pipes (64 MiB by default), every further pipe of that uid gets 2 pages instead of 16, and
+// uid 65534 is shared with every other sandbox on the host. With a quota of its own the control
+// holds 64 MiB in its first pipes alone.
 func testKernelMemory(t *testing.T, s *escapeSuite) {
 	const limit = 32 << 20
-	fill := func(memory int64) (sandbox.Result, int) {
-		res := s.run(t, sandbox.WithMemory(memory), sandbox.WithWorkspace(s.probeDir, sandbox.ReadOnly),
+	// Unique on this host while the test process lives; never a uid of /etc/passwd.
+	base := uint32(1_800_000_000 + 2*os.Getpid())
+	fill := func(memory int64, uid uint32) (sandbox.Result, int) {
+		res := s.run(t, sandbox.WithMemory(memory), sandbox.WithUser(uid, uid),
+			sandbox.WithWorkspace(s.probeDir, sandbox.ReadOnly),
 			sandbox.WithArgv("sh", "-c", "for i in 1 2 3 4 5 6 7 8; do /workspace/probe pipes & done; wait"))
 		total := 0
 		for _, m := range regexp.MustCompile(`"buffered":(\d+)`).FindAllStringSubmatch(string(res.Stdout), -1) {
@@ -258,14 +266,15 @@ func testKernelMemory(t *testing.T, s *escapeSuite) {
 		}
 		return res, total
 	}
-	_, control := fill(512 << 20)
-	t.Logf("control (512 MiB): the fillers held %d MiB of pipe buffers", control>>20)
+	res, control := fill(512<<20, base)
+	t.Logf("control (512 MiB, uid %d): the fillers held %d MiB of pipe buffers", base, control>>20)
 	if control <= limit {
-		t.Logf("control held only %d MiB (the per-user pipe quota is shared with every uid-65534 process on the host); "+
-			"the limited run below still must not exceed %d MiB", control>>20, limit>>20)
+		t.Fatalf("control: with 512 MiB the fillers held only %d MiB of pipe buffers (exit %d, oom %v, stderr %q), "+
+			"not more than the %d MiB limit, so the limited run could not show that kernel memory is charged",
+			control>>20, res.ExitCode, res.OOMKilled, escTruncate(res.Stderr, 300), limit>>20)
 	}
-	res, total := fill(limit)
-	t.Logf("limited (32 MiB): oom_killed %v, the fillers reported %d MiB", res.OOMKilled, total>>20)
+	res, total := fill(limit, base+1)
+	t.Logf("limited (32 MiB, uid %d): oom_killed %v, the fillers reported %d MiB", base+1, res.OOMKilled, total>>20)
 	if !res.OOMKilled && total > limit {
 		t.Errorf("the fillers held %d MiB of kernel memory under a %d MiB limit and were not OOM-killed", total>>20, limit>>20)
 	}
