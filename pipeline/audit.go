@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"unicode/utf8"
 )
 
@@ -54,7 +56,20 @@ type Record struct {
 	Loosened     []string           `json:"loosened,omitempty"`
 	DurationMS   float64            `json:"duration_ms"`
 	StageMS      map[string]float64 `json:"stage_ms"`
+	// Phase is empty on the record that closes a call. PhaseStarted marks the intent record
+	// written just before the call's sandbox starts; PhaseReaped the record a later Airlock
+	// start writes when it removes the container of a call whose Airlock died mid-call.
+	Phase string `json:"phase,omitempty"`
+	// Cancelled: the call was cancelled (the client cancelled or went away, or Airlock shut
+	// down) before it finished. With a ContainerID the tool had started and was killed.
+	Cancelled bool `json:"cancelled,omitempty"`
 }
+
+// Record phases (Record.Phase).
+const (
+	PhaseStarted = "started"
+	PhaseReaped  = "reaped"
+)
 
 // canonical is the byte form the hash covers: the record as encoding/json writes it with Hash
 // empty. encoding/json sorts map keys and its output re-encodes to itself, so a verifier that
@@ -70,7 +85,7 @@ func (r Record) canonical() ([]byte, error) {
 func (r *Record) normalize() {
 	v := func(s *string) { *s = strings.ToValidUTF8(*s, "\uFFFD") }
 	for _, s := range []*string{&r.AuditID, &r.Time, &r.Grant, &r.Session, &r.Tool, &r.ArgsSHA256,
-		&r.Decision, &r.Rule, &r.Message, &r.PolicySHA256, &r.Backend, &r.Image, &r.Profile, &r.ContainerID} {
+		&r.Decision, &r.Rule, &r.Message, &r.PolicySHA256, &r.Backend, &r.Image, &r.Profile, &r.ContainerID, &r.Phase} {
 		v(s)
 	}
 	for i := range r.ArgKeys {
@@ -112,6 +127,8 @@ type AuditLog struct {
 	records int64
 	end     int64 // offset just past the last record this process verified or wrote
 	err     error
+	// pending are closing records whose write found the disk full (see hold).
+	pending []*Record
 
 	// onRecover, when set, hears of recoveries made while appending (see OnRecover).
 	onRecover func(Recovery)
@@ -244,7 +261,16 @@ func (l *AuditLog) Err() error {
 // Append chains rec to the log (setting PrevHash and Hash), writes it as one line and fsyncs.
 // It blocks while another append is in progress, in this process or another; it never drops a
 // record.
-func (l *AuditLog) Append(rec *Record) error {
+func (l *AuditLog) Append(rec *Record) error { return l.append(rec, true) }
+
+// AppendUnsynced is Append without the fsync, for records whose loss in a power cut does not
+// matter because what they record dies with the machine too: the intent record of a call
+// (its container does not survive a reboot) is followed by the call's closing record, whose
+// fsync makes both durable. A killed Airlock process loses nothing: the bytes are in the
+// kernel's page cache once write returns.
+func (l *AuditLog) AppendUnsynced(rec *Record) error { return l.append(rec, false) }
+
+func (l *AuditLog) append(rec *Record, sync bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
@@ -264,6 +290,72 @@ func (l *AuditLog) Append(rec *Record) error {
 		recov.Records, recov.LastID = l.records, l.lastID
 		l.onRecover(recov)
 	}
+	// Closing records that found the disk full go first, in their order.
+	for len(l.pending) > 0 {
+		if err := l.write(l.pending[0]); err != nil {
+			return l.hold(rec, sync, err)
+		}
+		l.pending = l.pending[1:]
+	}
+	if err := l.write(rec); err != nil {
+		return l.hold(rec, sync, err)
+	}
+	if sync {
+		// Unsynced appends before this one become durable with it.
+		if err := l.f.Sync(); err != nil {
+			l.err = fmt.Errorf("audit log %s: fsync failed, no further calls are accepted until Airlock restarts: %w", l.path, err)
+			return l.err
+		}
+	}
+	// The head file is best effort (not fsynced): it lets verify notice records cut from the
+	// end of the log, which a hash chain alone cannot show. It is written under the lock, so
+	// it always names the newest record whichever process wrote it.
+	_ = l.writeHead()
+	return nil
+}
+
+// maxPending bounds the closing records held in memory while the log's disk is full.
+const maxPending = 1024
+
+// ErrAuditFull reports an append refused because the log's file system is full. The log
+// itself is intact (the partial line was cut off again) and accepts appends once there is
+// space.
+var ErrAuditFull = errors.New("the audit log's file system is full")
+
+// hold handles a failed write of rec. A full disk is not the end of the log: the partial
+// line is gone again, so the chain is intact and later appends retry. A closing record
+// (synced: the call already ran) is kept in memory and written first once space returns, so
+// it is not lost while this process lives; an intent record is not kept, its call does not
+// run. Any other failure stops the log.
+func (l *AuditLog) hold(rec *Record, sync bool, err error) error {
+	var full *auditFullError
+	if !errors.As(err, &full) {
+		return err
+	}
+	if sync && len(l.pending) < maxPending && !slices.Contains(l.pending, rec) {
+		l.pending = append(l.pending, rec)
+		return fmt.Errorf("%w; %d record(s) are held in memory and written once there is space", err, len(l.pending))
+	}
+	return err
+}
+
+type auditFullError struct {
+	path string
+	err  error
+}
+
+func (e *auditFullError) Error() string {
+	return fmt.Sprintf("audit log %s: %v: free space on the file system that holds it (df %s); until then Airlock runs no tool, because a call it cannot record does not run",
+		e.path, e.err, filepath.Dir(e.path))
+}
+
+func (e *auditFullError) Unwrap() []error { return []error{ErrAuditFull, e.err} }
+
+// write chains rec to the head and writes it as one line. On a failed write it cuts the log
+// back to its last intact record: under the lock nobody else appends, so the bytes past l.end
+// are only this write's. If that succeeds and the disk was full, the error is an
+// *auditFullError and the log stays usable; otherwise the log stops.
+func (l *AuditLog) write(rec *Record) error {
 	rec.PrevHash = l.head
 	canon, err := rec.canonical()
 	if err != nil {
@@ -276,22 +368,17 @@ func (l *AuditLog) Append(rec *Record) error {
 	}
 	line = append(line, '\n')
 	if err := l.writeLine(l.f, line); err != nil {
+		if terr := l.f.Truncate(l.end); terr == nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+			return &auditFullError{path: l.path, err: err}
+		}
 		// Part of the line may be on disk; the next writer (this process after a restart, or
 		// another one) finds it torn under the lock and moves it aside.
 		l.err = fmt.Errorf("audit log %s: write failed, no further calls are accepted until Airlock restarts: %w", l.path, err)
 		return l.err
 	}
-	if err := l.f.Sync(); err != nil {
-		l.err = fmt.Errorf("audit log %s: fsync failed, no further calls are accepted until Airlock restarts: %w", l.path, err)
-		return l.err
-	}
 	l.head, l.lastID = rec.Hash, rec.AuditID
 	l.records++
 	l.end += int64(len(line))
-	// The head file is best effort (not fsynced): it lets verify notice records cut from the
-	// end of the log, which a hash chain alone cannot show. It is written under the lock, so
-	// it always names the newest record whichever process wrote it.
-	_ = l.writeHead()
 	return nil
 }
 
@@ -325,11 +412,28 @@ func (l *AuditLog) writeHead() error {
 	return nil
 }
 
-// Close closes the log. Appends after Close fail.
+// Close closes the log. Appends after Close fail. Records still held for lack of disk space
+// get one more try; if they cannot be written, the error names them.
 func (l *AuditLog) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var errs []error
+	if l.f != nil && l.err == nil && len(l.pending) > 0 {
+		if _, err := l.lock(); err == nil {
+			for len(l.pending) > 0 && l.write(l.pending[0]) == nil {
+				l.pending = l.pending[1:]
+			}
+			_ = l.writeHead()
+			l.unlock()
+		}
+		if len(l.pending) > 0 {
+			ids := make([]string, len(l.pending))
+			for i, r := range l.pending {
+				ids[i] = r.AuditID
+			}
+			errs = append(errs, fmt.Errorf("audit log %s: %d record(s) could not be written (disk full) and are lost: %s", l.path, len(ids), strings.Join(ids, ", ")))
+		}
+	}
 	if l.f != nil {
 		errs = append(errs, l.f.Sync())
 	}

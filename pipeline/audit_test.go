@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -343,13 +344,62 @@ func TestAuditStopsAfterFailedWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	l.writeLine = func(*os.File, []byte) error { return syscall.ENOSPC }
+	l.writeLine = func(*os.File, []byte) error { return syscall.EIO }
 	if err := l.Append(testRecord(0)); err == nil {
 		t.Fatal("Append succeeded with a failing disk")
 	}
 	l.writeLine = writeAll
 	if err := l.Append(testRecord(1)); err == nil || l.Err() == nil {
 		t.Fatal("log accepted appends after a failed write")
+	}
+}
+
+// TestAuditDiskFull: a write that finds the disk full (after writing part of the line) leaves
+// the log intact, refuses with an error that says what to do, drops an intent record (its
+// call does not run) but keeps a closing record, and writes it first once there is space.
+func TestAuditDiskFull(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(testRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	full := func(f *os.File, line []byte) error {
+		if _, err := f.Write(line[:len(line)/2]); err != nil {
+			return err
+		}
+		return &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	l.writeLine = full
+	intent := testRecord(1)
+	intent.Phase = PhaseStarted
+	err = l.AppendUnsynced(intent)
+	if !errors.Is(err, ErrAuditFull) || !strings.Contains(err.Error(), "free space") {
+		t.Fatalf("intent append on a full disk: %v, want ErrAuditFull saying to free space", err)
+	}
+	if err := l.Append(testRecord(2)); !errors.Is(err, ErrAuditFull) || !strings.Contains(err.Error(), "held in memory") {
+		t.Fatalf("closing append on a full disk: %v", err)
+	}
+	if rep := verifyFile(t, path); !rep.Intact() || rep.Records != 1 {
+		t.Fatalf("log while the disk is full: %+v, want 1 intact record and no torn bytes", rep)
+	}
+	if l.Err() != nil {
+		t.Fatalf("a full disk stopped the log: %v", l.Err())
+	}
+	l.writeLine = writeAll
+	if err := l.Append(testRecord(3)); err != nil {
+		t.Fatalf("append once there is space: %v", err)
+	}
+	l.Close()
+	rep := verifyFile(t, path)
+	if !rep.Intact() || rep.Records != 3 || rep.LastID != testRecord(3).AuditID {
+		t.Fatalf("after the disk has space: %+v, want records 0, 2, 3", rep)
+	}
+	b, _ := os.ReadFile(path)
+	if strings.Contains(string(b), testRecord(1).AuditID) {
+		t.Error("the intent record of a call that did not run was written")
 	}
 }
 

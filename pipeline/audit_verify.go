@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,53 @@ type VerifyReport struct {
 	// was cut off. A writer emits a record and its newline in one write, so this is what
 	// truncating a log looks like, not what a crash leaves.
 	TornComplete bool
+
+	// Calls, from Verify and VerifyLog only (a writer catching up does not track them).
+	// Unfinished lists, up to maxUnfinished, the audit_ids of calls with an intent record
+	// (PhaseStarted) and no closing record: an Airlock process died while they ran and no
+	// later start has reaped their containers yet (or they are running now). Reaped counts
+	// the calls a later start closed that way.
+	Unfinished      []string
+	UnfinishedCount int
+	Reaped          int64
+	open            map[string]bool // audit_ids started and not yet closed, while verifying
+}
+
+// maxUnfinished bounds VerifyReport.Unfinished.
+const maxUnfinished = 100
+
+// track notes a verified record's place in its call's life.
+func (r *VerifyReport) track(rec *Record) {
+	if r.open == nil {
+		return
+	}
+	switch rec.Phase {
+	case PhaseStarted:
+		r.open[rec.AuditID] = true
+	case PhaseReaped:
+		r.Reaped++
+		delete(r.open, rec.AuditID)
+	default:
+		delete(r.open, rec.AuditID)
+	}
+}
+
+// finishTracking turns the calls still open into Unfinished, in log order of nothing in
+// particular: sorted for a stable report.
+func (r *VerifyReport) finishTracking() {
+	if r.open == nil {
+		return
+	}
+	r.UnfinishedCount = len(r.open)
+	r.Unfinished = r.Unfinished[:0]
+	for id := range r.open {
+		r.Unfinished = append(r.Unfinished, id)
+	}
+	slices.Sort(r.Unfinished)
+	if len(r.Unfinished) > maxUnfinished {
+		r.Unfinished = r.Unfinished[:maxUnfinished]
+	}
+	r.open = nil
 }
 
 // Intact reports whether every byte of the log verified.
@@ -59,7 +107,9 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 // the record before it, and hash. It stops at the first bad line. An error is returned only
 // when r cannot be read.
 func Verify(r io.Reader) (VerifyReport, error) {
-	return verifyFrom(r, VerifyReport{LastHash: GenesisHash}, 64<<10)
+	rep, err := verifyFrom(r, VerifyReport{LastHash: GenesisHash, open: map[string]bool{}}, 64<<10)
+	rep.finishTracking()
+	return rep, err
 }
 
 // verifyFrom continues a verification: r holds the bytes after rep.IntactBytes, and its first
@@ -116,6 +166,7 @@ func checkLine(b []byte, prev string, rep *VerifyReport) string {
 	rep.Records++
 	rep.LastID = rec.AuditID
 	rep.LastHash = rec.Hash
+	rep.track(&rec)
 	return ""
 }
 

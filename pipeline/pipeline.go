@@ -127,6 +127,7 @@ func New(cfg Config) (*Pipeline, error) {
 			Msg("audit log: another process's incomplete record was moved aside, or the log file was replaced; continued the chain")
 	})
 	p.trace = traceStage{audit: log, log: cfg.Logger, now: p.now}
+	p.instantiate = instantiateStage{auditPath: log.Path()}
 	return p, nil
 }
 
@@ -175,6 +176,7 @@ type Result struct {
 	IsError    bool
 	Verdict    policies.Verdict // empty when the call stopped before stage 3
 	Denied     bool             // denied by policy (or approval declined)
+	Cancelled  bool             // cancelled before it finished (see Record.Cancelled)
 	AuditID    string
 	// StageMS is how long each stage took, in milliseconds (the audit record has the same
 	// numbers, except "audit" itself).
@@ -241,6 +243,9 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	case policies.Allow:
 	case policies.Approve:
 		if reason := p.policy.approve(ctx, t, call, args, d); reason != "" {
+			if ctx.Err() != nil {
+				return t.cancelled(ctx, "while waiting for approval, before the tool ran")
+			}
 			t.rec.Decision = string(policies.Deny)
 			t.rec.Message = "approval declined: " + reason
 			p.log.Info().Str("event", "policy.deny").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("rule", d.Rule).Str("reason", reason).Msg("approval declined")
@@ -259,8 +264,30 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 		return t.errorResult(fmt.Sprintf("%s: cannot prepare the sandbox: %s (the tool did not run)", call.Tool, p.sanitize.text(err.Error())))
 	}
 
+	// The intent record: if Airlock dies during stage 5 (SIGKILL, the OOM killer), the log
+	// still shows the call was started, and the next start, which reaps the container by the
+	// labels set in stage 4, closes it with a reaped record. A call that cannot be recorded
+	// does not run.
+	if err := p.trace.started(t); err != nil {
+		t.rec.Decision, t.rec.Message = DecisionError, err.Error()
+		t.auditDown = true
+		p.log.Error().Str("event", "audit.error").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Err(err).Msg("intent record not written; the tool does not run")
+		return t.errorResult(fmt.Sprintf("audit log unavailable, so %s did not run: %s", call.Tool, err))
+	}
+
 	// Stage 5: execution in a fresh container.
 	out, err := p.execute.run(ctx, t, spec, call.Progress)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled, not a sandbox failure. A container that started did run the tool:
+		// its units stay spent and the record names it.
+		if out.ContainerID != "" {
+			ran = true
+			code := out.ExitCode
+			t.rec.ExitCode = &code
+			return t.cancelled(ctx, "after the tool started; its container was killed")
+		}
+		return t.cancelled(ctx, "before the tool ran")
+	}
 	if err != nil {
 		t.rec.Decision, t.rec.Message = DecisionError, err.Error()
 		p.log.Error().Str("event", "sandbox.error").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("backend", p.execute.backend.Name()).Err(err).Msg("sandbox failed")

@@ -25,8 +25,8 @@ type fakeBackend struct {
 	run   func(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error)
 }
 
-func (b *fakeBackend) Name() string                   { return "fake" }
-func (b *fakeBackend) Reap(ctx context.Context) error { return nil }
+func (b *fakeBackend) Name() string                                       { return "fake" }
+func (b *fakeBackend) Reap(ctx context.Context) ([]sandbox.Reaped, error) { return nil, nil }
 func (b *fakeBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
 	b.calls.Add(1)
 	if b.run != nil {
@@ -132,7 +132,20 @@ func (e *env) run(tool, args string) Result {
 }
 
 // records reads the audit log; it also checks the chain verifies.
+// records are the closing records of the log (one per call); allRecords includes the intent
+// records written before a sandbox starts.
 func (e *env) records(t testing.TB) []Record {
+	t.Helper()
+	var out []Record
+	for _, r := range e.allRecords(t) {
+		if r.Phase == "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (e *env) allRecords(t testing.TB) []Record {
 	t.Helper()
 	b, err := os.ReadFile(e.audit)
 	if err != nil {

@@ -3,7 +3,9 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -77,9 +79,11 @@ func (s policyStage) approve(ctx context.Context, t *trace, call Call, args map[
 }
 
 // instantiateStage is stage 4: the tool's plan on top of the hardened defaults.
-type instantiateStage struct{}
+type instantiateStage struct {
+	auditPath string
+}
 
-func (instantiateStage) run(ctx context.Context, t *trace, te *toolEntry, args map[string]any) (sandbox.Spec, error) {
+func (s instantiateStage) run(ctx context.Context, t *trace, te *toolEntry, args map[string]any) (sandbox.Spec, error) {
 	defer t.stage(StageSandbox)
 	opts, err := te.tool.Plan(ctx, args)
 	if err != nil {
@@ -91,6 +95,10 @@ func (instantiateStage) run(ctx context.Context, t *trace, te *toolEntry, args m
 	}
 	t.rec.Image = spec.Image
 	t.rec.Profile = spec.Seccomp
+	// Ties a leftover container to this call and its log (see Pipeline.RecordReaped).
+	spec.Labels[sandbox.LabelAuditID] = t.rec.AuditID
+	spec.Labels[sandbox.LabelAuditLog] = s.auditPath
+	spec.Labels[sandbox.LabelTool] = te.tool.Name()
 	if pr, ok := te.tool.(interface{ ProfileName() string }); ok && pr.ProfileName() != "" {
 		t.rec.Profile = pr.ProfileName()
 	}
@@ -130,10 +138,10 @@ func (s executeStage) run(ctx context.Context, t *trace, spec sandbox.Spec, prog
 		}()
 	}
 	res, err := s.backend.Run(ctx, spec)
+	t.rec.ContainerID = res.ContainerID
 	if err != nil {
 		return res, err
 	}
-	t.rec.ContainerID = res.ContainerID
 	code := res.ExitCode
 	t.rec.ExitCode = &code
 	t.rec.TimedOut, t.rec.OOMKilled = res.TimedOut, res.OOMKilled
@@ -223,6 +231,18 @@ type traceStage struct {
 	now   func() time.Time
 }
 
+// started appends the call's intent record (PhaseStarted): the record as it stands before
+// stage 5. It is not fsynced (see AuditLog.AppendUnsynced); the closing record's fsync is.
+func (s traceStage) started(t *trace) error {
+	rec := t.rec
+	rec.Phase = PhaseStarted
+	rec.DurationMS = ms(s.now().Sub(t.start))
+	rec.ArgKeys = slices.Clone(t.rec.ArgKeys)
+	rec.Redactions = map[string]int{}
+	rec.StageMS = maps.Clone(t.rec.StageMS)
+	return s.audit.AppendUnsynced(&rec)
+}
+
 // finish completes and appends t's record and returns res with the audit id and timings.
 func (s traceStage) finish(t *trace, res Result) Result {
 	end := s.now()
@@ -240,7 +260,12 @@ func (s traceStage) finish(t *trace, res Result) Result {
 	if err != nil {
 		s.log.Error().Str("event", "audit.error").Str("audit_id", t.rec.AuditID).Str("tool", t.rec.Tool).Err(err).Msg("audit record not written")
 		res.IsError = true
-		if !t.auditDown {
+		switch {
+		case t.auditDown:
+			// The text already says the audit log failed.
+		case errors.Is(err, ErrAuditFull):
+			res.Text = fmt.Sprintf("%s ran, but its audit record could not be written yet, so its output is withheld: %v", t.rec.Tool, err)
+		default:
 			res.Text = fmt.Sprintf("audit log unavailable: %v. The call's outcome could not be recorded; Airlock accepts no further calls until it is restarted.", err)
 		}
 		return res

@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"slices"
@@ -82,6 +84,34 @@ func (t *trace) errorResult(text string) Result {
 		Structured: map[string]any{"audit_id": t.rec.AuditID, "error": text},
 		Verdict:    policies.Verdict(t.verdict()),
 	}
+}
+
+// cancelled is the result of a call cancelled by its client, a disconnect or a shutdown.
+// Whoever cancelled gets no answer (the MCP layer drops responses to cancelled requests), so
+// the text is for logs and tests; the record says what happened.
+func (t *trace) cancelled(ctx context.Context, when string) Result {
+	why := cancelCause(ctx)
+	t.rec.Cancelled = true
+	t.rec.Message = fmt.Sprintf("cancelled (%s) %s", why, when)
+	res := t.errorResult(fmt.Sprintf("call cancelled (%s) %s", why, when))
+	res.Cancelled = true
+	return res
+}
+
+// cancelCause says in words why ctx ended.
+func cancelCause(ctx context.Context) string {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, context.Canceled):
+		return "the client cancelled the request"
+	case errors.Is(cause, io.EOF), errors.Is(cause, io.ErrUnexpectedEOF):
+		return "the client disconnected"
+	case errors.Is(cause, context.DeadlineExceeded):
+		return "the request's deadline passed"
+	case cause == nil:
+		return "cancelled"
+	}
+	return cause.Error()
 }
 
 // denied is a policy denial: `[POLICY DENIED] <message> (rule <pointer>)`.

@@ -34,7 +34,7 @@ func (f *fakeBackend) Run(ctx context.Context, s sandbox.Spec) (sandbox.Result, 
 	return sandbox.Result{Stdout: []byte("ok\n"), Duration: time.Millisecond}, nil
 }
 
-func (f *fakeBackend) Reap(context.Context) error { return nil }
+func (f *fakeBackend) Reap(context.Context) ([]sandbox.Reaped, error) { return nil, nil }
 
 func (f *fakeBackend) runs() []sandbox.Spec {
 	f.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -199,6 +200,7 @@ type Runtime struct {
 	closeBackend func() error
 	log          zerolog.Logger
 	approvals    *approvals
+	calls        *inflight
 }
 
 // Open builds the runtime for a resolved config. It refuses to start without a working
@@ -265,12 +267,37 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		closeBackend()
 		return nil, err
 	}
+	ReapLeftovers(ctx, backend, o.Logger)
 	return &Runtime{cfg: cfg, tools: tools, byName: byName, engine: engine, pipe: pipe,
-		closeBackend: closeBackend, log: o.Logger, approvals: appr}, nil
+		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight()}, nil
 }
 
-// Close closes the pipeline (flushing the audit log) and the backend.
+// ReapLeftovers removes what dead Airlock processes left in backend and closes, in each
+// call's own audit log, the calls whose containers it removed. Leftovers cost resources, not
+// isolation, so failures are logged and serving goes on.
+func ReapLeftovers(ctx context.Context, backend sandbox.Backend, log zerolog.Logger) {
+	reaped, err := backend.Reap(ctx)
+	if err != nil {
+		log.Warn().Err(err).Str("event", "sandbox.reap_failed").Msg("could not remove every leftover of a dead airlock process")
+	}
+	if err := pipeline.RecordReaped(reaped, backend.Name(), time.Now()); err != nil {
+		log.Error().Err(err).Str("event", "audit.error").Msg("reaped containers of interrupted calls could not all be recorded")
+	}
+}
+
+// Shutdown cancels every call in flight (their containers are killed and their records
+// written as the calls return) and refuses new ones. It does not wait; Close does.
+func (r *Runtime) Shutdown(cause error) { r.calls.shutdown(cause) }
+
+// Close cancels the calls still in flight, waits (bounded) for them to kill their containers
+// and write their audit records, then closes the pipeline (flushing the audit log) and the
+// backend.
 func (r *Runtime) Close() error {
+	r.calls.shutdown(errShuttingDown)
+	if !r.calls.wait(closeWait) {
+		r.log.Error().Str("event", "runtime.close_timeout").Dur("waited", closeWait).
+			Msg("calls still running after shutdown; closing anyway (their containers are reaped at the next start)")
+	}
 	err := r.pipe.Close()
 	if cerr := r.closeBackend(); err == nil {
 		err = cerr
@@ -298,8 +325,11 @@ func (r *Runtime) VisibleTools(g policies.Grant) []*Tool {
 	return out
 }
 
-// Run runs one call through the pipeline.
+// Run runs one call through the pipeline. The call is cancelled when ctx ends or the runtime
+// shuts down, whichever comes first.
 func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
+	ctx, done := r.calls.begin(ctx)
+	defer done()
 	return r.pipe.Run(ctx, call)
 }
 

@@ -108,7 +108,14 @@ func mcpTool(t *Tool) *mcp.Tool {
 
 // ServeTransport serves one MCP connection (stdio, in-memory) as the config's grant until the
 // client disconnects or ctx ends.
+//
+// When ctx ends, every call in flight is cancelled first (its container killed, its record
+// written); the SDK's session close would otherwise wait for each call to run to its timeout.
+// When the client goes away (stdin EOF, broken stdout), the SDK cancels the calls in flight
+// and Run returns once each has finished.
 func (r *Runtime) ServeTransport(ctx context.Context, t mcp.Transport) error {
+	stop := context.AfterFunc(ctx, func() { r.Shutdown(context.Cause(ctx)) })
+	defer stop()
 	err := r.NewMCPServer(r.Grant()).Run(ctx, t)
 	if err != nil && ctx.Err() != nil {
 		return nil // shut down on request

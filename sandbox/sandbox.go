@@ -21,9 +21,28 @@ type Backend interface {
 	// command did not run, or its outcome is unknown); a command that ran and failed is a
 	// Result with a non-zero ExitCode and a nil error.
 	Run(ctx context.Context, spec Spec) (Result, error)
-	// Reap removes leftovers of earlier Airlock processes that died without cleaning up.
-	// It never touches containers of a live Airlock process.
-	Reap(ctx context.Context) error
+	// Reap removes leftovers of earlier Airlock processes that died without cleaning up and
+	// reports each container it removed. It never touches containers of a live Airlock
+	// process.
+	Reap(ctx context.Context) ([]Reaped, error)
+}
+
+// Labels every container of a tool call carries, so whoever reaps a leftover can tell which
+// call it belonged to and append that call's closing record to the right audit log.
+const (
+	LabelAuditID  = "airlock.audit_id"
+	LabelAuditLog = "airlock.audit_log"
+	LabelTool     = "airlock.tool"
+)
+
+// Reaped is one leftover container Reap removed.
+type Reaped struct {
+	ContainerID string
+	// Labels are the container's labels as it was created with (empty when its
+	// configuration was already gone).
+	Labels map[string]string
+	// Running: a process of the container was still alive when it was removed.
+	Running bool
 }
 
 // Access is how a host directory is offered to the sandbox.

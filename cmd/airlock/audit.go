@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/airlock-mcp/airlock/pipeline"
 )
@@ -79,10 +80,24 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	case rep.CrashTorn():
 		fmt.Fprintf(stdout, "OK %s: %d records, chain intact, last record %s; followed by a torn final write of %d bytes (a crash mid-write, never part of the chain) that the next writer moves aside to %s.torn-*\n",
 			path, rep.Records, last, rep.TornBytes, path)
+		printCalls(stdout, rep.VerifyReport)
 		return 0
 	}
 	fmt.Fprintf(stdout, "OK %s: %d records, chain intact, last record %s\n", path, rep.Records, last)
+	printCalls(stdout, rep.VerifyReport)
 	return 0
+}
+
+// printCalls reports calls interrupted by an Airlock process that died: closed by a later
+// start (reaped) or still open. Neither breaks the chain; both are worth a look.
+func printCalls(w io.Writer, rep pipeline.VerifyReport) {
+	if rep.Reaped > 0 {
+		fmt.Fprintf(w, "  %d call(s) were interrupted by an Airlock process that died; a later start removed their containers (phase \"reaped\")\n", rep.Reaped)
+	}
+	if rep.UnfinishedCount > 0 {
+		fmt.Fprintf(w, "  %d call(s) started and have no closing record yet (running now, or their Airlock died and no start has reaped them since): %s\n",
+			rep.UnfinishedCount, strings.Join(rep.Unfinished, ", "))
+	}
 }
 
 // auditTail prints the last N records as JSON lines, optionally only denials.

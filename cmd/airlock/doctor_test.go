@@ -292,8 +292,8 @@ type doctorBackend struct {
 	ran  []sandbox.Spec
 }
 
-func (b *doctorBackend) Name() string                   { return "fake" }
-func (b *doctorBackend) Reap(ctx context.Context) error { return nil }
+func (b *doctorBackend) Name() string                                       { return "fake" }
+func (b *doctorBackend) Reap(ctx context.Context) ([]sandbox.Reaped, error) { return nil, nil }
 func (b *doctorBackend) Run(ctx context.Context, s sandbox.Spec) (sandbox.Result, error) {
 	b.ran = append(b.ran, s)
 	return sandbox.Result{ExitCode: b.exit}, nil

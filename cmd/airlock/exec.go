@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/images"
+	"github.com/airlock-mcp/airlock/runtime"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
@@ -258,6 +259,7 @@ func openRunc(ctx context.Context, log zerolog.Logger) (sandbox.Backend, func() 
 		<-compiled
 		return nil, nil, err
 	}
+	runtime.ReapLeftovers(ctx, b, log)
 	return b, func() error { <-compiled; return b.Close() }, nil
 }
 

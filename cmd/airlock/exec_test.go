@@ -162,8 +162,8 @@ type fakeBackend struct {
 	spec sandbox.Spec
 }
 
-func (f *fakeBackend) Name() string                   { return "fake" }
-func (f *fakeBackend) Reap(ctx context.Context) error { return nil }
+func (f *fakeBackend) Name() string                                       { return "fake" }
+func (f *fakeBackend) Reap(ctx context.Context) ([]sandbox.Reaped, error) { return nil, nil }
 func (f *fakeBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
 	f.spec = spec
 	return f.res, f.err

@@ -29,7 +29,15 @@ func commands() map[string]command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A write to a closed stdout or stderr (the client died, or closed the pipe it gave us
+	// for diagnostics) must be an error Airlock handles, not SIGPIPE: dying there would leave
+	// the running containers without their owner and the calls without their records.
+	signal.Ignore(syscall.SIGPIPE)
+	// A closed terminal or dropped SSH session (SIGHUP) and SIGQUIT stop Airlock the way
+	// SIGTERM does: calls in flight are cancelled, their containers killed and recorded.
+	// After the first signal the defaults return, so a second one stops Airlock at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	go func() { <-ctx.Done(); stop() }()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/images"
@@ -139,7 +138,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	}
 	printConnect(stderr, cfg, rf, "")
-	if err := rt.ServeTransport(ctx, &mcp.StdioTransport{}); err != nil && !errors.Is(err, io.EOF) {
+	if err := rt.ServeTransport(ctx, &runtime.StdioTransport{}); err != nil && !errors.Is(err, io.EOF) {
 		fmt.Fprintf(stderr, "airlock serve: %v\n", err)
 		return 1
 	}

@@ -1,9 +1,12 @@
 package runc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 // Owner locks. Every Backend holds an exclusive flock on owners/<token>.lock for its lifetime;
@@ -117,11 +122,12 @@ func tryLock(p string) (*os.File, error) {
 // (killed and deleted with `runc delete --force`), bundles, cgroups and lock files. A
 // container whose owner's lock file is gone entirely (its owner closed or was reaped) is a
 // leftover too. Containers of this Backend and of every live owner are never touched.
-func (b *Backend) Reap(ctx context.Context) error {
+func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 	entries, err := os.ReadDir(b.owners)
 	if err != nil {
-		return fmt.Errorf("reaping: %w", err)
+		return nil, fmt.Errorf("reaping: %w", err)
 	}
+	var reaped []sandbox.Reaped
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
@@ -144,7 +150,9 @@ func (b *Backend) Reap(ctx context.Context) error {
 		if f == nil {
 			continue // alive
 		}
-		err = b.reapOwner(ctx, token)
+		var r []sandbox.Reaped
+		r, err = b.reapOwner(ctx, token)
+		reaped = append(reaped, r...)
 		if err == nil {
 			// Removed while locked: a concurrent reaper either failed to lock it or
 			// finds it gone; both are fine.
@@ -169,12 +177,16 @@ func (b *Backend) Reap(ctx context.Context) error {
 			if !ok || owner == b.token || b.ownerListed(owner) {
 				continue
 			}
-			if err := b.reapContainer(ctx, e.Name()); err != nil {
+			r, err := b.reapContainer(ctx, e.Name())
+			if err != nil {
 				errs = append(errs, err)
+			}
+			if r != nil {
+				reaped = append(reaped, *r)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return reaped, errors.Join(errs...)
 }
 
 func isToken(s string) bool {
@@ -193,13 +205,13 @@ func (b *Backend) ownerListed(owner string) bool {
 }
 
 // reapOwner removes every container, bundle and cgroup of the dead owner token.
-func (b *Backend) reapOwner(ctx context.Context, token string) error {
+func (b *Backend) reapOwner(ctx context.Context, token string) ([]sandbox.Reaped, error) {
 	prefix := "airlock-" + token + "-"
 	ids := map[string]bool{}
 	for _, dir := range []string{b.root, b.bundles} {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), prefix) {
@@ -215,23 +227,67 @@ func (b *Backend) reapOwner(ctx context.Context, token string) error {
 			ids[filepath.Base(m)] = true
 		}
 	}
+	var reaped []sandbox.Reaped
 	var errs []error
 	for id := range ids {
 		if _, ok := parseID(id); !ok {
 			continue
 		}
-		if err := b.reapContainer(ctx, id); err != nil {
+		r, err := b.reapContainer(ctx, id)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		if r != nil {
+			reaped = append(reaped, *r)
+		}
 	}
-	return errors.Join(errs...)
+	return reaped, errors.Join(errs...)
 }
 
-// reapContainer force-deletes container id and removes its bundle.
-func (b *Backend) reapContainer(ctx context.Context, id string) error {
+// reapContainer force-deletes container id and removes its bundle. It reports the container
+// with the labels its bundle recorded (read before the bundle goes), and whether any of its
+// processes was still alive; nil when the container was not removed.
+func (b *Backend) reapContainer(ctx context.Context, id string) (*sandbox.Reaped, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	b.log.Info().Str("event", "sandbox.reap").Str("container", id).Msg("removing leftover of a dead airlock process")
-	return b.cleanup(&runState{id: id, started: true, orphan: true}, filepath.Join(b.bundles, id))
+	bundle := filepath.Join(b.bundles, id)
+	r := &sandbox.Reaped{ContainerID: id, Labels: bundleLabels(bundle), Running: b.hasProcesses(id)}
+	b.log.Info().Str("event", "sandbox.reap").Str("container", id).Bool("running", r.Running).
+		Str("audit_id", r.Labels[sandbox.LabelAuditID]).Msg("removing leftover of a dead airlock process")
+	if err := b.cleanup(&runState{id: id, started: true, orphan: true}, bundle); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// bundleLabels reads the labels (OCI annotations) of the bundle's config, without Airlock's
+// own bookkeeping ones. A missing or unreadable config gives none: the container is still
+// reaped, it just cannot be tied to a call.
+func bundleLabels(bundle string) map[string]string {
+	f, err := os.Open(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return map[string]string{}
+	}
+	defer f.Close()
+	var cfg struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	// The config is Airlock's own file in a root-only directory; the cap only guards against
+	// a damaged one.
+	if json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&cfg) != nil || cfg.Annotations == nil {
+		return map[string]string{}
+	}
+	delete(cfg.Annotations, AnnotationOwner)
+	return cfg.Annotations
+}
+
+// hasProcesses reports whether any cgroup of container id still lists a process.
+func (b *Backend) hasProcesses(id string) bool {
+	for _, dir := range b.cg.paths(CgroupsPath(b.cgroupParent, id)) {
+		if procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil && len(bytes.TrimSpace(procs)) > 0 {
+			return true
+		}
+	}
+	return false
 }

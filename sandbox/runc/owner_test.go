@@ -31,7 +31,7 @@ func TestOwnerLocksSurviveConcurrentReaps(t *testing.T) {
 				return
 			}
 			backends <- b
-			if err := b.Reap(context.Background()); err != nil {
+			if _, err := b.Reap(context.Background()); err != nil {
 				errs <- err
 			}
 		})
@@ -74,7 +74,7 @@ func TestReapLeavesYoungTempLocks(t *testing.T) {
 	if err := os.WriteFile(young, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Reap(context.Background()); err != nil {
+	if _, err := b.Reap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(young); err != nil {
@@ -84,7 +84,7 @@ func TestReapLeavesYoungTempLocks(t *testing.T) {
 	if err := os.Chtimes(young, old, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Reap(context.Background()); err != nil {
+	if _, err := b.Reap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(young); !os.IsNotExist(err) {

@@ -82,7 +82,7 @@ func TestReap(t *testing.T) {
 	owner, _ := parseID(id)
 
 	// A live owner's container survives Reap.
-	if err := b.Reap(context.Background()); err != nil {
+	if _, err := b.Reap(context.Background()); err != nil {
 		t.Fatalf("Reap with a live owner: %v", err)
 	}
 	if !containerRunning(t, b, id) || !hostHasProcess(t, marker) {
@@ -111,7 +111,7 @@ func TestReap(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := b.Reap(context.Background()); err != nil {
+	if _, err := b.Reap(context.Background()); err != nil {
 		t.Fatalf("Reap: %v", err)
 	}
 	waitGone(t, marker)

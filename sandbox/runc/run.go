@@ -34,7 +34,8 @@ const (
 // before returning, on every path (deferred, so errors and panics included).
 //
 // A Spec.Timeout expiry is a Result with TimedOut and ExitCode 124. A cancelled ctx kills the
-// container the same way and returns that Result together with an error wrapping ctx's cause.
+// container the same way and returns a Result with ExitCode 137 and the ContainerID (the
+// command did start) together with an error wrapping ctx's cause.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
 	started := time.Now()
 	if err := spec.Validate(); err != nil {
@@ -173,9 +174,9 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	case <-timer.C:
 		res.TimedOut = true
 	case <-ctx.Done():
-		res.TimedOut, cancelled = true, true
+		cancelled = true
 	}
-	if res.TimedOut {
+	if res.TimedOut || cancelled {
 		b.log.Info().Str("event", "sandbox.timeout").Str("container", st.id).Bool("cancelled", cancelled).Dur("timeout", spec.Timeout).Msg("killing container")
 		waitErr = b.kill(st, cmd, waited)
 	}
@@ -197,7 +198,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 			code = 128 + int(ws.Signal())
 		}
 	default:
-		if !res.TimedOut {
+		if !res.TimedOut && !cancelled {
 			return res, fmt.Errorf("waiting for runc (container %s): %w", st.id, waitErr)
 		}
 	}
@@ -210,12 +211,15 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	switch {
 	case res.TimedOut:
 		res.ExitCode = sandbox.ExitTimeout
+	case cancelled:
+		// Killed on the caller's behalf: not a timeout, and not the command's own exit.
+		res.ExitCode = sandbox.ExitKilled
 	case res.OOMKilled && code == 0:
 		res.ExitCode = sandbox.ExitKilled
 	default:
 		res.ExitCode = code
 	}
-	if !res.TimedOut && !res.OOMKilled {
+	if !res.TimedOut && !res.OOMKilled && !cancelled {
 		if msg := runcError(logFile); msg != "" {
 			// runc itself failed (bad mount, missing command...): distinguish a command that
 			// cannot be started, which is the command's outcome like a shell's 126/127, from a

@@ -159,8 +159,9 @@ func New(cfg Config) (*Backend, error) {
 }
 
 // Open is the usual way to get the runc backend: Find runc, make a Backend whose state lives in
-// stateDir/run, check that runc enforces seccomp (once per runc binary; see checkRunc), and
-// reap leftovers of dead Airlock processes.
+// stateDir/run and check that runc enforces seccomp (once per runc binary; see checkRunc).
+// The caller then reaps leftovers of dead Airlock processes (Reap) and records them in the
+// audit logs of the calls they belonged to (pipeline.RecordReaped).
 func Open(ctx context.Context, stateDir string, images sandbox.ImageResolver, log zerolog.Logger) (*Backend, error) {
 	bin, err := Find()
 	if err != nil {
@@ -173,10 +174,6 @@ func Open(ctx context.Context, stateDir string, images sandbox.ImageResolver, lo
 	if err := b.checkRunc(ctx); err != nil {
 		_ = b.Close()
 		return nil, err
-	}
-	if err := b.Reap(ctx); err != nil {
-		// Leftovers cost resources, not isolation: log and serve.
-		b.log.Warn().Err(err).Str("event", "sandbox.reap_failed").Msg("could not remove every leftover of a dead airlock process")
 	}
 	return b, nil
 }

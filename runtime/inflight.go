@@ -1,0 +1,62 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// errShuttingDown is the cancellation cause of calls cut short because Airlock is stopping
+// (a signal, the client's stdin closing, a broken stdout).
+var errShuttingDown = errors.New("airlock is shutting down")
+
+// closeWait bounds how long Close waits for cancelled calls to finish. A cancelled call kills
+// its container at once; the backend's own kill path gives up after a few seconds, so this is
+// a backstop, not the expected wait.
+const closeWait = 15 * time.Second
+
+// inflight tracks the calls a Runtime is running, so shutting down can cancel every one of
+// them and wait until each has killed its container and written its audit record. Without it
+// a stopping server would either wait for calls to run to their timeout (up to 10 minutes for
+// run_tests) or exit under them, leaving containers running and calls unrecorded.
+type inflight struct {
+	stop   context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+}
+
+func newInflight() *inflight {
+	stop, cancel := context.WithCancelCause(context.Background())
+	return &inflight{stop: stop, cancel: cancel}
+}
+
+// begin registers a call and returns its context: ctx, also cancelled on shutdown. done must
+// be called when the call has finished (recorded).
+func (f *inflight) begin(ctx context.Context) (context.Context, func()) {
+	f.wg.Add(1)
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(f.stop, func() { cancel(context.Cause(f.stop)) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
+		f.wg.Done()
+	}
+}
+
+// shutdown cancels every call in flight and every later one at once.
+func (f *inflight) shutdown(cause error) { f.cancel(cause) }
+
+// wait waits up to d for the calls in flight to finish; false if some are still running.
+func (f *inflight) wait(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
