@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +28,22 @@ func testCLI(t *testing.T, s *escapeSuite) {
 	escWriteFile(t, filepath.Join(ws, "data.txt"), "original\n", 0o666)
 	escChmod(t, ws, 0o777)
 	before := escHashTree(t, ws)
+	// A listener on the host that the CLI's container must not reach, by loopback or by any
+	// host address. The host's own connection is the control: it shows the listener accepts
+	// (and counts) a connection whenever a route exists.
+	targets, accepted := escTCPListener(t)
+	if c, err := net.DialTimeout("tcp4", targets[0], 2*time.Second); err != nil {
+		t.Fatalf("control dial from the host to %s: %v", targets[0], err)
+	} else {
+		c.Close()
+	}
+	var connect strings.Builder
+	for _, target := range targets {
+		host, port, _ := net.SplitHostPort(target)
+		fmt.Fprintf(&connect, "nc -w 2 %s %s </dev/null && echo CONNECTED; echo nc_exit=$?; ", host, port)
+	}
 	script := "cat /proc/self/status; cat /proc/self/environ; echo; echo x > /workspace/data.txt && echo WROTE; " +
-		"nc -w 2 127.0.0.1 22 </dev/null && echo CONNECTED; cat /proc/net/dev"
+		connect.String() + "cat /proc/net/dev"
 	cli := func(args ...string) (int, escExecJSON) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -49,10 +65,16 @@ func testCLI(t *testing.T, s *escapeSuite) {
 	if status["CapEff"] != "0000000000000000" || status["NoNewPrivs"] != "1" || status["Seccomp"] != "2" {
 		t.Errorf("CLI run: CapEff %q NoNewPrivs %q Seccomp %q", status["CapEff"], status["NoNewPrivs"], status["Seccomp"])
 	}
-	for _, bad := range []string{s.canary, "WROTE", "CONNECTED", "eth", "ens"} {
+	for _, bad := range []string{s.canary, "WROTE", "CONNECTED", "nc_exit=0", "eth", "ens"} {
 		if strings.Contains(res.Stdout, bad) {
 			t.Errorf("CLI run: %q in the output:\n%s", bad, res.Stdout)
 		}
+	}
+	if n := strings.Count(res.Stdout, "nc_exit="); n != len(targets) {
+		t.Errorf("CLI run: %d of %d connection attempts ran (stdout %q stderr %q)", n, len(targets), res.Stdout, res.Stderr)
+	}
+	if got := accepted(); len(got) != 1 { // the host's own control connection
+		t.Errorf("CLI run: the host listener accepted %d connections %v; want only the host's control connection", len(got), got)
 	}
 	escAssertTreeUnchanged(t, ws, before)
 	s.assertContainerGone(t, res.ContainerID, filepath.Join(testenv.StateDir(), "run"), runc.DefaultCgroupParent)

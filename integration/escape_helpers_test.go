@@ -12,14 +12,18 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // escCgroupDirs lists the per-controller directories of cgroup path rel (v1 hybrid and v2).
@@ -238,4 +242,53 @@ func escRegexpFind(pattern, s string) string {
 		return m[1]
 	}
 	return ""
+}
+
+// escTCPListener listens on a free port of every IPv4 address of the host until the test
+// ends. It returns where a connection could arrive (loopback first, then each other host
+// address) and a function that stops the listener and returns the remote address of every
+// connection it accepted.
+func escTCPListener(t *testing.T) (targets []string, stop func() []string) {
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	targets = []string{net.JoinHostPort("127.0.0.1", port)}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+				targets = append(targets, net.JoinHostPort(ipn.IP.String(), port))
+			}
+		}
+	}
+	var mu sync.Mutex
+	var accepted []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, c.RemoteAddr().String())
+			mu.Unlock()
+			c.Close()
+		}
+	}()
+	var once sync.Once
+	stop = func() []string {
+		once.Do(func() {
+			time.Sleep(200 * time.Millisecond) // let a queued connection reach Accept
+			ln.Close()
+			<-done
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(accepted)
+	}
+	t.Cleanup(func() { stop() })
+	return targets, stop
 }
