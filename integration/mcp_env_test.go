@@ -353,6 +353,12 @@ type mcpAuditRecord struct {
 	Hash       string             `json:"hash"`
 	DurationMS float64            `json:"duration_ms"`
 	StageMS    map[string]float64 `json:"stage_ms"`
+	// Phase is "" on a call's closing record, "started" on its intent record, "reaped" on the
+	// record a later start writes for a call whose Airlock died.
+	Phase       string `json:"phase"`
+	Cancelled   bool   `json:"cancelled"`
+	ContainerID string `json:"container_id"`
+	Message     string `json:"message"`
 }
 
 // redactions is the record's total number of redacted secrets.
@@ -364,8 +370,20 @@ func (r mcpAuditRecord) redactions() int {
 	return n
 }
 
-// readAudit returns every record of an audit log.
+// readAudit returns the closing record of every call in an audit log (one per call).
 func readAudit(t testing.TB, path string) []mcpAuditRecord {
+	t.Helper()
+	var out []mcpAuditRecord
+	for _, r := range readAuditAll(t, path) {
+		if r.Phase == "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// readAuditAll returns every record of an audit log, intent and reaped records included.
+func readAuditAll(t testing.TB, path string) []mcpAuditRecord {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -10,6 +11,16 @@ import (
 // errShuttingDown is the cancellation cause of calls cut short because Airlock is stopping
 // (a signal, the client's stdin closing, a broken stdout).
 var errShuttingDown = errors.New("airlock is shutting down")
+
+// shutdownCause is why calls are cancelled when ctx, a server's lifetime, ends: always
+// errShuttingDown, with ctx's own cause (a signal, say) when it has one.
+func shutdownCause(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(cause, context.Canceled) || errors.Is(cause, errShuttingDown) {
+		return errShuttingDown
+	}
+	return fmt.Errorf("%w: %v", errShuttingDown, cause)
+}
 
 // closeWait bounds how long Close waits for cancelled calls to finish. A cancelled call kills
 // its container at once; the backend's own kill path gives up after a few seconds, so this is

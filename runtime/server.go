@@ -114,7 +114,7 @@ func mcpTool(t *Tool) *mcp.Tool {
 // When the client goes away (stdin EOF, broken stdout), the SDK cancels the calls in flight
 // and Run returns once each has finished.
 func (r *Runtime) ServeTransport(ctx context.Context, t mcp.Transport) error {
-	stop := context.AfterFunc(ctx, func() { r.Shutdown(context.Cause(ctx)) })
+	stop := context.AfterFunc(ctx, func() { r.Shutdown(shutdownCause(ctx)) })
 	defer stop()
 	err := r.NewMCPServer(r.Grant()).Run(ctx, t)
 	if err != nil && ctx.Err() != nil {
