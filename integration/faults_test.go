@@ -331,6 +331,7 @@ func TestFaultSignals(t *testing.T) {
 type faultStdio struct {
 	cmd   *exec.Cmd
 	in    io.WriteCloser
+	out   io.ReadCloser
 	lines chan map[string]any
 }
 
@@ -349,7 +350,7 @@ func startRawStdio(t *testing.T, e *mcpEnv) *faultStdio {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &faultStdio{cmd: cmd, in: in, lines: make(chan map[string]any, 64)}
+	s := &faultStdio{cmd: cmd, in: in, out: out, lines: make(chan map[string]any, 64)}
 	go func() {
 		defer close(s.lines)
 		sc := bufio.NewScanner(out)
@@ -423,6 +424,34 @@ func TestFaultClientCancels(t *testing.T) {
 		t.Errorf("record of the cancelled call: %+v", rec)
 	}
 	e.assertVerifies(t)
+}
+
+// TestFaultStdoutClosed: the client closes its end of Airlock's stdout but keeps stdin open
+// (a wrapper that hung on to one pipe). Nothing Airlock writes can arrive, so it cancels the
+// call, kills the container, records the call and exits within 2 s, without waiting for a
+// write to fail or for stdin to end.
+func TestFaultStdoutClosed(t *testing.T) {
+	e := faultEnv(t, faultPolicyOpen, 5*time.Minute)
+	s := startRawStdio(t, e)
+	marker := faultMarker(t)
+	s.send(t, fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"run_command","arguments":{"command":"sleep %s"}}}`, marker))
+	waitContainer(t, marker)
+	closed := time.Now()
+	s.out.Close()
+	pid := s.cmd.Process.Pid
+	exited, ok := faultWait(10*time.Second, func() bool { return !faultAlive(pid) })
+	if !ok {
+		t.Fatalf("airlock serve still runs 10 s after its stdout was closed")
+	}
+	t.Logf("airlock serve exited %s after its stdout was closed (stdin still open)", exited.Round(time.Millisecond))
+	if exited > 2*time.Second {
+		t.Errorf("airlock serve took %s to exit after its stdout was closed; want under 2 s", exited)
+	}
+	assertGone(t, marker, 2*time.Second-time.Since(closed)+exited, "stdout closed")
+	e.assertVerifies(t)
+	if rec := closingRecord(t, e); !rec.Cancelled {
+		t.Errorf("the call's record: %+v, want cancelled", rec)
+	}
 }
 
 // TestFaultAirlockKilled: Airlock itself is SIGKILLed (as the OOM killer would) while a call
