@@ -75,6 +75,37 @@ type HTTPConfig struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// Tokens map bearer tokens to grants. With any token configured, every request needs one.
 	Tokens []TokenConfig `yaml:"tokens"`
+	// MaxSessions caps the MCP sessions open at once over all grants; default 1024.
+	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerGrant caps the MCP sessions open at once per grant; default 256 (at most
+	// MaxSessions).
+	MaxSessionsPerGrant int `yaml:"max_sessions_per_grant"`
+	// SessionIdleTimeout closes a session that called a tool after this long without traffic
+	// (a request in progress, such as an open event stream, is traffic); default 24h.
+	SessionIdleTimeout Duration `yaml:"session_idle_timeout"`
+	// SessionUnusedTimeout closes a session that never called a tool after this long without
+	// traffic; default 5m.
+	SessionUnusedTimeout Duration `yaml:"session_unused_timeout"`
+}
+
+// sessionLimits are the session caps and timeouts, defaults filled in.
+func (h HTTPConfig) sessionLimits() sessionLimits {
+	l := sessionLimits{maxTotal: h.MaxSessions, maxPerGrant: h.MaxSessionsPerGrant,
+		idle: time.Duration(h.SessionIdleTimeout), unused: time.Duration(h.SessionUnusedTimeout)}
+	if l.maxTotal <= 0 {
+		l.maxTotal = defaultMaxSessions
+	}
+	if l.maxPerGrant <= 0 {
+		l.maxPerGrant = defaultMaxSessionsPerGrant
+	}
+	l.maxPerGrant = min(l.maxPerGrant, l.maxTotal)
+	if l.idle <= 0 {
+		l.idle = defaultSessionIdleTimeout
+	}
+	if l.unused <= 0 {
+		l.unused = min(defaultSessionUnusedTimeout, l.idle)
+	}
+	return l
 }
 
 // TokenConfig is one bearer token. The token itself never sits in the config file.
@@ -311,6 +342,9 @@ func (c *Config) validate() error {
 			return c.errAt("grant is required: the grant id callers with this token act as", "http", "tokens", i)
 		}
 	}
+	if err := c.validateHTTPSessions(); err != nil {
+		return err
+	}
 	if c.Builtins != nil {
 		for i, b := range *c.Builtins {
 			if !slices.Contains(BuiltinNames(), b) {
@@ -364,6 +398,53 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// validateHTTPSessions checks the session caps and timeouts. A cap written as 0 or less is
+// refused rather than read as "unlimited": the caps are what keeps a loop of initialize
+// requests from growing the server without bound.
+func (c *Config) validateHTTPSessions() error {
+	h := c.HTTP
+	for _, k := range []struct {
+		key string
+		v   int
+		def int
+	}{{"max_sessions", h.MaxSessions, defaultMaxSessions}, {"max_sessions_per_grant", h.MaxSessionsPerGrant, defaultMaxSessionsPerGrant}} {
+		if k.v <= 0 && c.has("http", k.key) {
+			return c.errAt(fmt.Sprintf("%s is %d; want at least 1 (default %d; there is no unlimited)", k.key, k.v, k.def), "http", k.key)
+		}
+	}
+	l := h.sessionLimits()
+	if h.SessionUnusedTimeout > 0 && l.unused > l.idle {
+		return c.errAt(fmt.Sprintf("session_unused_timeout %s is longer than session_idle_timeout %s: a session that never called a tool "+
+			"would outlive one that did; lower it or raise session_idle_timeout", l.unused, l.idle), "http", "session_unused_timeout")
+	}
+	return nil
+}
+
+// has reports whether the document sets the key path (mapping keys only).
+func (c *Config) has(path ...string) bool {
+	if c.root == nil || len(c.root.Content) == 0 {
+		return false
+	}
+	n := c.root.Content[0]
+	for _, k := range path {
+		if n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return true
 }
 
 func (c *Config) checkProfile(name string, p *Profile) error {

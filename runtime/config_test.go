@@ -79,6 +79,12 @@ func TestConfigErrors(t *testing.T) {
 		{"builtin with schema", "tools:\n  - name: x\n    builtin: read_file\n    input_schema: {type: object}\n", "keeps its own input_schema"},
 		{"tests unknown profile", "tests:\n  profile: nope\n", "x.yaml:2: tests.profile: unknown profile"},
 		{"bad backend name", "backend: \"../x\"\n", "x.yaml:1: backend"},
+		{"session cap zero", "http:\n  max_sessions: 0\n", "x.yaml:2: http.max_sessions: max_sessions is 0; want at least 1 (default 1024; there is no unlimited)"},
+		{"session cap per grant negative", "http:\n  max_sessions_per_grant: -1\n", "x.yaml:2: http.max_sessions_per_grant: max_sessions_per_grant is -1; want at least 1"},
+		{"session cap not a number", "http:\n  max_sessions: lots\n", "x.yaml:2: cannot unmarshal !!str `lots` into int"},
+		{"idle timeout zero", "http:\n  session_idle_timeout: 0s\n", "x.yaml:2: duration \"0s\": want a positive Go duration"},
+		{"idle timeout bad", "http:\n  session_idle_timeout: 1 day\n", "x.yaml:2: duration \"1 day\": want a positive Go duration such as 30s or 10m"},
+		{"unused longer than idle", "http:\n  session_idle_timeout: 1h\n  session_unused_timeout: 2h\n", "x.yaml:3: http.session_unused_timeout: session_unused_timeout 2h0m0s is longer than session_idle_timeout 1h0m0s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,5 +127,27 @@ func TestEmptyConfigIsDefault(t *testing.T) {
 	}
 	if _, err := cfg.LoadPolicy(); err != nil {
 		t.Fatalf("embedded default policy: %v", err)
+	}
+}
+
+func TestHTTPSessionLimitsConfig(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want sessionLimits
+	}{
+		{"", sessionLimits{maxTotal: 1024, maxPerGrant: 256, idle: 24 * time.Hour, unused: 5 * time.Minute}},
+		{"http:\n  max_sessions: 10\n  session_idle_timeout: 168h\n  session_unused_timeout: 1m\n",
+			sessionLimits{maxTotal: 10, maxPerGrant: 10, idle: 168 * time.Hour, unused: time.Minute}},
+		{"http:\n  max_sessions_per_grant: 3\n  session_idle_timeout: 2m\n",
+			sessionLimits{maxTotal: 1024, maxPerGrant: 3, idle: 2 * time.Minute, unused: 2 * time.Minute}},
+	}
+	for _, tc := range tests {
+		cfg, err := ParseConfig("x.yaml", []byte(tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := cfg.HTTP.sessionLimits(); got != tc.want {
+			t.Errorf("%q: limits %+v, want %+v", tc.yaml, got, tc.want)
+		}
 	}
 }

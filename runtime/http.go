@@ -11,8 +11,10 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -101,11 +103,34 @@ type httpFront struct {
 	mu      sync.Mutex
 	servers map[string]*mcp.Server
 	mcp     http.Handler
+	// sessions is Airlock's bookkeeping of the SDK's sessions: caps, expiry, and the calls in
+	// flight of each, cancelled when the session ends.
+	sessions *sessionTable
+	// posts maps the postHeader value of each POST in progress to its request context, so a
+	// tools/call it carries can be cancelled when the client goes away.
+	posts   sync.Map // string -> context.Context
+	postSeq atomic.Uint64
 }
+
+// sessionIDHeader carries the streamable HTTP session id.
+const sessionIDHeader = "Mcp-Session-Id"
+
+// postHeader links a JSON-RPC request to the HTTP POST that carried it: the SDK hands handlers
+// the POST's header (RequestExtra.Header) but runs them on the session's context, not the
+// request's. Any value a client sends is replaced.
+const postHeader = "X-Airlock-Post"
 
 // HTTPHandler returns the handler for the streamable HTTP endpoint of a server listening on
 // listenAddr (host:port as bound).
 func (r *Runtime) HTTPHandler(listenAddr string) (http.Handler, error) {
+	f, err := r.newHTTPFront(listenAddr)
+	if err != nil {
+		return nil, err // not a nil *httpFront in a non-nil interface
+	}
+	return f, nil
+}
+
+func (r *Runtime) newHTTPFront(listenAddr string) (*httpFront, error) {
 	tokens, err := r.cfg.loadTokens()
 	if err != nil {
 		return nil, err
@@ -118,7 +143,7 @@ func (r *Runtime) HTTPHandler(listenAddr string) (http.Handler, error) {
 		return nil, fmt.Errorf("listen address %q: %w", listenAddr, err)
 	}
 	f := &httpFront{rt: r, port: port, hosts: map[string]bool{}, origins: map[string]bool{}, tokens: tokens, servers: map[string]*mcp.Server{},
-		uid: uint32(os.Getuid()), peerUID: peerUID}
+		uid: uint32(os.Getuid()), peerUID: peerUID, sessions: newSessionTable(r.cfg.HTTP.sessionLimits(), time.Now)}
 	if len(tokens) == 0 {
 		g := r.Grant()
 		f.local = &g
@@ -136,7 +161,13 @@ func (r *Runtime) HTTPHandler(listenAddr string) (http.Handler, error) {
 		f.origins[strings.TrimSuffix(o, "/")] = true
 	}
 	f.mcp = mcp.NewStreamableHTTPHandler(f.serverFor, &mcp.StreamableHTTPOptions{
-		SessionTimeout: time.Hour,
+		// No SessionTimeout: the SDK's counts only POSTs as activity, so it would cut off a
+		// client listening on its GET stream. f.sessions expires sessions instead.
+		//
+		// No EventStore either, and that matters to cancellation: without one a client cannot
+		// resume a response stream, so the POST carrying a tools/call is the only way its
+		// result reaches the client, and the call is cancelled when that POST ends early.
+		//
 		// The SDK's own check would also refuse operator-listed hosts (http.allowed_hosts) on a
 		// loopback connection; httpFront.hostAllowed is the same check with that list, and
 		// runs first on every request.
@@ -180,7 +211,106 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "Not found: the MCP endpoint is "+MCPPath, http.StatusNotFound)
 		return
 	}
-	f.mcp.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), grantKey{}, g)))
+	f.serveMCP(w, req.WithContext(context.WithValue(req.Context(), grantKey{}, g)), g)
+}
+
+// serveMCP passes an authenticated request to the SDK's handler, keeping the session table
+// up to date around it.
+func (f *httpFront) serveMCP(w http.ResponseWriter, req *http.Request, g policies.Grant) {
+	if sid := req.Header.Get(sessionIDHeader); sid != "" {
+		end, err := f.sessions.begin(sid, g.ID)
+		switch {
+		case errors.Is(err, errSessionNotFound):
+			// 404 tells a client to start a new session (streamable HTTP, 2025-06-18 §2.5.3).
+			http.Error(w, "Not found: "+err.Error(), http.StatusNotFound)
+			return
+		case err != nil:
+			http.Error(w, "Forbidden: "+err.Error(), http.StatusForbidden)
+			return
+		}
+		defer end()
+		if req.Method == http.MethodDelete {
+			// The SDK's Close waits for the calls in flight to return, which without this
+			// would be when their containers time out (up to 10 minutes for run_tests).
+			f.sessions.end(sid, errSessionDeleted)
+		}
+	}
+	if req.Method == http.MethodPost {
+		// The request's context ends when the client disconnects (or the response is done).
+		key := strconv.FormatUint(f.postSeq.Add(1), 36)
+		f.posts.Store(key, req.Context())
+		defer f.posts.Delete(key)
+		req.Header.Set(postHeader, key)
+	} else {
+		req.Header.Del(postHeader)
+	}
+	f.mcp.ServeHTTP(w, req)
+}
+
+// sessionMiddleware keeps f.sessions in step with one grant's server: it records sessions as
+// they initialize, and ties every tools/call to the POST that carried it and to its session,
+// so the call is cancelled (its container killed) when either goes away.
+func (f *httpFront) sessionMiddleware(grant string) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			ss, _ := req.GetSession().(*mcp.ServerSession)
+			if ss == nil {
+				return next(ctx, method, req)
+			}
+			switch method {
+			case "initialize":
+				// The cap is checked here rather than on the POST: only here is it known to be
+				// an initialize (clients probe with other requests first). Refused, the session
+				// stays uninitialized and the SDK closes it when the POST ends; the client sees
+				// the error as the answer to initialize.
+				r, err := f.sessions.reserve(grant)
+				if err != nil {
+					return nil, err
+				}
+				defer r.release()
+				res, err := next(ctx, method, req)
+				if err == nil {
+					f.sessions.add(ss.ID(), grant, func() { _ = ss.Close() }, r)
+				}
+				return res, err
+			case "tools/call":
+				post := f.postOf(req)
+				ctx, cancel := context.WithCancelCause(ctx)
+				defer cancel(nil)
+				done, ok := f.sessions.beginCall(ss.ID(), cancel)
+				defer done()
+				if !ok {
+					cancel(errSessionGone)
+				}
+				if post == nil {
+					// The POST is over: its response, the only way this call's result could
+					// reach the client, is gone.
+					cancel(errClientGone)
+				} else {
+					// The SDK runs handlers on the session's context, which outlives the POST.
+					// When the client drops the connection the result can no longer be
+					// delivered, yet without this the container would run to its timeout.
+					stop := context.AfterFunc(post, func() { cancel(errClientGone) })
+					defer stop()
+				}
+				return next(ctx, method, req)
+			}
+			return next(ctx, method, req)
+		}
+	}
+}
+
+// postOf is the context of the POST in progress that carried req, nil if it has ended.
+func (f *httpFront) postOf(req mcp.Request) context.Context {
+	extra := req.GetExtra()
+	if extra == nil || extra.Header == nil {
+		return nil
+	}
+	v, ok := f.posts.Load(extra.Header.Get(postHeader))
+	if !ok {
+		return nil
+	}
+	return v.(context.Context)
 }
 
 // peerCache holds the peer uid of one connection, looked up on its first token-less request.
@@ -290,20 +420,26 @@ func (f *httpFront) serverFor(req *http.Request) *mcp.Server {
 		}
 		return nil
 	})
+	// Added last, so it runs first: before the unlisted-tool router newMCPServer installs.
+	s.AddReceivingMiddleware(f.sessionMiddleware(g.ID))
 	f.servers[g.ID] = s
 	return s
 }
 
 // ServeHTTP serves MCP over streamable HTTP on ln until ctx ends, then shuts down gracefully.
 func (r *Runtime) ServeHTTP(ctx context.Context, ln net.Listener) error {
-	h, err := r.HTTPHandler(ln.Addr().String())
+	f, err := r.newHTTPFront(ln.Addr().String())
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, peerCacheKey{}, &peerCache{})
 		}}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() { defer close(swept); f.sessions.run(sweepCtx) }()
+	defer func() { stopSweep(); <-swept }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
