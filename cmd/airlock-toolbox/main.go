@@ -1,5 +1,5 @@
-// Command airlock-toolbox runs inside sandboxes and implements Airlock's file tools. It prints
-// one JSON object on stdout and never starts a shell.
+// Command airlock-toolbox runs inside sandboxes. It implements Airlock's file tools, printing
+// one JSON object on stdout and never starting a shell:
 //
 //	airlock-toolbox TOOL 'JSON-ARGS'
 //	airlock-toolbox TOOL -        (arguments read from stdin, for write_file's content)
@@ -7,6 +7,11 @@
 // TOOL is read_file, list_directory, search_files or write_file. Paths in the arguments are
 // relative to /workspace (an absolute path must lie under /workspace). On failure it prints
 // {"error": "..."} and exits 1; on a usage error it exits 2.
+//
+// It is also every runc sandbox's pid 1, which starts the command and enforces its deadline
+// even if Airlock is gone (see init.go):
+//
+//	airlock-toolbox init --deadline DURATION -- CMD [ARGS...]
 package main
 
 import (
@@ -21,6 +26,9 @@ import (
 const workspaceRoot = "/workspace"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		os.Exit(initMain(os.Args[2:]))
+	}
 	os.Exit(run(workspaceRoot, os.Args[1:], os.Stdin, os.Stdout))
 }
 
