@@ -39,6 +39,7 @@ type Record struct {
 	Tool         string             `json:"tool"`
 	ArgsSHA256   string             `json:"args_sha256"`
 	ArgKeys      []string           `json:"arg_keys"`
+	ArgKeyCount  int                `json:"arg_key_count,omitempty"`
 	Args         json.RawMessage    `json:"args,omitempty"` // only with Config.RecordArgs
 	Decision     string             `json:"decision"`
 	Rule         string             `json:"rule"`
@@ -280,6 +281,7 @@ func (l *AuditLog) append(rec *Record, sync bool) error {
 		return fmt.Errorf("audit log %s is closed", l.path)
 	}
 	rec.normalize()
+	rec.bound()
 	recov, err := l.lock()
 	if err != nil {
 		l.err = fmt.Errorf("%w; no further calls are accepted until Airlock restarts", err)
