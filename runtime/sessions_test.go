@@ -195,7 +195,7 @@ func TestSessionTableEndCancelsCalls(t *testing.T) {
 // raises it, through the Go SDK client; ending a session makes room again.
 func TestHTTPSessionCap(t *testing.T) {
 	rt := newTestRuntime(t, "http:\n  max_sessions: 5\n  max_sessions_per_grant: 2\n", "", &fakeBackend{})
-	url, _ := serveFront(t, rt)
+	url, front := serveFront(t, rt)
 	connect := func() (*mcp.ClientSession, error) {
 		return mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(context.Background(),
 			&mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
@@ -213,6 +213,11 @@ func TestHTTPSessionCap(t *testing.T) {
 		t.Fatalf("third session: err = %v; want the per-grant limit named", err)
 	}
 	t.Logf("client sees: %v", err)
+	// The refused session must not linger in the SDK: a flood of refused initialize requests
+	// would otherwise grow the server as before. (The SDK closes it when its POST ends.)
+	if _, ok := waitUntil(5*time.Second, func() bool { return sdkSessions(front) == 2 }); !ok {
+		t.Errorf("the SDK holds %d sessions after a refused initialize, want 2", sdkSessions(front))
+	}
 	sessions[0].Close() // DELETE frees the slot
 	cs, err := connect()
 	if err != nil {
@@ -220,6 +225,31 @@ func TestHTTPSessionCap(t *testing.T) {
 	}
 	cs.Close()
 	sessions[1].Close()
+}
+
+// sdkSessions counts the sessions the SDK's servers hold.
+func sdkSessions(f *httpFront) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, s := range f.servers {
+		for range s.Sessions() {
+			n++
+		}
+	}
+	return n
+}
+
+// waitUntil polls cond every 10 ms until it holds or d passes.
+func waitUntil(d time.Duration, cond func() bool) (time.Duration, bool) {
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			return time.Since(start), false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start), true
 }
 
 // TestHTTPSessionExpiry: over HTTP, a session that never called a tool is gone (404) after the
