@@ -326,6 +326,35 @@ func TestFaultSignals(t *testing.T) {
 	}
 }
 
+// TestFaultHTTPShutdown: SIGTERM to `airlock serve --http` with a call in flight does not wait
+// for the call's timeout (the HTTP server's graceful shutdown waits for active requests): the
+// call is cancelled, its container killed and recorded, and the server exits within 2 s.
+func TestFaultHTTPShutdown(t *testing.T) {
+	e := faultEnv(t, faultPolicyOpen, 5*time.Minute)
+	s := e.startHTTP(t)
+	cs := connectHTTP(t, s, "", nil)
+	marker := faultMarker(t)
+	go cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "run_command", Arguments: map[string]any{"command": "sleep " + marker}})
+	waitContainer(t, marker)
+	signalled := time.Now()
+	if err := syscall.Kill(s.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited, ok := faultWait(10*time.Second, func() bool { return !faultAlive(s.pid) })
+	if !ok {
+		t.Fatal("airlock serve --http still runs 10 s after SIGTERM")
+	}
+	t.Logf("airlock serve --http exited %s after SIGTERM", exited.Round(time.Millisecond))
+	if exited > 2*time.Second {
+		t.Errorf("airlock serve --http took %s to exit; want under 2 s", exited)
+	}
+	assertGone(t, marker, 2*time.Second-time.Since(signalled)+exited, "SIGTERM over HTTP")
+	e.assertVerifies(t)
+	if rec := closingRecord(t, e); !rec.Cancelled || !strings.Contains(rec.Message, "shutting down") {
+		t.Errorf("the call's record: %+v, want cancelled because airlock shut down", rec)
+	}
+}
+
 // faultStdio is a raw newline-delimited JSON-RPC conversation with `airlock serve --stdio`:
 // the test sees exactly which responses Airlock writes.
 type faultStdio struct {

@@ -234,6 +234,7 @@ func (e *mcpEnv) connectStdio(t testing.TB, opts *mcp.ClientOptions) *mcp.Client
 type mcpServer struct {
 	endpoint string // http://127.0.0.1:PORT/mcp
 	addr     string
+	pid      int
 	stop     func() // idempotent: SIGTERM, then wait
 }
 
@@ -271,7 +272,7 @@ func (e *mcpEnv) startHTTP(t testing.TB, extra ...string) *mcpServer {
 		if err != nil || u.Hostname() != "127.0.0.1" {
 			t.Fatalf("airlock serve --http printed endpoint %q, want http://127.0.0.1:PORT/mcp (%v)", endpoint, err)
 		}
-		return &mcpServer{endpoint: endpoint, addr: u.Host, stop: stop}
+		return &mcpServer{endpoint: endpoint, addr: u.Host, pid: cmd.Process.Pid, stop: stop}
 	case err := <-exited:
 		// Keep the channel's contract for stop(): it must not block on a second receive.
 		exited <- err

@@ -447,10 +447,18 @@ func (r *Runtime) ServeHTTP(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Calls in flight first: Shutdown waits for active requests, and a call's request lasts
+	// until the call ends, up to its timeout. Cancelled, each kills its container and writes
+	// its record at once.
+	r.Shutdown(shutdownCause(ctx))
+	r.calls.wait(closeWait)
+	// What is left are quick requests (tools/list, an answer being written) and the clients'
+	// open event streams, which never end on their own: a short grace for the first, then
+	// the rest are closed.
+	sctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close() // open event streams past the grace period
+		srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
