@@ -170,6 +170,9 @@ func TestRunRecordBoundedForManyKeys(t *testing.T) {
 	if fi.Size() > 16<<10 {
 		t.Errorf("audit record is %d bytes, want at most 16 KiB whatever the client sends", fi.Size())
 	}
+	if len(res.Text) > 16<<10 {
+		t.Errorf("agent text is %d bytes, want the list of errors bounded", len(res.Text))
+	}
 	rec := e.last(t)
 	if rec.ArgKeyCount != 11001 || len(rec.ArgKeys) != MaxRecordArgKeys || rec.ArgKeys[0] != "key-00000-"+strings.Repeat("x", 70) {
 		t.Errorf("arg_key_count %d, %d arg_keys starting %q; want 11001 and the first %d in order", rec.ArgKeyCount, len(rec.ArgKeys), rec.ArgKeys[0], MaxRecordArgKeys)

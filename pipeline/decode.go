@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -100,10 +101,30 @@ func (d *strictDecoder) token(ptr string) (json.Token, error) {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, &ArgError{Pointer: ptr, Reason: "malformed JSON: " + err.Error()}
+		return nil, &ArgError{Pointer: ptr, Reason: malformed(err)}
 	}
 	return tok, nil
 }
+
+// quotedChar is the character encoding/json quotes in a syntax error ("invalid character 'x'
+// looking for beginning of value").
+var quotedChar = regexp.MustCompile(`^invalid character '(?:\\.|[^'\\])+'`)
+
+// malformed describes a syntax error without the character it quotes: that character is part
+// of an argument value ({"token": s3cret} fails at the "s"), and values reach neither the audit
+// record nor the logs unless the config asks. The byte offset says where to look.
+func malformed(err error) string {
+	var syn *json.SyntaxError
+	if !errors.As(err, &syn) {
+		return "malformed JSON: " + err.Error()
+	}
+	return fmt.Sprintf("malformed JSON near byte %d: %s", syn.Offset, quotedChar.ReplaceAllString(syn.Error(), "invalid character"))
+}
+
+// boundKey cuts a client's key to MaxRecordKeyBytes for an error message or a pointer: a key
+// is not a value, but it is client text of any length, and every error reaches the audit
+// record and the agent.
+func boundKey(k string) string { return cutString(k, MaxRecordKeyBytes) }
 
 // value decodes the value that starts with tok at ptr; depth is the nesting of its container.
 func (d *strictDecoder) value(tok json.Token, ptr string, depth int) (any, error) {
@@ -146,7 +167,7 @@ func (d *strictDecoder) object(ptr string, depth int) (map[string]any, error) {
 		if !ok {
 			return nil, &ArgError{Pointer: ptr, Reason: "malformed JSON: object key is not a string"}
 		}
-		kptr := ptr + "/" + escapePointer(key)
+		kptr := ptr + "/" + escapePointer(boundKey(key))
 		if strings.IndexByte(key, 0) >= 0 {
 			return nil, &ArgError{Pointer: kptr, Reason: "key contains a NUL character"}
 		}
@@ -160,7 +181,7 @@ func (d *strictDecoder) object(ptr string, depth int) (map[string]any, error) {
 			// Reject keys that differ only by case: encoding/json matches struct fields
 			// case-insensitively, so {"path":"a","Path":"/etc"} would validate one value and
 			// execute the other.
-			return nil, &ArgError{Pointer: kptr, Reason: fmt.Sprintf("key differs only by case from %q", prev)}
+			return nil, &ArgError{Pointer: kptr, Reason: fmt.Sprintf("key differs only by case from %q", boundKey(prev))}
 		}
 		folded[fk] = key
 		vt, err := d.token(kptr)

@@ -7,6 +7,8 @@ import (
 	"testing"
 )
 
+var longKey = strings.Repeat("k", 100000)
+
 func nested(depth int) string {
 	return strings.Repeat(`{"a":`, depth-1) + `{}` + strings.Repeat(`}`, depth-1)
 }
@@ -41,6 +43,13 @@ func TestDecodeArgsStrict(t *testing.T) {
 		{name: "truncated", in: `{"a":`, wantPtr: "/a", wantMsg: "malformed JSON"},
 		{name: "invalid utf-8", in: "{\"a\":\"\xff\"}", wantPtr: "", wantMsg: "UTF-8"},
 		{name: "pointer escaping", in: `{"a/b":{"c~d":1,"C~d":2}}`, wantPtr: "/a~1b/C~0d", wantMsg: "case"},
+		// Keys are client text of any length, and every error reaches the audit record.
+		{name: "long duplicate key cut", in: `{"` + longKey + `":1,"` + longKey + `":2}`, wantPtr: "/" + cutString(longKey, MaxRecordKeyBytes), wantMsg: "duplicate key"},
+		{name: "long case duplicate cut", in: `{"` + longKey + `":1,"` + strings.ToUpper(longKey) + `":2}`, wantPtr: "/" + cutString(strings.ToUpper(longKey), MaxRecordKeyBytes), wantMsg: `from "` + cutString(longKey, MaxRecordKeyBytes) + `"`},
+		{name: "error under a long key cut", in: `{"` + longKey + `":{"a":"\u0000"}}`, wantPtr: "/" + cutString(longKey, MaxRecordKeyBytes) + "/a", wantMsg: "NUL"},
+		// A syntax error quotes the character it stopped at, which is part of a value.
+		{name: "syntax error does not quote the value", in: `{"token": s3cret}`, wantPtr: "/token", wantMsg: "malformed JSON near byte 8: invalid character looking for beginning of value"},
+		{name: "bad escape does not quote the value", in: `{"token": "ab\qc"}`, wantPtr: "/token", wantMsg: "invalid character in string escape code"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,6 +72,12 @@ func TestDecodeArgsStrict(t *testing.T) {
 			}
 			if !strings.Contains(ae.Reason, tc.wantMsg) {
 				t.Errorf("reason = %q, want it to contain %q", ae.Reason, tc.wantMsg)
+			}
+			if strings.Contains(ae.Reason, "'") {
+				t.Errorf("reason = %q quotes a character of the input", ae.Reason)
+			}
+			if len(ae.Error()) > 1024 {
+				t.Errorf("error is %d bytes, want keys in it cut", len(ae.Error()))
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,11 +60,11 @@ func TestValidateArgsNamesTheField(t *testing.T) {
 		{name: "valid", args: `{"path":"a","count":3}`},
 		{name: "missing required", args: `{}`, want: []string{"/path: required property is missing"}},
 		{name: "wrong type", args: `{"path":5}`, want: []string{"/path: got number, want string"}},
-		{name: "format asserted", args: `{"path":"a","email":"not-an-email"}`, want: []string{"/email: "}},
-		{name: "maximum", args: `{"path":"a","count":11}`, want: []string{"/count: "}},
+		{name: "format asserted", args: `{"path":"a","email":"not-an-email"}`, want: []string{`/email: is not a valid "email": want an address like name@example.com`}},
+		{name: "maximum", args: `{"path":"a","count":11}`, want: []string{"/count: must be at most 10"}},
 		{name: "additional property refused by default", args: `{"path":"a","extra":1}`, want: []string{"/extra: property is not allowed"}},
-		{name: "nested enum", args: `{"path":"a","opts":{"mode":"c"}}`, want: []string{"/opts/mode: "}},
-		{name: "two errors", args: `{"count":"x"}`, want: []string{"/count: ", "/path: required"}},
+		{name: "nested enum", args: `{"path":"a","opts":{"mode":"c"}}`, want: []string{`/opts/mode: must be one of ["a", "b"]`}},
+		{name: "two errors", args: `{"count":"x"}`, want: []string{"/count: got string, want integer", "/path: required"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,5 +103,60 @@ func TestCompileSchemaKeepsExplicitAdditionalProperties(t *testing.T) {
 	}
 	if err := validateArgs(sch, map[string]any{"anything": "x"}); err != nil {
 		t.Fatalf("tool that allows extra properties refused one: %v", err)
+	}
+}
+
+// One refusal stays small whatever the client sends: errors are capped in number and the
+// keys in their pointers in length; a long enum is summarised.
+func TestValidateArgsBounded(t *testing.T) {
+	enum := make([]string, 500)
+	for i := range enum {
+		enum[i] = fmt.Sprintf("%q", fmt.Sprintf("v%03d", i))
+	}
+	sch, err := compileSchema("t", []byte(`{"type":"object","properties":{"e":{"enum":[`+strings.Join(enum, ",")+`]},
+	  "p":{"type":"string","pattern":"^<[a-z]+>$"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("k", 100000)
+	many := map[string]any{}
+	for i := 0; i < 11000; i++ {
+		many[fmt.Sprintf("key-%05d", i)] = 1
+	}
+	cases := []struct {
+		name      string
+		args      map[string]any
+		wantN     int
+		wantFirst string
+		wantLast  string
+	}{
+		{name: "11,000 unknown keys", args: many, wantN: maxArgErrors + 1,
+			wantFirst: "argument /key-00000: property is not allowed", wantLast: fmt.Sprintf("and %d more errors like these", 11000-maxArgErrors)},
+		{name: "long unknown key cut", args: map[string]any{long: 1}, wantN: 1,
+			wantFirst: "argument /" + cutString(long, MaxRecordKeyBytes) + ": property is not allowed"},
+		{name: "long enum summarised", args: map[string]any{"e": "zzz"}, wantN: 1,
+			wantFirst: `argument /e: must be one of ["v000", "v001", `, wantLast: `"v019", … (500 in all, see the tool's schema)]`},
+		{name: "pattern quoted as written", args: map[string]any{"p": "x"}, wantN: 1,
+			wantFirst: `argument /p: does not match the pattern "^<[a-z]+>$"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var aes ArgErrors
+			if !errors.As(validateArgs(sch, tc.args), &aes) {
+				t.Fatal("no ArgErrors")
+			}
+			if len(aes) != tc.wantN {
+				t.Errorf("%d errors, want %d", len(aes), tc.wantN)
+			}
+			if got := aes[0].Error(); !strings.HasPrefix(got, tc.wantFirst) {
+				t.Errorf("first error = %.200q, want it to start %q", got, tc.wantFirst)
+			}
+			if got := aes[len(aes)-1].Error(); !strings.HasSuffix(got, tc.wantLast) {
+				t.Errorf("last error = %.200q, want it to end %q", got, tc.wantLast)
+			}
+			if n := len(aes.Error()); n > 8<<10 {
+				t.Errorf("errors are %d bytes together, want at most 8 KiB", n)
+			}
+		})
 	}
 }
