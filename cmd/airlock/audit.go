@@ -55,6 +55,8 @@ func auditVerify(args []string, stdout, stderr io.Writer) int {
 	if len(files) == 1 {
 		path = files[0]
 	}
+	// Record ids and the head file's hash come from the file: whoever could write it chose them.
+	stdout = clientTextWriter{stdout}
 	rep, err := pipeline.VerifyLog(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock audit verify: %v\n", err)
@@ -100,7 +102,8 @@ func printCalls(w io.Writer, rep pipeline.VerifyReport) {
 	}
 }
 
-// auditTail prints the last N records as JSON lines, optionally only denials.
+// auditTail prints the last N records as JSON lines, optionally only denials, with control
+// and format characters escaped (see clientTextSafe).
 func auditTail(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("airlock audit tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -144,10 +147,23 @@ func auditTail(args []string, stdout, stderr io.Writer) int {
 		start, count = next, *n
 	}
 	for i := 0; i < count; i++ {
-		stdout.Write(ring[(start+i)%max(*n, 1)])
+		// Tool names, keys, session ids and messages come from clients. The escapes keep each
+		// line valid JSON that decodes to the same record.
+		stdout.Write(clientTextSafe(ring[(start+i)%max(*n, 1)]))
 		io.WriteString(stdout, "\n")
 	}
 	return 0
+}
+
+// clientTextWriter writes through clientTextSafe; each Write must hold whole characters (one
+// Fprintf does).
+type clientTextWriter struct{ w io.Writer }
+
+func (c clientTextWriter) Write(p []byte) (int, error) {
+	if _, err := c.w.Write(clientTextSafe(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // parseInterleaved parses flags that may come before or after the positional arguments

@@ -235,3 +235,108 @@ func TestAuditParallelCallsShareTheLog(t *testing.T) {
 		}
 	}
 }
+
+// hostileRunes are characters a client can put in a tool name, key, session id or message that
+// would reorder, hide or inject text on the operator's terminal.
+var hostileRunes = map[string]string{
+	"\u202e":     `\u202e`,       // RIGHT-TO-LEFT OVERRIDE
+	"\u202a":     `\u202a`,       // LEFT-TO-RIGHT EMBEDDING
+	"\u2066":     `\u2066`,       // LEFT-TO-RIGHT ISOLATE
+	"\u2069":     `\u2069`,       // POP DIRECTIONAL ISOLATE
+	"\u200b":     `\u200b`,       // ZERO WIDTH SPACE
+	"\u200d":     `\u200d`,       // ZERO WIDTH JOINER
+	"\ufeff":     `\ufeff`,       // ZERO WIDTH NO-BREAK SPACE
+	"\u00ad":     `\u00ad`,       // SOFT HYPHEN
+	"\U000E0041": `\udb40\udc41`, // TAG LATIN CAPITAL LETTER A: invisible text
+	"\u009b":     `\u009b`,       // C1 CSI
+	"\u0085":     `\u0085`,       // C1 NEL
+}
+
+// hostileC0 are C0 controls: in a JSON line encoding/json has escaped them already; in verify's
+// text they are shown in caret notation.
+var hostileC0 = map[string][2]string{"\x1b": {`\u001b`, "^["}, "\a": {`\u0007`, "^G"}, "\r": {`\r`, "^M"}}
+
+func TestClientTextSafe(t *testing.T) {
+	for raw, want := range hostileRunes {
+		in := "a" + raw + "b"
+		if got := string(clientTextSafe([]byte(in))); got != "a"+want+"b" {
+			t.Errorf("clientTextSafe(%q) = %q, want %q", in, got, "a"+want+"b")
+		}
+	}
+	// What terminalSafe keeps and escapes, clientTextSafe does too.
+	for _, in := range []string{"plain ✓ 日本\n", "\x1b[2Kok", "x\x9b2J", "ok\xe2\x9c", "a\r\nb"} {
+		if got, want := string(clientTextSafe([]byte(in))), string(terminalSafe([]byte(in))); got != want {
+			t.Errorf("clientTextSafe(%q) = %q, terminalSafe gives %q", in, got, want)
+		}
+	}
+	// A command's own output keeps format characters: emoji sequences are joined with U+200D.
+	if got := string(terminalSafe([]byte("👩\u200d💻"))); got != "👩\u200d💻" {
+		t.Errorf("terminalSafe escaped a joiner in command output: %q", got)
+	}
+}
+
+// TestAuditCLIEscapesClientText: `audit tail` and `audit verify` print what clients chose
+// (tool names, keys, session ids, messages; record ids of a log someone else wrote) with
+// control and format characters escaped, as JSON escapes, so each tail line still decodes to
+// the record it was.
+func TestAuditCLIEscapesClientText(t *testing.T) {
+	var all strings.Builder
+	for raw := range hostileRunes {
+		all.WriteString(raw)
+	}
+	for raw := range hostileC0 {
+		all.WriteString(raw)
+	}
+	evil := "x" + all.String() + "y"
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _, err := pipeline.OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &pipeline.Record{AuditID: "id-" + evil, Tool: "read_file" + evil, Session: evil, Grant: evil, ArgKeys: []string{evil}, Decision: "deny", Message: evil}
+	if err := l.Append(rec); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	b, _ := os.ReadFile(path)
+	var wrote pipeline.Record
+	if err := json.Unmarshal(b, &wrote); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, args := range [][]string{{"tail", path}, {"tail", "--denied", path}, {"verify", path}} {
+		var out, errb bytes.Buffer
+		if code := cmdAudit(context.Background(), args, &out, &errb); code != 0 {
+			t.Fatalf("airlock audit %v = %d\n%s%s", args, code, out.String(), errb.String())
+		}
+		for raw, esc := range hostileRunes {
+			if strings.Contains(out.String(), raw) {
+				t.Errorf("airlock audit %v printed %q raw:\n%q", args, raw, out.String())
+			}
+			if !strings.Contains(out.String(), esc) {
+				t.Errorf("airlock audit %v lacks the escape %s:\n%s", args, esc, out.String())
+			}
+		}
+		for raw, esc := range hostileC0 {
+			want := esc[0]
+			if args[0] == "verify" {
+				want = esc[1]
+			}
+			if strings.Contains(out.String(), raw) || !strings.Contains(out.String(), want) {
+				t.Errorf("airlock audit %v: %q raw or not as %s:\n%q", args, raw, want, out.String())
+			}
+		}
+		if args[0] != "tail" {
+			continue
+		}
+		var got pipeline.Record
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("tail line is not JSON any more: %v\n%s", err, out.String())
+		}
+		a, _ := json.Marshal(got)
+		w, _ := json.Marshal(wrote)
+		if !bytes.Equal(a, w) {
+			t.Errorf("tail line decodes to another record:\n%s\nwant\n%s", a, w)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -30,7 +32,17 @@ func writerIsTerminal(w io.Writer) bool {
 // terminalSafe keeps printable text, tabs, newlines and "\r\n"; it renders other C0 controls
 // and DEL in caret notation (ESC -> "^["), C1 controls (U+0080-U+009F, which some terminals
 // treat like ESC sequences) as "\u009b", and bytes that are not UTF-8 as "\xff".
-func terminalSafe(p []byte) []byte {
+func terminalSafe(p []byte) []byte { return escapeControls(p, false) }
+
+// clientTextSafe is terminalSafe for text a client chose (tool names, argument keys, session
+// ids, messages in audit records): it also renders Unicode format characters (category Cf) as
+// "\u202e". Bidi overrides and isolates (U+202A-U+202E, U+2066-U+2069) make "gnp.exe" read as
+// "exe.png", and zero-width and tag characters (U+200B, U+E0041) hide text from the reader. A
+// command's own output keeps them (emoji sequences join with U+200D). The escapes are JSON's,
+// a surrogate pair above U+FFFF, so a JSON line stays valid JSON with the same meaning.
+func clientTextSafe(p []byte) []byte { return escapeControls(p, true) }
+
+func escapeControls(p []byte, format bool) []byte {
 	out := make([]byte, 0, len(p))
 	for i := 0; i < len(p); {
 		c := p[i]
@@ -59,6 +71,13 @@ func terminalSafe(p []byte) []byte {
 			i++
 		case r >= 0x80 && r <= 0x9f:
 			out = fmt.Appendf(out, `\u%04x`, r)
+			i += size
+		case format && unicode.Is(unicode.Cf, r):
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+			} else {
+				out = fmt.Appendf(out, `\u%04x`, r)
+			}
 			i += size
 		default:
 			out = append(out, p[i:i+size]...)
