@@ -9,6 +9,10 @@ import (
 // call and fsynced, so without them one call with 11,000 long argument keys wrote a 2.4 MB
 // line (its keys, then a schema error per key in the message): a client could fill the audit
 // disk, which refuses every later call, and make `audit tail` and log collectors choke.
+//
+// The bounds are on a string as the record encodes it, quotes excluded: a key of 128 control
+// characters is 768 bytes of \u0001 escapes on disk, so counting the decoded bytes would let
+// a record grow six times past its bound.
 const (
 	// MaxRecordArgKeys is how many argument keys a record lists (the first in sorted
 	// order); arg_key_count says how many there were.
@@ -44,17 +48,48 @@ func (r *Record) bound() {
 // cutMarker ends a string cut by cutString.
 const cutMarker = "…[cut %d bytes]"
 
-// cutString returns s if it is at most limit bytes, else its longest prefix that ends on a
-// character boundary and, followed by a marker with the number of bytes cut, fits in limit
-// bytes. The result is at most limit bytes, so cutting it again changes nothing.
+// cutString returns s if its JSON encoding (quotes excluded) is at most limit bytes, else
+// its longest prefix of whole characters that, followed by a marker with the number of bytes
+// cut, encodes in at most limit bytes. Cutting the result again changes nothing.
 func cutString(s string, limit int) string {
-	if len(s) <= limit {
+	if len(s) <= limit/6 || jsonLen(s) <= limit { // no character encodes in more than 6 bytes
 		return s
 	}
-	// The marker is at its longest when it counts len(s) bytes.
-	n := max(limit-len(fmt.Sprintf(cutMarker, len(s))), 0)
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
+	// The marker encodes as itself, at its longest when it counts len(s) bytes.
+	budget := limit - len(fmt.Sprintf(cutMarker, len(s)))
+	n := 0
+	for n < len(s) {
+		r, size := utf8.DecodeRuneInString(s[n:])
+		if budget -= jsonRuneLen(r, size); budget < 0 {
+			break
+		}
+		n += size
 	}
 	return s[:n] + fmt.Sprintf(cutMarker, len(s)-n)
+}
+
+// jsonLen is the length of s as encoding/json writes it, without the quotes.
+func jsonLen(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		n += jsonRuneLen(r, size)
+		i += size
+	}
+	return n
+}
+
+// jsonRuneLen is how many bytes encoding/json writes for r, decoded from size bytes: a
+// two-byte escape for " \ \n \r \t; a six-byte \u escape for other controls, for the HTML
+// characters < > & and for U+2028 and U+2029, and for a byte that is not UTF-8 (\ufffd).
+func jsonRuneLen(r rune, size int) int {
+	switch {
+	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t':
+		return 2
+	case r < 0x20 || r == '<' || r == '>' || r == '&' || r == '\u2028' || r == '\u2029':
+		return 6
+	case r == utf8.RuneError && size == 1:
+		return 6
+	}
+	return size
 }

@@ -96,18 +96,28 @@ func TestRecordBound(t *testing.T) {
 }
 
 func TestCutString(t *testing.T) {
-	for _, limit := range []int{0, 1, 5, 20, 21, 22, 64, 128} {
-		for _, s := range []string{"", "short", strings.Repeat("x", 200), strings.Repeat("€", 100), "a" + strings.Repeat("\U0001F600", 50)} {
+	inputs := []string{"", "short", strings.Repeat("x", 200), strings.Repeat("€", 100), "a" + strings.Repeat("\U0001F600", 50),
+		strings.Repeat("\x01<", 100), strings.Repeat(`"\`, 100), strings.Repeat("\u2028\n&", 50), "ok" + strings.Repeat("\xff", 100)}
+	for _, s := range inputs {
+		enc, _ := json.Marshal(s)
+		if got, want := jsonLen(s), len(enc)-2; got != want {
+			t.Errorf("jsonLen(%.40q) = %d, encoding/json writes %d", s, got, want)
+		}
+		for _, limit := range []int{0, 1, 5, 20, 21, 22, 64, 128} {
 			got := cutString(s, limit)
+			prefix, _, cut := strings.Cut(got, "…[cut ")
+			genc, _ := json.Marshal(got)
 			switch {
-			case len(s) <= limit && got != s:
-				t.Errorf("cutString(%d bytes, %d) = %q, want it unchanged", len(s), limit, got)
-			case len(s) > limit && limit >= len(fmt.Sprintf(cutMarker, len(s))) && len(got) > limit:
-				t.Errorf("cutString(%d bytes, %d) = %d bytes, over the limit", len(s), limit, len(got))
-			case !utf8.ValidString(got):
-				t.Errorf("cutString(%q, %d) = %q splits a character", s, limit, got)
-			case len(s) > limit && !strings.HasPrefix(s, strings.SplitN(got, "…[cut ", 2)[0]):
-				t.Errorf("cutString(%d bytes, %d) = %q is not a prefix and a marker", len(s), limit, got)
+			case jsonLen(s) <= limit && got != s:
+				t.Errorf("cutString(%.40q, %d) = %q, want it unchanged", s, limit, got)
+			case jsonLen(s) > limit && (!cut || !strings.HasPrefix(s, prefix)):
+				t.Errorf("cutString(%.40q, %d) = %q, want a prefix and the marker", s, limit, got)
+			case jsonLen(s) > limit && limit >= len(fmt.Sprintf(cutMarker, len(s))) && len(genc)-2 > limit:
+				t.Errorf("cutString(%.40q, %d) encodes in %d bytes, over the limit", s, limit, len(genc)-2)
+			case utf8.ValidString(s) && !utf8.ValidString(got):
+				t.Errorf("cutString(%.40q, %d) = %q splits a character", s, limit, got)
+			case cutString(got, limit) != got && limit >= len(fmt.Sprintf(cutMarker, len(s))):
+				t.Errorf("cutString(cutString(%.40q, %d)) cut again", s, limit)
 			}
 		}
 	}
@@ -148,33 +158,53 @@ func TestAuditOldRecordsWithoutArgKeyCountVerify(t *testing.T) {
 	}
 }
 
-// TestRunRecordBoundedForManyKeys: one call with 11,000 long keys (935 KB of arguments, under
-// the 1 MiB cap) wrote a 2.4 MB record before records were bounded.
-func TestRunRecordBoundedForManyKeys(t *testing.T) {
-	e := newEnv(t, nil)
+func manyKeyArgs(n int, key func(i int) string) string {
 	var b strings.Builder
 	b.WriteString(`{"text":"a"`)
-	for i := 0; i < 11000; i++ {
-		fmt.Fprintf(&b, `,"key-%05d-%s":1`, i, strings.Repeat("x", 70))
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `,"%s":1`, key(i))
 	}
 	b.WriteString("}")
-	res := e.run("echo", b.String())
-	if !res.IsError || !strings.Contains(res.Text, "property is not allowed") {
-		t.Fatalf("Run = %.300s, want the extra keys refused", res.Text)
+	return b.String()
+}
+
+// TestRunRecordBoundedForManyKeys: one call with 11,000 long keys (935 KB of arguments, under
+// the 1 MiB cap) wrote a 2.4 MB record before records were bounded. The bounds count encoded
+// bytes, so keys whose every character becomes a six-byte escape stay small too.
+func TestRunRecordBoundedForManyKeys(t *testing.T) {
+	cases := []struct {
+		name     string
+		args     string
+		wantKeys int
+		wantKey0 string
+	}{
+		{name: "11,000 long keys", args: manyKeyArgs(11000, func(i int) string { return fmt.Sprintf("key-%05d-%s", i, strings.Repeat("x", 70)) }),
+			wantKeys: 11001, wantKey0: "key-00000-" + strings.Repeat("x", 70)},
+		{name: "keys of escapes", args: manyKeyArgs(2000, func(i int) string { return fmt.Sprintf("%05d%s", i, strings.Repeat(`\u0001<`, 60)) }),
+			wantKeys: 2001, wantKey0: "00000\x01<\x01<"},
 	}
-	fi, err := os.Stat(e.audit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("arguments %d bytes; audit record %d bytes; agent text %d bytes", b.Len(), fi.Size(), len(res.Text))
-	if fi.Size() > 16<<10 {
-		t.Errorf("audit record is %d bytes, want at most 16 KiB whatever the client sends", fi.Size())
-	}
-	if len(res.Text) > 16<<10 {
-		t.Errorf("agent text is %d bytes, want the list of errors bounded", len(res.Text))
-	}
-	rec := e.last(t)
-	if rec.ArgKeyCount != 11001 || len(rec.ArgKeys) != MaxRecordArgKeys || rec.ArgKeys[0] != "key-00000-"+strings.Repeat("x", 70) {
-		t.Errorf("arg_key_count %d, %d arg_keys starting %q; want 11001 and the first %d in order", rec.ArgKeyCount, len(rec.ArgKeys), rec.ArgKeys[0], MaxRecordArgKeys)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			res := e.run("echo", tc.args)
+			if !res.IsError || !strings.Contains(res.Text, "property is not allowed") {
+				t.Fatalf("Run = %.300s, want the extra keys refused", res.Text)
+			}
+			fi, err := os.Stat(e.audit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("arguments %d bytes; audit record %d bytes; agent text %d bytes", len(tc.args), fi.Size(), len(res.Text))
+			if fi.Size() > 16<<10 {
+				t.Errorf("audit record is %d bytes, want at most 16 KiB whatever the client sends", fi.Size())
+			}
+			if len(res.Text) > 16<<10 {
+				t.Errorf("agent text is %d bytes, want the list of errors bounded", len(res.Text))
+			}
+			rec := e.last(t)
+			if rec.ArgKeyCount != tc.wantKeys || len(rec.ArgKeys) != MaxRecordArgKeys || !strings.HasPrefix(rec.ArgKeys[0], tc.wantKey0) {
+				t.Errorf("arg_key_count %d, %d arg_keys starting %q; want %d and the first %d in order", rec.ArgKeyCount, len(rec.ArgKeys), rec.ArgKeys[0], tc.wantKeys, MaxRecordArgKeys)
+			}
+		})
 	}
 }
