@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"reflect"
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -122,54 +120,6 @@ func relPath(p string) (string, error) {
 // display is how a path is reported back: relative to the workspace.
 func display(rel string) string { return rel }
 
-// openRoot opens the workspace. Every later lookup goes through os.Root, which resolves each
-// component with openat(O_NOFOLLOW) and refuses symlinks that lead outside the root, so a
-// symlink planted in the workspace cannot make a tool read or write elsewhere.
-func openRoot(root string) (*os.Root, error) {
-	r, err := os.OpenRoot(root)
-	if err != nil {
-		return nil, fmt.Errorf("opening workspace: %w", err)
-	}
-	return r, nil
-}
-
-// openRegular opens rel for reading and insists on a regular file. O_NONBLOCK stops a FIFO
-// planted in the workspace from hanging the call until the timeout.
-func openRegular(r *os.Root, rel string) (*os.File, os.FileInfo, error) {
-	f, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, cleanErr(err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, cleanErr(err)
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		if fi.IsDir() {
-			return nil, nil, fmt.Errorf("%s is a directory; use list_directory", display(rel))
-		}
-		return nil, nil, fmt.Errorf("%s is not a regular file", display(rel))
-	}
-	return f, fi, nil
-}
-
-// cleanErr drops the *PathError's path (it would show the sandbox's root) and keeps the cause.
-func cleanErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		switch {
-		case errors.Is(pe.Err, fs.ErrNotExist):
-			return fmt.Errorf("%s: no such file or directory", pe.Path)
-		case errors.Is(pe.Err, fs.ErrPermission):
-			return fmt.Errorf("%s: permission denied", pe.Path)
-		}
-		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
-	}
-	return err
-}
-
 type readArgs struct {
 	Path   string `json:"path"`
 	Offset int    `json:"offset"` // first line to return, 0-based
@@ -202,17 +152,17 @@ func readFile(root string, a readArgs) (any, error) {
 		limit = readDefaultLines
 	}
 	limit = min(limit, readMaxLines)
-	r, err := openRoot(root)
+	ws, err := openWorkspace(root)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	f, fi, err := openRegular(r, rel)
+	defer ws.Close()
+	f, st, err := openFileNoLinks(ws, rel)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	res := readResult{Path: display(rel), Offset: a.Offset, Size: fi.Size()}
+	res := readResult{Path: display(rel), Offset: a.Offset, Size: st.Size}
 	br := bufio.NewReaderSize(f, 64<<10)
 	if head, _ := br.Peek(binarySniffBytes); bytes.IndexByte(head, 0) >= 0 {
 		res.Binary = true
@@ -240,7 +190,7 @@ func readFile(root string, a readArgs) (any, error) {
 			break
 		}
 		if err != nil {
-			return nil, cleanErr(err)
+			return nil, fmt.Errorf("%s: %w", display(rel), errnoText(err))
 		}
 	}
 	res.Content = out.String()
@@ -255,6 +205,12 @@ type entry struct {
 	Name string `json:"name"`
 	Type string `json:"type"` // file, dir, symlink, other
 	Size int64  `json:"size,omitempty"`
+	// Target is a symlink's target as stored. The file tools do not follow links, so the
+	// agent asks for the target by name and the policy judges that name.
+	Target string `json:"target,omitempty"`
+	// Links is a regular file's hard link count when it is more than one: such a file is
+	// refused by read_file and write_file, and skipped by search_files.
+	Links uint64 `json:"links,omitempty"`
 }
 
 type listResult struct {
@@ -268,51 +224,58 @@ func listDirectory(root string, a listArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := openRoot(root)
+	ws, err := openWorkspace(root)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	d, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	defer ws.Close()
+	d, err := walkDirs(ws, rel, false)
+	if nd := (*notDirError)(nil); errors.As(err, &nd) && nd.path == rel {
+		return nil, fmt.Errorf("%s is not a directory; use read_file", display(rel))
+	}
 	if err != nil {
-		if errors.Is(err, syscall.ENOTDIR) {
-			return nil, fmt.Errorf("%s is not a directory; use read_file", display(rel))
-		}
-		return nil, cleanErr(err)
+		return nil, err
 	}
 	defer d.Close()
-	des, err := d.ReadDir(-1)
+	names, err := readDirNames(d)
 	if err != nil {
-		return nil, cleanErr(err)
+		return nil, fmt.Errorf("%s: %w", display(rel), errnoText(err))
 	}
+	sort.Strings(names)
 	res := listResult{Path: display(rel), Entries: []entry{}}
-	slicesSortByName(des)
 	budget := outputBudget
-	for _, de := range des {
-		cost := jsonLen(de.Name()) + 48
+	for _, name := range names {
+		e := entry{Name: name, Type: "other"}
+		if st, err := fstatAtNoFollow(int(d.Fd()), name); err == nil {
+			e.Type = typeName(st.Mode)
+			switch e.Type {
+			case "file":
+				e.Size = st.Size
+				if st.Nlink > 1 {
+					e.Links = uint64(st.Nlink)
+				}
+			case "symlink":
+				e.Target = readLinkAt(int(d.Fd()), name)
+			}
+		}
+		cost := jsonLen(e.Name) + jsonLen(e.Target) + 64
 		if len(res.Entries) == listMaxEntries || cost > budget {
 			res.Truncated = true
 			break
 		}
 		budget -= cost
-		e := entry{Name: de.Name(), Type: typeName(de.Type())}
-		if e.Type == "file" {
-			if fi, err := de.Info(); err == nil {
-				e.Size = fi.Size()
-			}
-		}
 		res.Entries = append(res.Entries, e)
 	}
 	return res, nil
 }
 
-func typeName(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
+func typeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
 		return "dir"
-	case m&fs.ModeSymlink != 0:
+	case unix.S_IFLNK:
 		return "symlink"
-	case m.IsRegular():
+	case unix.S_IFREG:
 		return "file"
 	default:
 		return "other"
@@ -336,10 +299,24 @@ type searchResult struct {
 	Matches      []match `json:"matches"`
 	Truncated    bool    `json:"truncated"`
 	FilesScanned int     `json:"files_scanned"`
+	// SkippedLinks are the symlinks and hard-linked files the search met and did not follow or
+	// read (at most searchMaxSkipped, then SkippedLinksMore counts the rest): the file tools
+	// never read a file under a name other than the one a policy judged.
+	SkippedLinks     []skippedLink `json:"skipped_links,omitempty"`
+	SkippedLinksMore int           `json:"skipped_links_more,omitempty"`
 }
 
-// searchFiles greps regular files under path for an RE2 pattern. It never follows symlinks,
-// skips .git, binary files and files over searchMaxFile bytes.
+type skippedLink struct {
+	Path   string `json:"path"`
+	Target string `json:"target,omitempty"` // a symlink's target as stored
+	Links  uint64 `json:"links,omitempty"`  // a hard-linked file's link count
+}
+
+const searchMaxSkipped = 50
+
+// searchFiles greps regular files under path for an RE2 pattern. It never follows a symlink
+// and never reads a hard-linked file (both are reported in skipped_links), and skips .git,
+// binary files and files over searchMaxFile bytes.
 func searchFiles(root string, a searchArgs) (any, error) {
 	if a.Pattern == "" || len(a.Pattern) > searchMaxPattern {
 		return nil, fmt.Errorf("pattern must be 1 to %d bytes", searchMaxPattern)
@@ -348,9 +325,9 @@ func searchFiles(root string, a searchArgs) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pattern: %w", err)
 	}
-	var glob *regexp.Regexp
+	s := &searcher{re: re, globText: a.Glob, budget: outputBudget, res: searchResult{Matches: []match{}}}
 	if a.Glob != "" {
-		if glob, err = globRegexp(a.Glob); err != nil {
+		if s.glob, err = globRegexp(a.Glob); err != nil {
 			return nil, err
 		}
 	}
@@ -358,63 +335,131 @@ func searchFiles(root string, a searchArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	maxResults := a.MaxResults
-	if maxResults <= 0 {
-		maxResults = searchDefault
+	s.max = a.MaxResults
+	if s.max <= 0 {
+		s.max = searchDefault
 	}
-	maxResults = min(maxResults, searchMaxResults)
-	r, err := openRoot(root)
+	s.max = min(s.max, searchMaxResults)
+	ws, err := openWorkspace(root)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	fsys := r.FS()
-	res := searchResult{Matches: []match{}}
-	budget := outputBudget
-	errStop := errors.New("stop")
-	walkErr := fs.WalkDir(fsys, rel, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == rel {
-				return cleanErr(err)
-			}
-			return nil // unreadable entries are skipped, not fatal
+	defer ws.Close()
+	dir, name := ws, "."
+	if rel != "." {
+		if dir, err = walkDirs(ws, path.Dir(rel), false); err != nil {
+			return nil, err
 		}
-		if d.IsDir() {
-			if d.Name() == ".git" && p != rel {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		if glob != nil && !matchGlob(glob, a.Glob, p) {
-			return nil
-		}
-		found, stop := grepFile(r, p, re, maxResults-len(res.Matches), &budget)
-		res.FilesScanned++
-		res.Matches = append(res.Matches, found...)
-		if stop {
-			res.Truncated = true
-			return errStop
+		defer dir.Close()
+		name = path.Base(rel)
+	}
+	if err := s.visit(int(dir.Fd()), name, rel, true); err != nil && !errors.Is(err, errStopSearch) {
+		return nil, err
+	}
+	return s.res, nil
+}
+
+// searcher walks directories by file descriptor, each entry opened with O_NOFOLLOW from the
+// directory that listed it, so a symlink swapped in mid-walk is refused rather than followed.
+type searcher struct {
+	re, glob *regexp.Regexp
+	globText string
+	max      int
+	budget   int
+	res      searchResult
+}
+
+var errStopSearch = errors.New("stop")
+
+// visit searches name in dirfd, reported as p. Errors on the starting path (top) are the
+// call's; below it an unreadable entry is skipped, not fatal.
+func (s *searcher) visit(dirfd int, name, p string, top bool) error {
+	st, err := fstatAtNoFollow(dirfd, name)
+	if err != nil {
+		if top {
+			return componentErr(dirfd, name, p, err)
 		}
 		return nil
-	})
-	if walkErr != nil && !errors.Is(walkErr, errStop) {
-		return nil, walkErr
 	}
-	return res, nil
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		target := readLinkAt(dirfd, name)
+		if top {
+			return &linkError{path: p, target: target}
+		}
+		s.skip(skippedLink{Path: p, Target: target})
+	case unix.S_IFDIR:
+		if name == ".git" && !top {
+			return nil
+		}
+		fd, err := openAtNoFollow(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
+		if err != nil {
+			if top {
+				return componentErr(dirfd, name, p, err)
+			}
+			return nil
+		}
+		d := os.NewFile(uintptr(fd), name)
+		defer d.Close()
+		names, err := readDirNames(d)
+		if err != nil {
+			if top {
+				return fmt.Errorf("%s: %w", display(p), errnoText(err))
+			}
+			return nil
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			child := n
+			if p != "." {
+				child = p + "/" + n
+			}
+			if err := s.visit(fd, n, child, false); err != nil {
+				return err
+			}
+		}
+	case unix.S_IFREG:
+		if s.glob != nil && !matchGlob(s.glob, s.globText, p) {
+			return nil
+		}
+		if st.Nlink > 1 {
+			s.skip(skippedLink{Path: p, Links: uint64(st.Nlink)})
+			return nil
+		}
+		found, stop := grepFile(dirfd, name, p, s.re, s.max-len(s.res.Matches), &s.budget)
+		s.res.FilesScanned++
+		s.res.Matches = append(s.res.Matches, found...)
+		if stop {
+			s.res.Truncated = true
+			return errStopSearch
+		}
+	}
+	return nil
+}
+
+// skip reports a link the search did not follow, when the glob would have searched it.
+func (s *searcher) skip(l skippedLink) {
+	if s.glob != nil && !matchGlob(s.glob, s.globText, l.Path) {
+		return
+	}
+	cost := jsonLen(l.Path) + jsonLen(l.Target) + 48
+	if len(s.res.SkippedLinks) == searchMaxSkipped || cost > s.budget {
+		s.res.SkippedLinksMore++
+		return
+	}
+	s.budget -= cost
+	s.res.SkippedLinks = append(s.res.SkippedLinks, l)
 }
 
 // grepFile returns up to max matches within the output budget; stop reports that either ran
 // out with matching lines left.
-func grepFile(r *os.Root, p string, re *regexp.Regexp, max int, budget *int) (found []match, stop bool) {
-	f, fi, err := openRegular(r, p)
+func grepFile(dirfd int, name, p string, re *regexp.Regexp, max int, budget *int) (found []match, stop bool) {
+	f, st, err := openRegularAt(dirfd, name, p)
 	if err != nil {
 		return nil, false
 	}
 	defer f.Close()
-	if fi.Size() > searchMaxFile {
+	if st.Size > searchMaxFile {
 		return nil, false
 	}
 	data, err := io.ReadAll(io.LimitReader(f, searchMaxFile))
@@ -516,19 +561,19 @@ func writeFile(root string, a writeArgs) (any, error) {
 	if rel == "." {
 		return nil, errors.New("path names the workspace itself; give a file path")
 	}
-	r, err := openRoot(root)
+	ws, err := openWorkspace(root)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	defer ws.Close()
 	parent, base := path.Dir(rel), path.Base(rel)
-	dir, err := openParentNoFollow(r, parent)
+	dir, err := walkDirs(ws, parent, true)
 	if err != nil {
-		return nil, err
+		return nil, withRest(err, base)
 	}
 	defer dir.Close()
 	created := false
-	if _, err := unixFstatatNoFollow(int(dir.Fd()), base); errors.Is(err, unix.ENOENT) {
+	if _, err := fstatAtNoFollow(int(dir.Fd()), base); errors.Is(err, unix.ENOENT) {
 		created = true
 	}
 	// O_NONBLOCK: opening a FIFO for writing fails (ENXIO) instead of blocking.
@@ -536,7 +581,7 @@ func writeFile(root string, a writeArgs) (any, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, unix.ELOOP):
-			return nil, fmt.Errorf("%s is a symlink; refusing to write through it", display(rel))
+			return nil, &linkError{path: rel, target: readLinkAt(int(dir.Fd()), base)}
 		case errors.Is(err, unix.EISDIR):
 			return nil, fmt.Errorf("%s is a directory", display(rel))
 		case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
@@ -548,12 +593,17 @@ func writeFile(root string, a writeArgs) (any, error) {
 	}
 	f := os.NewFile(uintptr(fd), base)
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, cleanErr(err)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", display(rel), errnoText(err))
 	}
-	if !fi.Mode().IsRegular() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%s is not a regular file", display(rel))
+	}
+	// A hard link writes every other name of the file too: notes.txt linked to .git/config
+	// would rewrite .git/config, which the policy refuses by name.
+	if st.Nlink > 1 {
+		return nil, &linkError{path: rel, links: uint64(st.Nlink)}
 	}
 	// Truncate only after the checks above, so refusing never destroys the old content.
 	if err := f.Truncate(0); err != nil {
@@ -567,74 +617,6 @@ func writeFile(root string, a writeArgs) (any, error) {
 		return nil, fmt.Errorf("%s: sync: %w", display(rel), err)
 	}
 	return writeResult{Path: display(rel), Bytes: n, Created: created}, nil
-}
-
-// openParentNoFollow opens the directory rel inside r one component at a time with
-// O_NOFOLLOW|O_DIRECTORY, creating missing components (mode 0755). A component that is a
-// symlink or not a directory is refused, so the directory opened is the lexical path itself.
-func openParentNoFollow(r *os.Root, rel string) (*os.File, error) {
-	cur, err := r.OpenFile(".", os.O_RDONLY|syscall.O_DIRECTORY, 0)
-	if err != nil {
-		return nil, cleanErr(err)
-	}
-	if rel == "." {
-		return cur, nil
-	}
-	done := "."
-	for _, comp := range strings.Split(rel, "/") {
-		if comp == "" || comp == "." {
-			continue
-		}
-		done = path.Join(done, comp)
-		fd, err := openDirNoFollow(int(cur.Fd()), comp)
-		if errors.Is(err, unix.ENOENT) {
-			if err := unix.Mkdirat(int(cur.Fd()), comp, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-				cur.Close()
-				return nil, fmt.Errorf("%s: mkdir: %w", display(done), err)
-			}
-			fd, err = openDirNoFollow(int(cur.Fd()), comp)
-		}
-		if errors.Is(err, unix.ENOTDIR) {
-			// O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR; say which it was.
-			if st, serr := unixFstatatNoFollow(int(cur.Fd()), comp); serr == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-				err = unix.ELOOP
-			}
-		}
-		cur.Close()
-		if err != nil {
-			switch {
-			case errors.Is(err, unix.ELOOP):
-				return nil, fmt.Errorf("%s is a symlink; write_file does not write through symlinked directories, give the real path", display(done))
-			case errors.Is(err, unix.ENOTDIR):
-				return nil, fmt.Errorf("%s is not a directory", display(done))
-			case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-				return nil, fmt.Errorf("%s: permission denied", display(done))
-			}
-			return nil, fmt.Errorf("%s: %w", display(done), err)
-		}
-		cur = os.NewFile(uintptr(fd), comp)
-	}
-	return cur, nil
-}
-
-func openDirNoFollow(dirfd int, name string) (int, error) {
-	for {
-		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return fd, err
-	}
-}
-
-func unixFstatatNoFollow(dirfd int, name string) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
-	return st, err
-}
-
-func slicesSortByName(des []fs.DirEntry) {
-	sort.Slice(des, func(i, j int) bool { return des[i].Name() < des[j].Name() })
 }
 
 // exactKeys rejects top-level keys that are duplicated or that match a field only when case is

@@ -96,8 +96,8 @@ func TestTools(t *testing.T) {
 			}},
 		{name: "read absolute under workspace", tool: "read_file", args: map[string]any{"path": "/workspace/src/main.go"},
 			check: func(t *testing.T, m map[string]any) { eq(t, m["path"], "src/main.go") }},
-		{name: "read symlink inside root", tool: "read_file", args: map[string]any{"path": "inside"},
-			check: func(t *testing.T, m map[string]any) { eq(t, m["content"], "one\ntwo\nthree\n") }},
+		{name: "read symlink inside root refused", tool: "read_file", args: map[string]any{"path": "inside"}, wantCode: 1,
+			errHas: `inside is a symlink to "a.txt"`},
 		{name: "read binary", tool: "read_file", args: map[string]any{"path": "bin.dat"},
 			check: func(t *testing.T, m map[string]any) {
 				eq(t, m["binary"], true)
@@ -106,8 +106,8 @@ func TestTools(t *testing.T) {
 		{name: "read dotdot refused", tool: "read_file", args: map[string]any{"path": "src/../../outside/secret"}, wantCode: 1, errHas: `".."`},
 		{name: "read dotdot that stays inside refused", tool: "read_file", args: map[string]any{"path": "src/../a.txt"}, wantCode: 1, errHas: `".."`},
 		{name: "read absolute outside refused", tool: "read_file", args: map[string]any{"path": "/etc/passwd"}, wantCode: 1, errHas: "outside /workspace"},
-		{name: "read symlink escaping refused", tool: "read_file", args: map[string]any{"path": "escape"}, wantCode: 1},
-		{name: "read through symlinked dir escaping refused", tool: "read_file", args: map[string]any{"path": "outdir/inner"}, wantCode: 1},
+		{name: "read symlink escaping refused", tool: "read_file", args: map[string]any{"path": "escape"}, wantCode: 1, errHas: "outside the workspace"},
+		{name: "read through symlinked dir escaping refused", tool: "read_file", args: map[string]any{"path": "outdir/inner"}, wantCode: 1, errHas: "outside the workspace"},
 		{name: "read NUL refused", tool: "read_file", args: map[string]any{"path": "a.txt\x00"}, wantCode: 1, errHas: "NUL"},
 		{name: "read directory", tool: "read_file", args: map[string]any{"path": "src"}, wantCode: 1, errHas: "list_directory"},
 		{name: "read fifo does not hang", tool: "read_file", args: map[string]any{"path": "fifo"}, wantCode: 1, errHas: "not a regular file"},
