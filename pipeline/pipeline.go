@@ -220,7 +220,7 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	if !ok {
 		t.rec.Decision = DecisionUnknownTool
 		t.rec.Message = "no such tool"
-		return t.errorResult(fmt.Sprintf("unknown tool %q: this server has no tool by that name (see tools/list)", call.Tool))
+		return t.errorResult(fmt.Sprintf("unknown tool %q: this server has no tool by that name (see tools/list)", cutString(call.Tool, MaxRecordNameBytes)))
 	}
 
 	// Stage 2: strict decode, then the tool's schema.
