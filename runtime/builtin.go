@@ -107,7 +107,7 @@ func builtinSpecs() map[string]builtinSpec {
 	return map[string]builtinSpec{
 		"read_file": {
 			title:       "Read file",
-			description: "Read a text file in the workspace. Paths are relative to the workspace root. Returns up to `limit` lines (default 2000) starting at line `offset` (0-based), at most 160 KiB; when more remain, the result says which offset to continue from. Binary files are reported, not returned.",
+			description: "Read a text file in the workspace. Paths are relative to the workspace root. Returns up to `limit` lines (default 2000) starting at line `offset` (0-based), at most 160 KiB; when more remain, the result says which offset to continue from. Binary files are reported, not returned. Links are not followed: a symlink in the path, or a file with several hard links, is refused with an error naming the path to ask for instead.",
 			schema: `{"type":"object","properties":{
 				"path":{"type":"string","description":"File path relative to the workspace root.","minLength":1,"maxLength":4096},
 				"offset":{"type":"integer","minimum":0,"description":"First line to return, 0-based (default 0)."},
@@ -118,7 +118,7 @@ func builtinSpecs() map[string]builtinSpec {
 		},
 		"list_directory": {
 			title:       "List directory",
-			description: "List the entries of a directory in the workspace (name, type file/dir/symlink/other, size). Path is relative to the workspace root; omit it for the root.",
+			description: "List the entries of a directory in the workspace (name, type file/dir/symlink/other, size, a symlink's target). Path is relative to the workspace root; omit it for the root.",
 			schema: `{"type":"object","properties":{
 				"path":{"type":"string","description":"Directory relative to the workspace root (default: the root).","maxLength":4096}},
 				"additionalProperties":false}`,
@@ -127,7 +127,7 @@ func builtinSpecs() map[string]builtinSpec {
 		},
 		"search_files": {
 			title:       "Search files",
-			description: "Search the workspace's text files for a regular expression (RE2 syntax) and return matching lines as path:line: text. `glob` filters files: without a slash it matches file names (\"*.go\"), with one the path (\"src/**/*.ts\"). Skips .git, binary files and files over 4 MiB; never follows symlinks.",
+			description: "Search the workspace's text files for a regular expression (RE2 syntax) and return matching lines as path:line: text. `glob` filters files: without a slash it matches file names (\"*.go\"), with one the path (\"src/**/*.ts\"). Skips .git, binary files and files over 4 MiB; never reads symlinks or hard-linked files, and lists those it skipped.",
 			schema: `{"type":"object","properties":{
 				"pattern":{"type":"string","minLength":1,"maxLength":1000,"description":"RE2 regular expression matched against each line."},
 				"glob":{"type":"string","maxLength":500,"description":"Only search files matching this glob."},
@@ -318,9 +318,16 @@ func renderList(m map[string]any) string {
 			name += "/"
 		case "symlink":
 			name += "@"
+			if t := str(em, "target"); t != "" {
+				name += " -> " + t
+			}
 		}
 		if str(em, "type") == "file" {
-			fmt.Fprintf(&b, "%s\t%d\n", name, num(em, "size"))
+			fmt.Fprintf(&b, "%s\t%d", name, num(em, "size"))
+			if n := num(em, "links"); n > 1 {
+				fmt.Fprintf(&b, "\t%d hard links", n)
+			}
+			b.WriteString("\n")
 		} else {
 			b.WriteString(name + "\n")
 		}
@@ -347,8 +354,22 @@ func renderSearch(m map[string]any) string {
 	if t, _ := m["truncated"].(bool); t {
 		b.WriteString("[more matches not shown: raise max_results or narrow the search]\n")
 	}
+	// Links are not searched: the policy judged the names searched, not a link's target.
+	for _, x := range anyList(m["skipped_links"]) {
+		l, _ := x.(map[string]any)
+		if t := str(l, "target"); t != "" {
+			fmt.Fprintf(&b, "[skipped symlink %s -> %s: search its target by name]\n", str(l, "path"), t)
+		} else {
+			fmt.Fprintf(&b, "[skipped %s: %d hard links]\n", str(l, "path"), num(l, "links"))
+		}
+	}
+	if n := num(m, "skipped_links_more"); n > 0 {
+		fmt.Fprintf(&b, "[%d more links skipped]\n", n)
+	}
 	return b.String()
 }
+
+func anyList(v any) []any { l, _ := v.([]any); return l }
 
 func renderWrite(m map[string]any) string {
 	verb := "updated"
