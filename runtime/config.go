@@ -232,6 +232,9 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		return nil, yamlErr(file, err)
 	}
 	cfg.root = &root
+	if err := cfg.checkShape(); err != nil {
+		return nil, err
+	}
 	if len(bytes.TrimSpace(data)) > 0 {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		// Unknown keys are errors: a misspelt "workspce: ro" silently ignored would leave the
@@ -491,11 +494,8 @@ func (c *Config) checkProfile(name string, p *Profile) error {
 		}
 		*s.dst = n
 	}
-	if p.CPUs < 0 {
-		return at("cpus must be positive", "cpus")
-	}
-	if p.Pids < 0 {
-		return at("pids must be positive", "pids")
+	if err := c.checkBounds(name, p); err != nil {
+		return err
 	}
 	for i, e := range p.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
