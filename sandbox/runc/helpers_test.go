@@ -21,8 +21,8 @@ var busyboxApplets = []string{
 	"hostname", "mount", "ps", "kill", "touch", "mkdir", "rm", "wc", "grep", "env", "ip", "ifconfig", "stat", "nc", "wget", "readlink",
 }
 
-// testRootfs builds a tiny root file system from the host's static busybox, with the mount
-// points Airlock uses, in a temporary directory.
+// testRootfs builds a tiny root file system from the host's static busybox and the toolbox
+// (the sandbox init), with the mount points Airlock uses, in a temporary directory.
 func testRootfs(t testing.TB) string {
 	t.Helper()
 	busybox := "/bin/busybox"
@@ -55,6 +55,7 @@ func testRootfs(t testing.TB) string {
 			t.Fatal(err)
 		}
 	}
+	installToolbox(t, root)
 	return root
 }
 

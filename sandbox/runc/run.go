@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -221,14 +220,12 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	}
 	if !res.TimedOut && !res.OOMKilled && !cancelled {
 		if msg := runcError(logFile); msg != "" {
-			// runc itself failed (bad mount, missing command...): distinguish a command that
-			// cannot be started, which is the command's outcome like a shell's 126/127, from a
-			// sandbox that could not be built, which is an error.
-			if c := execFailureCode(msg); c != 0 {
-				// The command never started, so stderr holds only runc's own message.
-				res.ExitCode = c
-				res.Stderr, res.StderrTruncated = []byte("airlock: "+execFailureText(msg)+"\n"), false
-				return res, nil
+			// runc itself failed (a bad mount, a working directory it cannot enter...): the
+			// sandbox could not be built, which is an error. A command that cannot be started
+			// is not this: runc starts the sandbox init, which reports that as the command's
+			// outcome, 127 or 126 like a shell, with the message runc used to log.
+			if strings.Contains(msg, `exec: "`+initPath+`"`) {
+				return res, fmt.Errorf("runc could not run container %s: %s: the image has no sandbox init (the airlock-toolbox at %s); rebuild it with `airlock images build`", st.id, msg, initPath)
 			}
 			return res, fmt.Errorf("runc could not run container %s: %s", st.id, msg)
 		}
@@ -377,31 +374,4 @@ func runcError(logFile string) string {
 		}
 	}
 	return ""
-}
-
-// execFailure matches runc's message for a command it could not exec. Compiled on use (only
-// failed runs need it), not at start-up.
-func execFailure() *regexp.Regexp { return regexp.MustCompile(`exec: (".*"): (.*)$`) }
-
-// execFailureCode maps runc's "could not exec the command" errors to the shell's codes: 127
-// not found, 126 not executable. Other runc errors return 0.
-func execFailureCode(msg string) int {
-	m := execFailure().FindStringSubmatch(msg)
-	if m == nil {
-		return 0
-	}
-	switch {
-	case strings.Contains(m[2], "not found"), strings.Contains(m[2], "no such file"):
-		return 127
-	case strings.Contains(m[2], "permission denied"), strings.Contains(m[2], "exec format error"):
-		return 126
-	}
-	return 0
-}
-
-func execFailureText(msg string) string {
-	if m := execFailure().FindStringSubmatch(msg); m != nil {
-		return m[1] + ": " + m[2]
-	}
-	return msg
 }

@@ -41,7 +41,7 @@ func TestRunIsolation(t *testing.T) {
 		{"no_new_privs", nil, "grep NoNewPrivs /proc/self/status", 0, "NoNewPrivs:\t1\n", ""},
 		{"seccomp filter on", nil, "grep '^Seccomp:' /proc/self/status", 0, "Seccomp:\t2\n", ""},
 		{"loopback only", nil, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '", 0, "lo\n", ""},
-		{"new pid namespace", nil, "echo $$; echo /proc/[0-9]*", 0, "1\n/proc/1\n", ""}, // builtins only: the shell is pid 1 and alone
+		{"new pid namespace", nil, "set -- /proc/[0-9]*; echo $#; [ $1 = /proc/1 ] && [ $2 = /proc/$$ ] && echo init and shell", 0, "2\ninit and shell\n", ""}, // builtins only: pid 1 is the sandbox init, the shell its only child
 		{"RLIMIT_CORE 0 and NOFILE 1024", nil, "ulimit -c; ulimit -n", 0, "0\n1024\n", ""},
 		{"masked proc paths read empty", nil, "for p in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug /proc/acpi /proc/scsi /sys/firmware; do [ -e $p ] || continue; [ -d $p ] && n=$(ls $p | wc -l) || n=$(wc -c < $p); [ $n -eq 0 ] || echo $p $n; done; echo done", 0, "done\n", ""},
 		{"proc sys read-only", nil, "grep ' /proc/sys ' /proc/self/mounts | grep -c '[ ,]ro[ ,]'", 0, "1\n", ""},

@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -27,6 +28,14 @@ const DefaultCgroupParent = "airlock"
 
 // cpuPeriod is the CFS period; the quota is CPUs × cpuPeriod.
 const cpuPeriod = 100000
+
+// initPath is where every image holds the static airlock-toolbox (images.ToolboxPath), whose
+// init mode is the pid 1 of every container (see withInit).
+const initPath = "/.airlock/bin/airlock-toolbox"
+
+// InitGrace is how long after Spec.Timeout the sandbox init's own deadline falls: Airlock's
+// timer, at Spec.Timeout, stays the normal path, and the init's is the backstop.
+const InitGrace = 2 * time.Second
 
 // Sizes of the minimal /dev.
 const (
@@ -138,6 +147,7 @@ func OCIConfig(spec sandbox.Spec, img sandbox.Image, id string, sc *specs.LinuxS
 	opts := []specOpt{
 		withRootfs(img.Rootfs),
 		withProcess(spec),
+		withInit(spec.Timeout),
 		withNoCapabilities(),
 		withRlimits(spec.Limits.NoFile),
 		withHostname(Hostname),
@@ -200,6 +210,21 @@ func withProcess(spec sandbox.Spec) specOpt {
 			NoNewPrivileges: true,
 			OOMScoreAdj:     &oomScore,
 		}
+		return nil
+	}
+}
+
+// withInit makes the sandbox init (the image's airlock-toolbox in init mode) the container's
+// pid 1 and the command its child. The init kills every process and exits 124 at its own
+// deadline, Spec.Timeout plus InitGrace, whether or not Airlock is still there: if Airlock is
+// SIGKILLed or OOM-killed mid-call, runc dies with it and no host timer is left, so without
+// the init the command would run unbounded until the next Airlock start reaped it. The init
+// starts the command as runc did (same argv lookup, environment, directory and descriptors)
+// and passes its exit status on, so results read as before; it never widens anything: it runs
+// as the command's user, under the same capabilities, seccomp filter and limits.
+func withInit(timeout time.Duration) specOpt {
+	return func(s *specs.Spec) error {
+		s.Process.Args = append([]string{initPath, "init", "--deadline", (timeout + InitGrace).String(), "--"}, s.Process.Args...)
 		return nil
 	}
 }
