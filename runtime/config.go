@@ -150,8 +150,9 @@ type ToolConfig struct {
 	Name        string         `yaml:"name"`
 	Description string         `yaml:"description"`
 	Title       string         `yaml:"title"`
-	Builtin     string         `yaml:"builtin"` // a built-in tool's implementation under this name
-	Argv        []string       `yaml:"argv"`    // argv template; {{args.x}} fills a whole element
+	Builtin     string         `yaml:"builtin"`  // a built-in tool's implementation under this name
+	Replaces    string         `yaml:"replaces"` // the built-in this tool takes the place of: its own name
+	Argv        []string       `yaml:"argv"`     // argv template; {{args.x}} fills a whole element
 	Profile     string         `yaml:"profile"`
 	InputSchema map[string]any `yaml:"input_schema"`
 	Annotations *Annotations   `yaml:"annotations"`
@@ -364,6 +365,9 @@ func (c *Config) validate() error {
 			return c.errAt(fmt.Sprintf("tool %q is already defined at tools[%d]", t.Name, j), "tools", i, "name")
 		}
 		seen[t.Name] = i
+		if err := c.checkReplaces(i, t); err != nil {
+			return err
+		}
 		switch {
 		case t.Builtin != "" && len(t.Argv) > 0:
 			return c.errAt("set either builtin or argv, not both", "tools", i)

@@ -44,6 +44,21 @@ func TestDocsConfigExample(t *testing.T) {
 	if len(cfg.Tools) != 2 || len(cfg.HTTP.Tokens) != 2 || cfg.Profiles["lint"].Image != "host" {
 		t.Fatalf("example parsed to an unexpected config: %+v", cfg)
 	}
+	// Every other yaml block of the page is a config too, and must load as written.
+	doc, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "config.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```yaml\n")[1:]
+	if len(blocks) < 2 {
+		t.Fatalf("docs/config.md has %d yaml blocks, want the full example and the replaces example", len(blocks))
+	}
+	for i, b := range blocks {
+		b, _, _ = strings.Cut(b, "```")
+		if _, err := ParseConfig(fmt.Sprintf("docs/config.md yaml block %d", i+1), []byte(b)); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
 }
 
 // TestDocsConfigExampleWorks loads docs/config.md's full example as a file, resolves it and

@@ -31,7 +31,7 @@ func TestCallUsage(t *testing.T) {
 		{"call no args", callCmd, nil, "want TOOL and 'JSON'"},
 		{"call bad json", callCmd, []string{"read_file", "{"}, "not valid JSON"},
 		{"call bad flag", callCmd, []string{"--nope", "read_file", "{}"}, "flag provided but not defined"},
-		{"call config error has line", callCmd, []string{"--config", badCfg, "read_file", "{}"}, "bad.yaml:2: field bakend not found"},
+		{"call config error has line", callCmd, []string{"--config", badCfg, "read_file", "{}"}, "bad.yaml:2: bakend: unknown key, did you mean backend?"},
 		{"call unknown backend", callCmd, []string{"--config", noBackend, "--workspace", dir, "read_file", "{}"}, `unknown sandbox backend "nosuch"`},
 		{"serve neither mode", serveCmd, nil, "exactly one of --stdio or --http"},
 		{"serve both modes", serveCmd, []string{"--stdio", "--http", "127.0.0.1:0"}, "exactly one of --stdio or --http"},

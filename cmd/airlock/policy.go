@@ -11,12 +11,16 @@ import (
 	"strings"
 
 	"github.com/airlock-mcp/airlock/policies"
+	"github.com/airlock-mcp/airlock/runtime"
 )
 
 const policyUsage = `usage:
-  airlock policy check FILE
+  airlock policy check [--config F] [FILE]
       Validate a policy (JSON or YAML). Prints each error with a JSON pointer into the file.
-      Exit 0 valid, 1 invalid, 2 usage.
+      With --config, also checks the policy against the tools that config serves: an entry
+      for a tool that does not exist (a typo such as run_comand) is an error, one for a
+      built-in the config leaves out a note. Without FILE, checks the config's own policy
+      (or the embedded default). Exit 0 valid, 1 invalid, 2 usage.
   airlock policy eval --policy FILE --tool T --args JSON [--grant ID] [--labels k=v,...]
                       [--session ID] [--workspace DIR]
       Decide one call and print {"verdict","rule","message","policy_sha256"}.
@@ -59,19 +63,82 @@ func printLoadError(w io.Writer, err error) {
 }
 
 func policyCheck(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, "usage: airlock policy check FILE\n")
+	const usage = "usage: airlock policy check [--config F] [FILE]\n"
+	fs := flag.NewFlagSet("airlock policy check", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configFile := fs.String("config", "", "")
+	// Flags may follow FILE too (policy check policy.json --config airlock.yaml).
+	var files []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			fmt.Fprintf(stderr, "airlock policy check: %v\n%s", err, usage)
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files, rest = append(files, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(files) > 1 || (len(files) == 0 && *configFile == "") {
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	p, err := policies.Load(args[0])
+	var cfg *runtime.Config
+	if *configFile != "" {
+		c, err := runtime.LoadConfig(*configFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "airlock policy check: %v\n", err)
+			return 2
+		}
+		cfg = c
+	}
+	var p *policies.Policy
+	var err error
+	name := ""
+	if len(files) == 1 {
+		name = files[0]
+	}
+	switch {
+	case name != "":
+		p, err = policies.Load(name)
+	default:
+		cfg.Policy = cfg.PolicyPath()
+		p, err = cfg.LoadPolicy()
+		name = p.Name()
+		if cfg.Policy != "" {
+			name = cfg.Policy
+		}
+	}
 	if err != nil {
 		// Any file that does not load fails the check, unreadable or invalid alike: a CI step
 		// gating on `policy check` must not tell "missing" apart from "wrong" by exit code.
 		printLoadError(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d tools, sha256 %s)\n", args[0], len(p.Tools()), p.SHA256())
+	if cfg != nil {
+		unknown := 0
+		for _, is := range cfg.CheckPolicyTools(p) {
+			if is.Unknown {
+				unknown++
+				fmt.Fprintf(stderr, "%s: %s: %s\n", name, is.Pointer, is.Message)
+			} else {
+				fmt.Fprintf(stdout, "%s: note: %s: %s\n", name, is.Pointer, is.Message)
+			}
+		}
+		if unknown > 0 {
+			fmt.Fprintf(stderr, "%s: %d %s for tools %s does not serve\n", name, unknown, plural(unknown, "entry", "entries"), *configFile)
+			return 1
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d tools, sha256 %s)\n", name, len(p.Tools()), p.SHA256())
 	return 0
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func policyEval(args []string, stdout, stderr io.Writer) int {

@@ -123,6 +123,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer rt.Close()
 	warnImages(ctx, stderr)
+	warnPolicyTools(stderr, cfg)
 	if *httpAddr != "" {
 		ln, err = net.Listen("tcp", *httpAddr)
 		if err != nil {
@@ -154,6 +155,22 @@ func warnImages(ctx context.Context, stderr io.Writer) {
 	for _, name := range []string{"busybox", "host"} {
 		if _, err := store.Resolve(ctx, name); err != nil {
 			fmt.Fprintf(stderr, "airlock serve: warning: %v\n", err)
+		}
+	}
+}
+
+// warnPolicyTools says at start which policy entries judge nothing because they name a tool
+// this config does not serve (a typo such as run_comand leaves run_command to the default).
+// A warning, not a refusal: the policy still fails closed for the tools that are served, and
+// one policy may be shared by configs that serve different tools.
+func warnPolicyTools(stderr io.Writer, cfg *runtime.Config) {
+	p, err := cfg.LoadPolicy()
+	if err != nil {
+		return // Open loaded it already; nothing new to say
+	}
+	for _, is := range cfg.CheckPolicyTools(p) {
+		if is.Unknown {
+			fmt.Fprintf(stderr, "airlock serve: warning: policy %s: %s: %s\n", p.Name(), is.Pointer, is.Message)
 		}
 	}
 }
