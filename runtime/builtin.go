@@ -8,6 +8,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/pipeline"
+	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 // BuiltinNames lists the built-in tools in the order they are served.
@@ -24,7 +25,8 @@ type builtinSpec struct {
 	annotations        Annotations
 	argv               func(args map[string]any) ([]string, []byte, error)
 	render             func(pipeline.Output) pipeline.Rendered
-	env                []string
+	env                []string // set whatever the profile says
+	envDefaults        []string // set where the profile's env does not
 	progress           bool
 }
 
@@ -77,6 +79,15 @@ export GIT_CONFIG_COUNT=$n
 exec "$@"`
 
 var gitEnv = []string{"HOME=/tmp", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "GIT_PAGER=cat"}
+
+// gitSafeWorkspace lets the git of run_command and run_tests work in /workspace, which belongs
+// to the workspace's owner and not to the sandbox user, so git refuses it ("dubious
+// ownership"), and so does go build's VCS stamping. It is the environment form of the git
+// tools' -c safe.directory (command-line scope, which git honours for this key), naming
+// /workspace only: another repository the workspace holds stays refused. The check guards
+// against config and hooks planted by another user running code as you; inside the sandbox
+// the command already runs whatever it likes, with no more rights than before.
+var gitSafeWorkspace = []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory", "GIT_CONFIG_VALUE_0=" + sandbox.WorkspaceTarget}
 
 // canonicalPath refuses a path that path.Clean would change: policy rules other than
 // path_within compare the raw string, so "secret.env/" must not pass a suffix ".env" rule and
@@ -174,7 +185,7 @@ func builtinSpecs() map[string]builtinSpec {
 				}
 				return argv, nil, nil
 			},
-			env: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+			envDefaults: append([]string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}, gitSafeWorkspace...),
 		},
 		"git_status": {
 			title:       "Git status",
@@ -239,9 +250,9 @@ func builtinSpecs() map[string]builtinSpec {
 			description: "Run the project's configured test command on a throwaway copy-on-write copy of the workspace (tests may write files; the workspace is not changed), with no network and a long time limit. Reports progress while it runs and returns the test output and exit code.",
 			schema:      `{"type":"object","properties":{},"additionalProperties":false}`,
 			profile:     "tests", annotations: readOnlyHints, progress: true,
-			env: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+			envDefaults: append([]string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 				"GOCACHE=/tmp/go-cache", "GOPATH=/tmp/go", "GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local",
-				"CI=1", "npm_config_cache=/tmp/npm-cache"},
+				"CI=1", "npm_config_cache=/tmp/npm-cache"}, gitSafeWorkspace...),
 			// argv is bound at registry time from the tests config.
 		},
 	}

@@ -81,7 +81,7 @@ func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile str
 	t := &Tool{
 		name: name, title: spec.title, description: spec.description, schema: json.RawMessage(spec.schema),
 		annotations: spec.annotations, profileName: profile, profile: p, ws: ws,
-		argv: spec.argv, render: spec.render, env: spec.env, progress: spec.progress,
+		argv: spec.argv, render: spec.render, env: spec.env, envDefaults: spec.envDefaults, progress: spec.progress,
 	}
 	if builtin == "write_file" {
 		t.argv = guardOwnFiles(spec.argv, ws.dir, c.ownFiles())
@@ -134,7 +134,7 @@ func (c *Config) commandTool(i int, tc ToolConfig, ws workspaceInfo) (*Tool, err
 			argv, err := tmpl.expand(args)
 			return argv, nil, err
 		},
-		env: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+		envDefaults: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
 	}, nil
 }
 

@@ -27,8 +27,11 @@ type Tool struct {
 	// argv builds the command (and optional stdin) from validated arguments.
 	argv   func(args map[string]any) (argv []string, stdin []byte, err error)
 	render func(out pipeline.Output) pipeline.Rendered
-	// env is added on top of the profile's env.
+	// env is added on top of the profile's env (hardening no profile may undo).
 	env []string
+	// envDefaults fills only the keys that neither the profile's env nor env sets: the
+	// operator's GOCACHE or GOFLAGS in a profile win over a tool's own defaults.
+	envDefaults []string
 	// progress marks long-running tools that report MCP progress while they run.
 	progress bool
 }
@@ -80,6 +83,9 @@ func (t *Tool) Plan(ctx context.Context, args map[string]any) ([]sandbox.Option,
 	}
 	if len(t.env) > 0 {
 		opts = append(opts, sandbox.WithEnv(t.env...))
+	}
+	if env := unsetEnv(t.envDefaults, t.profile.Env, t.env); len(env) > 0 {
+		opts = append(opts, sandbox.WithEnv(env...))
 	}
 	opts = append(opts, sandbox.WithArgv(argv...), sandbox.WithLabel("airlock.tool", t.name))
 	if stdin != nil {
