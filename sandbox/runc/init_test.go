@@ -21,7 +21,7 @@ import (
 // with background children (one ignoring SIGTERM, one in its own session, one orphaned, one
 // stopped) under a plain `runc run`, and runc is then SIGKILLed, as it is when Airlock dies
 // (Pdeathsig): no host timer and no runc remain. The host sees every process of the container
-// still alive after Spec.Timeout, and none left by Spec.Timeout + InitGrace + 1 s: the
+// still alive after Spec.Timeout, and none left by Spec.Timeout + initGrace + 1 s: the
 // sandbox init's own deadline killed them.
 func TestTimeoutHoldsWithoutAirlock(t *testing.T) {
 	b := newTestBackend(t)
@@ -78,11 +78,11 @@ func TestTimeoutHoldsWithoutAirlock(t *testing.T) {
 		t.Fatalf("%s after the start %d processes run, want the %d there were (nothing should have killed them yet): %v",
 			time.Since(start).Round(time.Millisecond), len(now), len(procs), now)
 	}
-	limit := start.Add(timeout + InitGrace + time.Second)
+	limit := start.Add(timeout + initGrace + time.Second)
 	for left := container(); len(left) > 0; left = container() {
 		if time.Now().After(limit) {
 			t.Fatalf("%s after the start (timeout %s + grace %s + 1 s), %d of the container's %d processes still run with no Airlock: %v",
-				time.Since(start).Round(time.Millisecond), timeout, InitGrace, len(left), len(procs), left)
+				time.Since(start).Round(time.Millisecond), timeout, initGrace, len(left), len(procs), left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

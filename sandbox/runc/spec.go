@@ -33,9 +33,9 @@ const cpuPeriod = 100000
 // init mode is the pid 1 of every container (see withInit).
 const initPath = "/.airlock/bin/airlock-toolbox"
 
-// InitGrace is how long after Spec.Timeout the sandbox init's own deadline falls: Airlock's
+// initGrace is how long after Spec.Timeout the sandbox init's own deadline falls: Airlock's
 // timer, at Spec.Timeout, stays the normal path, and the init's is the backstop.
-const InitGrace = 2 * time.Second
+const initGrace = 2 * time.Second
 
 // Sizes of the minimal /dev.
 const (
@@ -216,7 +216,7 @@ func withProcess(spec sandbox.Spec) specOpt {
 
 // withInit makes the sandbox init (the image's airlock-toolbox in init mode) the container's
 // pid 1 and the command its child. The init kills every process and exits 124 at its own
-// deadline, Spec.Timeout plus InitGrace, whether or not Airlock is still there: if Airlock is
+// deadline, Spec.Timeout plus initGrace, whether or not Airlock is still there: if Airlock is
 // SIGKILLed or OOM-killed mid-call, runc dies with it and no host timer is left, so without
 // the init the command would run unbounded until the next Airlock start reaped it. The init
 // starts the command as runc did (same argv lookup, environment, directory and descriptors)
@@ -224,7 +224,7 @@ func withProcess(spec sandbox.Spec) specOpt {
 // as the command's user, under the same capabilities, seccomp filter and limits.
 func withInit(timeout time.Duration) specOpt {
 	return func(s *specs.Spec) error {
-		s.Process.Args = append([]string{initPath, "init", "--deadline", (timeout + InitGrace).String(), "--"}, s.Process.Args...)
+		s.Process.Args = append([]string{initPath, "init", "--deadline", (timeout + initGrace).String(), "--"}, s.Process.Args...)
 		return nil
 	}
 }

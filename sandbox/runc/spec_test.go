@@ -276,7 +276,7 @@ func TestOCIConfigRefuses(t *testing.T) {
 }
 
 // TestWithInit: the sandbox init is every container's pid 1, with its own deadline at
-// Spec.Timeout plus InitGrace, and the command after "--" exactly as given, so nothing in it is
+// Spec.Timeout plus initGrace, and the command after "--" exactly as given, so nothing in it is
 // read as an option of the init.
 func TestWithInit(t *testing.T) {
 	img := sandbox.Image{Name: "busybox", Rootfs: goldenRootfs}
