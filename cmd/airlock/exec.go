@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -41,6 +42,11 @@ flags:
   --image NAME            image to run: %s (default busybox)
   --workspace DIR[:MODE]  mount DIR at /workspace and run there; MODE is ro (default),
                           rw (writes reach DIR) or copy (writes are discarded)
+  --user USER             nobody (default): uid/gid 65534, which can write only what
+                          65534 may write, so DIR:rw of a root-owned DIR fails with
+                          "Permission denied"; workspace-owner: the uid/gid that owns
+                          DIR, so writes succeed and keep its ownership (uid 0 when root
+                          owns it: still no capabilities, listed as user:root in loosened)
   --memory SIZE           memory limit, swap equal (default 256Mi)
   --cpus N                CPU quota in cores (default 1)
   --pids N                max processes and threads (default 64)
@@ -55,6 +61,9 @@ flags:
 type execRequest struct {
 	spec sandbox.Spec
 	json bool
+	// notes are said on stderr before the run: a flag combination that works but will
+	// probably not do what was meant.
+	notes []string
 }
 
 // usageError is a mistake on the command line; it exits 2.
@@ -74,6 +83,9 @@ func parseExecArgs(args []string, stateDir string) (execRequest, error) {
 	var opts []sandbox.Option
 	add := func(o sandbox.Option) { opts = append(opts, o) }
 	var req execRequest
+	user := "nobody"
+	var wsDir string
+	var wsAccess sandbox.Access
 
 	fs.Func("image", "", func(v string) error {
 		if !slices.Contains(images.Names(), v) {
@@ -114,6 +126,14 @@ func parseExecArgs(args []string, stateDir string) (execRequest, error) {
 			}
 		}
 		add(sandbox.WithWorkspace(abs, access))
+		wsDir, wsAccess = abs, access
+		return nil
+	})
+	fs.Func("user", "", func(v string) error {
+		if v != "nobody" && v != "workspace-owner" {
+			return fmt.Errorf("unknown user %q; choose nobody (uid 65534) or workspace-owner (the owner of --workspace DIR)", v)
+		}
+		user = v
 		return nil
 	})
 	fs.Func("memory", "", func(v string) error {
@@ -180,6 +200,26 @@ func parseExecArgs(args []string, stateDir string) (execRequest, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return req, usagef("no command given; put it after --, e.g. airlock exec -- ls -l /workspace")
 	}
+	switch {
+	case user == "workspace-owner" && wsDir == "":
+		return req, usagef("--user workspace-owner runs as the owner of the workspace; give --workspace DIR too")
+	case user == "workspace-owner":
+		fi, err := os.Stat(wsDir)
+		if err != nil {
+			return req, usagef("--workspace %s: %v", wsDir, err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return req, usagef("--user workspace-owner: cannot read the owner of %s", wsDir)
+		}
+		add(sandbox.WithUser(st.Uid, st.Gid))
+	case wsAccess == sandbox.ReadWrite:
+		u := sandbox.Defaults().User
+		if fi, err := os.Stat(wsDir); err == nil && !writableBy(fi, u.UID, u.GID) {
+			req.notes = append(req.notes, fmt.Sprintf("%s is not writable by uid %d, which the command runs as, so writes to /workspace will fail; "+
+				"add --user workspace-owner to run as its owner", wsDir, u.UID))
+		}
+	}
 	add(sandbox.WithArgv(argv...))
 	spec, err := sandbox.New(opts...)
 	if err != nil {
@@ -187,6 +227,23 @@ func parseExecArgs(args []string, stateDir string) (execRequest, error) {
 	}
 	req.spec = spec
 	return req, nil
+}
+
+// writableBy reports whether a process of uid/gid (and no capabilities) may create files in
+// the directory fi describes, by its mode bits.
+func writableBy(fi os.FileInfo, uid, gid uint32) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true // nothing to judge by: say nothing
+	}
+	perm := fi.Mode().Perm()
+	switch {
+	case st.Uid == uid:
+		return perm&0o300 == 0o300
+	case st.Gid == gid:
+		return perm&0o030 == 0o030
+	}
+	return perm&0o003 == 0o003
 }
 
 // flagError rewrites the flag package's messages to name the flag the way users type it.
@@ -295,6 +352,9 @@ func execMain(ctx context.Context, args []string, stdout, stderr io.Writer, open
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock exec: %v\nRun 'airlock exec -h' for usage.\n", err)
 		return exitUsage
+	}
+	for _, n := range req.notes {
+		fmt.Fprintf(stderr, "airlock exec: note: %s\n", n)
 	}
 	log := zerolog.New(stderr).Level(zerolog.WarnLevel).With().Timestamp().Str("cmd", "exec").Logger()
 	if req.spec.Seccomp == sandbox.SeccompUnconfined {
