@@ -121,16 +121,9 @@ type cond struct {
 }
 
 // eval decides the condition for req. It does not allocate for any operator except host_in,
-// whose URL parsing does.
+// whose URL parsing does, nor for any path except a |words path, whose words it builds.
 func (c *cond) eval(req *Request, ws string) outcome {
-	var (
-		v any
-		l lookup
-	)
-	switch c.path.root {
-	case rootArgs:
-		v, l = c.path.resolve(req)
-	default:
+	if c.path.root != rootArgs {
 		// grant.* and session.id are strings; they are judged without boxing them into an
 		// interface (which would allocate on every call).
 		str, ok := c.path.resolveString(req)
@@ -142,6 +135,46 @@ func (c *cond) eval(req *Request, ws string) outcome {
 		}
 		return c.evalString(str, ws)
 	}
+	if !c.path.words && !c.path.each {
+		v, l := c.path.resolve(req)
+		return c.evalValue(v, l, ws)
+	}
+	v, l := c.path.resolveSelected(req)
+	if c.path.each && l == found {
+		return c.evalEach(v, ws)
+	}
+	return c.evalValue(v, l, ws)
+}
+
+// evalEach decides a condition whose path ends in "*": it holds when it holds for some element
+// of the array. An empty array is missing; an element the operator cannot judge makes the
+// outcome a mismatch unless another element holds, so a deny_if fires on it (fail closed).
+func (c *cond) evalEach(v any, ws string) outcome {
+	arr, ok := v.([]any)
+	if !ok {
+		return c.evalValue(nil, mismatch, ws)
+	}
+	if len(arr) == 0 {
+		return c.evalValue(nil, missing, ws)
+	}
+	res := fails
+	for _, e := range arr {
+		l := found
+		if e == nil {
+			l = missing
+		}
+		switch c.evalValue(e, l, ws) {
+		case holds:
+			return holds
+		case badType:
+			res = badType
+		}
+	}
+	return res
+}
+
+// evalValue decides the condition for the value v that its path resolved to (l).
+func (c *cond) evalValue(v any, l lookup, ws string) outcome {
 	if c.op == opExists {
 		switch l {
 		case found:

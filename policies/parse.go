@@ -318,6 +318,10 @@ func (c *compiler) cond(ptr string, n *node, toolPtr, section, toolName string) 
 	}
 	cd.msgFail = toolName + " denied: requires " + cd.text
 	cd.msgMissing = toolName + " denied: " + ps + " is missing (requires " + cd.text + ")"
-	cd.msgMismatch = toolName + " denied: " + ps + " " + mismatchHint(cd.op, opName) + " (requires " + cd.text + ")"
+	hint := mismatchHint(cd.op, opName)
+	if cd.path.words {
+		hint = "is not one simple shell command with literal words"
+	}
+	cd.msgMismatch = toolName + " denied: " + ps + " " + hint + " (requires " + cd.text + ")"
 	return cd, true
 }

@@ -111,12 +111,15 @@ func (p *Policy) check(req *Request, ws string) (d Decision, t *tool, done bool)
 					d.Message = c.msgMismatch
 				}
 			}
+			if o == badType {
+				d.Message += wordsReason(c, req)
+			}
 			return d, nil, true
 		}
 	}
 	for _, r := range t.denyIf {
 		if r.fires(req, ws) {
-			return Decision{Verdict: Deny, Rule: r.ptr, Message: r.msg, PolicySHA256: p.sha}, nil, true
+			return Decision{Verdict: Deny, Rule: r.ptr, Message: r.message(req), PolicySHA256: p.sha}, nil, true
 		}
 	}
 	return Decision{}, t, false
@@ -126,10 +129,30 @@ func (p *Policy) check(req *Request, ws string) (d Decision, t *tool, done bool)
 func (p *Policy) approval(t *tool, req *Request, ws string) Decision {
 	for _, r := range t.approveIf {
 		if r.fires(req, ws) {
-			return Decision{Verdict: Approve, Rule: r.ptr, Message: r.msg, PolicySHA256: p.sha}
+			return Decision{Verdict: Approve, Rule: r.ptr, Message: r.message(req), PolicySHA256: p.sha}
 		}
 	}
 	return Decision{Verdict: Allow, Rule: t.ptr, PolicySHA256: p.sha}
+}
+
+// message is a firing rule's message, with the reason a |words path could not be judged
+// when the rule fired on that mismatch rather than on its operator.
+func (r *rule) message(req *Request) string {
+	for i := range r.conds {
+		if why := wordsReason(&r.conds[i], req); why != "" {
+			return r.msg + why
+		}
+	}
+	return r.msg
+}
+
+// wordsReason says why the command at c's |words path has no words a policy can judge (" (args.command|words.0:
+// byte 7: ...)"), so the agent learns what to change; "" otherwise.
+func wordsReason(c *cond, req *Request) string {
+	if why := c.path.wordsError(req); why != "" {
+		return " (" + c.path.text + ": " + why + ")"
+	}
+	return ""
 }
 
 // fires reports whether every condition of a deny_if / approve_if rule holds. A missing path
