@@ -133,35 +133,35 @@ func startFailure(name string, err error) (int, string) {
 	return code, strconv.Quote(name) + ": " + reason
 }
 
+// fatalSignals are the signals on which the Go runtime ends the process when another process
+// sends them: SIGHUP, SIGINT and SIGTERM exit, the others crash with a trace. The runtime's
+// handlers drop every other signal already.
+var fatalSignals = []syscall.Signal{
+	syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM,
+	syscall.SIGQUIT, syscall.SIGABRT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGSTKFLT, syscall.SIGSYS,
+	syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV,
+}
+
 // ignoreSignals makes the init deaf to signals from inside the sandbox. The kernel drops a
 // signal sent to a pid namespace's init from inside it unless the init handles it, but the Go
-// runtime handles nearly all of them and exits on SIGTERM, SIGINT, SIGHUP and a user-sent
-// SIGSEGV or SIGQUIT: CMD could end the whole run with `kill 1`. Back at SIG_DFL they are
-// dropped. Kept: SIGURG (the runtime's preemption) and SIGCHLD (it wakes supervise; the
-// runtime's handler does nothing else with it). SIGKILL and SIGSTOP cannot be sent to the init
-// from inside at all. The child is unaffected: Go resets every handled signal to SIG_DFL in
-// the child before exec, and this changes only handlers, never a SIG_IGN CMD would inherit.
+// runtime handles them all and exits on fatalSignals: CMD could end the whole run with
+// `kill 1`. Back at SIG_DFL the kernel drops them. SIGKILL and SIGSTOP cannot be sent to the
+// init from inside at all. CMD is unaffected: Go resets every signal it handles to SIG_DFL in
+// the child before exec, and a signal CMD would inherit ignored stays ignored.
 func ignoreSignals() {
 	type sigaction struct {
 		handler, flags, restorer uintptr
 		mask                     uint64
 	}
 	const sigIgn = 1
-	var dfl sigaction
-	for sig := 1; sig < 65; sig++ {
-		switch syscall.Signal(sig) {
-		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGURG, syscall.SIGCHLD:
-			continue
-		case syscall.SIGHUP, syscall.SIGINT:
+	var dfl, old sigaction
+	for _, sig := range fatalSignals {
+		if sig == syscall.SIGHUP || sig == syscall.SIGINT {
 			// The only two the runtime leaves alone when they arrive ignored; CMD inherits
 			// them ignored, as it did from runc, so they must stay so.
-			var old sigaction
 			if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 || old.handler == sigIgn {
 				continue
 			}
-		}
-		if sig == 32 || sig == 33 { // the C library's and the runtime's own thread signals
-			continue
 		}
 		_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
 	}
@@ -175,7 +175,9 @@ func ignoreSignals() {
 // a full pids cgroup creating one would fail, and the runtime would crash). While ppoll waits,
 // every signal but SIGCHLD is blocked on this thread: the runtime's preemption signal (it
 // sees a goroutine running for 10 ms and asks it to yield) then waits for the loop's next
-// turn instead of waking it a hundred times a second.
+// turn instead of waking it a hundred times a second. (The runtime's monitor thread still
+// ticks every 10 ms while the P is held: about 0.5% of a core on a slow VM, the price of never
+// depending on an idle thread being there to take the P over.)
 func supervise(child int, deadline time.Time, limit time.Duration) int {
 	pidfd := -1
 	if fd, _, e := syscall.RawSyscall(unix.SYS_PIDFD_OPEN, uintptr(child), 0, 0); e == 0 {

@@ -180,7 +180,7 @@ func TestInitAsPid1(t *testing.T) {
 		{name: "background children do not hold the run", argv: []string{"sh", "-c", "sleep 1000 & (sleep 1000 &); exit 4"}, code: 4,
 			maxTook: 5 * time.Second},
 		{name: "signals from inside do not stop the init", argv: []string{"sh", "-c",
-			"for s in TERM INT HUP QUIT USR1 USR2 ALRM PIPE SEGV ABRT; do kill -$s 1; done; sleep 0.2; exit 5"}, code: 5},
+			"for s in $(seq 1 64); do case $s in 9|19|32|33) ;; *) kill -$s 1;; esac; done; sleep 0.2; exit 5"}, code: 5},
 		{name: "deadline kills everything", deadline: time.Second,
 			argv: []string{"sh", "-c", "trap '' TERM; sleep 1000 & (sleep 1000 &); setsid sleep 1000 & while :; do :; done"},
 			code: 124, stderr: "airlock: deadline of 1s passed; the sandbox init killed every process\n", maxTook: 5 * time.Second},
