@@ -18,13 +18,14 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"exec":   {"run one command in a fresh sandbox", cmdExec},
-		"call":   {"run one tool call through all seven stages", cmdCall},
-		"serve":  {"serve MCP over stdio or streamable HTTP", cmdServe},
-		"policy": {"check, evaluate and test policies", cmdPolicy},
-		"audit":  {"verify and read the audit log", cmdAudit},
-		"images": {"build and list sandbox images", cmdImages},
-		"doctor": {"report what works on this machine", cmdDoctor},
+		"exec":    {"run one command in a fresh sandbox", cmdExec},
+		"call":    {"run one tool call through all seven stages", cmdCall},
+		"serve":   {"serve MCP over stdio or streamable HTTP", cmdServe},
+		"policy":  {"check, evaluate and test policies", cmdPolicy},
+		"audit":   {"verify and read the audit log", cmdAudit},
+		"images":  {"build and list sandbox images", cmdImages},
+		"doctor":  {"report what works on this machine", cmdDoctor},
+		"version": {"print the versions of airlock, Go and runc", cmdVersion},
 	}
 }
 
@@ -45,6 +46,9 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := commands()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = []string{"version"}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr, cmds)
 		if len(args) == 0 {
@@ -64,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: airlock COMMAND [flags]")
 	fmt.Fprintln(w)
-	for _, name := range []string{"serve", "call", "exec", "policy", "audit", "images", "doctor"} {
+	for _, name := range []string{"serve", "call", "exec", "policy", "audit", "images", "doctor", "version"} {
 		fmt.Fprintf(w, "  %-7s %s\n", name, cmds[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'airlock COMMAND -h' for the flags of one command.")
