@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/airlock-mcp/airlock/policies"
+	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 // checkReplaces refuses a configured tool that takes a built-in's name without saying so. The
@@ -104,4 +105,21 @@ func (c *Config) CheckPolicyTools(p *policies.Policy) []PolicyToolIssue {
 // escapePointerToken escapes a JSON pointer token (RFC 6901).
 func escapePointerToken(s string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+// ProfileOptions are the sandbox options of a profile for the resolved config's workspace
+// (image, seccomp, workspace mount, user, limits, env, mounts): what every tool on the profile
+// runs with, before its own command and environment. airlock doctor --config runs `true` with
+// them, which finds what config validation cannot: a mount target the image lacks, a
+// workspace the profile's user cannot enter.
+func (c *Config) ProfileOptions(name string) ([]sandbox.Option, error) {
+	p, ok := c.profile(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown profile %q", name)
+	}
+	ws, err := inspectWorkspace(c.Workspace)
+	if err != nil {
+		return nil, err
+	}
+	return profileOptions(p, ws)
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/airlock-mcp/airlock/seccomp"
 )
 
-const doctorUsage = `usage: airlock doctor [--json] [--no-smoke]
+const doctorUsage = `usage: airlock doctor [--config F] [--json] [--no-smoke]
 
 Reports what works on this machine for Airlock's default backend (runc): the runc binary
 and its version, seccomp in runc and in the kernel, cgroups and their controllers,
@@ -34,8 +34,13 @@ namespaces, root, and the built images; then, when nothing failed, runs 'true' i
 sandbox. Exits 1 when the default backend cannot run here, 0 otherwise, 2 on a usage error.
 
 flags:
+  --config F  also check what config F needs: that it loads, its backend, its policy (and
+              entries for tools it does not serve), its audit directory, the images its
+              tools use (missing ones fail), and each profile its tools run under, by
+              running 'true' with that profile's image, mounts, user and limits; exits 1
+              when any of that fails
   --json      print the rows as a JSON array of {"check","status","detail"}
-  --no-smoke  do not run the sandbox smoke test
+  --no-smoke  do not run the sandbox smoke test or the profile runs
 `
 
 // checkStatus is the verdict of one doctor row.
@@ -65,6 +70,7 @@ type doctorEnv struct {
 	sockets   func(path string) bool // whether a unix socket exists at path
 	open      openBackend            // the configured backend, for the smoke test; nil skips it
 	smokeTime time.Duration
+	config    *configCheck // --config: what that config needs; nil without the flag
 }
 
 func hostDoctorEnv() doctorEnv {
@@ -102,6 +108,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.SetOutput(io.Discard)
 	asJSON := fs.Bool("json", false, "")
 	noSmoke := fs.Bool("no-smoke", false, "")
+	configFile := fs.String("config", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, doctorUsage)
@@ -117,6 +124,9 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	env := hostDoctorEnv()
 	if *noSmoke {
 		env.open = nil
+	}
+	if *configFile != "" {
+		env.config = loadDoctorConfig(*configFile)
 	}
 	rows := runDoctor(ctx, env)
 	if err := printRows(stdout, rows, *asJSON); err != nil {
@@ -159,15 +169,36 @@ func runDoctor(ctx context.Context, env doctorEnv) []checkRow {
 	rows = append(rows, checkCgroups(env)...)
 	rows = append(rows, checkNamespaces(env.procRoot))
 	rows = append(rows, env.images(ctx)...)
-	rows = append(rows, checkOptionalBackends(env.sockets)...)
-	if env.open != nil {
-		if doctorExit(rows) != 0 {
-			rows = append(rows, checkRow{"sandbox smoke test", statusWarn, "not run: fix the failures above first"})
-		} else {
-			rows = append(rows, smokeTest(ctx, env))
-		}
+	var cfgRows []checkRow
+	var uses []*profileUse
+	if env.config != nil {
+		cfgRows, uses = configRows(env.config, env.writable)
+		rows = requireImages(rows, uses)
 	}
-	return rows
+	rows = append(rows, checkOptionalBackends(env.sockets)...)
+	machineOK := doctorExit(rows) == 0
+	rows = append(rows, cfgRows...)
+	if env.open == nil {
+		return append(rows, profileRows(ctx, uses, nil, 0, "--no-smoke")...)
+	}
+	if !machineOK {
+		rows = append(rows, checkRow{"sandbox smoke test", statusWarn, "not run: fix the failures above first"})
+		return append(rows, profileRows(ctx, uses, nil, 0, "fix the failures above first")...)
+	}
+	smoke := smokeTest(ctx, env)
+	rows = append(rows, smoke)
+	if len(uses) == 0 {
+		return rows
+	}
+	if smoke.Status != statusOK {
+		return append(rows, profileRows(ctx, uses, nil, 0, "the smoke test failed")...)
+	}
+	backend, closeBackend, err := env.open(ctx, zerolog.Nop())
+	if err != nil {
+		return append(rows, profileRows(ctx, uses, nil, 0, err.Error())...)
+	}
+	defer func() { _ = closeBackend() }()
+	return append(rows, profileRows(ctx, uses, backend, env.smokeTime, "")...)
 }
 
 func checkRoot(euid int) checkRow {
