@@ -33,8 +33,9 @@ const execBenchGap = 50 * time.Millisecond
 // `airlock exec -- true` binary (process start-up, flag parsing, owner lock, reaping, bundle,
 // `runc run --keep`, OOM check, clean-up) against a bare `runc run` of an equivalent
 // hand-written bundle (sandbox/runc/testdata/raw-config.json on the same busybox image
-// rootfs, with the same seccomp filter, namespaces, mounts, masked paths, rlimits and cgroup
-// limits; checked against runc.OCIConfig before timing). The raw side writes its bundle,
+// rootfs, with the same seccomp filter, namespaces, mounts, masked paths, rlimits, cgroup
+// limits and the same sandbox init as pid 1; checked against runc.OCIConfig before timing, so
+// the ratio is Airlock's own cost, and the init's shows in both). The raw side writes its bundle,
 // runs it (`runc run` deletes the container on exit) and removes the bundle dir, the same
 // work exec does around runc.
 //
