@@ -457,6 +457,19 @@ func mcpCheckAudit(t *testing.T, e *mcpEnv, steps []mcpStep) {
 	if code, out := e.verifyAudit(t, e.audit); code != 0 {
 		t.Fatalf("airlock audit verify %s exited %d, want 0:\n%s", e.audit, code, out)
 	}
+	// Every record, intent records included, links to the one before it.
+	all := readAuditAll(t, e.audit)
+	for i := 1; i < len(all); i++ {
+		if all[i].PrevHash != all[i-1].Hash {
+			t.Errorf("record %d: prev_hash %q does not chain to the previous hash %q", i+1, all[i].PrevHash, all[i-1].Hash)
+		}
+	}
+	// A call that reached a sandbox has an intent record just before its closing record.
+	for i, r := range all {
+		if r.Phase == "started" && (i+1 >= len(all) || all[i+1].AuditID != r.AuditID || all[i+1].Phase != "") {
+			t.Errorf("intent record %d (%s) is not followed by its call's closing record", i+1, r.AuditID)
+		}
+	}
 	recs := readAudit(t, e.audit)
 	if len(recs) != len(steps) {
 		t.Fatalf("audit has %d records, want one per tools/call (%d), denials included", len(recs), len(steps))
@@ -468,9 +481,6 @@ func mcpCheckAudit(t *testing.T, e *mcpEnv, steps []mcpStep) {
 		}
 		if rec.AuditID == "" || rec.Hash == "" {
 			t.Errorf("record %d (%s): audit_id %q / hash %q must be set", i+1, st.name, rec.AuditID, rec.Hash)
-		}
-		if i > 0 && rec.PrevHash != recs[i-1].Hash {
-			t.Errorf("record %d: prev_hash %q does not chain to the previous hash %q", i+1, rec.PrevHash, recs[i-1].Hash)
 		}
 		if st.audit != nil {
 			t.Run(st.name, func(t *testing.T) { st.audit(t, rec) })

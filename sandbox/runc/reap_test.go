@@ -46,8 +46,11 @@ func reapHelper(arg string) {
 	}
 	go func() { _, _ = b.Run(context.Background(), s) }()
 	id := fmt.Sprintf("airlock-%s-1", b.token)
+	// Running, and the command's sleep started (the init starts it a moment after runc
+	// reports the container running).
 	for {
-		if out, _ := b.runcCmd(context.Background(), "state", id); bytes.Contains(out, []byte(`"status": "running"`)) {
+		out, _ := b.runcCmd(context.Background(), "state", id)
+		if bytes.Contains(out, []byte(`"status": "running"`)) && hasProcess(parts[2]) {
 			fmt.Println("running", id)
 			break
 		}

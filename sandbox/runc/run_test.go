@@ -198,6 +198,11 @@ func TestRunOutputCap(t *testing.T) {
 // hostHasProcess reports whether any host process has marker among its arguments.
 func hostHasProcess(t *testing.T, marker string) bool {
 	t.Helper()
+	return hasProcess(marker)
+}
+
+// hasProcess reports whether a host process has marker as one of its arguments.
+func hasProcess(marker string) bool {
 	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, d := range dirs {
 		b, err := os.ReadFile(d)
