@@ -63,7 +63,7 @@ func TestPolicyEval(t *testing.T) {
 		rule    string
 	}{
 		{"allow", []string{"--policy", examples + "shell.json", "--tool", "run_command", "--args", `{"command":"go test ./..."}`}, 0, "allow", "/tools/run_command"},
-		{"deny", []string{"--policy", examples + "shell.json", "--tool", "run_command", "--args", `{"command":"go test ./...; id"}`}, 3, "deny", "/tools/run_command/deny_if/args.command-regex"},
+		{"deny", []string{"--policy", examples + "shell.json", "--tool", "run_command", "--args", `{"command":"go test ./...; id"}`}, 3, "deny", "/tools/run_command/require/args.command|words-len_gte"},
 		{"approve", []string{"--policy", examples + "kubernetes.json", "--tool", "scale_deployment", "--args", `{"namespace":"team-a","replicas":0}`, "--grant", "sre-1", "--labels", "role=sre,team=x"}, 4, "approve", "/tools/scale_deployment/approve_if/args.replicas-eq"},
 		{"labels matter", []string{"--policy", examples + "kubernetes.json", "--tool", "scale_deployment", "--args", `{"namespace":"team-a","replicas":0}`, "--labels", "role=dev"}, 3, "deny", "/tools/scale_deployment/require/grant.labels.role-eq"},
 		{"workspace", []string{"--policy", examples + "workspace.json", "--tool", "read_file", "--args", `{"path":"/srv/repo/a"}`, "--workspace", "/srv/repo"}, 0, "allow", "/tools/read_file"},
