@@ -60,6 +60,11 @@ func BuildTools(cfg *Config) ([]*Tool, error) {
 			}
 		}
 		if tc.Annotations != nil {
+			if tc.Annotations.ReadOnly && profileWrites(t.profile) {
+				return nil, cfg.errAt(fmt.Sprintf("read_only: true, but profile %s can write the host (workspace: rw or an rw mount); "+
+					"clients approve read-only tools without asking, so remove read_only or give the tool a profile that cannot write", t.profileName),
+					"tools", i, "annotations", "read_only")
+			}
 			t.annotations = *tc.Annotations
 		}
 		tools = append(tools, t)
@@ -80,7 +85,7 @@ func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile str
 	}
 	t := &Tool{
 		name: name, title: spec.title, description: spec.description, schema: json.RawMessage(spec.schema),
-		annotations: spec.annotations, profileName: profile, profile: p, ws: ws,
+		annotations: profileHints(spec.annotations, p), profileName: profile, profile: p, ws: ws,
 		argv: spec.argv, render: spec.render, env: spec.env, envDefaults: spec.envDefaults, progress: spec.progress,
 	}
 	if builtin == "write_file" {
@@ -125,7 +130,7 @@ func (c *Config) commandTool(i int, tc ToolConfig, ws workspaceInfo) (*Tool, err
 	}
 	// Default hints follow from the sandbox: nothing reaches the network, and only a rw
 	// workspace lets the tool change anything that outlives the call.
-	rw := p.Workspace == "rw" || slices.ContainsFunc(p.Mounts, func(m MountConfig) bool { return m.Access == "rw" })
+	rw := profileWrites(p)
 	return &Tool{
 		name: tc.Name, title: tc.Title, description: tc.Description, schema: schema,
 		annotations: Annotations{ReadOnly: !rw, Destructive: ptr(rw), OpenWorld: ptr(false)},
@@ -136,6 +141,24 @@ func (c *Config) commandTool(i int, tc ToolConfig, ws workspaceInfo) (*Tool, err
 		},
 		envDefaults: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
 	}, nil
+}
+
+// profileWrites reports whether a profile lets a tool change anything that outlives the call:
+// a rw workspace or a rw mount (copy-on-write ones vanish with the container).
+func profileWrites(p Profile) bool {
+	return p.Workspace == "rw" || slices.ContainsFunc(p.Mounts, func(m MountConfig) bool { return m.Access == "rw" })
+}
+
+// profileHints are a built-in tool's MCP hints under the profile it actually runs with.
+// Clients approve tools that say readOnlyHint without asking, so a built-in that is read-only by
+// nature (run_command, git_status, run_tests) is not reported so once its profile can write the
+// host: a "builtin: run_command" alias with workspace: rw can change every file. A profile never
+// makes a writing tool look read-only.
+func profileHints(spec Annotations, p Profile) Annotations {
+	if !spec.ReadOnly || !profileWrites(p) {
+		return spec
+	}
+	return Annotations{ReadOnly: false, Destructive: ptr(true), Idempotent: false, OpenWorld: spec.OpenWorld}
 }
 
 // inspectWorkspace checks the workspace is a directory and records its owner, which profiles
