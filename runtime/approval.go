@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -54,7 +55,14 @@ type approvals struct {
 	key  []byte
 	mu   sync.Mutex
 	used map[string]time.Time // nonce -> expiry
-	now  func() time.Time
+	now  func() time.Time     // guarded by mu; tests move it past approvalTTL
+}
+
+func (a *approvals) clock() time.Time {
+	a.mu.Lock()
+	now := a.now
+	a.mu.Unlock()
+	return now()
 }
 
 func newApprovals() (*approvals, error) {
@@ -80,7 +88,7 @@ func (a *approvals) mint(session, grant, tool, argsHash string) (string, error) 
 		return "", err
 	}
 	st := approvalState{Session: session, Grant: grant, Tool: tool, Args: argsHash,
-		Nonce: hex.EncodeToString(nonce), Expires: a.now().Add(approvalTTL).Unix()}
+		Nonce: hex.EncodeToString(nonce), Expires: a.clock().Add(approvalTTL).Unix()}
 	body, err := json.Marshal(st)
 	if err != nil {
 		return "", err
@@ -113,7 +121,7 @@ func (a *approvals) redeem(token, session, grant, tool, argsHash string) error {
 	if err := json.Unmarshal(body, &st); err != nil {
 		return errors.New("malformed approval state")
 	}
-	now := a.now()
+	now := a.clock()
 	switch {
 	case now.Unix() > st.Expires:
 		return errors.New("the approval request expired; call the tool again")
@@ -178,7 +186,11 @@ func (s sessionApprover) Approve(ctx context.Context, req pipeline.ApprovalReque
 	if s.ss == nil || !canElicit(s.ss) {
 		return false, errNoElicitation
 	}
-	res, err := s.ss.Elicit(ctx, approvalParams(req.Tool, req.Args, req.Decision))
+	params, err := approvalParams(req.Tool, req.Args, req.Decision)
+	if err != nil {
+		return false, err
+	}
+	res, err := s.ss.Elicit(ctx, params)
 	if err != nil {
 		return false, fmt.Errorf("asking for approval: %w", err)
 	}
@@ -210,35 +222,48 @@ func approved(res *mcp.ElicitResult) bool {
 	return v
 }
 
-// approvalParams is the form shown to the human: tool, arguments and the rule that asked.
-func approvalParams(tool string, args map[string]any, d policies.Decision) *mcp.ElicitParams {
-	msg := fmt.Sprintf("Airlock: approve the call to %s?\n\n%s\n\nArguments:\n%s\n\nRule: %s. Declining denies the call.",
-		tool, stripControl(d.Message), showArgs(args), d.Rule)
-	return &mcp.ElicitParams{Mode: "form", Message: msg, RequestedSchema: approvalSchema}
+// approvalParams is the form shown to the human: tool, arguments and the rule that asked. It
+// refuses (*unshowableError) a call whose arguments the form cannot show in full.
+func approvalParams(tool string, args map[string]any, d policies.Decision) (*mcp.ElicitParams, error) {
+	shown, err := showArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	msg := fmt.Sprintf("Airlock: approve the call to %s?\n\n%s\n\nArguments (every byte of them):\n%s\n\nRule: %s. Declining denies the call.",
+		tool, stripControl(d.Message), shown, d.Rule)
+	return &mcp.ElicitParams{Mode: "form", Message: msg, RequestedSchema: approvalSchema}, nil
 }
 
-// Caps on what the approval form shows of the arguments.
-const (
-	maxShownValue = 2 << 10
-	maxShownTotal = 8 << 10
-)
+// maxShownArgs caps the arguments an approval prompt shows, rendered. A human approves what
+// the prompt shows, so it shows every argument in full; a call beyond this is refused rather
+// than shown in part (about 400 lines of code is what a person can still review).
+const maxShownArgs = 16 << 10
 
-// showArgs renders the arguments for a human, every key on its own line, shortest values first.
-// Cutting one JSON document at a byte count (as encoding/json orders keys, "content" before
-// "path") let a write_file with 4 KiB of padding hide which file it writes: the human approved
-// a path never shown. Each value is capped on its own and says how much was left out, and the
-// short ones (paths, flags) come first so they are always on screen. Invisible and
-// bidirectional formatting characters are shown as escapes, so a path cannot display as
-// another.
-func showArgs(args map[string]any) string {
+// unshowableError refuses an approval for arguments the prompt cannot show in full.
+type unshowableError struct {
+	shown, largest int
+	key            string
+}
+
+func (e *unshowableError) Error() string {
+	return fmt.Sprintf("the approval prompt shows every argument in full, and this call's arguments take %d bytes there, "+
+		"over its %d-byte limit (%s alone takes %d): a human cannot review it, so it was not asked. "+
+		"Make the change in smaller calls (for write_file: smaller files, since each call replaces the whole file), "+
+		"or ask the user to make it themselves", e.shown, maxShownArgs, e.key, e.largest)
+}
+
+// showArgs renders the arguments for a human: every key on its own line, shortest values first,
+// every value in full. Cutting values (a 2 KiB window of a 5 KiB write_file content) let
+// injected text hide after harmless lines, and cutting one JSON document (encoding/json orders
+// "content" before "path") hid which file a write goes to; so nothing is cut, and arguments that
+// do not fit the prompt are refused with an *unshowableError. Multi-line strings are shown as
+// lines; control, invisible and bidirectional formatting characters as \uXXXX escapes and
+// invalid UTF-8 as \xNN, so neither a terminal nor a path can display as something else.
+func showArgs(args map[string]any) (string, error) {
 	type kv struct{ k, v string }
 	var items []kv
 	for k, v := range args {
-		b, err := json.Marshal(v)
-		if err != nil {
-			b = []byte(fmt.Sprintf("%v", v))
-		}
-		items = append(items, kv{k: visible(k), v: visible(string(b))})
+		items = append(items, kv{k: escapeInvisible(k), v: showValue(v)})
 	}
 	sort.Slice(items, func(i, j int) bool {
 		if len(items[i].v) != len(items[j].v) {
@@ -247,42 +272,69 @@ func showArgs(args map[string]any) string {
 		return items[i].k < items[j].k
 	})
 	var b strings.Builder
-	for i, it := range items {
-		v := it.v
-		if len(v) > maxShownValue {
-			v = strings.ToValidUTF8(v[:maxShownValue], "") + fmt.Sprintf(" … (%d of %d bytes shown)", maxShownValue, len(it.v))
-		}
-		line := fmt.Sprintf("  %s: %s\n", it.k, v)
-		if b.Len()+len(line) > maxShownTotal {
-			var rest []string
-			for _, r := range items[i:] {
-				rest = append(rest, r.k)
-			}
-			fmt.Fprintf(&b, "  … not shown (too long): %s\n", strings.Join(rest, ", "))
-			break
-		}
-		b.WriteString(line)
+	for _, it := range items {
+		fmt.Fprintf(&b, "  %s: %s\n", it.k, it.v)
 	}
 	if len(items) == 0 {
 		b.WriteString("  (none)\n")
 	}
-	return strings.TrimRight(b.String(), "\n")
+	if b.Len() > maxShownArgs {
+		last := items[len(items)-1]
+		return "", &unshowableError{shown: b.Len(), largest: len(last.v), key: last.k}
+	}
+	return strings.TrimRight(b.String(), "\n"), nil
+}
+
+// showValue renders one argument value. A string with a newline becomes a block of lines under
+// a header that gives its size (and says when it does not end in a newline); any other value
+// is its JSON.
+func showValue(v any) string {
+	if s, ok := v.(string); ok && strings.Contains(s, "\n") {
+		lines := strings.Split(s, "\n")
+		tail := ""
+		if lines[len(lines)-1] == "" {
+			lines = lines[:len(lines)-1]
+		} else {
+			tail = ", no newline at the end"
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d bytes, %d lines%s:", len(s), len(lines), tail)
+		for _, l := range lines {
+			b.WriteString("\n    | ")
+			b.WriteString(escapeInvisible(l))
+		}
+		return b.String()
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return escapeInvisible(fmt.Sprintf("%v", v))
+	}
+	return escapeInvisible(strings.TrimSuffix(buf.String(), "\n"))
 }
 
 // ShowArgs is showArgs for approvers outside this package (the CLI's terminal prompt).
-func ShowArgs(args map[string]any) string { return showArgs(args) }
+func ShowArgs(args map[string]any) (string, error) { return showArgs(args) }
 
-// visible strips terminal control bytes and writes Unicode format characters (bidi overrides,
-// zero-width joiners and spaces) and line separators as \uXXXX escapes.
-func visible(s string) string {
-	s = stripControl(s)
+// escapeInvisible writes every rune that would not show as itself as an escape: control
+// characters (ESC, CR, C1; tab stays), Unicode format characters (bidi overrides, zero-width
+// spaces), line and paragraph separators, the tag block, and invalid UTF-8 bytes.
+func escapeInvisible(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		if unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r) || (unicode.IsControl(r) && r != '\t' && r != '\n') {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\t':
+			b.WriteRune(r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r):
 			fmt.Fprintf(&b, "\\u%04x", r)
-			continue
+		default:
+			b.WriteString(s[i : i+size])
 		}
-		b.WriteRune(r)
+		i += size
 	}
 	return b.String()
 }

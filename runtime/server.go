@@ -216,12 +216,17 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 	if d.Verdict != policies.Approve {
 		return sessionApprover{ss: req.Session}, nil, nil
 	}
+	params, err := approvalParams(name, m, d)
+	if err != nil {
+		// Arguments the prompt cannot show in full: the pipeline denies and records it.
+		return fixedApprover{err: err}, nil, nil
+	}
 	token, err := h.rt.approvals.mint(session, h.grant.ID, name, hash)
 	if err != nil {
 		return nil, nil, fmt.Errorf("approval: %w", err)
 	}
 	return nil, &mcp.CallToolResult{
-		InputRequests: mcp.InputRequestMap{approvalKey: approvalParams(name, m, d)},
+		InputRequests: mcp.InputRequestMap{approvalKey: params},
 		RequestState:  token,
 	}, nil
 }

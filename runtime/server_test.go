@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"slices"
@@ -252,7 +253,11 @@ type errAssert string
 func (e errAssert) Error() string { return string(e) }
 
 // TestApprovalCannotBeForged: an answer the server did not ask for, or asked for another call,
-// does not approve anything.
+// does not approve anything. Each forged state differs from a valid one in one respect only,
+// so each case fails if the one check that catches it is removed: the HMAC (a state signed
+// with another key), the session and grant binding (states minted for another session or
+// grant), the expiry (a state answered after approvalTTL), the call binding (other arguments)
+// and single use (a replay).
 func TestApprovalCannotBeForged(t *testing.T) {
 	fb := &fakeBackend{}
 	rt := newTestRuntime(t, "", "", fb)
@@ -261,46 +266,86 @@ func TestApprovalCannotBeForged(t *testing.T) {
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": true}}, nil
 		}}, "")
 	yes := mcp.InputResponseMap{approvalKey: &mcp.ElicitResult{Action: "accept", Content: map[string]any{"approve": true}}}
+	args := map[string]any{"path": "a", "content": "harmless"}
 	ctx := context.Background()
+	refused := func(t *testing.T, state, why string, a map[string]any) {
+		t.Helper()
+		before := len(fb.runs())
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: a, InputResponses: yes, RequestState: state})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.IsError || len(fb.runs()) != before || !strings.Contains(text(res), why) {
+			t.Fatalf("approval accepted or refused for another reason (want %q): %q, %d runs", why, text(res), len(fb.runs())-before)
+		}
+	}
 
-	// 1. No state at all.
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": "a", "content": "x"}, InputResponses: yes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.IsError || len(fb.runs()) != 0 {
-		t.Fatalf("unsolicited approval accepted: %q", text(res))
-	}
-	// 2. A real state for one call, replayed with other arguments.
-	first, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": "a", "content": "harmless"}})
+	t.Run("no state at all", func(t *testing.T) { refused(t, "", "malformed approval state", args) })
+
+	// A real state, and what it binds.
+	first, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: args})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !first.NeedsInput() || first.RequestState == "" {
 		t.Fatalf("approve_if call did not ask for input: %+v", first)
 	}
-	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"path": "a", "content": "evil"},
-		InputResponses: yes, RequestState: first.RequestState})
+	b64, _, _ := strings.Cut(first.RequestState, ".")
+	body, err := base64.RawURLEncoding.DecodeString(b64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.IsError || len(fb.runs()) != 0 {
-		t.Fatalf("approval moved to other arguments: %q", text(res))
+	var st approvalState
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
 	}
-	// 3. The right call, twice: the second use of the state is refused.
-	for i, wantRun := range []int{1, 1} {
-		res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"content": "harmless", "path": "a"},
+
+	t.Run("forged: a state signed with another key", func(t *testing.T) {
+		other := &approvals{key: []byte("not the server's key, 32 bytes.."), used: map[string]time.Time{}, now: time.Now}
+		forged, err := other.mint(st.Session, st.Grant, st.Tool, st.Args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, forged, "not issued by this server", args)
+	})
+	t.Run("minted for another session", func(t *testing.T) {
+		state, err := rt.approvals.mint("another-session", st.Grant, st.Tool, st.Args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, state, "issued to another session", args)
+	})
+	t.Run("minted for another grant", func(t *testing.T) {
+		state, err := rt.approvals.mint(st.Session, "mallory", st.Tool, st.Args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, state, "issued to another session", args)
+	})
+	t.Run("expired", func(t *testing.T) {
+		state, err := rt.approvals.mint(st.Session, st.Grant, st.Tool, st.Args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt.approvals.setClock(func() time.Time { return time.Now().Add(approvalTTL + time.Minute) })
+		defer rt.approvals.setClock(time.Now)
+		refused(t, state, "expired", args)
+	})
+	t.Run("replayed with other arguments", func(t *testing.T) {
+		refused(t, first.RequestState, "different call", map[string]any{"path": "a", "content": "evil"})
+	})
+	t.Run("the right call, twice", func(t *testing.T) {
+		// Key order and spacing do not matter: the arguments are compared canonically.
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "write_file", Arguments: map[string]any{"content": "harmless", "path": "a"},
 			InputResponses: yes, RequestState: first.RequestState})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := len(fb.runs()); got != wantRun {
-			t.Fatalf("use %d: %d runs, want %d (%q)", i+1, got, wantRun, text(res))
+		if len(fb.runs()) != 1 {
+			t.Fatalf("the approved call did not run: %q", text(res))
 		}
-	}
-	if !res.IsError {
-		t.Fatalf("replayed approval accepted: %q", text(res))
-	}
+		refused(t, first.RequestState, "already used", args)
+	})
 }
 
 func TestProgressNotifications(t *testing.T) {

