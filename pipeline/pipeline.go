@@ -163,8 +163,10 @@ type Call struct {
 	Args     json.RawMessage
 	Grant    policies.Grant
 	Session  string
-	Approver Approver                 // nil: approve_if verdicts are denied (fail closed)
-	Progress func(elapsed, total int) // nil: no progress notifications; called while executing
+	Approver Approver // nil: approve_if verdicts are denied (fail closed)
+	// Progress is called about every ProgressInterval while the tool runs, with strictly
+	// increasing elapsed times (nil: no progress). How much work remains is not known.
+	Progress func(elapsed time.Duration)
 }
 
 // Result is what goes back to the agent: a text block plus structured content

@@ -111,7 +111,7 @@ type executeStage struct {
 	interval time.Duration
 }
 
-func (s executeStage) run(ctx context.Context, t *trace, spec sandbox.Spec, progress func(elapsed, total int)) (sandbox.Result, error) {
+func (s executeStage) run(ctx context.Context, t *trace, spec sandbox.Spec, progress func(elapsed time.Duration)) (sandbox.Result, error) {
 	defer t.stage(StageExecute)
 	t.rec.Backend = s.backend.Name()
 	if progress != nil {
@@ -119,20 +119,25 @@ func (s executeStage) run(ctx context.Context, t *trace, spec sandbox.Spec, prog
 		stopped := make(chan struct{})
 		// The reporter is owned by this call: stopped before run returns.
 		defer func() { close(done); <-stopped }()
-		total := int(spec.Timeout / time.Second)
 		go func() {
 			defer close(stopped)
 			tick := time.NewTicker(s.interval)
 			defer tick.Stop()
 			start := time.Now()
+			var last time.Duration
 			for {
 				select {
 				case <-done:
 					return
 				case <-ctx.Done():
 					return
-				case now := <-tick.C:
-					progress(int(now.Sub(start)/time.Second), total)
+				case <-tick.C:
+					// Measured when reported (a tick can wait in the channel), and strictly
+					// increasing, as MCP requires of progress values.
+					if elapsed := time.Since(start); elapsed > last {
+						last = elapsed
+						progress(elapsed)
+					}
 				}
 			}
 		}()

@@ -160,13 +160,13 @@ func builtinSpecs() map[string]builtinSpec {
 		},
 		"run_command": {
 			title:       "Run command",
-			description: "Run a command in a fresh, throwaway sandbox with the workspace mounted read-only at /workspace (the working directory), no network and a time limit. Give either `command`, a string run by /bin/sh -c, or `argv`, an array run directly without a shell. Returns stdout, stderr and the exit code.",
+			description: "Run a command in a fresh, throwaway sandbox with the workspace mounted read-only at /workspace (the working directory), no network and a time limit. Give either `command`, a string run by /bin/sh -c, or `argv`, an array run directly without a shell. Reports progress while it runs; returns stdout, stderr and the exit code.",
 			schema: `{"type":"object","properties":{
 				"command":{"type":"string","minLength":1,"maxLength":16384,"description":"Shell command line, run by /bin/sh -c."},
 				"argv":{"type":"array","minItems":1,"maxItems":1024,"items":{"type":"string","maxLength":16384},"description":"Program and arguments, run without a shell."}},
 				"oneOf":[{"required":["command"]},{"required":["argv"]}],
 				"additionalProperties":false}`,
-			profile: "command", annotations: Annotations{ReadOnly: true, Destructive: ptr(false), OpenWorld: ptr(false)},
+			profile: "command", annotations: Annotations{ReadOnly: true, Destructive: ptr(false), OpenWorld: ptr(false)}, progress: true,
 			argv: func(args map[string]any) ([]string, []byte, error) {
 				if c, ok := args["command"].(string); ok {
 					return []string{"/bin/sh", "-c", c}, nil, nil

@@ -49,7 +49,7 @@ func newTestRuntime(t *testing.T, yaml, policy string, fb *fakeBackend) *Runtime
 	return newTestRuntimeTB(t, yaml, policy, fb)
 }
 
-func newTestRuntimeTB(t testing.TB, yaml, policy string, fb *fakeBackend) *Runtime {
+func newTestRuntimeTB(t testing.TB, yaml, policy string, fb *fakeBackend, opts ...func(*Options)) *Runtime {
 	t.Helper()
 	dir := t.TempDir()
 	ws := filepath.Join(dir, "ws")
@@ -74,13 +74,17 @@ func newTestRuntimeTB(t testing.TB, yaml, policy string, fb *fakeBackend) *Runti
 	if err := cfg.Resolve(Overrides{Workspace: ws, StateDir: filepath.Join(dir, "state")}); err != nil {
 		t.Fatal(err)
 	}
-	rt, err := Open(context.Background(), cfg, Options{
+	o := Options{
 		StateDir: filepath.Join(dir, "state"),
 		Backends: Backends{"fake": func(context.Context, string, zerolog.Logger) (sandbox.Backend, func() error, error) {
 			return fb, nil, nil
 		}},
 		Logger: zerolog.Nop(),
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	rt, err := Open(context.Background(), cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,6 +140,8 @@ func (c *Config) commandTool(i int, tc ToolConfig, ws workspaceInfo) (*Tool, err
 			return argv, nil, err
 		},
 		envDefaults: []string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+		// A configured command may run as long as its profile allows, like run_command.
+		progress: true,
 	}, nil
 }
 

@@ -188,6 +188,8 @@ type Options struct {
 	StateDir string
 	Backends Backends
 	Logger   zerolog.Logger
+	// ProgressInterval is how often a running tool reports MCP progress; 0 means 1 s.
+	ProgressInterval time.Duration
 }
 
 // Runtime is a resolved config bound to a policy engine, a backend and a pipeline.
@@ -256,6 +258,8 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		Workspace:  cfg.Workspace,
 		RecordArgs: cfg.Audit.RecordArgs,
 		Logger:     o.Logger,
+
+		ProgressInterval: o.ProgressInterval,
 	})
 	if err != nil {
 		closeBackend()

@@ -163,18 +163,31 @@ func (h *mcpHandler) handle(ctx context.Context, req *mcp.CallToolRequest) (*mcp
 	}
 	call := pipeline.Call{Tool: name, Args: args, Grant: h.grant, Session: session, Approver: approver}
 	if tok := req.Params.GetProgressToken(); tok != nil && tool.ReportsProgress() && req.Session != nil {
-		ss := req.Session
-		call.Progress = func(elapsed, total int) {
-			// Best effort: a client that stopped listening must not fail the call.
-			_ = ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
-				ProgressToken: tok,
-				Progress:      float64(elapsed),
-				Total:         float64(total),
-				Message:       fmt.Sprintf("%s running for %s (limit %s)", name, time.Duration(elapsed)*time.Second, time.Duration(total)*time.Second),
-			})
-		}
+		call.Progress = progressNotifier(ctx, req.Session, tok, name, tool.Timeout())
 	}
 	return CallToolResult(h.rt.Run(ctx, call)), nil
+}
+
+// progressNotifier reports a running call as MCP progress: the seconds it has run, to a
+// tenth, strictly increasing as the spec requires (two reports within one tenth send one
+// notification). No total is sent: the amount of work is not known, and the time limit is
+// not the work (a client would show a call that finishes early as abandoned at 5%).
+// The pipeline calls it from one goroutine.
+func progressNotifier(ctx context.Context, ss *mcp.ServerSession, tok any, name string, limit time.Duration) func(time.Duration) {
+	last := 0.0
+	return func(elapsed time.Duration) {
+		v := float64(elapsed/(100*time.Millisecond)) / 10
+		if v <= last {
+			return
+		}
+		last = v
+		// Best effort: a client that stopped listening must not fail the call.
+		_ = ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
+			ProgressToken: tok,
+			Progress:      v,
+			Message:       fmt.Sprintf("%s running for %s (time limit %s)", name, elapsed.Round(time.Second), limit),
+		})
+	}
 }
 
 // approval decides how a call that may need a human is approved. It returns either the

@@ -348,40 +348,60 @@ func TestApprovalCannotBeForged(t *testing.T) {
 	})
 }
 
+// TestProgressNotifications: run_command and run_tests report progress for the caller's token
+// while they run. MCP requires each value to exceed the one before (reports every 30 ms, which
+// round to the same tenth of a second, used to repeat values), and total is left out: the
+// time limit is not the amount of work.
 func TestProgressNotifications(t *testing.T) {
 	fb := &fakeBackend{respond: func(ctx context.Context, s sandbox.Spec) (sandbox.Result, error) {
 		select {
-		case <-time.After(2500 * time.Millisecond):
+		case <-time.After(1500 * time.Millisecond):
 		case <-ctx.Done():
 		}
 		return sandbox.Result{Stdout: []byte("PASS\n")}, nil
 	}}
-	rt := newTestRuntime(t, "tests:\n  argv: [\"true\"]\n", "", fb)
+	rt := newTestRuntimeTB(t, "tests:\n  argv: [\"true\"]\n", "", fb, func(o *Options) { o.ProgressInterval = 30 * time.Millisecond })
 	var mu sync.Mutex
-	var got []*mcp.ProgressNotificationParams
-	var n atomic.Int32
+	got := map[any][]*mcp.ProgressNotificationParams{}
 	cs := connect(t, rt, &mcp.ClientOptions{ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 		mu.Lock()
-		got = append(got, req.Params)
+		got[req.Params.ProgressToken] = append(got[req.Params.ProgressToken], req.Params)
 		mu.Unlock()
-		n.Add(1)
 	}}, "")
-	params := &mcp.CallToolParams{Name: "run_tests", Arguments: map[string]any{}}
-	params.SetProgressToken("tok-1")
-	res, err := cs.CallTool(context.Background(), params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.IsError || !strings.Contains(text(res), "PASS") {
-		t.Fatalf("run_tests = %q", text(res))
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) == 0 {
-		t.Fatal("no progress notifications while run_tests ran")
-	}
-	if got[0].ProgressToken != "tok-1" || got[0].Total <= 0 {
-		t.Errorf("progress = %+v", got[0])
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"run_tests", map[string]any{}},
+		{"run_command", map[string]any{"command": "sleep 1"}},
+	} {
+		t.Run(tc.tool, func(t *testing.T) {
+			params := &mcp.CallToolParams{Name: tc.tool, Arguments: tc.args}
+			params.SetProgressToken("tok-" + tc.tool)
+			res, err := cs.CallTool(context.Background(), params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.IsError || !strings.Contains(text(res), "PASS") {
+				t.Fatalf("%s = %q", tc.tool, text(res))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ps := got["tok-"+tc.tool]
+			if len(ps) < 5 {
+				t.Fatalf("%d progress notifications during a 1.5 s run reported every 30 ms", len(ps))
+			}
+			var values []float64
+			for i, p := range ps {
+				values = append(values, p.Progress)
+				if i > 0 && p.Progress <= ps[i-1].Progress {
+					t.Errorf("progress values do not increase strictly: %v", values)
+				}
+				if p.Total != 0 {
+					t.Errorf("progress carries total %v; the amount of work is not known", p.Total)
+				}
+			}
+		})
 	}
 }
 
