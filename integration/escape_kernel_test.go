@@ -230,10 +230,10 @@ func testHostEnv(t *testing.T, s *escapeSuite) {
 }
 
 // testMasked: the kernel interfaces that leak host state (/proc/kcore, /proc/keys, /proc/timer_list,
-// ...) are masked and read empty, /sys/firmware is empty, and /proc/sys and /proc/sysrq-trigger
+// the host's boot command line in /proc/cmdline, ...) are masked and read empty, /sys/firmware is empty, and /proc/sys and /proc/sysrq-trigger
 // are read-only mounts. A path this kernel does not have is logged and must be absent inside.
 func testMasked(t *testing.T, s *escapeSuite) {
-	masked := []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats"}
+	masked := []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/cmdline"}
 	emptyDirs := []string{"/sys/firmware", "/sys/devices/virtual/powercap"}
 	readOnly := []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq"}
 	var script strings.Builder

@@ -57,9 +57,13 @@ func CopyDir(i int) string { return fmt.Sprintf("copy/%d", i) }
 // root, so only the DAC owner check guards them, and a profile that runs as the workspace owner
 // runs as uid 0 whenever root owns the workspace. No test needs them; kernel exploits use them
 // to groom and find objects. (The kpage* maps need CAP_SYS_ADMIN to read, so they stay.)
+// /proc/cmdline is the host kernel's boot command line, world-readable: it names the root
+// device, the boot image and whatever the operator passed (sometimes credentials for network
+// boot or an init system), none of which a tool needs.
 var maskedPaths = []string{
 	"/proc/acpi",
 	"/proc/asound",
+	"/proc/cmdline",
 	"/proc/interrupts",
 	"/proc/kcore",
 	"/proc/keys",
