@@ -22,8 +22,8 @@ import (
 
 // testFDs: the command starts with stdin, stdout and stderr only (no descriptor of the host or
 // of runc leaks in, the CVE-2024-21626 pattern), stdin gives EOF at once, and its cwd is inside.
-// ls runs as pid 1, directly from runc, so what it lists is exactly what it was given (plus the
-// directory it opened itself).
+// ls is started by the sandbox's init exactly as runc starts a process, so what it lists is
+// exactly what it was given (plus the directory it opened itself).
 func testFDs(t *testing.T, s *escapeSuite) {
 	res := s.run(t, sandbox.WithArgv("ls", "-l", "/proc/self/fd/"))
 	fds := map[string]string{}

@@ -164,6 +164,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		b.afterStart(st.id)
 	}
 
+	running := time.Now()
 	timer := time.NewTimer(spec.Timeout)
 	defer timer.Stop()
 	var waitErr error
@@ -202,6 +203,11 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		}
 	}
 
+	if !res.TimedOut && !cancelled && code == sandbox.ExitTimeout && time.Since(running) >= spec.Timeout {
+		// The init's own deadline (Spec.Timeout plus its grace) fired before this process's
+		// timer was served (a host too loaded to run it in time): still the timeout.
+		res.TimedOut = true
+	}
 	if n, err := b.cg.oomKills(b.memoryCgroup(st.id)); err == nil && n > 0 {
 		res.OOMKilled = true
 		b.log.Info().Str("event", "sandbox.oom").Str("container", st.id).Int64("oom_kills", n).Msg("memory limit hit")
