@@ -89,8 +89,8 @@ func (s Spec) Validate() error {
 	if s.Limits.CPUs <= 0 {
 		return bad("cpus must be positive, got %v", s.Limits.CPUs)
 	}
-	if s.Limits.Pids <= 0 {
-		return bad("pids limit must be positive, got %d", s.Limits.Pids)
+	if s.Limits.Pids < MinPids {
+		return bad("pids limit %d is below %d: the sandbox's init and the command need that many processes and threads to start", s.Limits.Pids, MinPids)
 	}
 	if s.Timeout <= 0 {
 		return bad("timeout must be positive, got %s", s.Timeout)
@@ -178,6 +178,10 @@ func WithMemory(bytes int64) Option {
 func WithCPUs(cpus float64) Option {
 	return func(s *Spec) error { s.Limits.CPUs = cpus; return nil }
 }
+
+// MinPids is the smallest pids limit a run accepts: the sandbox's init (a Go program, a few
+// threads) and the command it starts.
+const MinPids = 8
 
 // WithPids sets the maximum number of processes and threads.
 func WithPids(n int64) Option {
