@@ -34,40 +34,68 @@ const closeWait = 15 * time.Second
 type inflight struct {
 	stop   context.Context
 	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	n    int           // calls in flight
+	idle chan struct{} // closed when n drops to 0; a new one when it rises from 0
 }
 
 func newInflight() *inflight {
 	stop, cancel := context.WithCancelCause(context.Background())
-	return &inflight{stop: stop, cancel: cancel}
+	idle := make(chan struct{})
+	close(idle)
+	return &inflight{stop: stop, cancel: cancel, idle: idle}
 }
 
-// begin registers a call and returns its context: ctx, also cancelled on shutdown. done must
-// be called when the call has finished (recorded).
+// begin registers a call and returns its context: ctx, also cancelled on shutdown (at once
+// for a call that begins after it). done must be called when the call has finished
+// (recorded).
 func (f *inflight) begin(ctx context.Context) (context.Context, func()) {
-	f.wg.Add(1)
+	f.mu.Lock()
+	if f.n == 0 {
+		f.idle = make(chan struct{})
+	}
+	f.n++
+	f.mu.Unlock()
 	ctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(f.stop, func() { cancel(context.Cause(f.stop)) })
+	if f.stop.Err() != nil {
+		cancel(context.Cause(f.stop)) // AfterFunc would, but on another goroutine
+	}
+	var once sync.Once
 	return ctx, func() {
-		stop()
-		cancel(nil)
-		f.wg.Done()
+		once.Do(func() {
+			stop()
+			cancel(nil)
+			f.mu.Lock()
+			if f.n--; f.n == 0 {
+				close(f.idle)
+			}
+			f.mu.Unlock()
+		})
 	}
 }
 
 // shutdown cancels every call in flight and every later one at once.
 func (f *inflight) shutdown(cause error) { f.cancel(cause) }
 
-// wait waits up to d for the calls in flight to finish; false if some are still running.
+// wait waits up to d for a moment with no call in flight; false if calls were still running
+// when d passed. Calls that begin while it waits are waited for too (after shutdown they are
+// cancelled as they begin, so they end at once).
 func (f *inflight) wait(d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { f.wg.Wait(); close(done) }()
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
+	for {
+		f.mu.Lock()
+		idle, n := f.idle, f.n
+		f.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		select {
+		case <-idle:
+		case <-t.C:
+			return false
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,23 +20,21 @@ import (
 //   - The client dies or closes its end of stdout while stdin stays open (a wrapper script
 //     that keeps the pipe, a half-closed socket): nothing would be read or written any more,
 //     so calls in flight would run to their timeout. A watcher sees the error condition on
-//     stdout at once and closes the connection, which cancels every call in flight.
-//   - The client cancels a request (notifications/cancelled): its handler is cancelled by the
-//     SDK, and the response the handler still returns is not sent (MCP: a receiver should not
+//     stdout at once and closes stdin, which ends the connection and cancels every call in
+//     flight.
+//   - The client cancels a request (notifications/cancelled): the SDK cancels its handler,
+//     and the response the handler still returns is not sent (MCP: a receiver should not
 //     respond to a cancelled request).
 //
 // stdin EOF and write errors are handled by the SDK's connection, which cancels in-flight
-// requests in both cases.
+// requests in both cases. The SDK's own newline-delimited connection does the rest (framing,
+// batches, protocol versions); Airlock only taps the bytes on their way in and out.
 type StdioTransport struct {
 	In  *os.File // nil: os.Stdin
 	Out *os.File // nil: os.Stdout
 }
 
 // Connect implements mcp.Transport.
-//
-// The wrapper hides the SDK connection's unexported session hook, so JSON-RPC batches stay
-// accepted after a 2025-06-18 or later protocol version is negotiated (the SDK would refuse
-// them); Airlock handles each call of a batch like any other.
 func (t *StdioTransport) Connect(ctx context.Context) (mcp.Connection, error) {
 	in, out := t.In, t.Out
 	if in == nil {
@@ -44,93 +43,195 @@ func (t *StdioTransport) Connect(ctx context.Context) (mcp.Connection, error) {
 	if out == nil {
 		out = os.Stdout
 	}
-	inner, err := (&mcp.IOTransport{Reader: in, Writer: nopWriteCloser{out}}).Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c := &stdioConn{Connection: inner, pending: map[jsonrpc.ID]bool{}, cancelled: map[jsonrpc.ID]bool{}}
+	in = pollable(in)
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		inner.Close()
 		return nil, err
 	}
-	c.wakeR, c.wakeW = p[0], p[1]
-	c.watched = make(chan struct{})
-	go c.watch(int(out.Fd()))
-	return c, nil
+	f := &cancelFilter{cancelled: map[jsonrpc.ID]bool{}}
+	w := &stdoutFilter{w: out, f: f, wakeR: p[0], wakeW: p[1], watched: make(chan struct{})}
+	go w.watch(int(out.Fd()), in)
+	return (&mcp.IOTransport{Reader: &stdinTap{r: in, f: f}, Writer: w}).Connect(ctx)
 }
 
-type nopWriteCloser struct{ io.Writer }
+// pollable returns f as a file the Go runtime polls, so that closing it ends a Read blocked
+// on it (the watcher relies on that). Only pipes and sockets are switched to non-blocking
+// mode: a terminal shares its mode with the shell that started Airlock.
+func pollable(f *os.File) *os.File {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		return f
+	}
+	if mode := st.Mode & unix.S_IFMT; mode != unix.S_IFIFO && mode != unix.S_IFSOCK {
+		return f
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return f
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return f
+	}
+	return os.NewFile(uintptr(fd), f.Name())
+}
 
-func (nopWriteCloser) Close() error { return nil }
+// maxCancelled bounds the cancelled requests remembered at once; beyond it a cancelled
+// request's response is sent after all (harmless, and the client ignores it).
+const maxCancelled = 1024
 
-// stdioConn tracks the requests in flight (to drop responses to cancelled ones) and owns the
-// stdout watcher.
-type stdioConn struct {
-	mcp.Connection
+// maxTapLine is how much of an incoming line the tap keeps to look for a cancellation: a
+// notifications/cancelled message is a few hundred bytes.
+const maxTapLine = 64 << 10
 
+// cancelFilter is the set of requests the client cancelled whose responses are not sent yet.
+type cancelFilter struct {
 	mu        sync.Mutex
-	pending   map[jsonrpc.ID]bool // calls read and not yet answered
-	cancelled map[jsonrpc.ID]bool // of those, the ones the client cancelled
+	cancelled map[jsonrpc.ID]bool
+}
+
+func (f *cancelFilter) add(id jsonrpc.ID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.cancelled) < maxCancelled {
+		f.cancelled[id] = true
+	}
+}
+
+// drop reports whether a response to id must not be sent, forgetting id either way.
+func (f *cancelFilter) drop(id jsonrpc.ID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ok := f.cancelled[id]
+	delete(f.cancelled, id)
+	return ok
+}
+
+func (f *cancelFilter) empty() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.cancelled) == 0
+}
+
+// stdinTap passes stdin through unchanged and notes, line by line, the requests the client
+// cancels. It sees every byte before the SDK does, so a cancellation is noted before the
+// SDK cancels the handler whose response it concerns.
+type stdinTap struct {
+	r    io.ReadCloser
+	f    *cancelFilter
+	line []byte
+	long bool // the current line is longer than maxTapLine: not a cancellation
+}
+
+func (t *stdinTap) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	for rest := p[:n]; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		chunk := rest
+		if i >= 0 {
+			chunk = rest[:i]
+		}
+		if !t.long && len(t.line)+len(chunk) <= maxTapLine {
+			t.line = append(t.line, chunk...)
+		} else {
+			t.long, t.line = true, t.line[:0]
+		}
+		if i < 0 {
+			break
+		}
+		if !t.long {
+			t.inspect(t.line)
+		}
+		t.line, t.long = t.line[:0], false
+		rest = rest[i+1:]
+	}
+	return n, err
+}
+
+func (t *stdinTap) Close() error { return t.r.Close() }
+
+// inspect notes the cancellations in one line: a message or a batch of them.
+func (t *stdinTap) inspect(line []byte) {
+	if !bytes.Contains(line, []byte("notifications/cancelled")) {
+		return
+	}
+	type msg struct {
+		Method string `json:"method"`
+		Params struct {
+			RequestID any `json:"requestId"`
+		} `json:"params"`
+	}
+	var msgs []msg
+	line = bytes.TrimSpace(line)
+	if len(line) > 0 && line[0] == '[' {
+		if json.Unmarshal(line, &msgs) != nil {
+			return
+		}
+	} else {
+		var m msg
+		if json.Unmarshal(line, &m) != nil {
+			return
+		}
+		msgs = []msg{m}
+	}
+	for _, m := range msgs {
+		if m.Method != "notifications/cancelled" {
+			continue
+		}
+		if id, err := jsonrpc.MakeID(m.Params.RequestID); err == nil && id.IsValid() {
+			t.f.add(id)
+		}
+	}
+}
+
+// stdoutFilter writes the SDK's messages to stdout, leaving out single responses to
+// cancelled requests. (A batch's responses go out together as the client asked for them.)
+// It also owns the watcher of stdout.
+type stdoutFilter struct {
+	w *os.File
+	f *cancelFilter
 
 	closeOnce    sync.Once
 	wakeR, wakeW int           // self-pipe that stops the watcher
 	watched      chan struct{} // closed when the watcher returned
 }
 
-func (c *stdioConn) Read(ctx context.Context) (jsonrpc.Message, error) {
-	msg, err := c.Connection.Read(ctx)
-	if req, ok := msg.(*jsonrpc.Request); ok && err == nil {
-		c.mu.Lock()
-		switch {
-		case req.ID.IsValid():
-			c.pending[req.ID] = true
-		case req.Method == "notifications/cancelled":
-			var p struct {
-				RequestID any `json:"requestId"`
-			}
-			if json.Unmarshal(req.Params, &p) == nil {
-				// Only requests still in flight are remembered, so the map stays as small
-				// as the number of calls running.
-				if id, err := jsonrpc.MakeID(p.RequestID); err == nil && c.pending[id] {
-					c.cancelled[id] = true
-				}
+func (s *stdoutFilter) Write(p []byte) (int, error) {
+	// The SDK writes one message (or one batch) per call.
+	if !s.f.empty() && len(p) > 0 && p[0] == '{' {
+		var m struct {
+			ID     any             `json:"id"`
+			Method string          `json:"method"`
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+		}
+		if json.Unmarshal(p, &m) == nil && m.Method == "" && (m.Result != nil || m.Error != nil) {
+			if id, err := jsonrpc.MakeID(m.ID); err == nil && s.f.drop(id) {
+				return len(p), nil
 			}
 		}
-		c.mu.Unlock()
 	}
-	return msg, err
+	return s.w.Write(p)
 }
 
-func (c *stdioConn) Write(ctx context.Context, msg jsonrpc.Message) error {
-	if resp, ok := msg.(*jsonrpc.Response); ok {
-		c.mu.Lock()
-		drop := c.cancelled[resp.ID]
-		delete(c.pending, resp.ID)
-		delete(c.cancelled, resp.ID)
-		c.mu.Unlock()
-		if drop {
-			return nil
-		}
-	}
-	return c.Connection.Write(ctx, msg)
-}
-
-func (c *stdioConn) Close() error {
-	err := c.Connection.Close()
-	c.closeOnce.Do(func() {
-		unix.Close(c.wakeW) // wakes the watcher
-		<-c.watched
-		unix.Close(c.wakeR)
+// Close stops the watcher; stdout itself stays open (Airlock's diagnostics do not use it, but
+// nothing else may write there either).
+func (s *stdoutFilter) Close() error {
+	s.closeOnce.Do(func() {
+		unix.Close(s.wakeW) // wakes the watcher
+		<-s.watched
+		unix.Close(s.wakeR)
 	})
-	return err
+	return nil
 }
 
 // watch waits until stdout's reader is gone (POLLERR on a pipe, POLLHUP on a socket or
-// terminal) or the connection closes. A regular file never reports either.
-func (c *stdioConn) watch(out int) {
-	defer close(c.watched)
-	fds := []unix.PollFd{{Fd: int32(out)}, {Fd: int32(c.wakeR), Events: unix.POLLIN}}
+// terminal) or the connection closes, and in the first case closes in, which ends the SDK's
+// read loop and so the connection. A regular file never reports either.
+func (s *stdoutFilter) watch(out int, in *os.File) {
+	defer close(s.watched)
+	fds := []unix.PollFd{{Fd: int32(out)}, {Fd: int32(s.wakeR), Events: unix.POLLIN}}
 	for {
 		_, err := unix.Poll(fds, -1)
 		if errors.Is(err, unix.EINTR) {
@@ -140,8 +241,7 @@ func (c *stdioConn) watch(out int) {
 			return
 		}
 		if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-			// Close from another goroutine: Close waits for this one.
-			go c.Connection.Close()
+			in.Close()
 			return
 		}
 	}
