@@ -108,7 +108,7 @@ type httpFront struct {
 	sessions *sessionTable
 	// posts maps the postHeader value of each POST in progress to its request context, so a
 	// tools/call it carries can be cancelled when the client goes away.
-	posts   sync.Map // string -> context.Context
+	posts   sync.Map // string -> *postState
 	postSeq atomic.Uint64
 }
 
@@ -238,9 +238,11 @@ func (f *httpFront) serveMCP(w http.ResponseWriter, req *http.Request, g policie
 	if req.Method == http.MethodPost {
 		// The request's context ends when the client disconnects (or the response is done).
 		key := strconv.FormatUint(f.postSeq.Add(1), 36)
-		f.posts.Store(key, req.Context())
+		ps := &postState{ctx: req.Context()}
+		f.posts.Store(key, ps)
 		defer f.posts.Delete(key)
 		req.Header.Set(postHeader, key)
+		w = &postWriter{ResponseWriter: w, post: ps}
 	} else {
 		req.Header.Del(postHeader)
 	}
@@ -274,7 +276,11 @@ func (f *httpFront) sessionMiddleware(grant string) mcp.Middleware {
 				}
 				return res, err
 			case "tools/call":
-				post := f.postOf(req)
+				ps := f.postOf(req)
+				var post context.Context
+				if ps != nil {
+					post = ps.ctx
+				}
 				ctx, cancel := context.WithCancelCause(ctx)
 				defer cancel(nil)
 				done, ok := f.sessions.beginCall(ss.ID(), cancel)
@@ -293,15 +299,51 @@ func (f *httpFront) sessionMiddleware(grant string) mcp.Middleware {
 					stop := context.AfterFunc(post, func() { cancel(errClientGone) })
 					defer stop()
 				}
-				return next(ctx, method, req)
+				res, err := next(ctx, method, req)
+				if ps != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+					// The client cancelled the request (notifications/cancelled; the SDK
+					// cancels with no cause of its own): MCP says not to answer it, and the
+					// POST carries nothing else of interest once the call is over.
+					ps.drop.Store(true)
+				}
+				return res, err
 			}
 			return next(ctx, method, req)
 		}
 	}
 }
 
-// postOf is the context of the POST in progress that carried req, nil if it has ended.
-func (f *httpFront) postOf(req mcp.Request) context.Context {
+// postState is one POST in progress: its context, and whether what is still written to it
+// must be left out (its call was cancelled by the client).
+type postState struct {
+	ctx  context.Context
+	drop atomic.Bool
+}
+
+// postWriter discards what is written to a POST once its call was cancelled by the client.
+type postWriter struct {
+	http.ResponseWriter
+	post *postState
+}
+
+func (w *postWriter) Write(p []byte) (int, error) {
+	if w.post.drop.Load() {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush and Unwrap keep streaming (SSE) working through the wrapper.
+func (w *postWriter) Flush() {
+	if fl, ok := w.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
+
+func (w *postWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// postOf is the POST in progress that carried req, nil if it has ended.
+func (f *httpFront) postOf(req mcp.Request) *postState {
 	extra := req.GetExtra()
 	if extra == nil || extra.Header == nil {
 		return nil
@@ -310,7 +352,7 @@ func (f *httpFront) postOf(req mcp.Request) context.Context {
 	if !ok {
 		return nil
 	}
-	return v.(context.Context)
+	return v.(*postState)
 }
 
 // peerCache holds the peer uid of one connection, looked up on its first token-less request.
