@@ -355,6 +355,35 @@ func TestFaultHTTPShutdown(t *testing.T) {
 	}
 }
 
+// TestFaultNohup: started with SIGHUP ignored (nohup, a service manager), Airlock keeps it
+// ignored: a hangup does not stop it and calls go on.
+func TestFaultNohup(t *testing.T) {
+	e := faultEnv(t, faultPolicyOpen, 30*time.Second)
+	args := append([]string{"-c", `trap "" HUP; exec "$0" "$@"`, e.bin, "serve", "--stdio"}, e.serveArgs(t)...)
+	cmd := exec.Command("sh", args...)
+	cmd.Env, cmd.Dir = e.env(), e.workspace
+	cmd.Stderr = e.logWriter(t, "airlock serve --stdio (nohup)")
+	client := mcp.NewClient(&mcp.Implementation{Name: "airlock-fault", Version: "0"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if !faultAlive(cmd.Process.Pid) {
+		t.Fatal("airlock serve started with SIGHUP ignored stopped on SIGHUP")
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "run_command", Arguments: map[string]any{"command": "echo still-here"}})
+	if err != nil || res.IsError {
+		t.Fatalf("call after SIGHUP: %v %+v", err, res)
+	}
+}
+
 // faultStdio is a raw newline-delimited JSON-RPC conversation with `airlock serve --stdio`:
 // the test sees exactly which responses Airlock writes.
 type faultStdio struct {

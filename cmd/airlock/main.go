@@ -37,7 +37,12 @@ func main() {
 	// A closed terminal or dropped SSH session (SIGHUP) and SIGQUIT stop Airlock the way
 	// SIGTERM does: calls in flight are cancelled, their containers killed and recorded.
 	// After the first signal the defaults return, so a second one stops Airlock at once.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	// Under nohup SIGHUP arrives ignored, and must stay so: registering it would undo that.
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	go func() { <-ctx.Done(); stop() }()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
