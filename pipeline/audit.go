@@ -302,16 +302,21 @@ func (l *AuditLog) append(rec *Record, sync bool) error {
 	if err := l.write(rec); err != nil {
 		return l.hold(rec, sync, err)
 	}
-	if sync {
-		// Unsynced appends before this one become durable with it.
-		if err := l.f.Sync(); err != nil {
-			l.err = fmt.Errorf("audit log %s: fsync failed, no further calls are accepted until Airlock restarts: %w", l.path, err)
-			return l.err
-		}
+	if !sync {
+		// The head file is not touched: written now it could reach the disk before this
+		// record does, and after a power cut claim a record the log lost, which reads as
+		// records cut from the end. The next synced append updates it.
+		return nil
+	}
+	// Unsynced appends before this one become durable with it.
+	if err := l.f.Sync(); err != nil {
+		l.err = fmt.Errorf("audit log %s: fsync failed, no further calls are accepted until Airlock restarts: %w", l.path, err)
+		return l.err
 	}
 	// The head file is best effort (not fsynced): it lets verify notice records cut from the
 	// end of the log, which a hash chain alone cannot show. It is written under the lock, so
-	// it always names the newest record whichever process wrote it.
+	// it always names the newest record whichever process wrote it, and only after an fsync,
+	// so it never names a record the disk may not have.
 	_ = l.writeHead()
 	return nil
 }
@@ -425,7 +430,9 @@ func (l *AuditLog) Close() error {
 			for len(l.pending) > 0 && l.write(l.pending[0]) == nil {
 				l.pending = l.pending[1:]
 			}
-			_ = l.writeHead()
+			if l.f.Sync() == nil {
+				_ = l.writeHead()
+			}
 			l.unlock()
 		}
 		if len(l.pending) > 0 {

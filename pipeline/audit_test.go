@@ -454,3 +454,49 @@ func TestAuditHeadLaggingStillChecked(t *testing.T) {
 		t.Fatalf("CheckHead = %v %q, want the rewrite reported", ok, msg)
 	}
 }
+
+// TestAuditHeadNeverAheadOfDurableLog: an unsynced append (an intent record) leaves the head
+// file alone, so a power cut that loses the log's unsynced tail while keeping the head file's
+// page cannot make the log look cut from the end; the next synced append updates the head.
+func TestAuditHeadNeverAheadOfDurableLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(testRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	durable := fi.Size()
+	intent := testRecord(1)
+	intent.Phase = PhaseStarted
+	if err := l.AppendUnsynced(intent); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := os.ReadFile(path + ".head")
+	if !strings.Contains(string(head), `"records":1 `) {
+		t.Errorf("head file after an unsynced append: %s, want it still at 1 record", head)
+	}
+	// The power cut: the unsynced tail is lost, the head file as it is survives.
+	l.f.Close()
+	l.headF.Close()
+	if err := os.Truncate(path, durable); err != nil {
+		t.Fatal(err)
+	}
+	l2, _, err := OpenAudit(path)
+	if err != nil {
+		t.Fatalf("after losing the unsynced tail the log is refused: %v", err)
+	}
+	if err := l2.Append(testRecord(2)); err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	head, _ = os.ReadFile(path + ".head")
+	if !strings.Contains(string(head), `"records":2 `) {
+		t.Errorf("head file after a synced append: %s, want 2 records", head)
+	}
+}
