@@ -143,6 +143,10 @@ type Result struct {
 	Duration        time.Duration
 	ContainerID     string
 	Loosened        []string
+	// Ran: the command was started in the container, or may have been, so its effects may
+	// exist even when Run also returns an error (a cancellation, a failed cleanup). False
+	// when the error means the command never started.
+	Ran bool
 }
 
 // Truncated reports whether either stream lost bytes to its cap.

@@ -151,6 +151,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		return res, fmt.Errorf("%w: starting %s: %v", sandbox.ErrUnavailable, b.runc, err)
 	}
 	st.started = true
+	res.Ran = true // until runc says it could not build the container
 	defer func() {
 		if !st.exited {
 			// Leaving early (a panic): runc may still be running the container. Kill it
@@ -230,6 +231,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 			// sandbox could not be built, which is an error. A command that cannot be started
 			// is not this: runc starts the sandbox init, which reports that as the command's
 			// outcome, 127 or 126 like a shell, with the message runc used to log.
+			res.Ran = false
 			if strings.Contains(msg, `exec: "`+initPath+`"`) {
 				return res, fmt.Errorf("runc could not run container %s: %s: the image has no sandbox init (the airlock-toolbox at %s); rebuild it with `airlock images build`", st.id, msg, initPath)
 			}

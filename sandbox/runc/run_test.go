@@ -277,8 +277,8 @@ func TestRunContextCancel(t *testing.T) {
 	}
 	// The caller's cancellation is not the spec's timeout: the command started (it has a
 	// container) and was killed on the caller's behalf.
-	if res.TimedOut || res.ExitCode != sandbox.ExitKilled || res.ContainerID == "" {
-		t.Errorf("timed_out %v exit %d container %q; want false 137 and the container id", res.TimedOut, res.ExitCode, res.ContainerID)
+	if res.TimedOut || res.ExitCode != sandbox.ExitKilled || res.ContainerID == "" || !res.Ran {
+		t.Errorf("timed_out %v exit %d container %q ran %v; want false 137, the container id and ran", res.TimedOut, res.ExitCode, res.ContainerID, res.Ran)
 	}
 	waitGone(t, marker)
 	assertNoLeftovers(t, b)
@@ -397,6 +397,9 @@ func TestRunRefusals(t *testing.T) {
 			res, err := b.Run(context.Background(), tt.spec)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want one containing %q (res %+v)", err, tt.want, res)
+			}
+			if res.Ran {
+				t.Error("a refused run reports that its command ran")
 			}
 		})
 	}
