@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/airlock-mcp/airlock/sandbox"
@@ -23,8 +24,9 @@ const HostPathMarker = "[host-path]"
 //
 //  1. invalid UTF-8 becomes U+FFFD;
 //  2. terminal escape sequences (CSI, OSC, DCS, ...), C0/C1 control characters other than tab
-//     and newline, and Unicode bidirectional overrides are removed; CR becomes a newline;
-//  3. the host workspace path becomes /workspace and other host paths become [host-path];
+//     and newline, and invisible characters (see invisible) are removed; CR becomes a newline;
+//  3. the host workspace path becomes /workspace and other host paths become [host-path], also
+//     in the forms a sandbox's mount table shows them (see mountinfoForms);
 //  4. secrets are replaced with [REDACTED:<rule-id>] (see Redactor);
 //  5. the text is cut to the size cap on a character boundary.
 //
@@ -46,6 +48,8 @@ func NewSanitizer(r *Redactor, workspace string, hostPaths []string, maxBytes in
 		maxBytes = DefaultMaxOutputBytes
 	}
 	repl := map[string]string{}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	mountinfo := string(mi)
 	variants := func(p string) []string {
 		if p == "" {
 			return nil
@@ -60,6 +64,10 @@ func NewSanitizer(r *Redactor, workspace string, hostPaths []string, maxBytes in
 		out := []string{p}
 		if real, err := filepath.EvalSymlinks(p); err == nil && real != p && real != "/" {
 			out = append(out, real)
+		}
+		// How a sandbox sees these paths in its mount table (see mountinfoForms).
+		for _, v := range slices.Clone(out) {
+			out = append(out, mountinfoForms(v, mountinfo)...)
 		}
 		return out
 	}
@@ -147,12 +155,13 @@ func (s *Sanitizer) CleanText(text string) (string, map[string]int) {
 }
 
 // stripControls forces b to valid UTF-8 and removes terminal control: ANSI/VT escape
-// sequences, C0 and C1 control characters except tab and newline, DEL, and the Unicode
-// bidirectional embedding/override/isolate characters. A lone CR or CRLF becomes LF.
+// sequences, C0 and C1 control characters except tab and newline, DEL, and the invisible
+// characters (see invisible). A lone CR or CRLF becomes LF.
 //
 // Escape sequences in output can rewrite a terminal's title, move the cursor to overwrite what
 // a human approves, or (OSC 52) write the clipboard; bidi overrides make text read differently
-// from what it is ("Trojan Source"). None of them carry data an agent needs.
+// from what it is ("Trojan Source"); zero-width and tag characters hide instructions from the
+// human while the model reads them. None of them carry data an agent needs.
 func stripControls(b []byte) string {
 	var out strings.Builder
 	out.Grow(len(b))
@@ -195,7 +204,7 @@ func stripControls(b []byte) string {
 				i = skipString(b, i+n)
 				continue
 			case r >= 0x80 && r <= 0x9f: // other C1 controls
-			case (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069): // bidi controls
+			case invisible(r):
 			default:
 				out.Write(b[i : i+n])
 			}
@@ -203,6 +212,17 @@ func stripControls(b []byte) string {
 		}
 	}
 	return out.String()
+}
+
+// invisible reports whether r is a character that changes how text reads without showing
+// itself: every Unicode format character (category Cf: the bidirectional embeddings,
+// overrides and isolates, zero-width space, joiners and marks, word joiner, soft hyphen, the
+// byte order mark, interlinear annotation marks...), the tag characters U+E0000-U+E007F, which
+// spell ASCII invisibly ("ASCII smuggling" of instructions past the human who reads the
+// output to the model that reads it all), and the supplementary variation selectors
+// U+E0100-U+E01EF, which carry bytes the same way.
+func invisible(r rune) bool {
+	return unicode.Is(unicode.Cf, r) || (r >= 0xe0000 && r <= 0xe007f) || (r >= 0xe0100 && r <= 0xe01ef)
 }
 
 // skipEscape skips an escape sequence whose ESC was just before b[i] and returns the index

@@ -1,6 +1,10 @@
 package pipeline
 
-import "strings"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // pathScrubber replaces host paths in text, but only whole paths: a match must not continue a
 // longer name on either side. A plain substring replace turned /proc/self/root into
@@ -76,4 +80,85 @@ func isNameByte(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("._-+~@", c) >= 0
+}
+
+// mountinfoForms returns the other forms the host path p takes in a mount table, which a
+// sandbox can read (/proc/self/mountinfo shows each mount's source directory as the root of
+// its file system names it): octal-escaped as the kernel writes paths there ("\040" for a
+// space, "\011" tab, "\012" newline, "\134" backslash), and, when p lies on a file system
+// mounted other than at its own root directory (a disk mounted at /srv, a bind mount),
+// relative to that file system's root: the workspace /srv/ws on a disk mounted at /srv
+// appears as "/ws". mountinfo is the host's own table (of Airlock's process); "/" is never
+// returned.
+func mountinfoForms(p, mountinfo string) []string {
+	forms := []string{p}
+	best := -1
+	var root string
+	for line := range strings.Lines(mountinfo) {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mnt := unescapeMountinfo(f[4])
+		if !withinPath(p, mnt) || len(mnt) < best {
+			continue
+		}
+		best, root = len(mnt), unescapeMountinfo(f[3])
+		rel := strings.TrimPrefix(p, mnt)
+		if mnt == "/" {
+			rel = p
+		}
+		root = strings.TrimSuffix(root, "/") + "/" + strings.TrimPrefix(rel, "/")
+	}
+	if best >= 0 && root != p && root != "/" && len(root) > 1 {
+		forms = append(forms, strings.TrimSuffix(root, "/"))
+	}
+	var out []string
+	for _, f := range forms {
+		if f != p {
+			out = append(out, f)
+		}
+		if e := escapeMountinfo(f); e != f {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// withinPath reports whether p is dir or below it.
+func withinPath(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// escapeMountinfo escapes a path as the kernel does in /proc/*/mountinfo and /proc/mounts.
+func escapeMountinfo(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case ' ', '\t', '\n', '\\':
+			fmt.Fprintf(&b, "\\%03o", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// unescapeMountinfo undoes escapeMountinfo (any \ooo octal escape).
+func unescapeMountinfo(p string) string {
+	if !strings.Contains(p, `\`) {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] == '\\' && i+4 <= len(p) {
+			if n, err := strconv.ParseUint(p[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
