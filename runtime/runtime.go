@@ -294,16 +294,18 @@ func ReapLeftovers(ctx context.Context, backend sandbox.Backend, log zerolog.Log
 func (r *Runtime) Shutdown(cause error) { r.calls.shutdown(cause) }
 
 // Close cancels the calls still in flight, waits (bounded) for them to kill their containers
-// and write their audit records, then closes the pipeline (flushing the audit log) and the
-// backend.
+// and write their audit records, then closes the backend and the pipeline (flushing the audit
+// log).
 func (r *Runtime) Close() error {
 	r.calls.shutdown(errShuttingDown)
 	if !r.calls.wait(closeWait) {
 		r.log.Error().Str("event", "runtime.close_timeout").Dur("waited", closeWait).
 			Msg("calls still running after shutdown; closing anyway (their containers are reaped at the next start)")
 	}
-	err := r.pipe.Close()
-	if cerr := r.closeBackend(); err == nil {
+	// The backend first: closing it waits for runs still going, whose calls then write their
+	// closing records to the log closed after it.
+	err := r.closeBackend()
+	if cerr := r.pipe.Close(); err == nil {
 		err = cerr
 	}
 	return err

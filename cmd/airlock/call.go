@@ -36,7 +36,7 @@ A call that needs approval (approve_if) asks on the terminal when stdin is one; 
 denied.
 `
 
-func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("airlock call", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var rf runtimeFlags
@@ -78,7 +78,16 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "airlock call: %v\n", err)
 		return 2
 	}
-	defer rt.Close()
+	defer func() {
+		// Closing writes the records of calls still being cancelled, and any held for lack of
+		// disk space: a failure there is a lost record, which the exit code must not hide.
+		if err := rt.Close(); err != nil {
+			fmt.Fprintf(stderr, "airlock call: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}()
 	if _, ok := rt.Tool(tool); !ok {
 		fmt.Fprintf(stderr, "airlock call: unknown tool %q; this config serves: %s\n", tool, toolNames(rt))
 		return 2

@@ -83,7 +83,7 @@ func newLogger(stderr io.Writer) zerolog.Logger {
 	return zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).With().Timestamp().Logger().Level(zerolog.InfoLevel)
 }
 
-func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("airlock serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var rf runtimeFlags
@@ -121,7 +121,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "airlock serve: %v\n", err)
 		return 2
 	}
-	defer rt.Close()
+	defer func() {
+		// Closing writes the records of calls still being cancelled, and any held for lack of
+		// disk space: a failure there is a lost record, which the exit code must not hide.
+		if err := rt.Close(); err != nil {
+			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}()
 	warnImages(ctx, stderr)
 	warnPolicyTools(stderr, cfg)
 	if *httpAddr != "" {
