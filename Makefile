@@ -77,8 +77,11 @@ unit:
 
 # AIRLOCK_REQUIRE_SANDBOX turns a missing runc/cgroup capability into a failure instead of a
 # skip: on CI the capability is installed above, so a skip would hide a broken setup.
+# Under -race TestRedactorRecall checks one gitleaks fixture per rule; the second run checks
+# all of them, without the race detector (a few seconds instead of a minute).
 test: setup lint
 	AIRLOCK_REQUIRE_SANDBOX=1 go test $(GO_TEST_FLAGS) ./...
+	go test -count=1 -run '^TestRedactorRecall$$' ./pipeline/
 	@for p in policies/examples/*.json; do \
 	  c=$${p%.json}.cases.yaml; [ -f "$$c" ] || continue; \
 	  $(BIN)/airlock policy test "$$p" "$$c"; \

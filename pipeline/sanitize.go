@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -27,12 +28,14 @@ const HostPathMarker = "[host-path]"
 //     and newline, and invisible characters (see invisible) are removed; CR becomes a newline;
 //  3. the host workspace path becomes /workspace and other host paths become [host-path], also
 //     in the forms a sandbox's mount table shows them (see mountinfoForms);
-//  4. secrets are replaced with [REDACTED:<rule-id>] (see Redactor);
+//  4. secrets are replaced with [REDACTED:<rule-id>] (see Redactor), within a redaction
+//     budget (see redactBudget); output over it is withheld;
 //  5. the text is cut to the size cap on a character boundary.
 //
 // Redaction runs after escapes are stripped, so an escape sequence cannot split a secret to
 // hide it, and before the cap, so the cap cannot cut a secret into an unrecognisable half.
-// A Sanitizer is immutable and safe for concurrent use.
+// Everything one call returns is cleaned by one callCleaner. A Sanitizer is immutable and safe
+// for concurrent use.
 type Sanitizer struct {
 	redactor *Redactor
 	paths    *pathScrubber
@@ -115,43 +118,147 @@ func DefaultHostPaths() []string {
 // redactMargin is how far past the size cap output is still sanitised and redacted.
 const redactMargin = 64 << 10
 
-// Clean sanitises one output stream. It returns the text, the secrets redacted per rule id,
-// and whether the size cap cut the text.
+// Clean sanitises one output stream on its own, with its own redaction budget. It returns the
+// text, the secrets redacted per rule id, and whether the size cap cut the text. Output whose
+// redaction would exceed the budget is replaced by a message saying it was withheld.
 func (s *Sanitizer) Clean(b []byte) (string, map[string]int, bool) {
+	c := s.newCall()
+	text, cut := s.prepareStream(b)
+	c.charge(len(text))
+	text = c.redact(text)
+	if c.err != nil {
+		return withheldText(len(b)), nil, cut
+	}
+	text, capped := s.capText(text)
+	return text, c.counts(), cut || capped
+}
+
+// prepareStream cuts a stream at the cap plus the margin and runs the steps before
+// redaction. Only what survives the cap needs redacting, and redaction is the expensive step:
+// the margin past the cap lets a secret that straddles the cut be recognised whole (and
+// markers longer than the secrets they replace cannot pull unredacted text under the cap).
+func (s *Sanitizer) prepareStream(b []byte) (string, bool) {
 	truncated := false
-	// Only what survives the cap needs redacting, and redaction is the expensive step. Keep a
-	// margin past the cap so a secret that straddles the cut is still recognised whole (and
-	// markers longer than the secrets they replace cannot pull unredacted text under the cap).
 	if limit := s.maxBytes + redactMargin; len(b) > limit {
 		b, truncated = b[:limit], true
 	}
-	text := stripControls(b)
-	text = s.paths.Replace(text)
-	var red map[string]int
-	if s.redactor != nil {
-		text, red = s.redactor.Redact(text)
+	return s.prepare(b), truncated
+}
+
+// prepare runs steps 1-3: valid UTF-8, no terminal control or invisible formatting, no host
+// paths.
+func (s *Sanitizer) prepare(b []byte) string {
+	return s.paths.Replace(stripControls(b))
+}
+
+// capText cuts text to the size cap on a character boundary.
+func (s *Sanitizer) capText(text string) (string, bool) {
+	if len(text) <= s.maxBytes {
+		return text, false
 	}
-	if len(text) > s.maxBytes {
-		cut := s.maxBytes
-		for cut > 0 && !utf8.RuneStart(text[cut]) {
-			cut--
-		}
-		text, truncated = text[:cut], true
+	cut := s.maxBytes
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
 	}
-	return text, red, truncated
+	return text[:cut], true
+}
+
+// withheldText is what replaces output whose redaction would exceed the budget.
+func withheldText(n int) string {
+	return fmt.Sprintf("[airlock: output withheld: checking these %d bytes for secrets would exceed the "+
+		"redaction budget, so none of it is returned. Ask for less or plainer output: read_file with a "+
+		"smaller limit, a narrower search pattern or path, or a command piped through head, cut or grep.]", n)
+}
+
+// A callCleaner sanitises everything one tool call returns (both streams or the tool's
+// decoded JSON, the tool's rendering, its structured fields) against one redaction budget,
+// sized from all of it, and shares what it finds: a secret recognised in one string, where
+// its context made it recognisable, is replaced in every other string of the result too
+// (see propagateMin).
+type callCleaner struct {
+	s     *Sanitizer
+	b     *redactBudget
+	known *secretSet
+	found map[string][]finding // per prepared string: what scan found in it
+	// data and text count the markers put into the structured data and into the text block;
+	// the result reports, per rule, the larger (the same secret in both is one secret).
+	data, text map[string]int
+	err        error
+}
+
+func (s *Sanitizer) newCall() *callCleaner {
+	return &callCleaner{s: s, b: newRedactBudget(), known: newSecretSet(), found: map[string][]finding{},
+		data: map[string]int{}, text: map[string]int{}}
+}
+
+// charge adds n bytes of output to the budget (see redactBudget).
+func (c *callCleaner) charge(n int) {
+	c.b.charge(n)
+}
+
+// scan finds the secrets in a prepared string and remembers them.
+func (c *callCleaner) scan(text string) {
+	if c.err != nil || c.s.redactor == nil || text == "" {
+		return
+	}
+	if _, done := c.found[text]; done {
+		return
+	}
+	f, err := c.s.redactor.scan(text, c.b)
+	if err != nil {
+		c.err = err
+		return
+	}
+	c.found[text] = f
+	c.s.redactor.remember(c.known, text, f)
+}
+
+// apply replaces what scan found in text, and every known secret, counting the markers into
+// into.
+func (c *callCleaner) apply(text string, into map[string]int) string {
+	if c.s.redactor == nil || c.err != nil {
+		return text
+	}
+	out, n := c.s.redactor.apply(text, c.found[text], c.known)
+	for k, v := range n {
+		into[k] += v
+	}
+	return out
+}
+
+// redact scans and applies in one step, for a string whose secrets need not reach others
+// first.
+func (c *callCleaner) redact(text string) string {
+	c.scan(text)
+	return c.apply(text, c.data)
+}
+
+// counts is the number of secrets redacted per rule id.
+func (c *callCleaner) counts() map[string]int {
+	out := map[string]int{}
+	for k, v := range c.data {
+		out[k] = v
+	}
+	for k, v := range c.text {
+		out[k] = max(out[k], v)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // CleanText sanitises text derived from already-cleaned output (a tool's rendering of it)
-// without the size cap: a tool that decodes JSON output (\u001b, \n escapes) can bring back
-// control characters or a secret that was escaped in the raw stream, so its text goes through
-// the same steps again.
+// without the size cap, with its own budget.
 func (s *Sanitizer) CleanText(text string) (string, map[string]int) {
-	text = stripControls([]byte(text))
-	text = s.paths.Replace(text)
-	if s.redactor == nil {
-		return text, nil
+	c := s.newCall()
+	text = s.prepare([]byte(text))
+	c.charge(len(text))
+	text = c.redact(text)
+	if c.err != nil {
+		return withheldText(len(text)), nil
 	}
-	return s.redactor.Redact(text)
+	return text, c.counts()
 }
 
 // stripControls forces b to valid UTF-8 and removes terminal control: ANSI/VT escape

@@ -190,7 +190,12 @@ func gitleaksDetector(t testing.TB) *detect.Detector {
 
 // TestRedactorRecall runs gitleaks' own true-positive fixtures (testdata/gitleaks_fixtures.json,
 // from gen-gitleaks-fixtures.sh) through gitleaks' detector with its default configuration and
-// through the Redactor. Every secret gitleaks finds must be gone from the Redactor's output.
+// through the Redactor. Every secret gitleaks finds must be gone from the Redactor's output,
+// both for the fixture alone and for the fixture in the middle of a 16 KiB line, where the
+// Redactor's windows and slices are cut short of the text's ends.
+//
+// Under -race or -short it checks one fixture per rule; `make test` runs it again without the
+// race detector, on all of them.
 func TestRedactorRecall(t *testing.T) {
 	fx := loadFixtures(t)
 	if raceEnabled || testing.Short() {
@@ -208,11 +213,19 @@ func TestRedactorRecall(t *testing.T) {
 	}
 	gl := gitleaksDetector(t)
 	r := redactorT(t)
+	pad := strings.Repeat("lorem ipsum dolor ", 8<<10/18)
 	var glFound, ours, oursOnly int
 	var misses []string
 	for _, f := range fx {
 		findings := gl.DetectString(f.TP)
-		out, red := r.Redact(f.TP)
+		out, red, err := r.Redact(f.TP)
+		if err != nil {
+			t.Fatalf("%s: %v", f.Rule, err)
+		}
+		long, _, err := r.Redact(pad + " " + f.TP + " " + pad)
+		if err != nil {
+			t.Fatalf("%s in a long line: %v", f.Rule, err)
+		}
 		if len(red) > 0 {
 			ours++
 		}
@@ -224,8 +237,15 @@ func TestRedactorRecall(t *testing.T) {
 		}
 		glFound++
 		for _, fd := range findings {
-			if fd.Secret != "" && strings.Contains(out, fd.Secret) {
+			if fd.Secret == "" {
+				continue
+			}
+			if strings.Contains(out, fd.Secret) {
 				misses = append(misses, fmt.Sprintf("%s (%s): %q", f.Rule, fd.RuleID, f.TP))
+				break
+			}
+			if strings.Contains(long, fd.Secret) {
+				misses = append(misses, fmt.Sprintf("%s (%s) inside a 16 KiB line: %q", f.Rule, fd.RuleID, f.TP))
 				break
 			}
 		}
@@ -338,7 +358,7 @@ func TestRedactorConcurrentUse(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 5 {
-				out, red := r.Redact(in)
+				out, red, _ := r.Redact(in)
 				if strings.Contains(out, plantedAWS) || red["aws-access-token"] != 1 {
 					t.Errorf("concurrent Redact missed the key: %v", red)
 					return
