@@ -297,7 +297,15 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	}
 	ran = true
 
-	// Stage 6: sanitisation; then the tool renders the clean output.
-	clean := p.sanitize.run(t, out)
-	return t.result(p.sanitize.rendered(t, te.tool.Render(clean)), out)
+	// Stage 6: sanitisation; then the tool renders the clean output, and the rendering is
+	// sanitised too. Output that would cost more than its budget to check is withheld.
+	clean, ok := p.sanitize.run(t, te.tool, out)
+	if !ok {
+		return t.withheld(out)
+	}
+	r, ok := p.sanitize.rendered(t, te.tool.Render(clean))
+	if !ok {
+		return t.withheld(out)
+	}
+	return t.result(r, out)
 }

@@ -154,53 +154,113 @@ func (s executeStage) run(ctx context.Context, t *trace, spec sandbox.Spec, prog
 	return res, nil
 }
 
-// sanitizeStage is stage 6: both streams through the Sanitizer.
+// sanitizeStage is stage 6: the output through the Sanitizer, against one redaction budget per
+// call and with one set of found secrets per call (see callCleaner).
 type sanitizeStage struct {
 	*Sanitizer
 }
 
-func (s sanitizeStage) run(t *trace, res sandbox.Result) Output {
+// run sanitises what the sandbox returned: both streams, or, for a tool that prints one JSON
+// object (JSONOutput), every string of the decoded object instead of stdout. Every string is
+// scanned before any is redacted, so a secret recognised in one is replaced in all. It returns
+// ok false when the redaction budget ran out: nothing of the output may then be returned.
+func (s sanitizeStage) run(t *trace, tool Tool, res sandbox.Result) (Output, bool) {
 	defer t.stage(StageSanitize)
-	stdout, redOut, cutOut := s.Clean(res.Stdout)
-	stderr, redErr, cutErr := s.Clean(res.Stderr)
-	for _, m := range []map[string]int{redOut, redErr} {
-		for k, v := range m {
-			t.rec.Redactions[k] += v
-		}
+	c := s.newCall()
+	t.clean = c
+	out := Output{ExitCode: res.ExitCode, TimedOut: res.TimedOut, OOMKilled: res.OOMKilled}
+	var cutOut, cutErr bool
+	if j, ok := tool.(JSONOutput); ok && j.StdoutIsJSON() {
+		out.Result = s.decode(res.Stdout)
 	}
-	out := Output{
-		ExitCode:  res.ExitCode,
-		Stdout:    stdout,
-		Stderr:    stderr,
-		Truncated: res.Truncated() || cutOut || cutErr,
-		TimedOut:  res.TimedOut,
-		OOMKilled: res.OOMKilled,
+	prep := func(v string) string {
+		p := s.prepare([]byte(v))
+		c.charge(len(p))
+		return p
 	}
+	if out.Result != nil {
+		out.Result = mapStrings(out.Result, prep)
+	} else {
+		out.Stdout, cutOut = s.prepareStream(res.Stdout)
+		c.charge(len(out.Stdout))
+	}
+	out.Stderr, cutErr = s.prepareStream(res.Stderr)
+	c.charge(len(out.Stderr))
+
+	c.scan(out.Stdout)
+	c.scan(out.Stderr)
+	mapStrings(out.Result, func(v string) string { c.scan(v); return v })
+	apply := func(v string) string { return c.apply(v, c.data) }
+	out.Stdout, out.Stderr, out.Result = apply(out.Stdout), apply(out.Stderr), mapStrings(out.Result, apply)
+	if c.err != nil {
+		return Output{}, false
+	}
+	stdout, capOut := s.capText(out.Stdout)
+	stderr, capErr := s.capText(out.Stderr)
+	out.Stdout, out.Stderr = stdout, stderr
+	out.Truncated = res.Truncated() || cutOut || cutErr || capOut || capErr
 	t.rec.Truncated = out.Truncated
 	t.out = out
-	return out
+	return out, true
 }
 
-// rendered sanitises what the tool made of the clean output (its text and the strings in its
-// structured fields), adding anything found to the record's redactions.
-func (s sanitizeStage) rendered(t *trace, r Rendered) Rendered {
-	defer t.stage(StageSanitize)
-	add := func(red map[string]int) {
-		for k, v := range red {
-			t.rec.Redactions[k] += v
-		}
+// decode returns stdout as one JSON object, or nil when it is not one (or is longer than any
+// tool's JSON result can be, so that the stream path cuts it).
+func (s sanitizeStage) decode(stdout []byte) map[string]any {
+	if len(stdout) > s.maxBytes+redactMargin {
+		return nil
 	}
-	text, red := s.CleanText(r.Text)
-	add(red)
-	r.Text = text
+	var m map[string]any
+	if err := json.Unmarshal(stdout, &m); err != nil {
+		return nil
+	}
+	return m
+}
+
+// rendered sanitises what the tool made of the clean output: its text and the strings in its
+// structured fields, through the same steps and against the same budget. A secret that only
+// the rendering made recognisable is also removed from the output's data. It returns ok false
+// when the redaction budget ran out.
+func (s sanitizeStage) rendered(t *trace, r Rendered) (Rendered, bool) {
+	defer t.stage(StageSanitize)
+	c := t.clean
+	prep := func(v string) string {
+		p := s.prepare([]byte(v))
+		c.charge(len(p))
+		return p
+	}
+	text := prep(r.Text)
+	fields := mapStrings(r.Fields, prep)
+	known := c.known.len()
+	c.scan(text)
+	mapStrings(fields, func(v string) string { c.scan(v); return v })
+	r.Text = c.apply(text, c.text)
+	r.Fields = mapStrings(fields, func(v string) string { return c.apply(v, c.data) })
+	if c.known.len() > known {
+		apply := func(v string) string { return c.apply(v, c.data) }
+		t.out.Stdout, t.out.Stderr, t.out.Result = apply(t.out.Stdout), apply(t.out.Stderr), mapStrings(t.out.Result, apply)
+	}
+	if c.err != nil {
+		return Rendered{}, false
+	}
+	for k, v := range c.counts() {
+		t.rec.Redactions[k] += v
+	}
+	return r, true
+}
+
+// mapStrings returns v (a decoded JSON value) with f applied to every string in it, at any
+// depth. Maps and slices are copied, never changed in place.
+func mapStrings[T any](v T, f func(string) string) T {
 	var walk func(v any) any
 	walk = func(v any) any {
 		switch v := v.(type) {
 		case string:
-			c, red := s.CleanText(v)
-			add(red)
-			return c
+			return f(v)
 		case map[string]any:
+			if v == nil {
+				return v
+			}
 			m := make(map[string]any, len(v))
 			for k, e := range v {
 				m[k] = walk(e)
@@ -215,10 +275,8 @@ func (s sanitizeStage) rendered(t *trace, r Rendered) Rendered {
 		}
 		return v
 	}
-	if r.Fields != nil {
-		r.Fields = walk(r.Fields).(map[string]any)
-	}
-	return r
+	out, _ := walk(v).(T)
+	return out
 }
 
 // text sanitises a message that reaches the agent from outside Airlock's own text (a backend

@@ -24,12 +24,26 @@ type Tool interface {
 
 // Output is the sandbox result after stage 6 (sanitised text, never raw bytes).
 type Output struct {
-	ExitCode  int
-	Stdout    string
-	Stderr    string
+	ExitCode int
+	Stdout   string // empty when Result is set
+	Stderr   string
+	// Result is the tool's stdout decoded, for a tool whose stdout is one JSON object
+	// (JSONOutput), with every string in it sanitised; nil when the tool printed something
+	// else (it crashed, or was killed mid-way), which is then in Stdout.
+	Result    map[string]any
 	Truncated bool
 	TimedOut  bool
 	OOMKilled bool
+}
+
+// JSONOutput is implemented by a Tool whose stdout is one JSON object, as the file tools'
+// airlock-toolbox prints. Stage 6 decodes that object before it sanitises anything and then
+// sanitises each decoded string: JSON escaping (\" around a quoted password, \n between a key
+// and its value, \u0041 for "A") hides secrets from rules that read plain text, so the
+// redactor must see the decoded values; and the agent is given those values
+// (structuredContent.result), not the raw document.
+type JSONOutput interface {
+	StdoutIsJSON() bool
 }
 
 // Rendered is a Tool's view of its result.

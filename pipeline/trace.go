@@ -29,6 +29,8 @@ type trace struct {
 	auditDown bool
 	// out is the sanitised output, once stage 6 ran.
 	out Output
+	// clean is stage 6's state for this call: budget and secrets found.
+	clean *callCleaner
 }
 
 func newTrace(clock func() time.Time, call Call) *trace {
@@ -164,7 +166,8 @@ func (t *trace) argError(tool string, err error) Result {
 }
 
 // result is the outcome of a call that ran: the tool's rendering of the sanitised output plus
-// Airlock's standard structured fields, which the tool cannot overwrite.
+// Airlock's standard structured fields, which the tool cannot overwrite. The output is there
+// once: a tool's decoded JSON result (Output.Result) replaces stdout, which held its raw form.
 func (t *trace) result(r Rendered, res sandbox.Result) Result {
 	text := r.Text
 	red := t.rec.Redactions
@@ -180,20 +183,45 @@ func (t *trace) result(r Rendered, res sandbox.Result) Result {
 	for k, v := range r.Fields {
 		st[k] = v
 	}
-	st["exit_code"] = res.ExitCode
-	st["stdout"] = t.out.Stdout
+	t.standard(st, res)
+	if t.out.Result != nil {
+		st["result"] = t.out.Result
+	} else {
+		st["stdout"] = t.out.Stdout
+	}
 	st["stderr"] = t.out.Stderr
+	return Result{Text: text, Structured: st, IsError: r.IsError, Verdict: policies.Verdict(t.verdict()), AuditID: t.rec.AuditID}
+}
+
+// standard sets the structured fields every result of a call that ran carries.
+func (t *trace) standard(st map[string]any, res sandbox.Result) {
+	st["exit_code"] = res.ExitCode
 	st["truncated"] = t.rec.Truncated
 	st["timed_out"] = res.TimedOut
 	st["oom_killed"] = res.OOMKilled
 	st["duration_ms"] = res.Duration.Milliseconds()
 	st["audit_id"] = t.rec.AuditID
-	st["redactions"] = maps.Clone(red)
+	st["redactions"] = maps.Clone(t.rec.Redactions)
 	// Everything above except audit_id came out of the sandbox: data to read, never
 	// instructions to follow.
 	st["untrusted"] = true
 	if len(res.Loosened) > 0 {
 		st["loosened"] = slices.Clone(res.Loosened)
 	}
-	return Result{Text: text, Structured: st, IsError: r.IsError, Verdict: policies.Verdict(t.verdict()), AuditID: t.rec.AuditID}
+}
+
+// withheld is the result of a call whose output would have cost more than the redaction
+// budget to check for secrets: none of the output is returned (fail closed), and the text
+// says how to ask for less.
+func (t *trace) withheld(res sandbox.Result) Result {
+	n := len(res.Stdout) + len(res.Stderr)
+	msg := withheldText(n)
+	note := fmt.Sprintf("output withheld: %d bytes exceed the redaction budget", n)
+	if t.rec.Message != "" {
+		note = t.rec.Message + "; " + note
+	}
+	t.rec.Message = note
+	st := map[string]any{"withheld": true}
+	t.standard(st, res)
+	return Result{Text: msg, Structured: st, IsError: true, Verdict: policies.Verdict(t.verdict()), AuditID: t.rec.AuditID}
 }
