@@ -28,6 +28,10 @@ type builtinSpec struct {
 	env                []string // set whatever the profile says
 	envDefaults        []string // set where the profile's env does not
 	progress           bool
+
+	// result is the JSON Schema of what the tool prints as its one JSON object on stdout
+	// (the toolbox's file tools), which stage 6 decodes; empty for a tool that prints text.
+	result string
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -125,7 +129,7 @@ func builtinSpecs() map[string]builtinSpec {
 				"limit":{"type":"integer","minimum":1,"maximum":20000,"description":"Number of lines to return (default 2000)."}},
 				"required":["path"],"additionalProperties":false}`,
 			profile: "files", annotations: readOnlyHints,
-			argv: toolboxArgv("read_file", false), render: renderToolbox(renderRead),
+			argv: toolboxArgv("read_file", false), render: renderToolbox(renderRead), result: toolboxResult(readResult),
 		},
 		"list_directory": {
 			title:       "List directory",
@@ -134,7 +138,7 @@ func builtinSpecs() map[string]builtinSpec {
 				"path":{"type":"string","description":"Directory relative to the workspace root (default: the root).","maxLength":4096}},
 				"additionalProperties":false}`,
 			profile: "files", annotations: readOnlyHints,
-			argv: toolboxArgv("list_directory", false), render: renderToolbox(renderList),
+			argv: toolboxArgv("list_directory", false), render: renderToolbox(renderList), result: toolboxResult(listResult),
 		},
 		"search_files": {
 			title:       "Search files",
@@ -146,7 +150,7 @@ func builtinSpecs() map[string]builtinSpec {
 				"max_results":{"type":"integer","minimum":1,"maximum":1000,"description":"Maximum matches to return (default 100)."}},
 				"required":["pattern"],"additionalProperties":false}`,
 			profile: "files", annotations: readOnlyHints,
-			argv: toolboxArgv("search_files", false), render: renderToolbox(renderSearch),
+			argv: toolboxArgv("search_files", false), render: renderToolbox(renderSearch), result: toolboxResult(searchResult),
 		},
 		"write_file": {
 			title:       "Write file",
@@ -156,7 +160,7 @@ func builtinSpecs() map[string]builtinSpec {
 				"content":{"type":"string","maxLength":4194304,"description":"The complete new content of the file."}},
 				"required":["path","content"],"additionalProperties":false}`,
 			profile: "files-write", annotations: destructiveHints,
-			argv: toolboxArgv("write_file", true), render: renderToolbox(renderWrite),
+			argv: toolboxArgv("write_file", true), render: renderToolbox(renderWrite), result: toolboxResult(writeResult),
 		},
 		"run_command": {
 			title:       "Run command",
@@ -271,13 +275,53 @@ func appendPathArg(argv []string, args map[string]any) ([]string, error) {
 	return append(argv, p), nil
 }
 
-// renderToolbox decodes the toolbox's single JSON object and hands it to view. The toolbox's
-// strings are decoded from JSON after stage 6 ran, so escapes such as \u001b come back as
-// raw control bytes here; stripControl removes them again before the agent sees them.
+// The toolbox's JSON results (cmd/airlock-toolbox), as structuredContent.result shows them.
+const (
+	readResult = `{"type":"object","properties":{
+		"path":{"type":"string"},
+		"content":{"type":"string","description":"The lines read, each with its newline."},
+		"offset":{"type":"integer","description":"The first line returned, 0-based."},
+		"lines":{"type":"integer","description":"How many lines were returned."},
+		"next_offset":{"type":"integer","description":"Where to continue when truncated."},
+		"truncated":{"type":"boolean","description":"More lines follow."},
+		"size":{"type":"integer","description":"The file's size in bytes."},
+		"binary":{"type":"boolean","description":"The file is binary; no content is returned."}},
+		"required":["path","offset","lines","truncated","size"],"additionalProperties":false}`
+	listResult = `{"type":"object","properties":{
+		"path":{"type":"string"},
+		"entries":{"type":"array","items":{"type":"object","properties":{
+			"name":{"type":"string"},
+			"type":{"enum":["file","dir","symlink","other"]},
+			"size":{"type":"integer"},
+			"target":{"type":"string","description":"A symlink's target, as stored."},
+			"links":{"type":"integer","description":"A file's hard link count, when more than one."}},
+			"required":["name","type"],"additionalProperties":false}},
+		"truncated":{"type":"boolean","description":"More entries exist than are shown."}},
+		"required":["path","entries","truncated"],"additionalProperties":false}`
+	searchResult = `{"type":"object","properties":{
+		"matches":{"type":"array","items":{"type":"object","properties":{
+			"path":{"type":"string"},"line":{"type":"integer","description":"1-based."},"text":{"type":"string"}},
+			"required":["path","line","text"],"additionalProperties":false}},
+		"truncated":{"type":"boolean","description":"More matches exist than are shown."},
+		"files_scanned":{"type":"integer"}},
+		"required":["matches","truncated","files_scanned"],"additionalProperties":false}`
+	writeResult = `{"type":"object","properties":{
+		"path":{"type":"string"},"bytes":{"type":"integer"},"created":{"type":"boolean"}},
+		"required":["path","bytes","created"],"additionalProperties":false}`
+)
+
+// toolboxResult is a file tool's result schema: its own result, or the toolbox's refusal.
+func toolboxResult(result string) string {
+	return `{"anyOf":[` + result + `,{"type":"object","properties":{"error":{"type":"string"}},"required":["error"],"additionalProperties":false}]}`
+}
+
+// renderToolbox hands the toolbox's JSON object, which stage 6 decoded and sanitised string by
+// string (pipeline.JSONOutput), to view. structuredContent.result holds that object, once; the
+// text block is view's rendering of it.
 func renderToolbox(view func(m map[string]any) string) func(pipeline.Output) pipeline.Rendered {
 	return func(out pipeline.Output) pipeline.Rendered {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(strings.TrimSpace(out.Stdout)), &m); err != nil || m == nil {
+		m := out.Result
+		if m == nil {
 			r := renderCommand(out)
 			r.IsError = true
 			if out.TimedOut || out.OOMKilled {
@@ -287,13 +331,9 @@ func renderToolbox(view func(m map[string]any) string) func(pipeline.Output) pip
 			return r
 		}
 		if e, ok := m["error"].(string); ok {
-			return pipeline.Rendered{Text: stripControl(e), IsError: true, Fields: map[string]any{"error": stripControl(e)}}
+			return pipeline.Rendered{Text: e, IsError: true}
 		}
-		text := stripControl(view(m))
-		// The file's content is already the text block (and, raw, in stdout): a third copy in
-		// structuredContent would only triple the answer's size.
-		delete(m, "content")
-		return pipeline.Rendered{Text: text, Fields: map[string]any{"result": m}}
+		return pipeline.Rendered{Text: view(m)}
 	}
 }
 

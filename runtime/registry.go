@@ -88,6 +88,9 @@ func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile str
 		annotations: profileHints(spec.annotations, p), profileName: profile, profile: p, ws: ws,
 		argv: spec.argv, render: spec.render, env: spec.env, envDefaults: spec.envDefaults, progress: spec.progress,
 	}
+	if spec.result != "" {
+		t.result = json.RawMessage(spec.result)
+	}
 	if builtin == "write_file" {
 		t.argv = guardOwnFiles(spec.argv, ws.dir, c.ownFiles())
 	}

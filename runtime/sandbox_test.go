@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,8 +103,16 @@ func TestBuiltinsInRunc(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := tools[tc.tool].Render(pipeline.Output{ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr),
-				Truncated: res.Truncated(), TimedOut: res.TimedOut, OOMKilled: res.OOMKilled})
+			out := pipeline.Output{ExitCode: res.ExitCode, Stdout: string(res.Stdout), Stderr: string(res.Stderr),
+				Truncated: res.Truncated(), TimedOut: res.TimedOut, OOMKilled: res.OOMKilled}
+			if tools[tc.tool].StdoutIsJSON() {
+				// As stage 6 hands a JSON tool its output (pipeline.JSONOutput).
+				if err := json.Unmarshal(res.Stdout, &out.Result); err != nil {
+					t.Fatalf("%s printed no JSON object: %v: %q", tc.tool, err, res.Stdout)
+				}
+				out.Stdout = ""
+			}
+			r := tools[tc.tool].Render(out)
 			if !strings.Contains(r.Text, tc.want) || r.IsError != tc.isError {
 				t.Fatalf("%s: text %q isError %v; want %q isError %v", tc.tool, r.Text, r.IsError, tc.want, tc.isError)
 			}

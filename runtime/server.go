@@ -96,6 +96,8 @@ func mcpTool(t *Tool) *mcp.Tool {
 		Title:       t.Title(),
 		Description: t.Description(),
 		InputSchema: t.InputSchema(),
+		// structuredContent validates against it, whatever the call's outcome.
+		OutputSchema: t.OutputSchema(),
 		Annotations: &mcp.ToolAnnotations{
 			Title:           t.Title(),
 			ReadOnlyHint:    a.ReadOnly,

@@ -27,6 +27,8 @@ type Tool struct {
 	// argv builds the command (and optional stdin) from validated arguments.
 	argv   func(args map[string]any) (argv []string, stdin []byte, err error)
 	render func(out pipeline.Output) pipeline.Rendered
+	// result is the schema of the JSON object the tool prints on stdout; nil for text output.
+	result json.RawMessage
 	// env is added on top of the profile's env (hardening no profile may undo).
 	env []string
 	// envDefaults fills only the keys that neither the profile's env nor env sets: the
@@ -55,6 +57,14 @@ func (t *Tool) Description() string { return t.description }
 
 // InputSchema is the tool's JSON Schema.
 func (t *Tool) InputSchema() json.RawMessage { return t.schema }
+
+// OutputSchema is the JSON Schema of the tool's structuredContent, every shape a call can
+// return included (see pipeline.OutputSchema).
+func (t *Tool) OutputSchema() json.RawMessage { return pipeline.OutputSchema(t.result) }
+
+// StdoutIsJSON says the tool prints one JSON object, which stage 6 decodes before sanitising
+// (pipeline.JSONOutput).
+func (t *Tool) StdoutIsJSON() bool { return t.result != nil }
 
 // Annotations are the tool's MCP hints.
 func (t *Tool) Annotations() Annotations { return t.annotations }

@@ -192,13 +192,22 @@ func TestRunTestsLimits(t *testing.T) {
 
 func TestRenderToolbox(t *testing.T) {
 	tools, _ := defaultTools(t)
+	// decoded is the toolbox's JSON as stage 6 hands it to a JSON tool (pipeline.JSONOutput);
+	// stripping escapes and redacting the decoded strings is the pipeline's (pipeline.TestRunJSONOutputIsDecodedThenSanitised).
+	decoded := func(out pipeline.Output) pipeline.Output {
+		var m map[string]any
+		if json.Unmarshal([]byte(out.Stdout), &m) == nil {
+			out.Result, out.Stdout = m, ""
+		}
+		return out
+	}
 	tests := []struct {
 		tool    string
 		out     pipeline.Output
 		want    string
 		isError bool
 	}{
-		{"read_file", pipeline.Output{Stdout: `{"path":"a","content":"hi\u001b[31m red\n","lines":1,"truncated":false}`}, "hi red\n", false},
+		{"read_file", pipeline.Output{Stdout: `{"path":"a","content":"hi red\n","lines":1,"truncated":false}`}, "hi red\n", false},
 		{"read_file", pipeline.Output{Stdout: `{"path":"a","content":"x\n","truncated":true,"next_offset":7}`}, "x\n\n[more lines follow: call read_file with offset 7]", false},
 		{"read_file", pipeline.Output{Stdout: `{"path":"b","binary":true,"size":10}`}, "b is a binary file (10 bytes); not shown.", false},
 		{"read_file", pipeline.Output{ExitCode: 1, Stdout: `{"error":"a: no such file or directory"}`}, "a: no such file or directory", true},
@@ -211,7 +220,11 @@ func TestRenderToolbox(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.tool+" "+tc.want, func(t *testing.T) {
-			r := tools[tc.tool].Render(tc.out)
+			out := tc.out
+			if tools[tc.tool].StdoutIsJSON() {
+				out = decoded(out)
+			}
+			r := tools[tc.tool].Render(out)
 			if !strings.Contains(r.Text, tc.want) || r.IsError != tc.isError {
 				t.Fatalf("render = %q (isError %v), want %q (isError %v)", r.Text, r.IsError, tc.want, tc.isError)
 			}
