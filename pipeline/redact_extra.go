@@ -16,8 +16,8 @@ type extraRule struct {
 }
 
 // placeholder is a value that names a secret instead of holding one: a shell, Make or
-// template variable, or asterisks.
-const placeholder = `^(?:\$\{?[\w.-]+\}?|\$\([^)]*\)|%\w+%|\{\{.*\}\}|\*+)$`
+// template variable, asterisks, or the words documentation and templates use.
+const placeholder = `^(?:\$\{?[\w.-]+\}?|\$\([^)]*\)|%\w+%|\{\{.*\}\}|\*+|(?i:change[_-]?me|changeit|x{3,}|redacted|placeholder))$`
 
 // extraRules are tested in redact_extra_test.go, one table row per form.
 var extraRules = []extraRule{
@@ -71,6 +71,19 @@ var extraRules = []extraRule{
 		keywords:    []string{"password", "passwd"},
 		secretGroup: 1,
 		allow:       placeholder,
+	},
+	{
+		// A random value assigned to a secret-like name, quoted or not
+		// ("client_secret": "...", export SECRET_KEY=..., token: ...). gitleaks' generic rule
+		// finds most, but lets through any value that contains one of its ~1,500 stop words,
+		// and a 40-character random token often does. This rule asks for more instead: 16
+		// characters at least, the entropy of a random string, and not an identifier or a path.
+		id: "secret-assignment",
+		regex: `(?i)[\w.-]{0,40}?(?:secret|token|passw(?:or)?d|api[_.-]?key|access[_.-]?key|private[_.-]?key|credential)` +
+			`[\w.-]{0,20}["']?[ \t]*(?:=|:|:=|=>)[ \t]*["']?([a-z0-9+_~][a-z0-9+/_.~=-]{15,200})(?:["'\s;,]|$)`,
+		keywords: []string{"secret", "token", "password", "passwd", "api", "access", "private", "credential"},
+		entropy:  3.5,
+		allow:    `^[a-z]+(?:[-_.][a-z0-9]+)*$|^[A-Z]+(?:[_.][A-Z0-9]+)*$`,
 	},
 	{
 		// Docker's config.json: "auths": {"registry": {"auth": "base64(user:pass)"}}, and the

@@ -34,6 +34,11 @@ func TestExtraRules(t *testing.T) {
 		{"Docker config.json auths", `{"auths": {"ghcr.io": {"auth": "` + "dXNlcjpw" + `YXNz"}}}`, "dXNlcjpwYXNz", "docker-config-auth"},
 		{"Docker identity token", `"identitytoken": "` + "eyJhbGciOiJ" + `SUzI1NiJ9abc"`, "eyJhbGciOiJSUzI1NiJ9abc", "docker-config-auth"},
 		{"quoted password with symbols", `DB_PASSWORD="` + "Xk9#mQ2v" + `@Lp8"`, "Xk9#mQ2v@Lp8", "quoted-password"},
+		// A random value with one of gitleaks' stop words in it ("tir", "gaf"...), which its
+		// generic rule lets through.
+		{"client_secret with a stop word", `"client_secret": "` + "JrEtCKBGWRg2gaf2MMD3" + `aNGLo0u9tiR2zZBOymd5"`,
+			"JrEtCKBGWRg2gaf2MMD3aNGLo0u9tiR2zZBOymd5", "secret-assignment"},
+		{"unquoted export", "export SECRET_KEY=" + "q8Zr2LmW9xTv4Kp7" + "Ns1Bc6Fd", "q8Zr2LmW9xTv4Kp7Ns1Bc6Fd", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -66,6 +71,10 @@ func TestExtraRulesLeavePlaceholders(t *testing.T) {
 		"ssh://git@github.com:22/org/repo",
 		`password: "${DB_PASSWORD}"`,
 		`password_hint = "a short phrase"`,
+		`secretName: my-service-account-secret-name`,
+		`TOKEN_ENV_VAR = "GITHUB_TOKEN_FOR_RELEASES"`,
+		`access_key_path = "/var/run/secrets/aws/credentials"`,
+		"-H \"Authorization: Basic CHANGE-ME\"",
 	} {
 		if out, red, _ := r.Redact(in); out != in {
 			t.Errorf("Redact(%q) = %q %v, want it unchanged", in, out, red)
