@@ -78,6 +78,15 @@ func TestMCPTypeScriptClient(t *testing.T) {
 		{Name: "read_file", Arguments: map[string]any{"path": "hello.txt"}},
 		{Name: "run_command", Arguments: map[string]any{"command": "rm -rf hello.txt"}},
 		{Name: "write_file", Arguments: map[string]any{"path": "pkg/from_ts.go", "content": "package pkg\n"}},
+		// The SDK validates every result's structuredContent against the tool's outputSchema,
+		// error results included, and throws when it does not: these calls cover the other
+		// shapes (a decoded toolbox result, a toolbox refusal, invalid arguments, a command).
+		{Name: "list_directory", Arguments: map[string]any{}},
+		{Name: "search_files", Arguments: map[string]any{"pattern": "airlock"}},
+		{Name: "read_file", Arguments: map[string]any{"path": "missing.txt"}},
+		{Name: "read_file", Arguments: map[string]any{"path": 5}},
+		{Name: "run_command", Arguments: map[string]any{"command": "echo ok"}},
+		{Name: "git_status", Arguments: map[string]any{}},
 	}
 	for _, variant := range []string{"stdio", "http", "http_token"} {
 		t.Run(variant, func(t *testing.T) {
@@ -132,6 +141,11 @@ func TestMCPTypeScriptClient(t *testing.T) {
 					}
 				}
 				return strings.Join(parts, "\n")
+			}
+			for i, c := range out.Calls {
+				if c.Error != "" || c.Result == nil {
+					t.Errorf("call %d %s: the SDK reported %q (a structuredContent its outputSchema rejects, or a transport error)", i, c.Name, c.Error)
+				}
 			}
 			if got := text(0); out.Calls[0].Result.IsError || !strings.Contains(got, strings.TrimSpace(mcpHello)) {
 				t.Errorf("read_file: isError=%v text %q, want the planted content", out.Calls[0].Result.IsError, got)
