@@ -321,6 +321,37 @@ func (l *AuditLog) append(rec *Record, sync bool) error {
 	return nil
 }
 
+// Flush writes the records held for lack of disk space, if any, and fsyncs. It returns an
+// error wrapping ErrAuditFull while the disk is still full (or the log's error once it
+// failed); nil when nothing is held.
+func (l *AuditLog) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil || len(l.pending) == 0 {
+		return l.err
+	}
+	if l.f == nil {
+		return fmt.Errorf("audit log %s is closed", l.path)
+	}
+	if _, err := l.lock(); err != nil {
+		l.err = fmt.Errorf("%w; no further calls are accepted until Airlock restarts", err)
+		return l.err
+	}
+	defer l.unlock()
+	for len(l.pending) > 0 {
+		if err := l.write(l.pending[0]); err != nil {
+			return err
+		}
+		l.pending = l.pending[1:]
+	}
+	if err := l.f.Sync(); err != nil {
+		l.err = fmt.Errorf("audit log %s: fsync failed, no further calls are accepted until Airlock restarts: %w", l.path, err)
+		return l.err
+	}
+	_ = l.writeHead()
+	return nil
+}
+
 // maxPending bounds the closing records held in memory while the log's disk is full.
 const maxPending = 1024
 

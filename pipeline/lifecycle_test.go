@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -64,7 +65,7 @@ func TestCancelledAfterStartIsSpent(t *testing.T) {
 	e := newEnv(t, nil)
 	e.backend.run = func(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
 		<-ctx.Done()
-		return sandbox.Result{ContainerID: "c-cancel", ExitCode: sandbox.ExitKilled}, context.Cause(ctx)
+		return sandbox.Result{ContainerID: "c-cancel", ExitCode: sandbox.ExitKilled, Ran: true}, context.Cause(ctx)
 	}
 	var results []Result
 	for range 3 {
@@ -197,4 +198,88 @@ func readFile(t testing.TB, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func diskFull(f *os.File, line []byte) error {
+	return &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+}
+
+func (e *env) setWrite(fn func(*os.File, []byte) error) {
+	e.p.trace.audit.mu.Lock()
+	e.p.trace.audit.writeLine = fn
+	e.p.trace.audit.mu.Unlock()
+}
+
+// TestUnrecordedOutputWithheld: when a call's closing record cannot be written, none of its
+// output goes back, in the text or the structured content.
+func TestUnrecordedOutputWithheld(t *testing.T) {
+	e := newEnv(t, nil)
+	e.backend.run = func(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
+		e.setWrite(diskFull) // the disk fills while the tool runs
+		return sandbox.Result{ContainerID: "c-1", Stdout: []byte("OUTPUT-123\n"), Ran: true}, nil
+	}
+	res := e.run("echo", `{"text":"hi"}`)
+	if !res.IsError || !strings.Contains(res.Text, "withheld") || strings.Contains(fmt.Sprint(res.Text, res.Structured), "OUTPUT-123") {
+		t.Fatalf("result of a call whose record could not be written: %q %v", res.Text, res.Structured)
+	}
+}
+
+// TestHeldRecordsNotCrowdedOut: while the disk is full, calls are refused before they could
+// add records of their own, so the held closing record of a call that ran is written once
+// there is space.
+func TestHeldRecordsNotCrowdedOut(t *testing.T) {
+	e := newEnv(t, nil)
+	release, started := make(chan struct{}), make(chan struct{})
+	e.backend.run = func(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
+		close(started)
+		<-release
+		return sandbox.Result{ContainerID: "c-ran", Stdout: []byte("x\n"), Ran: true}, nil
+	}
+	done := make(chan Result)
+	go func() { done <- e.run("echo", `{"text":"long"}`) }()
+	<-started
+	e.setWrite(diskFull)
+	close(release)
+	<-done // its closing record is held
+	for range maxPending + 10 {
+		if res := e.run("echo", `{"text":"forbidden"}`); !strings.Contains(res.Text, "no tool can run") {
+			t.Fatalf("a call while records are held: %q, want a refusal", res.Text)
+		}
+	}
+	e.setWrite(writeAll)
+	e.run("echo", `{"text":"after"}`)
+	var closed bool
+	for _, r := range e.allRecords(t) {
+		if r.ContainerID == "c-ran" && r.Phase == "" {
+			closed = true
+		}
+	}
+	if !closed {
+		t.Error("the held closing record of the call that ran was lost")
+	}
+	if n := len(e.records(t)); n != 2 {
+		t.Errorf("%d closing records, want 2 (the call that ran and the one after)", n)
+	}
+}
+
+// TestErrorAfterRunIsSpent: a sandbox error after the command ran (a failed cleanup) does not
+// refund the call's units and records the run.
+func TestErrorAfterRunIsSpent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.backend.run = func(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
+		return sandbox.Result{ContainerID: "c-ran", ExitCode: 0, Stdout: []byte("side effects done\n"), Ran: true},
+			errors.New("removing cgroup: device or resource busy")
+	}
+	res := e.runCtx(context.Background(), "limited", `{"text":"a"}`)
+	if !res.IsError || strings.Contains(res.Text, "did not run") || strings.Contains(res.Text, "side effects") {
+		t.Errorf("result: %q", res.Text)
+	}
+	e.backend.run = nil
+	if res := e.runCtx(context.Background(), "limited", `{"text":"a"}`); !res.Denied {
+		t.Errorf("the unit of a call whose command ran was refunded: %q", res.Text)
+	}
+	rec := e.records(t)[0]
+	if rec.ExitCode == nil || rec.ContainerID != "c-ran" || !strings.Contains(rec.Message, "the tool ran") {
+		t.Errorf("record: %+v", rec)
+	}
 }

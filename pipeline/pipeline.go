@@ -217,6 +217,15 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 		return t.errorResult("audit log unavailable, so no tool can run: " + err.Error())
 	}
 
+	if err := p.trace.audit.Flush(); err != nil {
+		// The audit log's disk is still full and closing records of calls that ran are held in
+		// memory. Refuse before anything else and without a record of this call's own, so a
+		// client sending calls meanwhile (denied ones included) cannot crowd them out.
+		t.rec.Decision, t.rec.Message = DecisionError, err.Error()
+		t.unrecorded = true
+		return t.errorResult("audit log unavailable, so no tool can run: " + err.Error())
+	}
+
 	// Stage 1 (propose) is the Call itself; find the tool.
 	te, ok := p.tools[call.Tool]
 	if !ok {
@@ -282,13 +291,25 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	if err != nil && ctx.Err() != nil {
 		// Cancelled, not a sandbox failure. A container that started did run the tool:
 		// its units stay spent and the record names it.
-		if out.ContainerID != "" {
+		if out.Ran {
 			ran = true
 			code := out.ExitCode
 			t.rec.ExitCode = &code
 			return t.cancelled(ctx, "after the tool started; its container was killed")
 		}
 		return t.cancelled(ctx, "before the tool ran")
+	}
+	if err != nil && out.Ran {
+		// The command ran and something failed after it (removing the container, say): the
+		// tool's effects exist, so its units stay spent and the record says it ran. Its output
+		// is not returned: the sandbox that produced it did not end cleanly.
+		ran = true
+		code := out.ExitCode
+		t.rec.ExitCode = &code
+		t.rec.TimedOut, t.rec.OOMKilled = out.TimedOut, out.OOMKilled
+		t.rec.Decision, t.rec.Message = DecisionError, "the tool ran, then the sandbox failed: "+err.Error()
+		p.log.Error().Str("event", "sandbox.error").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("backend", p.execute.backend.Name()).Err(err).Msg("sandbox failed after the command ran")
+		return t.errorResult(fmt.Sprintf("%s ran, but the sandbox failed afterwards, so its output is withheld: %s", call.Tool, p.sanitize.text(err.Error())))
 	}
 	if err != nil {
 		t.rec.Decision, t.rec.Message = DecisionError, err.Error()

@@ -308,6 +308,11 @@ func (s traceStage) started(t *trace) error {
 
 // finish completes and appends t's record and returns res with the audit id and timings.
 func (s traceStage) finish(t *trace, res Result) Result {
+	if t.unrecorded {
+		s.log.Error().Str("event", "audit.refused").Str("audit_id", t.rec.AuditID).Str("tool", t.rec.Tool).Str("message", t.rec.Message).Msg("call refused without a record: the audit log's disk is full")
+		res.AuditID = t.rec.AuditID
+		return res
+	}
 	end := s.now()
 	t.rec.DurationMS = ms(end.Sub(t.start))
 	res.AuditID = t.rec.AuditID
@@ -322,15 +327,21 @@ func (s traceStage) finish(t *trace, res Result) Result {
 	res.StageMS[StageAudit] = ms(s.now().Sub(end))
 	if err != nil {
 		s.log.Error().Str("event", "audit.error").Str("audit_id", t.rec.AuditID).Str("tool", t.rec.Tool).Err(err).Msg("audit record not written")
-		res.IsError = true
+		ran := t.rec.ExitCode != nil
 		switch {
 		case t.auditDown:
 			// The text already says the audit log failed.
+		case ran:
+			res.Text = fmt.Sprintf("%s ran, but its audit record could not be written, so its output is withheld: %v", t.rec.Tool, err)
 		case errors.Is(err, ErrAuditFull):
-			res.Text = fmt.Sprintf("%s ran, but its audit record could not be written yet, so its output is withheld: %v", t.rec.Tool, err)
+			res.Text = fmt.Sprintf("audit log unavailable, so %s did not run: %v", t.rec.Tool, err)
 		default:
 			res.Text = fmt.Sprintf("audit log unavailable: %v. The call's outcome could not be recorded; Airlock accepts no further calls until it is restarted.", err)
 		}
+		// Nothing of an unrecorded call goes back but this: not its output, not a denial's
+		// details.
+		res.IsError = true
+		res.Structured = map[string]any{"audit_id": t.rec.AuditID, "error": res.Text}
 		return res
 	}
 	s.log.Info().Str("event", "tool.call").Str("audit_id", t.rec.AuditID).Str("tool", t.rec.Tool).

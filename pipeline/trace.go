@@ -27,6 +27,9 @@ type trace struct {
 	rec   Record
 	// auditDown: the call was refused because the audit log had already failed.
 	auditDown bool
+	// unrecorded: the call was refused before stage 2 because records are held for lack of
+	// disk space; it gets no record of its own (see Pipeline.Run).
+	unrecorded bool
 	// out is the sanitised output, once stage 6 ran.
 	out Output
 	// clean is stage 6's state for this call: budget and secrets found.
