@@ -124,6 +124,21 @@ func assertGone(t *testing.T, marker string, d time.Duration, what string) time.
 	return took
 }
 
+// assertExits waits for the Airlock process pid to exit after what happened, and fails when
+// that takes over 2 s. It returns how long it took.
+func assertExits(t *testing.T, pid int, what string) time.Duration {
+	t.Helper()
+	exited, ok := faultWait(10*time.Second, func() bool { return !faultAlive(pid) })
+	if !ok {
+		t.Fatalf("airlock serve still runs 10 s after %s", what)
+	}
+	t.Logf("airlock serve exited %s after %s", exited.Round(time.Millisecond), what)
+	if exited > 2*time.Second {
+		t.Errorf("airlock serve took %s to exit after %s; want under 2 s", exited, what)
+	}
+	return exited
+}
+
 // assertVerifies runs `airlock audit verify` on the env's log and returns its output.
 func (e *mcpEnv) assertVerifies(t *testing.T) string {
 	t.Helper()
@@ -224,14 +239,7 @@ func TestFaultStdioClientKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = client.Wait()
-	exited, ok := faultWait(10*time.Second, func() bool { return !faultAlive(airlock) })
-	if !ok {
-		t.Fatalf("airlock serve (pid %d) still runs 10 s after its client was killed", airlock)
-	}
-	t.Logf("airlock serve exited %s after its client was SIGKILLed", exited.Round(time.Millisecond))
-	if exited > 2*time.Second {
-		t.Errorf("airlock serve took %s to exit after its client died; want under 2 s", exited)
-	}
+	exited := assertExits(t, airlock, "its client was SIGKILLed")
 	assertGone(t, marker, 2*time.Second-time.Since(killed)+exited, "client killed")
 	e.assertVerifies(t)
 	rec := closingRecord(t, e)
@@ -304,14 +312,7 @@ func TestFaultSignals(t *testing.T) {
 			if err := syscall.Kill(pid, sig); err != nil {
 				t.Fatal(err)
 			}
-			exited, ok := faultWait(10*time.Second, func() bool { return !faultAlive(pid) })
-			if !ok {
-				t.Fatalf("airlock serve still runs 10 s after %s", sig)
-			}
-			t.Logf("airlock serve exited %s after %s", exited.Round(time.Millisecond), sig)
-			if exited > 2*time.Second {
-				t.Errorf("airlock serve took %s to exit after %s; want under 2 s", exited, sig)
-			}
+			exited := assertExits(t, pid, sig.String())
 			assertGone(t, marker, 2*time.Second-time.Since(signalled)+exited, sig.String())
 			<-callDone
 			_ = cs.Close()
@@ -340,14 +341,7 @@ func TestFaultHTTPShutdown(t *testing.T) {
 	if err := syscall.Kill(s.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	exited, ok := faultWait(10*time.Second, func() bool { return !faultAlive(s.pid) })
-	if !ok {
-		t.Fatal("airlock serve --http still runs 10 s after SIGTERM")
-	}
-	t.Logf("airlock serve --http exited %s after SIGTERM", exited.Round(time.Millisecond))
-	if exited > 2*time.Second {
-		t.Errorf("airlock serve --http took %s to exit; want under 2 s", exited)
-	}
+	exited := assertExits(t, s.pid, "SIGTERM (--http)")
 	assertGone(t, marker, 2*time.Second-time.Since(signalled)+exited, "SIGTERM over HTTP")
 	e.assertVerifies(t)
 	if rec := closingRecord(t, e); !rec.Cancelled || !strings.Contains(rec.Message, "shutting down") {
@@ -496,15 +490,7 @@ func TestFaultStdoutClosed(t *testing.T) {
 	waitContainer(t, marker)
 	closed := time.Now()
 	s.out.Close()
-	pid := s.cmd.Process.Pid
-	exited, ok := faultWait(10*time.Second, func() bool { return !faultAlive(pid) })
-	if !ok {
-		t.Fatalf("airlock serve still runs 10 s after its stdout was closed")
-	}
-	t.Logf("airlock serve exited %s after its stdout was closed (stdin still open)", exited.Round(time.Millisecond))
-	if exited > 2*time.Second {
-		t.Errorf("airlock serve took %s to exit after its stdout was closed; want under 2 s", exited)
-	}
+	exited := assertExits(t, s.cmd.Process.Pid, "its stdout was closed (stdin still open)")
 	assertGone(t, marker, 2*time.Second-time.Since(closed)+exited, "stdout closed")
 	e.assertVerifies(t)
 	if rec := closingRecord(t, e); !rec.Cancelled {
@@ -529,13 +515,14 @@ func TestFaultAirlockKilled(t *testing.T) {
 	}
 	go cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "run_command", Arguments: map[string]any{"command": "sleep " + marker}})
 	waitContainer(t, marker)
-	started := time.Now()
+	killed := time.Now()
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = cs.Close()
 	// Nothing of Airlock is left to enforce the timeout: the container's own init must.
-	took, ok := faultWait(timeout+10*time.Second, func() bool { return len(faultProcs(marker)) == 0 })
+	_, ok := faultWait(timeout+10*time.Second, func() bool { return len(faultProcs(marker)) == 0 })
+	took := time.Since(killed)
 	if !ok {
 		t.Fatalf("the container's processes still run %s after Airlock died, past their %s timeout", took.Round(time.Millisecond), timeout)
 	}
@@ -543,7 +530,6 @@ func TestFaultAirlockKilled(t *testing.T) {
 	if took > timeout+3*time.Second {
 		t.Errorf("the container outlived its %s timeout by %s", timeout, took-timeout)
 	}
-	_ = started
 	out := e.assertVerifies(t)
 	if !strings.Contains(out, "1 call(s) started and have no closing record") {
 		t.Errorf("audit verify after the kill does not report the unfinished call:\n%s", out)
