@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/airlock-mcp/airlock/sandbox"
-	"github.com/airlock-mcp/airlock/sandbox/runc"
+	"github.com/airlock-mcp/airlock/sandbox/oci"
 )
 
 // testFDs: the command starts with stdin, stdout and stderr only (no descriptor of the host or
@@ -112,8 +112,8 @@ func testHostProcesses(t *testing.T, s *escapeSuite) {
 		t.Errorf("kill -0 %d (the test process) succeeded from inside", self)
 	}
 	for _, h := range lines[len(lines)-2:] {
-		if h == host || h != runc.Hostname {
-			t.Errorf("host name inside is %q (host %q), want %q", h, host, runc.Hostname)
+		if h == host || h != oci.Hostname {
+			t.Errorf("host name inside is %q (host %q), want %q", h, host, oci.Hostname)
 		}
 	}
 }

@@ -15,9 +15,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/oci"
 )
 
-// copyRoot is the bundle directory holding every copy mount's layers (the parent of CopyDir).
+// copyRoot is the bundle directory holding every copy mount's layers (the parent of oci.CopyDir).
 const copyRoot = "copy"
 
 // prepareCopyDirs creates the overlay upper and work dirs of every copy mount inside the run's
@@ -50,7 +51,7 @@ func prepareCopyDirs(bundle string, mounts []sandbox.Mount, sizeBytes int64) err
 		if !fi.IsDir() {
 			return fmt.Errorf("%w: copy mount %s: source %s is not a directory; use access ro or rw for a file", sandbox.ErrInvalidSpec, m.Target, m.Source)
 		}
-		dir := filepath.Join(bundle, CopyDir(i))
+		dir := filepath.Join(bundle, oci.CopyDir(i))
 		upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 		for _, d := range []string{upper, work} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
@@ -69,7 +70,7 @@ func prepareCopyDirs(bundle string, mounts []sandbox.Mount, sizeBytes int64) err
 	return nil
 }
 
-// resolveBundlePaths makes the bundle-relative overlay dirs OCIConfig emits (see CopyDir)
+// resolveBundlePaths makes the bundle-relative overlay dirs OCIConfig emits (see oci.CopyDir)
 // absolute under bundle. cfg is modified and returned.
 func resolveBundlePaths(cfg *specs.Spec, bundle string) *specs.Spec {
 	for i, m := range cfg.Mounts {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/airlock-mcp/airlock/internal/testenv"
+	"github.com/airlock-mcp/airlock/sandbox/oci"
 )
 
 // TestDocsMatchCode keeps docs/sandbox.md honest: every masked and read-only path the code sets
@@ -23,14 +24,14 @@ func TestDocsMatchCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range append(append([]string{}, maskedPaths...), readonlyPaths...) {
+	for _, p := range append(oci.MaskedPaths(), oci.ReadonlyPaths()...) {
 		if !strings.Contains(string(doc), "`"+p+"`") {
 			t.Errorf("docs/sandbox.md does not list %s", p)
 		}
 	}
 	funcs := map[string]bool{}
 	cases := map[string]bool{} // string literals as `go test` names subtests (spaces -> _)
-	for _, dir := range []string{filepath.Join(root, "sandbox"), filepath.Join(root, "sandbox", "runc")} {
+	for _, dir := range []string{filepath.Join(root, "sandbox"), filepath.Join(root, "sandbox", "oci"), filepath.Join(root, "sandbox", "runc")} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
 		for _, f := range files {
 			src, err := os.ReadFile(f)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/oci"
 )
 
 // TestTimeoutHoldsWithoutAirlock: the container's timeout holds with no Airlock left to
@@ -21,7 +22,7 @@ import (
 // with background children (one ignoring SIGTERM, one in its own session, one orphaned, one
 // stopped) under a plain `runc run`, and runc is then SIGKILLed, as it is when Airlock dies
 // (Pdeathsig): no host timer and no runc remain. The host sees every process of the container
-// still alive after Spec.Timeout, and none left by Spec.Timeout + initGrace + 1 s: the
+// still alive after Spec.Timeout, and none left by Spec.Timeout + oci.InitGrace + 1 s: the
 // sandbox init's own deadline killed them.
 func TestTimeoutHoldsWithoutAirlock(t *testing.T) {
 	b := newTestBackend(t)
@@ -78,11 +79,11 @@ func TestTimeoutHoldsWithoutAirlock(t *testing.T) {
 		t.Fatalf("%s after the start %d processes run, want the %d there were (nothing should have killed them yet): %v",
 			time.Since(start).Round(time.Millisecond), len(now), len(procs), now)
 	}
-	limit := start.Add(timeout + initGrace + time.Second)
+	limit := start.Add(timeout + oci.InitGrace + time.Second)
 	for left := container(); len(left) > 0; left = container() {
 		if time.Now().After(limit) {
 			t.Fatalf("%s after the start (timeout %s + grace %s + 1 s), %d of the container's %d processes still run with no Airlock: %v",
-				time.Since(start).Round(time.Millisecond), timeout, initGrace, len(left), len(procs), left)
+				time.Since(start).Round(time.Millisecond), timeout, oci.InitGrace, len(left), len(procs), left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -169,7 +170,7 @@ func TestInitRuns(t *testing.T) {
 		{name: "files profile", opts: []sandbox.Option{sandbox.WithSeccomp(sandbox.SeccompFiles), sandbox.WithArgv("sh", "-c", "echo ok; exit 7")},
 			code: 7, stdout: "ok\n"},
 		{name: "files profile runs the toolbox", opts: []sandbox.Option{sandbox.WithSeccomp(sandbox.SeccompFiles),
-			sandbox.WithArgv(initPath, "list_directory", `{}`)}, code: 0, stdout: `{"path":".","entries":[],"truncated":false}` + "\n"},
+			sandbox.WithArgv(oci.InitPath, "list_directory", `{}`)}, code: 0, stdout: `{"path":".","entries":[],"truncated":false}` + "\n"},
 		{name: "killed by a signal is 128+N", opts: []sandbox.Option{sandbox.WithArgv("sh", "-c", "kill -KILL $$")}, code: 137},
 		{name: "not found", opts: []sandbox.Option{sandbox.WithArgv("no-such-command", "x")}, code: 127,
 			stderr: "airlock: \"no-such-command\": executable file not found in $PATH\n"},
@@ -227,7 +228,7 @@ func truncate(b []byte, n int) string {
 func TestRunReportsImageWithoutInit(t *testing.T) {
 	b := newTestBackend(t)
 	rootfs := b.images.(testImages).rootfs
-	if err := os.Rename(filepath.Join(rootfs, initPath), filepath.Join(rootfs, initPath+".moved")); err != nil {
+	if err := os.Rename(filepath.Join(rootfs, oci.InitPath), filepath.Join(rootfs, oci.InitPath+".moved")); err != nil {
 		t.Fatal(err)
 	}
 	_, err := b.Run(context.Background(), spec(t, sandbox.WithArgv("true")))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/oci"
 )
 
 // Grace periods of the kill path.
@@ -232,8 +233,8 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 			// is not this: runc starts the sandbox init, which reports that as the command's
 			// outcome, 127 or 126 like a shell, with the message runc used to log.
 			res.Ran = false
-			if strings.Contains(msg, `exec: "`+initPath+`"`) {
-				return res, fmt.Errorf("runc could not run container %s: %s: the image has no sandbox init (the airlock-toolbox at %s); rebuild it with `airlock images build`", st.id, msg, initPath)
+			if strings.Contains(msg, `exec: "`+oci.InitPath+`"`) {
+				return res, fmt.Errorf("runc could not run container %s: %s: the image has no sandbox init (the airlock-toolbox at %s); rebuild it with `airlock images build`", st.id, msg, oci.InitPath)
 			}
 			return res, fmt.Errorf("runc could not run container %s: %s", st.id, msg)
 		}

@@ -274,28 +274,3 @@ func TestOCIConfigRefuses(t *testing.T) {
 		t.Errorf("unconfined with nil filter: %v", err)
 	}
 }
-
-// TestWithInit: the sandbox init is every container's pid 1, with its own deadline at
-// Spec.Timeout plus initGrace, and the command after "--" exactly as given, so nothing in it is
-// read as an option of the init.
-func TestWithInit(t *testing.T) {
-	img := sandbox.Image{Name: "busybox", Rootfs: goldenRootfs}
-	for _, tc := range []struct {
-		timeout  time.Duration
-		argv     []string
-		deadline string
-	}{
-		{30 * time.Second, []string{"true"}, "32s"},
-		{time.Minute, []string{"go", "test", "./..."}, "1m2s"},
-		{1500 * time.Millisecond, []string{"--deadline", "1h", "--", "x"}, "3.5s"},
-	} {
-		cfg, err := OCIConfig(mustSpec(t, sandbox.WithArgv(tc.argv...), sandbox.WithTimeout(tc.timeout)), img, goldenID, goldenSeccomp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := append([]string{"/.airlock/bin/airlock-toolbox", "init", "--deadline", tc.deadline, "--"}, tc.argv...)
-		if !slices.Equal(cfg.Process.Args, want) {
-			t.Errorf("timeout %s argv %q: process args %q, want %q", tc.timeout, tc.argv, cfg.Process.Args, want)
-		}
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/airlock-mcp/airlock/images"
+	"github.com/airlock-mcp/airlock/sandbox/oci"
 )
 
 // builtToolbox is the static airlock-toolbox built from this checkout, once per test process.
@@ -34,7 +35,7 @@ func (e *toolboxBuildError) Error() string {
 	return "go build ./cmd/airlock-toolbox: " + e.err.Error() + "\n" + e.out
 }
 
-// installToolbox puts the toolbox where every image has it (initPath): every container's pid 1
+// installToolbox puts the toolbox where every image has it (oci.InitPath): every container's pid 1
 // is its init mode.
 func installToolbox(t testing.TB, rootfs string) {
 	t.Helper()
@@ -46,7 +47,7 @@ func installToolbox(t testing.TB, rootfs string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := filepath.Join(rootfs, initPath)
+	dst := filepath.Join(rootfs, oci.InitPath)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func installToolbox(t testing.TB, rootfs string) {
 
 // TestInitPathIsTheToolbox: the init runc starts is the toolbox every image holds.
 func TestInitPathIsTheToolbox(t *testing.T) {
-	if initPath != images.ToolboxPath {
-		t.Fatalf("initPath %q is not images.ToolboxPath %q", initPath, images.ToolboxPath)
+	if oci.InitPath != images.ToolboxPath {
+		t.Fatalf("oci.InitPath %q is not images.ToolboxPath %q", oci.InitPath, images.ToolboxPath)
 	}
 }
