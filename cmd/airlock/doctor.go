@@ -103,23 +103,33 @@ func runOutput(ctx context.Context, name string, args ...string) ([]byte, error)
 	return out, nil
 }
 
+// parseNoArgs parses the flags of a command that takes no arguments (fs named "airlock CMD"):
+// -h prints usage to stdout (code 0); a bad flag or an argument is a usage error (code 2).
+// ok is true when the command should go on.
+func parseNoArgs(fs *flag.FlagSet, args []string, usage string, stdout, stderr io.Writer) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0, false
+		}
+		fmt.Fprintf(stderr, "%s: %v\n%s", fs.Name(), err, usage)
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n%s", fs.Name(), fs.Arg(0), usage)
+		return 2, false
+	}
+	return 0, true
+}
+
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("airlock doctor", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	asJSON := fs.Bool("json", false, "")
 	noSmoke := fs.Bool("no-smoke", false, "")
 	configFile := fs.String("config", "", "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, doctorUsage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "airlock doctor: %v\n%s", err, doctorUsage)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "airlock doctor: unexpected argument %q\n%s", fs.Arg(0), doctorUsage)
-		return 2
+	if code, ok := parseNoArgs(fs, args, doctorUsage, stdout, stderr); !ok {
+		return code
 	}
 	env := hostDoctorEnv()
 	if *noSmoke {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,17 +38,8 @@ func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("airlock version", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	asJSON := fs.Bool("json", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, versionUsage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "airlock version: %v\n%s", err, versionUsage)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "airlock version: unexpected argument %q\n%s", fs.Arg(0), versionUsage)
-		return 2
+	if code, ok := parseNoArgs(fs, args, versionUsage, stdout, stderr); !ok {
+		return code
 	}
 	info := collectVersion(ctx, runc.Find, runOutput)
 	if *asJSON {
