@@ -17,13 +17,14 @@ import (
 
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
-	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
 // testCLI: the same properties hold through `airlock exec`, and the CLI's container leaves no
 // bundle or cgroup behind.
 func testCLI(t *testing.T, s *escapeSuite) {
 	bin := s.airlockBin(t)
+	// The CLI opens the backend as an operator's airlock does: default state and cgroups.
+	cliHost := escapeHostFor(t, s.name, s.runc, sandbox.OpenOptions{StateDir: testenv.StateDir()})
 	ws := s.workspace(t)
 	escWriteFile(t, filepath.Join(ws, "data.txt"), "original\n", 0o666)
 	escChmod(t, ws, 0o777)
@@ -47,7 +48,7 @@ func testCLI(t *testing.T, s *escapeSuite) {
 	cli := func(args ...string) (int, escExecJSON) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, append([]string{"exec", "--json"}, args...)...)
+		cmd := exec.CommandContext(ctx, bin, append([]string{"exec", "--json", "--backend", s.name}, args...)...)
 		// The test's own environment (canary included) plus where runc and the images are.
 		cmd.Env = append(os.Environ(), "AIRLOCK_STATE_DIR="+testenv.StateDir(), "AIRLOCK_RUNC="+s.runc)
 		var stdout, stderr bytes.Buffer
@@ -77,13 +78,13 @@ func testCLI(t *testing.T, s *escapeSuite) {
 		t.Errorf("CLI run: the host listener accepted %d connections %v; want only the host's control connection", len(got), got)
 	}
 	escAssertTreeUnchanged(t, ws, before)
-	s.assertContainerGone(t, res.ContainerID, filepath.Join(testenv.StateDir(), "run"), runc.DefaultCgroupParent)
+	cliHost.assertGone(t, res.ContainerID)
 
 	code, res := cli("--timeout", "1s", "--", "sh", "-c", "sleep 1000 & while :; do :; done")
 	if code != sandbox.ExitTimeout || !res.TimedOut || res.ExitCode != sandbox.ExitTimeout {
 		t.Errorf("CLI timeout: exit %d result %+v, want 124 and timed_out", code, res)
 	}
-	s.assertContainerGone(t, res.ContainerID, filepath.Join(testenv.StateDir(), "run"), runc.DefaultCgroupParent)
+	cliHost.assertGone(t, res.ContainerID)
 
 	code, res = cli("--memory", "32Mi", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1")
 	if code != sandbox.ExitKilled || !res.OOMKilled {

@@ -1,7 +1,7 @@
 package integration
 
 // The escape suite: each case tries to break one isolation property of Airlock's sandbox
-// against REAL runc and asserts that the property held, both in the run's result and on the
+// against every real backend (runc, and the daemons' backends) and asserts that the property held, both in the run's result and on the
 // host (listener accept counts, file hashes, /proc scans, cgroup directories). docs/security.md
 // lists every property with the name of the case (escape_*_test.go) that attacks it.
 
@@ -23,6 +23,7 @@ import (
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/backends"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
@@ -33,15 +34,16 @@ const escapeMarkerEnv = "AIRLOCK_ESCAPE_MARKER"
 // escapeCanaryEnv is planted in the test process's own environment; no container may see it.
 const escapeCanaryEnv = "AIRLOCK_ESCAPE_HOST_CANARY"
 
-// escapeSuite is one runc backend shared by every case, and what the final leftover check
-// needs to find anything the suite left behind.
+// escapeSuite is one backend shared by every case, and what the final leftover check needs to
+// find anything the suite left behind.
 type escapeSuite struct {
-	backend      *runc.Backend
-	runc         string
-	stateDir     string // the backend's private state: bundles/, root/
-	cgroupParent string // unique to this test process
-	marker       string // prefix of every container's escapeMarkerEnv value
-	canary       string // value of escapeCanaryEnv in the test process
+	name         string // the backend's registry name
+	backend      sandbox.Backend
+	host         escapeHost // the host-side checks for this backend
+	runc         string     // runc binary (the CLI case runs with it)
+	cgroupParent string     // unique to this test process and backend
+	marker       string     // prefix of every container's escapeMarkerEnv value
+	canary       string     // value of escapeCanaryEnv in the test process
 	images       *images.Store
 	busybox      sandbox.Image
 	probeDir     string // 0755 directory holding the static probe binary "probe"
@@ -50,6 +52,35 @@ type escapeSuite struct {
 	bin     string // built airlock binary (CLI cases)
 }
 
+// escapeHost is what the suite checks on the host, per backend: that one run's container is
+// gone, and that nothing of the suite's runs remains.
+type escapeHost interface {
+	assertGone(t *testing.T, id string)
+	leftovers(t *testing.T) []string
+}
+
+// escapeHostFor is the host check of the backend registered as name, opened with o. Every
+// backend in the registry must have one: the suite runs on all of them.
+func escapeHostFor(t *testing.T, name, runcBin string, o sandbox.OpenOptions) escapeHost {
+	switch name {
+	case "runc":
+		run := o.RunDir
+		if run == "" {
+			run = filepath.Join(o.StateDir, "run")
+		}
+		parent := o.CgroupParent
+		if parent == "" {
+			parent = runc.DefaultCgroupParent
+		}
+		return runcHost{runc: runcBin, runDir: run, cgroupParent: parent}
+	}
+	t.Fatalf("the escape suite has no host checks for backend %q: add them to escapeHostFor", name)
+	return nil
+}
+
+// TestEscape runs every case on every backend of the registry (the same registry serve, call,
+// exec and doctor use). A backend that cannot run here fails the suite under
+// AIRLOCK_REQUIRE_SANDBOX: each promises every property.
 func TestEscape(t *testing.T) {
 	runcBin := testenv.Runc(t)
 	ctx := context.Background()
@@ -61,38 +92,49 @@ func TestEscape(t *testing.T) {
 	if err != nil {
 		testenv.Unavailable(t, "image busybox (run `make images`): %v", err)
 	}
-	s := &escapeSuite{
-		runc:         runcBin,
-		stateDir:     t.TempDir(),
-		cgroupParent: fmt.Sprintf("airlock-test-%d", os.Getpid()),
-		marker:       "escape-" + escRandomToken(t),
-		canary:       "canary-" + escRandomToken(t),
-		images:       store,
-		busybox:      bb,
+	canary := "canary-" + escRandomToken(t)
+	// Every container below is started after this: if a backend leaked the host environment
+	// into a container, the canary would show up there.
+	t.Setenv(escapeCanaryEnv, canary)
+	probeDir := escBuildProbe(t)
+	reg := backends.Default()
+	for _, name := range reg.Names() {
+		t.Run(name, func(t *testing.T) {
+			o := sandbox.OpenOptions{
+				StateDir:     testenv.StateDir(),
+				RunDir:       t.TempDir(),
+				CgroupParent: fmt.Sprintf("airlock-test-%d-%s", os.Getpid(), name),
+				Logger:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+			}
+			b, closeBackend, err := reg.Open(ctx, name, o)
+			if err != nil {
+				testenv.Unavailable(t, "backend %s: %v", name, err)
+			}
+			s := &escapeSuite{
+				name:         name,
+				backend:      b,
+				host:         escapeHostFor(t, name, runcBin, o),
+				runc:         runcBin,
+				cgroupParent: o.CgroupParent,
+				marker:       "escape-" + escRandomToken(t),
+				canary:       canary,
+				images:       store,
+				busybox:      bb,
+				probeDir:     probeDir,
+			}
+			// Registered before the cases run; runs after every parallel case has finished.
+			t.Cleanup(func() {
+				if err := closeBackend(); err != nil {
+					t.Errorf("closing the backend: %v", err)
+				}
+				s.checkNoLeftovers(t)
+			})
+			s.runCases(t)
+		})
 	}
-	// Every container below is started after this: if the backend leaked the host
-	// environment into a container, the canary would show up there.
-	t.Setenv(escapeCanaryEnv, s.canary)
-	s.probeDir = escBuildProbe(t)
+}
 
-	s.backend, err = runc.New(runc.Config{
-		Runc:         runcBin,
-		StateDir:     s.stateDir,
-		Images:       store,
-		CgroupParent: s.cgroupParent,
-		Logger:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	})
-	if err != nil {
-		t.Fatalf("runc backend: %v", err)
-	}
-	// Registered before the cases run; runs after every parallel case has finished.
-	t.Cleanup(func() {
-		if err := s.backend.Close(); err != nil {
-			t.Errorf("closing the backend: %v", err)
-		}
-		s.checkNoLeftovers(t)
-	})
-
+func (s *escapeSuite) runCases(t *testing.T) {
 	par := func(f func(*testing.T, *escapeSuite)) func(*testing.T) {
 		return func(t *testing.T) { t.Parallel(); f(t, s) }
 	}
@@ -128,7 +170,6 @@ func TestEscape(t *testing.T) {
 	t.Run("HostImageExposesNoSecrets", par(testHostImage))
 	t.Run("CLIHoldsTheSameProperties", par(testCLI))
 	t.Run("NoSetuidBitsOnWritableMounts", par(testNoSetuidOnWritableMounts))
-
 }
 
 // ---- the cases ----
@@ -182,54 +223,75 @@ func (s *escapeSuite) airlockBin(t *testing.T) string {
 	return s.bin
 }
 
-// assertContainerGone checks that container id has no bundle under stateDir and no cgroup.
-func (s *escapeSuite) assertContainerGone(t *testing.T, id, stateDir, parent string) {
+// checkNoLeftovers runs after every case: nothing of the backend's runs and no process of the
+// suite may remain.
+func (s *escapeSuite) checkNoLeftovers(t *testing.T) {
+	for _, l := range s.host.leftovers(t) {
+		t.Errorf("left behind by the %s backend: %s", s.name, l)
+	}
+	if left := escProcessesWith(s.marker); len(left) > 0 {
+		t.Errorf("processes of the suite still running: %v", left)
+	}
+}
+
+// runcHost checks runc's bundles, containers and cgroups.
+type runcHost struct {
+	runc         string
+	runDir       string // the backend's state: bundles/, root/
+	cgroupParent string
+}
+
+// assertGone checks that container id has no bundle, no runc state and no cgroup.
+func (h runcHost) assertGone(t *testing.T, id string) {
 	t.Helper()
 	if id == "" {
 		t.Error("the result carries no container id")
 		return
 	}
-	if _, err := os.Lstat(filepath.Join(stateDir, "bundles", id)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(h.runDir, "bundles", id)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("bundle of %s remains (%v)", id, err)
 	}
-	if d := escCgroupDirs(filepath.Join(parent, id)); len(d) > 0 {
+	if d := escCgroupDirs(filepath.Join(h.cgroupParent, id)); len(d) > 0 {
 		t.Errorf("cgroups of %s remain: %v", id, d)
 	}
-	out, err := exec.Command(s.runc, "--root", filepath.Join(stateDir, "root"), "state", id).CombinedOutput()
+	out, err := exec.Command(h.runc, "--root", filepath.Join(h.runDir, "root"), "state", id).CombinedOutput()
 	if err == nil {
 		t.Errorf("runc still knows container %s: %s", id, out)
 	}
 }
 
-// checkNoLeftovers runs after every case: no bundle, runc container, cgroup or process of the
-// suite may remain.
-func (s *escapeSuite) checkNoLeftovers(t *testing.T) {
-	if ents, err := os.ReadDir(filepath.Join(s.stateDir, "bundles")); err == nil && len(ents) > 0 {
-		var names []string
+func (h runcHost) leftovers(t *testing.T) []string {
+	var left []string
+	if ents, err := os.ReadDir(filepath.Join(h.runDir, "bundles")); err == nil {
 		for _, e := range ents {
-			names = append(names, e.Name())
+			left = append(left, "bundle "+e.Name())
 		}
-		t.Errorf("bundles left in %s: %v", s.stateDir, names)
 	}
-	root := filepath.Join(s.stateDir, "root")
+	root := filepath.Join(h.runDir, "root")
 	if _, err := os.Stat(root); err == nil {
-		out, err := exec.Command(s.runc, "--root", root, "list", "-q").CombinedOutput()
+		out, err := exec.Command(h.runc, "--root", root, "list", "-q").CombinedOutput()
 		if err != nil {
-			t.Errorf("runc list: %v: %s", err, out)
-		} else if strings.TrimSpace(string(out)) != "" {
-			t.Errorf("runc still lists containers: %s", out)
+			left = append(left, fmt.Sprintf("runc list failed: %v: %s", err, out))
+		} else if l := strings.TrimSpace(string(out)); l != "" {
+			left = append(left, "runc containers "+l)
 		}
 	}
-	for _, dir := range escCgroupDirs(s.cgroupParent) {
+	left = append(left, escCgroupLeftovers(h.cgroupParent)...)
+	return left
+}
+
+// escCgroupLeftovers lists the child cgroups left under parent (in every hierarchy) and
+// removes parent itself when it is empty.
+func escCgroupLeftovers(parent string) []string {
+	var left []string
+	for _, dir := range escCgroupDirs(parent) {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			if e.IsDir() {
-				t.Errorf("cgroup left behind: %s", filepath.Join(dir, e.Name()))
+				left = append(left, "cgroup "+filepath.Join(dir, e.Name()))
 			}
 		}
 		os.Remove(dir) // the suite's own parent; fails harmlessly if something is left inside
 	}
-	if left := escProcessesWith(s.marker); len(left) > 0 {
-		t.Errorf("processes of the suite still running: %v", left)
-	}
+	return left
 }

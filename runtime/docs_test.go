@@ -157,7 +157,7 @@ func realBackend(t *testing.T) sandbox.Backend {
 			testenv.Unavailable(t, "%v", err)
 		}
 	}
-	backend, err := runc.Open(context.Background(), t.TempDir(), store, zerolog.Nop())
+	backend, err := runc.Open(context.Background(), runc.Config{StateDir: t.TempDir(), Images: store, Logger: zerolog.Nop()})
 	if err != nil {
 		testenv.Unavailable(t, "runc backend: %v", err)
 	}

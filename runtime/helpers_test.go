@@ -76,7 +76,7 @@ func newTestRuntimeTB(t testing.TB, yaml, policy string, fb *fakeBackend, opts .
 	}
 	o := Options{
 		StateDir: filepath.Join(dir, "state"),
-		Backends: Backends{"fake": func(context.Context, string, zerolog.Logger) (sandbox.Backend, func() error, error) {
+		Backends: sandbox.Registry{"fake": func(context.Context, sandbox.OpenOptions) (sandbox.Backend, func() error, error) {
 			return fb, nil, nil
 		}},
 		Logger: zerolog.Nop(),

@@ -93,8 +93,8 @@ func TestOutputSchemas(t *testing.T) {
 		testenv.Unavailable(t, "git: %v", err)
 	}
 	real := func(o *Options) {
-		o.Backends = Backends{"fake": func(ctx context.Context, stateDir string, log zerolog.Logger) (sandbox.Backend, func() error, error) {
-			b, err := runc.Open(ctx, t.TempDir(), store, zerolog.Nop())
+		o.Backends = sandbox.Registry{"fake": func(ctx context.Context, _ sandbox.OpenOptions) (sandbox.Backend, func() error, error) {
+			b, err := runc.Open(ctx, runc.Config{StateDir: t.TempDir(), Images: store, Logger: zerolog.Nop()})
 			if err != nil {
 				return nil, nil, err
 			}

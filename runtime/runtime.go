@@ -34,6 +34,7 @@ const DefaultGrant = "local"
 type Overrides struct {
 	Workspace string // --workspace
 	Policy    string // --policy
+	Backend   string // --backend
 	StateDir  string // $AIRLOCK_STATE_DIR
 }
 
@@ -76,6 +77,9 @@ func (c *Config) Resolve(o Overrides) error {
 		c.Policy = abs(o.Policy, cwd)
 	} else {
 		c.Policy = abs(c.Policy, base)
+	}
+	if o.Backend != "" {
+		c.Backend = o.Backend
 	}
 	if c.Backend == "" {
 		c.Backend = "runc"
@@ -176,17 +180,11 @@ func (c *Config) LoadPolicy() (*policies.Policy, error) {
 	return policies.Load(c.Policy)
 }
 
-// BackendFactory opens a sandbox backend. close releases it (may be nil).
-type BackendFactory func(ctx context.Context, stateDir string, log zerolog.Logger) (b sandbox.Backend, close func() error, err error)
-
-// Backends is the registry of backends by config name. A new backend is a new entry, not an
-// edit across the tree.
-type Backends map[string]BackendFactory
-
 // Options are what Open needs besides the config.
 type Options struct {
 	StateDir string
-	Backends Backends
+	// Backends is the registry cfg.Backend is looked up in (backends.Default outside tests).
+	Backends sandbox.Registry
 	Logger   zerolog.Logger
 	// ProgressInterval is how often a running tool reports MCP progress; 0 means 1 s.
 	ProgressInterval time.Duration
@@ -219,25 +217,13 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	// path_within judges absolute paths against /workspace: that is the path agents see, and
 	// the one the file tools accept.
 	engine := policies.NewEngine(pol, policies.NewMemoryCounters(), policies.WithWorkspace(sandbox.WorkspaceTarget))
-	factory, ok := o.Backends[cfg.Backend]
-	if !ok {
-		var names []string
-		for n := range o.Backends {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		return nil, &ConfigError{File: cfg.File, Line: cfg.line("backend"), Path: "backend",
-			Msg: fmt.Sprintf("unknown sandbox backend %q; available: %s", cfg.Backend, strings.Join(names, ", "))}
+	backend, closeBackend, err := o.Backends.Open(ctx, cfg.Backend, sandbox.OpenOptions{StateDir: o.StateDir, Logger: o.Logger})
+	var unknown *sandbox.UnknownBackendError
+	if errors.As(err, &unknown) {
+		return nil, &ConfigError{File: cfg.File, Line: cfg.line("backend"), Path: "backend", Msg: unknown.Error()}
 	}
-	backend, closeBackend, err := factory(ctx, o.StateDir, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox backend %s is not usable, refusing to start (tools never run unsandboxed): %w", cfg.Backend, err)
-	}
-	if backend == nil {
-		return nil, fmt.Errorf("sandbox backend %s: no backend returned, refusing to start", cfg.Backend)
-	}
-	if closeBackend == nil {
-		closeBackend = func() error { return nil }
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Audit.Path), 0o700); err != nil {
 		closeBackend()

@@ -35,7 +35,7 @@ func TestBuiltinsInRunc(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		testenv.Unavailable(t, "git: %v", err)
 	}
-	backend, err := runc.Open(context.Background(), t.TempDir(), store, zerolog.Nop())
+	backend, err := runc.Open(context.Background(), runc.Config{StateDir: t.TempDir(), Images: store, Logger: zerolog.Nop()})
 	if err != nil {
 		testenv.Unavailable(t, "runc backend: %v", err)
 	}

@@ -18,9 +18,10 @@ import (
 	"github.com/airlock-mcp/airlock/pipeline"
 	"github.com/airlock-mcp/airlock/policies"
 	"github.com/airlock-mcp/airlock/runtime"
+	"github.com/airlock-mcp/airlock/sandbox/backends"
 )
 
-const callUsage = `usage: airlock call [--config F] [--workspace DIR] [--policy F] [--grant ID] TOOL 'JSON'
+const callUsage = `usage: airlock call [--config F] [--workspace DIR] [--policy F] [--backend NAME] [--grant ID] TOOL 'JSON'
 
 Runs one tool call through all seven stages (schema, policy, sandbox, sanitising, audit) and
 prints the MCP CallToolResult as JSON. JSON '-' reads the arguments from stdin.
@@ -30,6 +31,7 @@ Exit codes: 0 ok, 1 the tool failed, 3 denied by policy (or approval declined), 
   --config F        YAML config (docs/config.md); default: built-in tools, safe default policy
   --workspace DIR   directory the tool sees at /workspace (default: the config's, else .)
   --policy F        policy file, overriding the config's
+  --backend NAME    sandbox backend (runc, docker, containerd), overriding the config's
   --grant ID        act as this grant id (default: the config's grant, else "local")
 
 A call that needs approval (approve_if) asks on the terminal when stdin is one; otherwise it is
@@ -73,7 +75,7 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) (code
 		fmt.Fprintf(stderr, "airlock call: %v\n", err)
 		return 2
 	}
-	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends(), Logger: newLogger(stderr).Level(zerolog.WarnLevel)})
+	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends.Default(), Logger: newLogger(stderr).Level(zerolog.WarnLevel)})
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock call: %v\n", err)
 		return 2

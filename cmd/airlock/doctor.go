@@ -85,7 +85,7 @@ func hostDoctorEnv() doctorEnv {
 			fi, err := os.Stat(p)
 			return err == nil && fi.Mode()&os.ModeSocket != 0
 		},
-		open:      openRunc,
+		open:      openRegistered,
 		smokeTime: 20 * time.Second,
 	}
 }
@@ -203,7 +203,7 @@ func runDoctor(ctx context.Context, env doctorEnv) []checkRow {
 	if smoke.Status != statusOK {
 		return append(rows, profileRows(ctx, uses, nil, 0, "the smoke test failed")...)
 	}
-	backend, closeBackend, err := env.open(ctx, zerolog.Nop())
+	backend, closeBackend, err := env.open(ctx, "runc", zerolog.Nop())
 	if err != nil {
 		return append(rows, profileRows(ctx, uses, nil, 0, err.Error())...)
 	}
@@ -317,7 +317,7 @@ func smokeTest(ctx context.Context, env doctorEnv) checkRow {
 	const name = "sandbox smoke test"
 	ctx, cancel := context.WithTimeout(ctx, env.smokeTime)
 	defer cancel()
-	backend, closeBackend, err := env.open(ctx, zerolog.Nop())
+	backend, closeBackend, err := env.open(ctx, "runc", zerolog.Nop())
 	if err != nil {
 		return checkRow{name, statusFail, fmt.Sprintf("opening the runc backend: %v", err)}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/runtime"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/backends"
 )
 
 // configCheck is what `airlock doctor --config F` adds to the machine checks: what that config
@@ -64,15 +65,10 @@ func configRows(cc *configCheck, writable func(string) bool) ([]checkRow, []*pro
 	}
 	rows = append(rows, checkRow{"config", statusOK, fmt.Sprintf("%s: workspace %s; tools %s", cc.file, cfg.Workspace, strings.Join(names, ", "))})
 
-	if _, ok := backends()[cfg.Backend]; ok {
+	if reg := backends.Default(); reg[cfg.Backend] != nil {
 		rows = append(rows, checkRow{"config backend", statusOK, cfg.Backend + " (checked above)"})
 	} else {
-		var have []string
-		for n := range backends() {
-			have = append(have, n)
-		}
-		slices.Sort(have)
-		rows = append(rows, checkRow{"config backend", statusFail, fmt.Sprintf("backend %q is not one this airlock has (%s): serve would refuse to start", cfg.Backend, strings.Join(have, ", "))})
+		rows = append(rows, checkRow{"config backend", statusFail, fmt.Sprintf("backend %q is not one this airlock has (%s): serve would refuse to start", cfg.Backend, strings.Join(reg.Names(), ", "))})
 	}
 
 	rows = append(rows, policyRow(cfg))

@@ -118,7 +118,7 @@ func TestDoctorConfig(t *testing.T) {
 				config:    loadDoctorConfig(c.config(t)),
 			}
 			if c.smoke {
-				env.open = func(context.Context, zerolog.Logger) (sandbox.Backend, func() error, error) {
+				env.open = func(context.Context, string, zerolog.Logger) (sandbox.Backend, func() error, error) {
 					return backend, func() error { return nil }, nil
 				}
 			}

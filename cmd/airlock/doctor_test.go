@@ -335,7 +335,7 @@ func TestRunDoctor(t *testing.T) {
 					return checkImages(context.Background(), t.TempDir())
 				},
 				writable: func(string) bool { return true },
-				open: func(context.Context, zerolog.Logger) (sandbox.Backend, func() error, error) {
+				open: func(context.Context, string, zerolog.Logger) (sandbox.Backend, func() error, error) {
 					return backend, func() error { return nil }, nil
 				},
 				smokeTime: 1e9,
@@ -381,7 +381,7 @@ func TestSmokeTest(t *testing.T) {
 			backend := &doctorBackend{exit: c.exit}
 			env := doctorEnv{
 				smokeTime: 1e9,
-				open: func(context.Context, zerolog.Logger) (sandbox.Backend, func() error, error) {
+				open: func(context.Context, string, zerolog.Logger) (sandbox.Backend, func() error, error) {
 					if c.openErr != nil {
 						return nil, nil, c.openErr
 					}

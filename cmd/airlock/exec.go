@@ -21,7 +21,7 @@ import (
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/runtime"
 	"github.com/airlock-mcp/airlock/sandbox"
-	"github.com/airlock-mcp/airlock/sandbox/runc"
+	"github.com/airlock-mcp/airlock/sandbox/backends"
 )
 
 // Exit codes of `airlock exec` that are not the command's own.
@@ -53,14 +53,16 @@ flags:
   --timeout DURATION      wall-clock limit, e.g. 30s, 2m (default 30s)
   --tmpfs-size SIZE       size of the /tmp tmpfs (default 64Mi)
   --seccomp PROFILE       default, files or unconfined (unconfined prints a warning)
+  --backend NAME          sandbox backend: %s (default runc)
   --json                  print {"exit_code","stdout","stderr","truncated","timed_out",
                           "oom_killed","duration_ms","container_id"[,"loosened"]}
 `
 
 // execRequest is a parsed `airlock exec` command line.
 type execRequest struct {
-	spec sandbox.Spec
-	json bool
+	spec    sandbox.Spec
+	backend string // a name in backends.Default
+	json    bool
 	// notes are said on stderr before the run: a flag combination that works but will
 	// probably not do what was meant.
 	notes []string
@@ -189,6 +191,14 @@ func parseExecArgs(args []string, stateDir string) (execRequest, error) {
 		return nil
 	})
 	fs.BoolVar(&req.json, "json", false, "")
+	req.backend = "runc"
+	fs.Func("backend", "", func(v string) error {
+		if names := backends.Default().Names(); !slices.Contains(names, v) {
+			return fmt.Errorf("unknown backend %q; choose one of %s", v, strings.Join(names, ", "))
+		}
+		req.backend = v
+		return nil
+	})
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -291,33 +301,18 @@ type execResult struct {
 	Loosened    []string `json:"loosened,omitempty"`
 }
 
-// openBackend opens the sandbox backend for one exec; close releases it.
-type openBackend func(ctx context.Context, log zerolog.Logger) (b sandbox.Backend, close func() error, err error)
+// openBackend opens the sandbox backend registered as name; close releases it.
+type openBackend func(ctx context.Context, name string, log zerolog.Logger) (b sandbox.Backend, close func() error, err error)
 
-// openRunc opens the embedded runc backend with images and run state under stateDir().
-func openRunc(ctx context.Context, log zerolog.Logger) (sandbox.Backend, func() error, error) {
-	// The first Run of a process compiles the seccomp profiles and builds JSON encoders (a
-	// millisecond or two). Do that now, on another core, while the backend opens its state
-	// dir, takes its owner lock and reaps; Run then finds the work done (or waits for the
-	// rest). It is pure; errors surface again, and refuse the run, when Run meets them.
-	compiled := make(chan struct{})
-	go func() {
-		defer close(compiled)
-		runc.Prewarm()
-	}()
-	dir := stateDir()
-	store, err := images.Open(dir)
+// openRegistered opens a backend of backends.Default with its state under stateDir() and
+// removes what dead Airlock processes left in it.
+func openRegistered(ctx context.Context, name string, log zerolog.Logger) (sandbox.Backend, func() error, error) {
+	b, closeFn, err := backends.Default().Open(ctx, name, sandbox.OpenOptions{StateDir: stateDir(), Logger: log})
 	if err != nil {
-		<-compiled
-		return nil, nil, err
-	}
-	b, err := runc.Open(ctx, dir, store, log)
-	if err != nil {
-		<-compiled
 		return nil, nil, err
 	}
 	runtime.ReapLeftovers(ctx, b, log)
-	return b, func() error { <-compiled; return b.Close() }, nil
+	return b, closeFn, nil
 }
 
 // execMemoryLimit is the heap size at which a one-shot `airlock exec` process starts
@@ -340,13 +335,13 @@ func cmdExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if writerIsTerminal(stderr) {
 		stderr = terminalWriter{stderr}
 	}
-	return execMain(ctx, args, stdout, stderr, openRunc)
+	return execMain(ctx, args, stdout, stderr, openRegistered)
 }
 
 func execMain(ctx context.Context, args []string, stdout, stderr io.Writer, open openBackend) int {
 	req, err := parseExecArgs(args, stateDir())
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stdout, execUsage, strings.Join(images.Names(), ", "))
+		fmt.Fprintf(stdout, execUsage, strings.Join(images.Names(), ", "), strings.Join(backends.Default().Names(), ", "))
 		return 0
 	}
 	if err != nil {
@@ -365,7 +360,7 @@ func execMain(ctx context.Context, args []string, stdout, stderr io.Writer, open
 		log.Warn().Strs("loosened", req.spec.Loosened).Str("image", req.spec.Image).Msg("sandbox.loosened")
 	}
 
-	backend, closeBackend, err := open(ctx, log)
+	backend, closeBackend, err := open(ctx, req.backend, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock exec: sandbox unavailable: %v\n", err)
 		return exitSandbox

@@ -95,7 +95,7 @@ func TestExecUserWorkspaceOwner(t *testing.T) {
 	}
 	run := func(args ...string) (int, string) {
 		var stdout, stderr bytes.Buffer
-		code := execMain(context.Background(), args, &stdout, &stderr, openRunc)
+		code := execMain(context.Background(), args, &stdout, &stderr, openRegistered)
 		if code == exitSandbox {
 			testenv.Unavailable(t, "airlock exec cannot run a sandbox here: %s", stderr.String())
 		}

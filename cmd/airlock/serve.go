@@ -16,8 +16,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/runtime"
-	"github.com/airlock-mcp/airlock/sandbox"
-	"github.com/airlock-mcp/airlock/sandbox/runc"
+	"github.com/airlock-mcp/airlock/sandbox/backends"
 )
 
 const serveUsage = `usage: airlock serve (--stdio | --http ADDR) [--config F] [--workspace DIR] [--policy F]
@@ -30,35 +29,20 @@ Serves Airlock's tools over MCP. Every tool call runs through the policy and a f
   --config F        YAML config (docs/config.md); default: built-in tools, safe default policy
   --workspace DIR   directory the tools see at /workspace (default: the config's, else .)
   --policy F        policy file, overriding the config's (default: the embedded safe policy)
+  --backend NAME    sandbox backend (runc, docker, containerd), overriding the config's
+                    backend: (default runc)
 `
-
-// backends is the sandbox backend registry: a config names one of these. A backend that cannot
-// run here makes Open fail, and Airlock refuses to start rather than run tools unsandboxed.
-func backends() runtime.Backends {
-	return runtime.Backends{
-		"runc": func(ctx context.Context, stateDir string, log zerolog.Logger) (sandbox.Backend, func() error, error) {
-			store, err := images.Open(stateDir)
-			if err != nil {
-				return nil, nil, err
-			}
-			b, err := runc.Open(ctx, stateDir, store, log)
-			if err != nil {
-				return nil, nil, err
-			}
-			return b, b.Close, nil
-		},
-	}
-}
 
 // runtimeFlags are the flags serve and call share.
 type runtimeFlags struct {
-	config, workspace, policy string
+	config, workspace, policy, backend string
 }
 
 func (f *runtimeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "YAML config file")
 	fs.StringVar(&f.workspace, "workspace", "", "workspace directory")
 	fs.StringVar(&f.policy, "policy", "", "policy file")
+	fs.StringVar(&f.backend, "backend", "", "sandbox backend")
 }
 
 // loadConfig reads and resolves the config (or the built-in default).
@@ -73,7 +57,7 @@ func (f *runtimeFlags) loadConfig() (*runtime.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cfg.Resolve(runtime.Overrides{Workspace: f.workspace, Policy: f.policy, StateDir: stateDir()}); err != nil {
+	if err := cfg.Resolve(runtime.Overrides{Workspace: f.workspace, Policy: f.policy, Backend: f.backend, StateDir: stateDir()}); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -116,7 +100,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (cod
 		}
 	}
 	log := newLogger(stderr)
-	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends(), Logger: log})
+	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends.Default(), Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock serve: %v\n", err)
 		return 2

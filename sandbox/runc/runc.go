@@ -158,16 +158,19 @@ func New(cfg Config) (*Backend, error) {
 	return b, nil
 }
 
-// Open is the usual way to get the runc backend: Find runc, make a Backend whose state lives in
-// stateDir/run and check that runc enforces seccomp (once per runc binary; see checkRunc).
+// Open is the usual way to get the runc backend: New, with runc found by Find when cfg.Runc
+// is empty, then a check that runc enforces seccomp (once per runc binary; see checkRunc).
 // The caller then reaps leftovers of dead Airlock processes (Reap) and records them in the
 // audit logs of the calls they belonged to (pipeline.RecordReaped).
-func Open(ctx context.Context, stateDir string, images sandbox.ImageResolver, log zerolog.Logger) (*Backend, error) {
-	bin, err := Find()
-	if err != nil {
-		return nil, err
+func Open(ctx context.Context, cfg Config) (*Backend, error) {
+	if cfg.Runc == "" {
+		bin, err := Find()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Runc = bin
 	}
-	b, err := New(Config{Runc: bin, StateDir: filepath.Join(stateDir, "run"), Images: images, Logger: log})
+	b, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,54 @@
+// Package backends is the registry of Airlock's sandbox backends: the one place that knows
+// every concrete backend. `airlock serve`, `call`, `exec`, `doctor` and the escape suite all
+// open their backend through Default, so a backend is added here and nowhere else.
+package backends
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/airlock-mcp/airlock/images"
+	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/runc"
+)
+
+// Default is a new registry of every backend this build has.
+func Default() sandbox.Registry {
+	return sandbox.Registry{
+		"runc": openRunc,
+	}
+}
+
+// openRunc opens the embedded runc backend: runc found by runc.Find, run state under
+// StateDir/run (or RunDir), images from the store in StateDir, and a check that runc enforces seccomp.
+func openRunc(ctx context.Context, o sandbox.OpenOptions) (sandbox.Backend, func() error, error) {
+	// The first Run of a process compiles the seccomp profiles and builds JSON encoders (a
+	// millisecond or two). Do that now, on another core, while the backend opens its state
+	// dir, takes its owner lock and checks runc; Run then finds the work done (or waits for
+	// the rest). It is pure; errors surface again, and refuse the run, when Run meets them.
+	compiled := make(chan struct{})
+	go func() {
+		defer close(compiled)
+		runc.Prewarm()
+	}()
+	store, err := images.Open(o.StateDir)
+	if err != nil {
+		<-compiled
+		return nil, nil, err
+	}
+	run := o.RunDir
+	if run == "" {
+		run = filepath.Join(o.StateDir, "run")
+	}
+	b, err := runc.Open(ctx, runc.Config{
+		StateDir:     run,
+		Images:       store,
+		CgroupParent: o.CgroupParent,
+		Logger:       o.Logger,
+	})
+	if err != nil {
+		<-compiled
+		return nil, nil, err
+	}
+	return b, func() error { <-compiled; return b.Close() }, nil
+}
