@@ -235,9 +235,14 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 			tool: "run_command", args: map[string]any{"command": "echo airlock-echo-ok"},
 			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {
 				wantOK(t, r, raw)
+				// This client is not one that reads only structuredContent, so the output is in the
+				// text block, once; structuredContent keeps the metadata.
 				sc := mcpStructured(t, r)
-				if got, _ := sc["stdout"].(string); !strings.Contains(got, "airlock-echo-ok") {
-					t.Errorf("structuredContent.stdout = %q, want it to contain airlock-echo-ok", got)
+				if got := mcpText(r); !strings.Contains(got, "airlock-echo-ok") {
+					t.Errorf("text = %q, want it to contain airlock-echo-ok", got)
+				}
+				if _, ok := sc["stdout"]; ok || strings.Count(raw, "airlock-echo-ok") != 1 {
+					t.Errorf("the output is in the result more than once: %s", raw)
 				}
 				if code, ok := sc["exit_code"].(float64); !ok || code != 0 {
 					t.Errorf("structuredContent.exit_code = %v, want 0", sc["exit_code"])
@@ -361,7 +366,7 @@ func mcpSteps(sec mcpSecrets) []mcpStep {
 			tool: "run_command", args: map[string]any{"command": "cat config/creds.env"},
 			check: func(t *testing.T, e *mcpEnv, r *mcp.CallToolResult, raw string) {
 				wantOK(t, r, raw)
-				if sc := mcpStructured(t, r); !strings.Contains(sc["stdout"].(string), "region=eu-west-1") {
+				if !strings.Contains(mcpText(r), "region=eu-west-1") {
 					t.Errorf("cat creds.env lost its non-secret lines: %s", raw)
 				}
 				secretAbsent(t, raw)

@@ -10,9 +10,11 @@ import "encoding/json"
 // A result is one of these shapes, each closed (additionalProperties false), so a field the
 // pipeline adds without declaring it fails TestOutputSchemas rather than a client:
 //
-//   - ran: the standard fields (exit_code, stderr, truncated, timed_out, oom_killed,
-//     duration_ms, audit_id, redactions, untrusted, loosened when a default was weakened) and
-//     either stdout (text tools, or a JSON tool that printed no JSON) or result;
+//   - ran: the standard fields (exit_code, truncated, timed_out, oom_killed, duration_ms,
+//     audit_id, redactions, untrusted, loosened when a default was weakened) and either
+//     stdout and stderr (text tools, or a JSON tool that printed no JSON) or result (and
+//     stderr); stdout, stderr and the bulk of result are left out when the MCP server puts
+//     the output in the text block instead (runtime.OutputPlacement), so they are optional;
 //   - withheld: the standard fields without output, and withheld: true (see redactBudget);
 //   - denied: audit_id, denied: true, rule, message;
 //   - invalid arguments: audit_id, error, errors [{pointer, reason}];
@@ -44,11 +46,11 @@ func OutputSchema(result json.RawMessage) json.RawMessage {
 	object := func(props map[string]any, required ...string) map[string]any {
 		return map[string]any{"type": "object", "properties": props, "required": required, "additionalProperties": false}
 	}
-	ranRequired := []string{"exit_code", "stderr", "truncated", "timed_out", "oom_killed", "duration_ms", "audit_id", "redactions", "untrusted"}
+	ranRequired := []string{"exit_code", "truncated", "timed_out", "oom_killed", "duration_ms", "audit_id", "redactions", "untrusted"}
 
 	text := standard()
 	text["stdout"] = map[string]any{"type": "string", "description": "Standard output, sanitised."}
-	shapes := []any{object(text, append(ranRequired, "stdout")...)}
+	shapes := []any{object(text, ranRequired...)}
 	if result != nil {
 		decoded := standard()
 		decoded["result"] = json.RawMessage(result)

@@ -297,14 +297,14 @@ const (
 			"links":{"type":"integer","description":"A file's hard link count, when more than one."}},
 			"required":["name","type"],"additionalProperties":false}},
 		"truncated":{"type":"boolean","description":"More entries exist than are shown."}},
-		"required":["path","entries","truncated"],"additionalProperties":false}`
+		"required":["path","truncated"],"additionalProperties":false}`
 	searchResult = `{"type":"object","properties":{
 		"matches":{"type":"array","items":{"type":"object","properties":{
 			"path":{"type":"string"},"line":{"type":"integer","description":"1-based."},"text":{"type":"string"}},
 			"required":["path","line","text"],"additionalProperties":false}},
 		"truncated":{"type":"boolean","description":"More matches exist than are shown."},
 		"files_scanned":{"type":"integer"}},
-		"required":["matches","truncated","files_scanned"],"additionalProperties":false}`
+		"required":["truncated","files_scanned"],"additionalProperties":false}`
 	writeResult = `{"type":"object","properties":{
 		"path":{"type":"string"},"bytes":{"type":"integer"},"created":{"type":"boolean"}},
 		"required":["path","bytes","created"],"additionalProperties":false}`

@@ -44,10 +44,19 @@ type Config struct {
 	Tools []ToolConfig `yaml:"tools"`
 	// Tests configures run_tests.
 	Tests TestsConfig `yaml:"tests"`
+	// Results configures what a tool result carries.
+	Results ResultsConfig `yaml:"results"`
 
 	// File is where the config came from ("" for the built-in default); errors name it.
 	File string `yaml:"-"`
 	root *yaml.Node
+}
+
+// ResultsConfig configures what a tool result carries.
+type ResultsConfig struct {
+	// Output is where a call's output goes, once (see OutputPlacement): auto (default), text
+	// or structured.
+	Output OutputPlacement `yaml:"output"`
 }
 
 // AuditConfig places the audit log.
@@ -328,6 +337,9 @@ var toolName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 func (c *Config) validate() error {
 	if c.Backend != "" && !toolName.MatchString(c.Backend) {
 		return c.errAt(fmt.Sprintf("backend %q is not a backend name (e.g. runc)", c.Backend), "backend")
+	}
+	if o := c.Results.Output; o != "" && !slices.Contains(outputPlacements(), o) {
+		return c.errAt(fmt.Sprintf("%q is not a placement; want auto, text or structured", o), "results", "output")
 	}
 	for name, p := range c.Profiles {
 		if !toolName.MatchString(name) {

@@ -86,7 +86,7 @@ func (h *mcpHandler) handleUnlisted(ctx context.Context, req *mcp.CallToolReques
 		args = json.RawMessage("{}")
 	}
 	call := pipeline.Call{Tool: req.Params.Name, Args: args, Grant: h.grant, Session: h.sessionID(req.Session)}
-	return CallToolResult(h.rt.Run(ctx, call)), nil
+	return CallToolResult(h.rt.Run(ctx, call), h.rt.OutputPlacement(req.Session)), nil
 }
 
 func mcpTool(t *Tool) *mcp.Tool {
@@ -167,7 +167,7 @@ func (h *mcpHandler) handle(ctx context.Context, req *mcp.CallToolRequest) (*mcp
 	if tok := req.Params.GetProgressToken(); tok != nil && tool.ReportsProgress() && req.Session != nil {
 		call.Progress = progressNotifier(ctx, req.Session, tok, name, tool.Timeout())
 	}
-	return CallToolResult(h.rt.Run(ctx, call)), nil
+	return CallToolResult(h.rt.Run(ctx, call), h.rt.OutputPlacement(req.Session)), nil
 }
 
 // progressNotifier reports a running call as MCP progress: the seconds it has run, to a
@@ -246,9 +246,12 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 	}, nil
 }
 
-// CallToolResult maps the pipeline's result to MCP. A denial is an isError result whose
-// text the pipeline wrote ("[POLICY DENIED] ... (rule ...)"), never a protocol error.
-func CallToolResult(res pipeline.Result) *mcp.CallToolResult {
+// CallToolResult maps the pipeline's result to MCP, with its output placed as p says (see
+// OutputPlacement; auto is resolved by the caller, which knows the client). A denial is an
+// isError result whose text the pipeline wrote ("[POLICY DENIED] ... (rule ...)"), never a
+// protocol error.
+func CallToolResult(res pipeline.Result, p OutputPlacement) *mcp.CallToolResult {
+	res = place(res, p)
 	out := &mcp.CallToolResult{
 		Content: []mcp.Content{&mcp.TextContent{Text: res.Text}},
 		IsError: res.IsError,

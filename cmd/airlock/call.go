@@ -103,7 +103,7 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) (code
 		call.Approver = terminalApprover{in: os.Stdin, out: stderr}
 	}
 	res := rt.Run(ctx, call)
-	out, err := json.MarshalIndent(runtime.CallToolResult(res), "", "  ")
+	out, err := json.MarshalIndent(runtime.CallToolResult(res, rt.OutputPlacement(nil)), "", "  ")
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock call: encoding result: %v\n", err)
 		return 1
