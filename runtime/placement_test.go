@@ -86,6 +86,7 @@ func TestOutputPlacedOnce(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				t.Logf("%s, %s: %d bytes of output, %d bytes of result", tc.name, call.tool, len(content), len(raw))
 				if n := strings.Count(string(raw), marker); n != 1 {
 					t.Errorf("%s: the output is in the result %d times, want once", call.tool, n)
 				}
