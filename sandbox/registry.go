@@ -73,3 +73,24 @@ func (r Registry) Open(ctx context.Context, name string, o OpenOptions) (Backend
 	}
 	return b, closeFn, nil
 }
+
+// Report is what a backend that drives a daemon says about the runtime behind it, for
+// `airlock doctor`: where the daemon is, which versions it runs, and whether it can hold the
+// properties every sandbox promises.
+type Report struct {
+	Endpoint      string   // the daemon's address
+	ServerVersion string   // the daemon's own version
+	APIVersion    string   // the API version negotiated with it ("" when it has none)
+	Runtime       string   // the OCI runtime containers run under (a name or a path)
+	RuncVersion   string   // that runtime's runc version, e.g. "1.3.3" ("" when not reported)
+	Runtimes      []string // OCI runtimes the daemon has registered (runc, runsc, kata...)
+	Seccomp       bool     // the daemon applies seccomp profiles
+	CgroupDriver  string   // cgroupfs or systemd
+	CgroupVersion string   // "1" or "2"
+	Rootless      bool     // the daemon runs without root
+}
+
+// Reporter is implemented by backends that can describe the daemon behind them.
+type Reporter interface {
+	Report(ctx context.Context) (Report, error)
+}

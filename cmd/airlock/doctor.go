@@ -22,18 +22,23 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/backends"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 	"github.com/airlock-mcp/airlock/seccomp"
 )
 
-const doctorUsage = `usage: airlock doctor [--config F] [--json] [--no-smoke]
+const doctorUsage = `usage: airlock doctor [--backend NAME] [--config F] [--json] [--no-smoke]
 
-Reports what works on this machine for Airlock's default backend (runc): the runc binary
-and its version, seccomp in runc and in the kernel, cgroups and their controllers,
-namespaces, root, and the built images; then, when nothing failed, runs 'true' in a real
-sandbox. Exits 1 when the default backend cannot run here, 0 otherwise, 2 on a usage error.
+Reports what works on this machine for a sandbox backend (default: the config's, else runc).
+For runc: the runc binary and its version, seccomp in runc and in the kernel, cgroups and
+their controllers, namespaces, root, and the built images. For docker and containerd: the
+daemon, its API version, the runc it runs containers with (against the versions that fix
+known container breakouts), its seccomp support, cgroup driver and registered runtimes.
+Then, when nothing failed, runs 'true' in a real sandbox. Exits 1 when the backend cannot
+run here, 0 otherwise, 2 on a usage error.
 
 flags:
+  --backend NAME  the backend to check: runc, docker or containerd
   --config F  also check what config F needs: that it loads, its backend, its policy (and
               entries for tools it does not serve), its audit directory, the images its
               tools use (missing ones fail), and each profile its tools run under, by
@@ -62,6 +67,7 @@ type checkRow struct {
 // doctorEnv is everything the doctor looks at, so tests can point it at fixtures.
 type doctorEnv struct {
 	euid      int
+	backend   string                                                                 // the backend checked: --backend, else the config's, else runc
 	runc      func() (string, error)                                                 // locates the runc binary
 	command   func(ctx context.Context, name string, args ...string) ([]byte, error) // runs a command, stdout only
 	procRoot  string                                                                 // "/proc"
@@ -76,6 +82,7 @@ type doctorEnv struct {
 func hostDoctorEnv() doctorEnv {
 	return doctorEnv{
 		euid:     os.Geteuid(),
+		backend:  "runc",
 		runc:     runc.Find, // the same lookup the runc backend uses
 		command:  runOutput,
 		procRoot: "/proc",
@@ -128,6 +135,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	asJSON := fs.Bool("json", false, "")
 	noSmoke := fs.Bool("no-smoke", false, "")
 	configFile := fs.String("config", "", "")
+	backendName := fs.String("backend", "", "")
 	if code, ok := parseNoArgs(fs, args, doctorUsage, stdout, stderr); !ok {
 		return code
 	}
@@ -137,6 +145,16 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *configFile != "" {
 		env.config = loadDoctorConfig(*configFile)
+		if env.config.cfg != nil {
+			env.backend = env.config.cfg.Backend
+		}
+	}
+	if *backendName != "" {
+		env.backend = *backendName
+	}
+	if reg := backends.Default(); reg[env.backend] == nil {
+		fmt.Fprintf(stderr, "airlock doctor: unknown backend %q; choose one of %s\n", env.backend, strings.Join(reg.Names(), ", "))
+		return 2
 	}
 	rows := runDoctor(ctx, env)
 	if err := printRows(stdout, rows, *asJSON); err != nil {
@@ -171,13 +189,21 @@ func printRows(w io.Writer, rows []checkRow, asJSON bool) error {
 
 // runDoctor runs every check in order. The smoke test runs only when nothing failed before it.
 func runDoctor(ctx context.Context, env doctorEnv) []checkRow {
+	if env.backend == "" {
+		env.backend = "runc"
+	}
 	var rows []checkRow
-	rows = append(rows, checkRoot(env.euid))
-	rows = append(rows, checkRunc(ctx, env)...)
-	rows = append(rows, checkKernelSeccomp(env.procRoot))
-	rows = append(rows, checkProfiles())
-	rows = append(rows, checkCgroups(env)...)
-	rows = append(rows, checkNamespaces(env.procRoot))
+	if env.backend == "runc" {
+		rows = append(rows, checkRoot(env.euid))
+		rows = append(rows, checkRunc(ctx, env)...)
+		rows = append(rows, checkKernelSeccomp(env.procRoot))
+		rows = append(rows, checkProfiles())
+		rows = append(rows, checkCgroups(env)...)
+		rows = append(rows, checkNamespaces(env.procRoot))
+	} else {
+		rows = append(rows, checkDaemon(ctx, env)...)
+		rows = append(rows, checkProfiles())
+	}
 	rows = append(rows, env.images(ctx)...)
 	var cfgRows []checkRow
 	var uses []*profileUse
@@ -185,7 +211,9 @@ func runDoctor(ctx context.Context, env doctorEnv) []checkRow {
 		cfgRows, uses = configRows(env.config, env.writable)
 		rows = requireImages(rows, uses)
 	}
-	rows = append(rows, checkOptionalBackends(env.sockets)...)
+	if env.backend == "runc" {
+		rows = append(rows, checkOptionalBackends(env.sockets)...)
+	}
 	machineOK := doctorExit(rows) == 0
 	rows = append(rows, cfgRows...)
 	if env.open == nil {
@@ -203,7 +231,7 @@ func runDoctor(ctx context.Context, env doctorEnv) []checkRow {
 	if smoke.Status != statusOK {
 		return append(rows, profileRows(ctx, uses, nil, 0, "the smoke test failed")...)
 	}
-	backend, closeBackend, err := env.open(ctx, "runc", zerolog.Nop())
+	backend, closeBackend, err := env.open(ctx, env.backend, zerolog.Nop())
 	if err != nil {
 		return append(rows, profileRows(ctx, uses, nil, 0, err.Error())...)
 	}
@@ -215,7 +243,8 @@ func checkRoot(euid int) checkRow {
 	if euid == 0 {
 		return checkRow{"root", statusOK, "euid 0"}
 	}
-	return checkRow{"root", statusFail, fmt.Sprintf("euid %d: the runc backend creates namespaces and cgroups and needs root; run airlock as root (sudo)", euid)}
+	return checkRow{"root", statusFail, fmt.Sprintf("euid %d: the runc backend creates namespaces and cgroups and needs root. Choose: run airlock as root (sudo); "+
+		"or, as a member of the docker group, use Docker (--backend docker, or backend: docker in the config)", euid)}
 }
 
 // checkKernelSeccomp asks the kernel for seccomp filter support: /proc/self/status lists a
@@ -317,9 +346,9 @@ func smokeTest(ctx context.Context, env doctorEnv) checkRow {
 	const name = "sandbox smoke test"
 	ctx, cancel := context.WithTimeout(ctx, env.smokeTime)
 	defer cancel()
-	backend, closeBackend, err := env.open(ctx, "runc", zerolog.Nop())
+	backend, closeBackend, err := env.open(ctx, env.backend, zerolog.Nop())
 	if err != nil {
-		return checkRow{name, statusFail, fmt.Sprintf("opening the runc backend: %v", err)}
+		return checkRow{name, statusFail, fmt.Sprintf("opening the %s backend: %v", env.backend, err)}
 	}
 	defer func() { _ = closeBackend() }()
 	spec, err := sandbox.New(sandbox.WithArgv("true"), sandbox.WithTimeout(env.smokeTime))

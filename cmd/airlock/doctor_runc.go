@@ -137,6 +137,10 @@ func runcVersionStatus(v semver) (checkStatus, string) {
 	const cves = "CVE-2025-31133, CVE-2025-52565, CVE-2025-52881"
 	fixed128 := semver{1, 2, 8, ""}
 	switch {
+	case v.compare(semver{1, 1, 12, ""}) < 0:
+		// CVE-2024-21626 ("Leaky Vessels"): a file descriptor to the host's cgroup directory leaks
+		// into the container, and a workdir of /proc/self/fd/N gives the command the host's root.
+		return statusFail, "older than 1.1.12, vulnerable to CVE-2024-21626 (host file system through a leaked descriptor) and to the 2025 breakouts (" + cves + "): upgrade to 1.2.8+, 1.3.3+ or later (make setup)"
 	case v.compare(fixed128) < 0:
 		return statusFail, "older than 1.2.8, vulnerable to container breakouts (" + cves + "): upgrade to 1.2.8+, 1.3.3+ or later (make setup)"
 	case v.major == 1 && v.minor == 3 && v.compare(semver{1, 3, 3, ""}) < 0:

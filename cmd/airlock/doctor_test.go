@@ -47,6 +47,9 @@ func TestRuncVersionStatus(t *testing.T) {
 		want    checkStatus
 	}{
 		{"1.0.0", statusFail},
+		{"1.1.5", statusFail},
+		{"1.1.11", statusFail},
+		{"1.1.12", statusFail},
 		{"1.1.15", statusFail},
 		{"1.2.0", statusFail},
 		{"1.2.7", statusFail},
@@ -77,6 +80,9 @@ func TestRuncVersionStatus(t *testing.T) {
 			}
 			if got != statusOK && !strings.Contains(detail, "CVE-2025-31133") {
 				t.Errorf("detail %q does not name the CVEs", detail)
+			}
+			if old := v.compare(semver{1, 1, 12, ""}) < 0; old != strings.Contains(detail, "CVE-2024-21626") {
+				t.Errorf("runc %s: detail %q; want CVE-2024-21626 named exactly when older than 1.1.12", c.version, detail)
 			}
 		})
 	}
