@@ -129,6 +129,7 @@ type TokenConfig struct {
 type Profile struct {
 	Image     string         `yaml:"image"`     // an image name from package images: busybox, host
 	Seccomp   string         `yaml:"seccomp"`   // default, files (unconfined is refused in config)
+	Runtime   string         `yaml:"runtime"`   // an OCI runtime the docker/containerd daemon has registered (runsc, kata)
 	Workspace string         `yaml:"workspace"` // ro, rw, copy or none
 	User      string         `yaml:"user"`      // nobody (default) or workspace-owner
 	Memory    string         `yaml:"memory"`    // e.g. 256Mi

@@ -118,6 +118,9 @@ func profileOptions(p Profile, ws workspaceInfo) ([]sandbox.Option, error) {
 	if p.Seccomp != "" {
 		opts = append(opts, sandbox.WithSeccomp(p.Seccomp))
 	}
+	if p.Runtime != "" {
+		opts = append(opts, sandbox.WithRuntime(p.Runtime))
+	}
 	switch p.Workspace {
 	case "", "ro":
 		opts = append(opts, sandbox.WithWorkspace(ws.dir, sandbox.ReadOnly))

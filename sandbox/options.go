@@ -218,6 +218,32 @@ func WithSeccomp(profile string) Option {
 	}
 }
 
+// WithRuntime names the OCI runtime the container runs under (see Spec.Runtime).
+func WithRuntime(name string) Option {
+	return func(s *Spec) error {
+		if name != "" && !validRuntimeName(name) {
+			return fmt.Errorf("%w: runtime %q: want a registered runtime's name (letters, digits, . _ -)", ErrInvalidSpec, name)
+		}
+		s.Runtime = name
+		return nil
+	}
+}
+
+// validRuntimeName accepts what Docker and containerd accept as a runtime's name: letters,
+// digits, ".", "_" and "-", up to 64 bytes. A path or a space is never a name.
+func validRuntimeName(name string) bool {
+	if len(name) > 64 {
+		return false
+	}
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // WithOutputCaps sets how many bytes of stdout and stderr are kept.
 func WithOutputCaps(stdout, stderr int64) Option {
 	return func(s *Spec) error { s.StdoutCap, s.StderrCap = stdout, stderr; return nil }

@@ -117,6 +117,11 @@ type Spec struct {
 	Seccomp string  // SeccompDefault, SeccompFiles or SeccompUnconfined
 	Network Network // only NetworkNone today
 
+	// Runtime names an OCI runtime the backend's daemon has registered (runsc, kata, a
+	// current runc registered as airlock-runc); "" is the backend's default. The embedded
+	// runc backend has no other runtime and refuses any name but "" and "runc".
+	Runtime string
+
 	Timeout   time.Duration // wall clock; on expiry every process in the container is killed
 	StdoutCap int64         // bytes kept of stdout; the rest is read and discarded
 	StderrCap int64         // bytes kept of stderr

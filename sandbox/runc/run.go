@@ -41,6 +41,11 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	if err := spec.Validate(); err != nil {
 		return res, err
 	}
+	if spec.Runtime != "" && spec.Runtime != "runc" {
+		// The profile asked for isolation this backend cannot give (gVisor, a VM): running the
+		// tool under plain runc instead would quietly weaken it.
+		return res, fmt.Errorf("%w: runtime %q is for the docker and containerd backends; the runc backend runs only runc (use --backend docker or containerd, or drop runtime: from the profile)", sandbox.ErrInvalidSpec, spec.Runtime)
+	}
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
 	}

@@ -462,3 +462,21 @@ func TestRunPanicCleansUp(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRefusesOtherRuntimes: a profile that asks for gVisor or a VM runtime is refused
+// here rather than run under plain runc with less isolation than it asked for.
+func TestRunRefusesOtherRuntimes(t *testing.T) {
+	b := newTestBackend(t)
+	for _, rt := range []string{"runsc", "kata"} {
+		res, err := b.Run(context.Background(), spec(t, sandbox.WithArgv("true"), sandbox.WithRuntime(rt)))
+		if !errors.Is(err, sandbox.ErrInvalidSpec) || !strings.Contains(err.Error(), "--backend docker") || res.Ran {
+			t.Errorf("runtime %s: ran %v, err %v; want ErrInvalidSpec naming the docker backend", rt, res.Ran, err)
+		}
+	}
+	if res, err := b.Run(context.Background(), spec(t, sandbox.WithArgv("true"), sandbox.WithRuntime("runc"))); err != nil || res.ExitCode != 0 {
+		t.Errorf("runtime runc: %+v, %v; want it to run", res, err)
+	}
+	if _, err := sandbox.New(sandbox.WithRuntime("/usr/bin/runc")); !errors.Is(err, sandbox.ErrInvalidSpec) {
+		t.Errorf("a runtime path: %v, want ErrInvalidSpec", err)
+	}
+}
