@@ -219,6 +219,8 @@ func decide(f *file, vs Verdicts, prep []checked, now time.Time) Verdicts {
 	listed := map[string]bool{}
 	for _, c := range prep {
 		v := Verdict{Upstream: vs.Upstream, Tool: c.def.Name, Mode: vs.Mode, NewHash: c.hash}
+		// An invalid definition is still listed: its pin is neither replaced nor removed.
+		listed[c.def.Name] = true
 		if c.invalid != "" {
 			v.Decision = Invalid
 			if e := f.Tools[c.def.Name]; e != nil && e.Pinned != nil {
@@ -228,7 +230,6 @@ func decide(f *file, vs Verdicts, prep []checked, now time.Time) Verdicts {
 			vs.Tools = append(vs.Tools, v)
 			continue
 		}
-		listed[c.def.Name] = true
 		e := f.Tools[c.def.Name]
 		if e == nil {
 			e = &entry{}
