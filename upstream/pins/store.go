@@ -297,12 +297,19 @@ func compact(d Definition) Definition {
 	return d
 }
 
-// withholdAll is the fail-closed outcome of a Check that could not consult the pins.
+// withholdAll is the fail-closed outcome of a Check that could not consult the pins. The
+// verdicts' messages (which a denied call shows the model) name the fix but not the error,
+// which holds host paths: the error is for the operator's log.
 func withholdAll(vs Verdicts, prep []checked, err error) Verdicts {
+	detail := "Airlock's pin store failed (the reason is in Airlock's log)"
+	if IsCorrupt(err) {
+		detail = fmt.Sprintf("its pin file is damaged; an operator can restore it or run `airlock pins reset %s` "+
+			"(the reason is in Airlock's log)", vs.Upstream)
+	}
 	vs.Tools = nil
 	for _, c := range prep {
 		v := Verdict{Upstream: vs.Upstream, Tool: c.def.Name, Decision: Unreadable, Mode: vs.Mode, NewHash: c.hash}
-		v.Message = message(v, err.Error())
+		v.Message = message(v, detail)
 		vs.Tools = append(vs.Tools, v)
 	}
 	return vs
@@ -410,7 +417,7 @@ func (s *Store) load(upstream string) (*file, []byte, error) {
 		return corrupt("larger than %d bytes", maxFileBytes)
 	}
 	var f file
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return corrupt("%v", err)
