@@ -1,6 +1,8 @@
 package pins
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"unicode/utf8"
 
@@ -122,4 +124,56 @@ func capRunes(s string, max int) string {
 		i += size
 	}
 	return s[:i] + TruncatedNote
+}
+
+// CleanSchema returns a tool's JSON Schema as shown to the model: the title, description and
+// $comment of the schema and of every subschema in it (properties, items, $defs, allOf...)
+// cleaned by CleanDescription, each capped at max runes. A schema's descriptions reach the
+// model as its tool description does, and hide instructions as well. Values are left as they
+// are (const, enum, default, examples): they are data the upstream validates against, and
+// changing them would change what a call may send. The result is compact canonical JSON;
+// empty or null raw stays nil.
+func CleanSchema(raw json.RawMessage, max int) (json.RawMessage, error) {
+	v, err := parseJSON(raw)
+	if err != nil || v == nil {
+		return nil, err
+	}
+	cleanSubschema(v, max)
+	var b bytes.Buffer
+	writeValue(&b, v, "", false)
+	return b.Bytes(), nil
+}
+
+// cleanSubschema cleans one schema in place and recurses into the keywords whose values are
+// schemas (JSON Schema draft 2020-12 and the draft-07 forms MCP servers still send).
+func cleanSubschema(v any, max int) {
+	obj, ok := v.(object)
+	if !ok {
+		return // true, false, or not a schema
+	}
+	for i, m := range obj {
+		switch m.key {
+		case "title", "description", "$comment":
+			if s, ok := m.val.(string); ok {
+				obj[i].val = CleanDescription(s, max)
+			}
+		case "properties", "patternProperties", "$defs", "definitions", "dependentSchemas":
+			if sub, ok := m.val.(object); ok {
+				for _, p := range sub {
+					cleanSubschema(p.val, max)
+				}
+			}
+		case "allOf", "anyOf", "oneOf", "prefixItems", "items":
+			if arr, ok := m.val.([]any); ok {
+				for _, e := range arr {
+					cleanSubschema(e, max)
+				}
+				continue
+			}
+			cleanSubschema(m.val, max)
+		case "additionalProperties", "additionalItems", "unevaluatedProperties", "unevaluatedItems", "not",
+			"if", "then", "else", "contains", "propertyNames", "contentSchema":
+			cleanSubschema(m.val, max)
+		}
+	}
 }
