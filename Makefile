@@ -14,9 +14,9 @@ export GOFLAGS           ?= -buildvcs=false
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 45m
 
-.PHONY: setup apt runc build images run test lint unit bench clean node
+.PHONY: setup apt runc build images run test lint unit bench clean node upstreams
 
-setup: apt runc build images node
+setup: apt runc build images node upstreams
 
 # Debian packages: only apt-get when one is missing.
 apt:
@@ -63,6 +63,13 @@ node:
 	  if ! [ -d integration/tsclient/node_modules ] || [ integration/tsclient/package-lock.json -nt integration/tsclient/node_modules ]; then \
 	    (cd integration/tsclient && npm ci --no-audit --no-fund --loglevel=error) && touch integration/tsclient/node_modules; \
 	  fi; \
+	fi
+
+# Third-party MCP servers (server-everything, server-filesystem) that the gateway integration
+# tests put behind Airlock as upstreams, pinned by their package-lock; `node` provides Node >= 20.
+upstreams: node
+	@if ! [ -d upstream/servers/node_modules ] || [ upstream/servers/package-lock.json -nt upstream/servers/node_modules ]; then \
+	  (cd upstream/servers && npm ci --no-audit --no-fund --loglevel=error) && touch upstream/servers/node_modules; \
 	fi
 
 run: setup
