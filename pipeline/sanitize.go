@@ -261,6 +261,11 @@ func (s *Sanitizer) CleanText(text string) (string, map[string]int) {
 	return text, c.counts()
 }
 
+// StripControls is stage 6's terminal-control cleaning alone (see stripControls), without
+// redaction or path scrubbing: for text that does not come out of a sandbox but still reaches
+// the model or a human, such as an upstream MCP server's tool descriptions.
+func StripControls(s string) string { return stripControls([]byte(s)) }
+
 // stripControls forces b to valid UTF-8 and removes terminal control: ANSI/VT escape
 // sequences, C0 and C1 control characters except tab and newline, DEL, and the invisible
 // characters (see invisible). A lone CR or CRLF becomes LF.

@@ -40,7 +40,7 @@ func CleanDescription(s string, max int) string {
 	}
 	// Stage 6's cleaner without redaction or path scrubbing: the one implementation of
 	// terminal-escape parsing in Airlock.
-	s, _ = pipeline.NewSanitizer(nil, "", nil, 0).CleanText(s)
+	s = pipeline.StripControls(s)
 	s = strings.Map(func(r rune) rune {
 		if invisibleExtra(r) {
 			return -1
