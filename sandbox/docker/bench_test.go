@@ -1,0 +1,76 @@
+package docker
+
+import (
+	"context"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// BenchmarkRunTrue compares one `true` through the backend (fully hardened: Airlock's seccomp
+// profile, the sandbox init, limits, no network, labels, removal) with `docker run --rm
+// --network none <same image> true` through the docker CLI, side by side in one run. Each
+// reports its median as ms/median; the ratio is backend/cli.
+func BenchmarkRunTrue(b *testing.B) {
+	be := newTestBackend(b)
+	s := spec(b, sandbox.WithArgv("true"))
+	img, err := be.images.Resolve(context.Background(), "busybox")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref, err := be.image(context.Background(), img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		b.Skip("no docker CLI on PATH to compare with")
+	}
+	medians := map[string]time.Duration{}
+	b.Run("backend", func(b *testing.B) {
+		var d []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			res, err := be.Run(context.Background(), s)
+			if err != nil || res.ExitCode != 0 {
+				b.Fatalf("res %+v err %v", res, err)
+			}
+			d = append(d, time.Since(start))
+		}
+		medians["backend"] = report(b, d)
+	})
+	b.Run("cli", func(b *testing.B) {
+		var d []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			if out, err := exec.Command(docker, "run", "--rm", "--network", "none", ref, "true").CombinedOutput(); err != nil {
+				b.Fatalf("docker run: %v: %s", err, out)
+			}
+			d = append(d, time.Since(start))
+		}
+		medians["cli"] = report(b, d)
+	})
+	if medians["cli"] > 0 && medians["backend"] > 0 {
+		b.Logf("backend median %s, docker CLI median %s: ratio %.2f", medians["backend"], medians["cli"], float64(medians["backend"])/float64(medians["cli"]))
+	}
+}
+
+func report(b *testing.B, d []time.Duration) time.Duration {
+	slices.Sort(d)
+	m := d[len(d)/2]
+	b.ReportMetric(float64(m.Microseconds())/1000, "ms/median")
+	return m
+}
+
+func BenchmarkRunTrueRuntime(b *testing.B) {
+	be := newTestBackend(b, func(c *Config) { c.Runtime = "airlock-runc" })
+	s := spec(b, sandbox.WithArgv("true"))
+	for b.Loop() {
+		if res, err := be.Run(context.Background(), s); err != nil || res.ExitCode != 0 {
+			b.Fatalf("res %+v err %v", res, err)
+		}
+	}
+}
