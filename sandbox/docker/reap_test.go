@@ -173,7 +173,9 @@ func TestReapOwnerless(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(reaped, func(r sandbox.Reaped) bool { return r.ContainerID == id && r.Labels[sandbox.LabelTool] == "run_command" }) {
+	if !slices.ContainsFunc(reaped, func(r sandbox.Reaped) bool {
+		return r.ContainerID == id && r.Labels[sandbox.LabelTool] == "run_command"
+	}) {
 		_ = b.removeContainer(id)
 		t.Fatalf("reaped %+v; want the ownerless container %s", reaped, id)
 	}
