@@ -160,6 +160,10 @@ func (b *Backend) check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	ping, err := b.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	if err != nil && ping.APIVersion != "" {
+		// The daemon answered, with a version below what the client negotiates at all.
+		return fmt.Errorf("%w: the docker daemon at %s speaks Engine API %s; Airlock needs %s or newer (Docker 20.10+): %v; upgrade Docker or use the runc backend", sandbox.ErrUnavailable, b.host, ping.APIVersion, MinAPIVersion, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: the docker daemon at %s does not answer: %v; start it (`make docker` in a checkout, or `systemctl start docker`), set DOCKER_HOST, or use the runc backend", sandbox.ErrUnavailable, b.host, err)
 	}
