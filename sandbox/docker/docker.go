@@ -14,6 +14,28 @@
 // StateDir/docker/owners for its lifetime and labels its containers with its token and its
 // state directory, so Reap removes only the containers of dead Airlock processes that shared
 // this state directory.
+//
+// # What Docker cannot express
+//
+// Translate maps every hardening property of the OCI spec to a Docker field (TestTranslateParity
+// checks them one by one) and refuses what it cannot map. A few properties Docker fixes for
+// every container; each gap below is covered by what still stops the attack, and
+// TestDockerDifferences observes that inside a real container:
+//
+//   - Binds have no nosuid/nodev option. no_new_privileges makes exec ignore setuid bits and
+//     file capabilities, and Docker's device cgroup (only null, zero, full, random, urandom,
+//     tty, console, ptmx, pts) refuses a device node found in a bind.
+//   - The device cgroup cannot be narrowed to deny-all as in the OCI spec; its remaining mknod
+//     rule is unusable without CAP_MKNOD.
+//   - /dev is Docker's: a 64 MiB executable tmpfs (not 64 KiB, noexec), mode 755 root, so only
+//     a run as uid 0 can write it, bounded by the memory limit like /tmp, which is already
+//     writable and executable. Docker adds /dev/mqueue, private to the run's IPC namespace.
+//   - /sys/fs/cgroup is always mounted: the hierarchies read-only under a mode 555 tmpfs,
+//     scoped by the private cgroup namespace to the run's own cgroup.
+//   - The root's mount propagation is the runtime's default (rslave, not rprivate): host
+//     mount events can reach the container, nothing propagates out.
+//   - Docker bind-mounts /etc/hosts, /etc/hostname and /etc/resolv.conf (read-only with the
+//     read-only root) and adds HOSTNAME=airlock to the environment.
 package docker
 
 import (
