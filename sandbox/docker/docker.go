@@ -34,8 +34,8 @@
 //     scoped by the private cgroup namespace to the run's own cgroup.
 //   - The root's mount propagation is the runtime's default (rslave, not rprivate): host
 //     mount events can reach the container, nothing propagates out.
-//   - Docker bind-mounts /etc/hosts, /etc/hostname and /etc/resolv.conf (read-only with the
-//     read-only root) and adds HOSTNAME=airlock to the environment.
+//   - Docker adds HOSTNAME=airlock to the environment (the host name is no secret: it is
+//     Airlock's, not the host's).
 package docker
 
 import (

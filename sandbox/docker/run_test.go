@@ -44,6 +44,7 @@ func TestRunIsolation(t *testing.T) {
 		{"seccomp filter on", nil, nil, "grep '^Seccomp:' /proc/self/status", 0, "Seccomp:\t2\n", ""},
 		{"seccomp is Airlock's, not Docker's default: no inet sockets", nil, nil, "nc 127.0.0.1 1 </dev/null 2>&1; true", 0, "", "not permitted"},
 		{"loopback only", nil, nil, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '", 0, "lo\n", ""},
+		{"loopback up", nil, nil, "cat /sys/class/net/lo/flags", 0, "0x9\n", ""},
 		{"new pid namespace, init is the sandbox init", nil, nil, "set -- /proc/[0-9]*; echo $#; [ $1 = /proc/1 ] && [ $2 = /proc/$$ ] && echo init and shell; tr '\\0' ' ' < /proc/1/cmdline | cut -d' ' -f2", 0, "2\ninit and shell\ninit\n", ""},
 		{"RLIMIT_CORE 0 and NOFILE 1024", nil, nil, "ulimit -c; ulimit -n", 0, "0\n1024\n", ""},
 		{"masked proc paths read empty", nil, nil, "for p in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug /proc/acpi /proc/scsi /sys/firmware /proc/cmdline /proc/slabinfo; do [ -e $p ] || continue; [ -d $p ] && n=$(ls $p | wc -l) || n=$(wc -c < $p); [ $n -eq 0 ] || echo $p $n; done; echo done", 0, "done\n", ""},

@@ -58,14 +58,19 @@ func Translate(s *specs.Spec, t Target) (*container.Config, *container.HostConfi
 		return nil, nil, fmt.Errorf("docker: no image reference")
 	}
 	cfg := &container.Config{
-		Image:        t.Image,
-		Hostname:     s.Hostname,
-		AttachStdout: true,
-		AttachStderr: true,
-		AttachStdin:  t.Stdin,
-		OpenStdin:    t.Stdin,
-		StdinOnce:    t.Stdin,
-		Labels:       map[string]string{},
+		Image:    t.Image,
+		Hostname: s.Hostname,
+		// With the network disabled the daemon skips libnetwork altogether: no sandbox, no
+		// prestart hook that re-executes dockerd to set it up, no /etc/hosts or resolv.conf.
+		// The runtime still creates the OCI spec's new network namespace and brings up its
+		// loopback, exactly as for runc, so NetworkMode none below is belt and braces.
+		NetworkDisabled: true,
+		AttachStdout:    true,
+		AttachStderr:    true,
+		AttachStdin:     t.Stdin,
+		OpenStdin:       t.Stdin,
+		StdinOnce:       t.Stdin,
+		Labels:          map[string]string{},
 	}
 	hc := &container.HostConfig{
 		// The container has a new network namespace with only loopback.

@@ -145,8 +145,9 @@ func TestTranslateParity(t *testing.T) {
 		whyNoOCI string // set where the OCI side is a constant of the backend
 	}{
 		{"network none", nil, func(s *specs.Spec) bool { return hasNS(s, specs.NetworkNamespace) },
-			func(_ *specs.Spec, _ *container.Config, hc *container.HostConfig) error {
-				return check(hc.NetworkMode == "none", "NetworkMode %q", hc.NetworkMode)
+			func(_ *specs.Spec, cfg *container.Config, hc *container.HostConfig) error {
+				return check(hc.NetworkMode == "none" && cfg.NetworkDisabled && len(hc.DNS) == 0 && len(hc.ExtraHosts) == 0 && len(hc.PortBindings) == 0,
+					"NetworkMode %q NetworkDisabled %v", hc.NetworkMode, cfg.NetworkDisabled)
 			}, ""},
 		{"read-only root", nil, func(s *specs.Spec) bool { return s.Root.Readonly },
 			func(_ *specs.Spec, _ *container.Config, hc *container.HostConfig) error {
