@@ -173,6 +173,19 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWait()
 	wait := b.cli.ContainerWait(waitCtx, st.id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	waited := false // one of wait's channels was read
+	defer func() {
+		if !waited {
+			// The client's wait goroutine sends its one outcome on an unbuffered channel;
+			// take it so the goroutine ends (stopWait makes that prompt).
+			go func() {
+				select {
+				case <-wait.Result:
+				case <-wait.Error:
+				}
+			}()
+		}
+	}()
 
 	res.Ran = true // until the daemon says it could not start the container
 	if _, err := b.cli.ContainerStart(ctx, st.id, client.ContainerStartOptions{}); err != nil {
@@ -197,11 +210,13 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	var waitErr error
 	select {
 	case r := <-wait.Result:
+		waited = true
 		code = r.StatusCode
 		if r.Error != nil && r.Error.Message != "" {
 			waitErr = errors.New(r.Error.Message)
 		}
 	case err := <-wait.Error:
+		waited = true
 		waitErr = err
 	case <-timer.C:
 		res.TimedOut = true
@@ -210,7 +225,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	}
 	if res.TimedOut || cancelled {
 		b.log.Info().Str("event", "sandbox.timeout").Str("container", st.name).Bool("cancelled", cancelled).Dur("timeout", spec.Timeout).Msg("killing container")
-		code, waitErr = b.kill(st, wait)
+		code, waited, waitErr = b.kill(st, wait)
 	}
 	// The streams end when the container's last writer is gone; with the pid namespace gone
 	// that is at once, but never wait on them unbounded.
@@ -283,10 +298,10 @@ func (b *Backend) mayHaveStarted(id string) bool {
 }
 
 // kill SIGKILLs the container's init; the kernel then kills every other process of its pid
-// namespace, background children included. It returns the exit the daemon reports, or an
-// error when it does not report one within killGrace (cleanup then force-removes the
-// container, which kills again).
-func (b *Backend) kill(st *runState, wait client.ContainerWaitResult) (int64, error) {
+// namespace, background children included. It returns the exit the daemon reports (waited:
+// it was read from wait), or an error when it does not report one within killGrace (cleanup
+// then force-removes the container, which kills again).
+func (b *Backend) kill(st *runState, wait client.ContainerWaitResult) (code int64, waited bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), killGrace)
 	defer cancel()
 	if _, err := b.cli.ContainerKill(ctx, st.id, client.ContainerKillOptions{Signal: "KILL"}); err != nil && !cerrdefs.IsConflict(err) && !cerrdefs.IsNotFound(err) {
@@ -294,11 +309,11 @@ func (b *Backend) kill(st *runState, wait client.ContainerWaitResult) (int64, er
 	}
 	select {
 	case r := <-wait.Result:
-		return r.StatusCode, nil
+		return r.StatusCode, true, nil
 	case err := <-wait.Error:
-		return -1, err
+		return -1, true, err
 	case <-ctx.Done():
-		return -1, fmt.Errorf("docker did not report the exit of killed container %s within %s", st.name, killGrace)
+		return -1, false, fmt.Errorf("docker did not report the exit of killed container %s within %s", st.name, killGrace)
 	}
 }
 
