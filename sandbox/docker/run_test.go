@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -399,5 +401,38 @@ func TestRunAfterClose(t *testing.T) {
 	}
 	if _, err := os.Stat(b2.lock.Path()); !os.IsNotExist(err) {
 		t.Errorf("owner lock file still there after Close: %v", err)
+	}
+}
+
+// resolverFunc resolves images with a function (tests that need an image of their own).
+type resolverFunc func(ctx context.Context, name string) (sandbox.Image, error)
+
+func (f resolverFunc) Resolve(ctx context.Context, name string) (sandbox.Image, error) {
+	return f(ctx, name)
+}
+
+// TestRunImageWithoutInit: an image without the sandbox init cannot start; the command never
+// ran (Ran false) and the error says to rebuild the image.
+func TestRunImageWithoutInit(t *testing.T) {
+	rootfs := t.TempDir()
+	for _, d := range []string{"bin", "tmp", "proc", "dev", "sys", "etc"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := fmt.Sprintf("sha256:%064x", time.Now().UnixNano())
+	b := newTestBackend(t, func(c *Config) {
+		c.Images = resolverFunc(func(context.Context, string) (sandbox.Image, error) {
+			return sandbox.Image{Name: "noinit", ID: id, Rootfs: rootfs}, nil
+		})
+	})
+	t.Cleanup(func() {
+		if ref, err := ImageRef(sandbox.Image{Name: "noinit", ID: id}); err == nil {
+			_, _ = b.cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{Force: true})
+		}
+	})
+	res, err := b.Run(context.Background(), spec(t, sandbox.WithArgv("true")))
+	if err == nil || !strings.Contains(err.Error(), "airlock images build") || res.Ran {
+		t.Errorf("err = %v ran %v; want an error naming `airlock images build` and ran false", err, res.Ran)
 	}
 }
