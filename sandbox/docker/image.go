@@ -109,3 +109,10 @@ func (b *Backend) importImage(ctx context.Context, img sandbox.Image, ref string
 		}
 	}
 }
+
+// forgetImage makes the next run of image id check the daemon (and import it) again.
+func (b *Backend) forgetImage(id string) {
+	b.imgMu.Lock()
+	defer b.imgMu.Unlock()
+	delete(b.imported, id)
+}

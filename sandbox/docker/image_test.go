@@ -112,3 +112,36 @@ func imageCreated(t *testing.T, b *Backend, ref string) string {
 	}
 	return ins.ID
 }
+
+// TestRunReimportsRemovedImage: an operator's `docker image prune -a` (or rmi) removes the
+// imported image under a running Airlock; the next run imports it again instead of failing
+// until Airlock restarts.
+func TestRunReimportsRemovedImage(t *testing.T) {
+	bb, err := testImages(t).Resolve(context.Background(), "busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id [32]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		t.Fatal(err)
+	}
+	img := sandbox.Image{Name: "reimport", ID: "sha256:" + hex.EncodeToString(id[:]), Rootfs: bb.Rootfs}
+	b := newTestBackend(t, func(c *Config) {
+		c.Images = resolverFunc(func(context.Context, string) (sandbox.Image, error) { return img, nil })
+	})
+	ctx := context.Background()
+	ref, err := ImageRef(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = b.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true}) })
+	for i := range 2 {
+		res, err := b.Run(ctx, spec(t, sandbox.WithArgv("echo", "ok")))
+		if err != nil || string(res.Stdout) != "ok\n" {
+			t.Fatalf("run %d: %+v %v", i, res, err)
+		}
+		if _, err := b.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -98,6 +98,14 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	}
 
 	res, err = b.execute(ctx, spec, st, cfg, hc)
+	if errors.Is(err, errImageGone) {
+		// Someone removed the imported image (docker image prune -a): import it again
+		// and retry once; nothing was created.
+		b.forgetImage(img.ID)
+		if cfg.Image, err = b.image(ctx, img); err == nil {
+			res, err = b.execute(ctx, spec, st, cfg, hc)
+		}
+	}
 	res.ContainerID = st.id
 	res.Loosened = append([]string(nil), spec.Loosened...)
 	res.Duration = time.Since(started)
@@ -271,6 +279,9 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	return res, nil
 }
 
+// errImageGone: the daemon no longer has the image the container was to run.
+var errImageGone = errors.New("the imported image is gone from the docker daemon")
+
 // createError says what a failed create means for the operator.
 func (b *Backend) createError(err error) error {
 	msg := err.Error()
@@ -278,7 +289,7 @@ func (b *Backend) createError(err error) error {
 	case strings.Contains(msg, "unknown or invalid runtime"):
 		return fmt.Errorf("%w: docker: %v; register the runtime with the daemon or leave it empty", sandbox.ErrUnavailable, err)
 	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("docker: creating the container: %w (the imported image is gone; it is imported again on the next start of Airlock)", err)
+		return fmt.Errorf("docker: creating the container: %w: %w", errImageGone, err)
 	}
 	return fmt.Errorf("docker: creating the container: %w", err)
 }
