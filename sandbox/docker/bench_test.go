@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -28,7 +29,7 @@ func BenchmarkRunTrue(b *testing.B) {
 	}
 	docker, err := exec.LookPath("docker")
 	if err != nil {
-		b.Skip("no docker CLI on PATH to compare with")
+		testenv.Unavailable(b, "no docker CLI on PATH to compare the backend with")
 	}
 	medians := map[string]time.Duration{}
 	b.Run("backend", func(b *testing.B) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -434,5 +435,54 @@ func TestRunImageWithoutInit(t *testing.T) {
 	res, err := b.Run(context.Background(), spec(t, sandbox.WithArgv("true")))
 	if err == nil || !strings.Contains(err.Error(), "airlock images build") || res.Ran {
 		t.Errorf("err = %v ran %v; want an error naming `airlock images build` and ran false", err, res.Ran)
+	}
+}
+
+// TestRunLargeStdin: stdin larger than any pipe buffer is streamed whole to a reader, and a
+// command that never reads it still finishes at once (the writer does not hold the run).
+func TestRunLargeStdin(t *testing.T) {
+	b := newTestBackend(t)
+	in := make([]byte, 8<<20)
+	res, err := b.Run(context.Background(), spec(t, sandbox.WithArgv("sh", "-c", "wc -c"), sandbox.WithStdin(in)))
+	if err != nil || res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "8388608" {
+		t.Errorf("wc -c of 8 MiB stdin: %q %q exit %d err %v", res.Stdout, res.Stderr, res.ExitCode, err)
+	}
+	start := time.Now()
+	res, err = b.Run(context.Background(), spec(t, sandbox.WithArgv("true"), sandbox.WithStdin(in), sandbox.WithTimeout(20*time.Second)))
+	if err != nil || res.ExitCode != 0 || res.TimedOut {
+		t.Errorf("true with unread stdin: %+v %v", res, err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("a command that ignores stdin took %s", d)
+	}
+}
+
+// TestRootRunCannotReadKernelHeapMaps: a run as uid 0 (a profile that runs as the workspace
+// owner when root owns it) passes the owner check of /proc's 0400 root files; the kernel heap
+// and page maps are masked. The control reads them on the host.
+func TestRootRunCannotReadKernelHeapMaps(t *testing.T) {
+	paths := []string{"/proc/slabinfo", "/proc/vmallocinfo", "/proc/pagetypeinfo"}
+	var present []string
+	for _, p := range paths {
+		if f, err := os.Open(p); err == nil {
+			if n, _ := f.Read(make([]byte, 1)); n == 1 {
+				present = append(present, p)
+			}
+			f.Close()
+		}
+	}
+	if len(present) == 0 {
+		testenv.NotApplicable(t, "this kernel exposes none of %v to root on the host, so there is no heap or page map for the sandbox to mask", paths)
+	}
+	b := newTestBackend(t)
+	script := "for p in " + strings.Join(present, " ") + "; do n=$(head -c 64 $p 2>/dev/null | wc -c); echo $p $n; done"
+	res, err := b.Run(context.Background(), spec(t, sandbox.WithUser(0, 0), sandbox.WithArgv("sh", "-c", script)))
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
+		if !strings.HasSuffix(l, " 0") {
+			t.Errorf("uid 0 in the sandbox read %s bytes", l)
+		}
 	}
 }
