@@ -14,9 +14,9 @@ export GOFLAGS           ?= -buildvcs=false
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 45m
 
-.PHONY: setup apt runc build images run test lint unit bench clean node upstreams
+.PHONY: setup apt runc docker build images run test lint unit bench clean node upstreams
 
-setup: apt runc build images node upstreams
+setup: apt runc docker build images node upstreams
 
 # Debian packages: only apt-get when one is missing.
 apt:
@@ -33,6 +33,48 @@ runc: apt
 	  mkdir -p $(TOOLS)/bin; \
 	  CGO_ENABLED=1 GOBIN=$(TOOLS)/bin go install -tags seccomp github.com/opencontainers/runc@$(RUNC_VERSION); \
 	  echo $(RUNC_VERSION) > $(TOOLS)/runc.version; \
+	fi
+
+# Docker Engine for the docker backend: Debian's docker.io (Engine API 1.41), started here when
+# its socket does not answer. Sandboxes use network none and images are imported locally, so
+# the daemon gets no bridge, no iptables rules and never pulls. It runs on a containerd of its
+# own (Debian's, private socket and state under $(DOCKER_RUN)), so a containerd that the
+# containerd backend runs at the default socket is never shared or picked up by dockerd.
+# airlock-runc registers the runc built above, so tests can run the docker backend on a
+# current runc as well as on the daemon's default. Both daemons get a minimal PATH: nothing
+# of .tools (a newer containerd shim) leaks into Debian's containerd.
+DOCKER_SOCK  := /var/run/docker.sock
+DOCKER_RUN   := /run/airlock-docker
+DOCKERD_WAIT ?= 60
+DOCKER_PATH  := /usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+docker_ping  = curl -sf --max-time 2 --unix-socket $(1) http://localhost/$(2) >/dev/null 2>&1
+
+docker: runc
+	@if ! command -v dockerd >/dev/null || ! [ -x /usr/bin/containerd ] || ! command -v curl >/dev/null; then \
+	  echo "setup: installing docker.io"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io curl; \
+	fi
+	@if ! $(call docker_ping,$(DOCKER_SOCK),_ping); then \
+	  mkdir -p $(TOOLS) $(DOCKER_RUN); \
+	  if ! [ -S $(DOCKER_RUN)/containerd.sock ] || ! ctr --address $(DOCKER_RUN)/containerd.sock version >/dev/null 2>&1; then \
+	    echo "setup: starting containerd for dockerd (log: $(TOOLS)/dockerd.log)"; \
+	    printf 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n' > $(DOCKER_RUN)/containerd.toml; \
+	    PATH=$(DOCKER_PATH) setsid nohup /usr/bin/containerd --config $(DOCKER_RUN)/containerd.toml \
+	      --address $(DOCKER_RUN)/containerd.sock --root /var/lib/airlock-docker/containerd \
+	      --state $(DOCKER_RUN)/containerd >>$(TOOLS)/dockerd.log 2>&1 </dev/null & \
+	    for i in $$(seq $$(( $(DOCKERD_WAIT) * 5 ))); do [ -S $(DOCKER_RUN)/containerd.sock ] && break; sleep 0.2; done; \
+	  fi; \
+	  echo "setup: starting dockerd (log: $(TOOLS)/dockerd.log)"; \
+	  PATH=$(DOCKER_PATH) setsid nohup dockerd --host unix://$(DOCKER_SOCK) --containerd $(DOCKER_RUN)/containerd.sock \
+	    --bridge=none --iptables=false --ip6tables=false \
+	    --add-runtime airlock-runc=$(TOOLS)/bin/runc >>$(TOOLS)/dockerd.log 2>&1 </dev/null & \
+	  for i in $$(seq $$(( $(DOCKERD_WAIT) * 5 ))); do \
+	    if $(call docker_ping,$(DOCKER_SOCK),_ping); then echo "setup: dockerd answers on $(DOCKER_SOCK)"; exit 0; fi; \
+	    sleep 0.2; \
+	  done; \
+	  echo "setup: dockerd did not answer on $(DOCKER_SOCK) within $(DOCKERD_WAIT)s; last lines of $(TOOLS)/dockerd.log:" >&2; \
+	  tail -n 30 $(TOOLS)/dockerd.log >&2; \
+	  exit 1; \
 	fi
 
 build:

@@ -9,113 +9,36 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/owner"
 )
 
-// Owner locks. Every Backend holds an exclusive flock on owners/<token>.lock for its lifetime;
-// the kernel drops it when the process dies, however it dies. A reaper that can take another
-// owner's lock has proof that the owner is gone, and only then touches its containers: Reap
-// never kills a run of a live Airlock process, even one sharing this state dir.
+// Owner locks (package owner). Every Backend holds an exclusive flock on owners/<token>.lock for
+// its lifetime; the kernel drops it when the process dies, however it dies. A reaper that can
+// take another owner's lock has proof that the owner is gone, and only then touches its
+// containers: Reap never kills a run of a live Airlock process, even one sharing this state dir.
 
-const lockSuffix = ".lock"
+// Names the tests use for the owner package's parts.
+const (
+	tmpLockPrefix = owner.TmpPrefix
+	tmpLockGrace  = owner.TmpGrace
+)
 
-// tmpLockPrefix marks a lock file that is being created; it is renamed into place only once
-// locked, so a reaper never sees an unlocked lock file of a live owner.
-const tmpLockPrefix = ".new-"
+func (b *Backend) lockPath(token string) string { return owner.Path(b.owners, token) }
 
-func (b *Backend) lockPath(token string) string {
-	return filepath.Join(b.owners, token+lockSuffix)
-}
+func tryLock(p string) (*os.File, error) { return owner.TryLock(p) }
+
+func newToken() (string, error) { return owner.NewToken() }
 
 func (b *Backend) takeOwnerLock() error {
-	token, err := newToken()
+	l, err := owner.Take(b.owners)
 	if err != nil {
-		return fmt.Errorf("runc backend: owner token: %w", err)
+		return fmt.Errorf("runc backend: %w", err)
 	}
-	f, err := lockedTempFile(b.owners)
-	if err != nil {
-		return fmt.Errorf("runc backend: creating owner lock: %w", err)
-	}
-	_, _ = f.WriteString(strconv.Itoa(os.Getpid()) + "\n") // for people reading the dir
-	if err := publish(f, b.lockPath(token)); err != nil {
-		f.Close()
-		return fmt.Errorf("runc backend: publishing owner lock: %w", err)
-	}
-	b.token, b.lock = token, f
+	b.token, b.lock = l.Token(), l
 	return nil
-}
-
-// lockedTempFile returns an exclusively locked file in dir that no other process can see yet.
-// A lock file must never be visible unlocked: a concurrent Reap would take it for a dead
-// owner's, lock it and delete it, and this process could not start. O_TMPFILE gives an
-// unnamed file; on file systems without it, a ".new-" name stands in, which Reap leaves alone
-// while it is young (see tmpLockGrace).
-func lockedTempFile(dir string) (*os.File, error) {
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
-	var f *os.File
-	if err == nil {
-		f = os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)"))
-	} else {
-		name, terr := newToken()
-		if terr != nil {
-			return nil, terr
-		}
-		f, err = os.OpenFile(filepath.Join(dir, tmpLockPrefix+name), os.O_CREATE|os.O_EXCL|os.O_RDWR|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return nil, err
-		}
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if strings.Contains(filepath.Base(f.Name()), tmpLockPrefix) {
-			_ = os.Remove(f.Name())
-		}
-		return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
-	}
-	return f, nil
-}
-
-// publish gives the locked file f its final name.
-func publish(f *os.File, dst string) error {
-	if strings.Contains(filepath.Base(f.Name()), tmpLockPrefix) {
-		if err := os.Rename(f.Name(), dst); err != nil {
-			_ = os.Remove(f.Name())
-			return err
-		}
-		return nil
-	}
-	// An O_TMPFILE file is linked into place through its /proc descriptor.
-	return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
-}
-
-// tmpLockGrace is how old a ".new-" lock file must be before Reap treats it as a dead
-// process's: creating and locking it takes microseconds.
-const tmpLockGrace = time.Minute
-
-// tryLock takes the lock file at p if its owner is dead. It returns nil, nil when the owner
-// is alive (or the file is gone).
-func tryLock(p string) (*os.File, error) {
-	f, err := os.OpenFile(p, os.O_RDWR|unix.O_CLOEXEC, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("locking %s: %w", p, err)
-	}
-	return f, nil
 }
 
 // Reap removes what dead Airlock processes left behind in this state dir: their containers
@@ -123,45 +46,14 @@ func tryLock(p string) (*os.File, error) {
 // container whose owner's lock file is gone entirely (its owner closed or was reaped) is a
 // leftover too. Containers of this Backend and of every live owner are never touched.
 func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
-	entries, err := os.ReadDir(b.owners)
-	if err != nil {
-		return nil, fmt.Errorf("reaping: %w", err)
-	}
 	var reaped []sandbox.Reaped
 	var errs []error
-	for _, e := range entries {
-		name := e.Name()
-		token, ok := strings.CutSuffix(name, lockSuffix)
-		if !ok {
-			token, ok = strings.CutPrefix(name, tmpLockPrefix)
-			if info, err := e.Info(); ok && (err != nil || time.Since(info.ModTime()) < tmpLockGrace) {
-				continue // possibly a starting process between create and lock
-			}
-		}
-		if !ok || token == b.token || !isToken(token) {
-			continue
-		}
-		p := filepath.Join(b.owners, name)
-		f, err := tryLock(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if f == nil {
-			continue // alive
-		}
-		var r []sandbox.Reaped
-		r, err = b.reapOwner(ctx, token)
+	if err := owner.Reap(b.owners, b.token, func(token string) error {
+		r, err := b.reapOwner(ctx, token)
 		reaped = append(reaped, r...)
-		if err == nil {
-			// Removed while locked: a concurrent reaper either failed to lock it or
-			// finds it gone; both are fine.
-			err = os.Remove(p)
-		}
-		f.Close()
-		if err != nil {
-			errs = append(errs, err)
-		}
+		return err
+	}); err != nil {
+		errs = append(errs, err)
 	}
 	// Leftovers whose owner has no lock file at all. A live owner's lock file exists before
 	// its first container does and is removed only after its last one is gone, so checking
@@ -173,8 +65,8 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 			continue
 		}
 		for _, e := range entries {
-			owner, ok := parseID(e.Name())
-			if !ok || owner == b.token || b.ownerListed(owner) {
+			tok, ok := parseID(e.Name())
+			if !ok || tok == b.token || b.ownerListed(tok) {
 				continue
 			}
 			r, err := b.reapContainer(ctx, e.Name())
@@ -189,20 +81,8 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 	return reaped, errors.Join(errs...)
 }
 
-func isToken(s string) bool {
-	_, ok := parseID("airlock-" + s + "-0")
-	return ok
-}
-
 // ownerListed reports whether owner still has a lock file (locked or being created).
-func (b *Backend) ownerListed(owner string) bool {
-	for _, p := range []string{b.lockPath(owner), filepath.Join(b.owners, tmpLockPrefix+owner)} {
-		if _, err := os.Lstat(p); err == nil {
-			return true
-		}
-	}
-	return false
-}
+func (b *Backend) ownerListed(token string) bool { return owner.Listed(b.owners, token) }
 
 // reapOwner removes every container, bundle and cgroup of the dead owner token.
 func (b *Backend) reapOwner(ctx context.Context, token string) ([]sandbox.Reaped, error) {

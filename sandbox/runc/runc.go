@@ -12,8 +12,6 @@ package runc
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -27,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/owner"
 	"github.com/airlock-mcp/airlock/seccomp"
 )
 
@@ -51,8 +50,8 @@ type Backend struct {
 	log          zerolog.Logger
 	cg           cgroups
 
-	token string   // this Backend's owner token, part of every container id
-	lock  *os.File // flock held for the Backend's lifetime
+	token string      // this Backend's owner token, part of every container id
+	lock  *owner.Lock // flock held for the Backend's lifetime
 	seq   atomic.Uint64
 
 	priming atomic.Bool // a no-op cgroup migration is under way (see startPriming)
@@ -217,13 +216,9 @@ func (b *Backend) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.runs.Wait()
-	// Remove the lock file while still holding the lock, so no reaper ever sees it unlocked
+	// The lock file goes while the lock is still held, so no reaper ever sees it unlocked
 	// while it names this process's (now gone) containers.
-	err := os.Remove(b.lockPath(b.token))
-	if cerr := b.lock.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return b.lock.Release()
 }
 
 // begin registers a run; false once Close started.
@@ -251,12 +246,4 @@ func (b *Backend) runcCmd(ctx context.Context, args ...string) ([]byte, error) {
 // reaches runc or, through it, the container.
 func runcEnv() []string {
 	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-}
-
-func newToken() (string, error) {
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b[:]), nil
 }

@@ -1,0 +1,425 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"golang.org/x/sys/unix"
+
+	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/seccomp"
+)
+
+// Grace periods of the kill and cleanup paths.
+const (
+	// killGrace is how long the daemon gets to report a killed container's exit, and the
+	// attach stream to end after the exit.
+	killGrace = 5 * time.Second
+	// cleanupTimeout bounds the removal of a container.
+	cleanupTimeout = 30 * time.Second
+)
+
+// Run executes spec in a fresh container and force-removes the container (with its anonymous
+// volumes) and its run directory before returning, on every path (deferred, so errors and
+// panics included).
+//
+// A Spec.Timeout expiry is a Result with TimedOut and ExitCode 124. A cancelled ctx kills the
+// container the same way and returns a Result with ExitCode 137 and the ContainerID (the
+// command did start) together with an error wrapping ctx's cause. OOM (the daemon's
+// State.OOMKilled) is OOMKilled with ExitCode 137.
+func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
+	started := time.Now()
+	if err := spec.Validate(); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
+	}
+	if !b.begin() {
+		return res, fmt.Errorf("%w: the docker backend is closed", sandbox.ErrUnavailable)
+	}
+	defer b.running.Done()
+
+	sc, err := seccomp.OCI(spec.Seccomp, spec.Network)
+	if err != nil {
+		// Never run without the filter the profile asked for.
+		return res, fmt.Errorf("seccomp profile %q: %w; refusing to run the sandbox without it", spec.Seccomp, err)
+	}
+	img, err := b.images.Resolve(ctx, spec.Image)
+	if err != nil {
+		return res, err
+	}
+	if err := b.checkLocal(spec, img); err != nil {
+		return res, err
+	}
+	ref, err := b.image(ctx, img)
+	if err != nil {
+		return res, err
+	}
+	s, err := oci.Build(spec, img, sc)
+	if err != nil {
+		return res, err
+	}
+
+	name := fmt.Sprintf("airlock-%s-%d", b.lock.Token(), b.seq.Add(1))
+	runDir := filepath.Join(b.runs, name)
+	cfg, hc, err := Translate(s, Target{
+		Image: ref, Runtime: b.runtime, CopyRoot: runDir, Stdin: spec.Stdin != nil,
+		Labels: map[string]string{LabelOwner: b.lock.Token(), LabelState: b.dir},
+	})
+	if err != nil {
+		return res, err
+	}
+	st := &runState{name: name, runDir: runDir}
+	defer func() {
+		if cerr := b.cleanup(st); cerr != nil {
+			b.log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", name).Msg("container leftovers remain; they are reaped when this process exits and another starts")
+			if err == nil {
+				err = cerr
+			}
+		}
+	}()
+	if err := prepareCopyDirs(st, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
+		return res, err
+	}
+
+	res, err = b.execute(ctx, spec, st, cfg, hc)
+	if errors.Is(err, errImageGone) {
+		// Someone removed the imported image (docker image prune -a): import it again
+		// and retry once; nothing was created.
+		b.forgetImage(img.ID)
+		if cfg.Image, err = b.image(ctx, img); err == nil {
+			res, err = b.execute(ctx, spec, st, cfg, hc)
+		}
+	}
+	res.ContainerID = st.id
+	res.Loosened = append([]string(nil), spec.Loosened...)
+	res.Duration = time.Since(started)
+	b.log.Debug().Str("event", "sandbox.run").Str("container", name).Str("image", img.Name).
+		Int("exit_code", res.ExitCode).Bool("timed_out", res.TimedOut).Bool("oom_killed", res.OOMKilled).
+		Bool("truncated", res.Truncated()).Dur("duration", res.Duration).Err(err).Msg("container finished")
+	return res, err
+}
+
+// checkLocal refuses host binds (the host image's, the workspace, copy mounts) on a daemon that
+// is not on this machine: it would mount ITS directories of the same names, not the ones the
+// policy was evaluated against.
+func (b *Backend) checkLocal(spec sandbox.Spec, img sandbox.Image) error {
+	if b.local || (len(img.Binds) == 0 && len(spec.Mounts) == 0) {
+		return nil
+	}
+	what := "mounts of host directories (the workspace)"
+	if len(img.Binds) > 0 {
+		what = fmt.Sprintf("image %q, which binds host directories,", img.Name)
+	}
+	return fmt.Errorf("%w: %s can only run on a local docker daemon (a unix socket); the daemon at %s may be on another machine, where the same paths hold other files: use a local daemon, the busybox image without a workspace, or the runc backend",
+		sandbox.ErrUnavailable, what, b.host)
+}
+
+// runState is what cleanup needs to know about how far a run got.
+type runState struct {
+	name    string
+	id      string // set once the container exists
+	runDir  string
+	copyTmp bool // runDir/copy is a mounted tmpfs
+}
+
+// execute creates, attaches, starts and waits for the container and collects the outcome.
+func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, cfg *container.Config, hc *container.HostConfig) (sandbox.Result, error) {
+	var res sandbox.Result
+	created, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Name: st.name, Config: cfg, HostConfig: hc})
+	if err != nil {
+		if ctx.Err() != nil {
+			// The daemon may have created it before the request was abandoned.
+			st.id = st.name
+		}
+		return res, b.createError(err)
+	}
+	st.id = created.ID
+	for _, w := range created.Warnings {
+		b.log.Warn().Str("event", "sandbox.docker_warning").Str("container", st.name).Msg(w)
+	}
+
+	// Attach before start, so no output is lost; stdout and stderr arrive multiplexed
+	// (no terminal) and are split into the capped buffers.
+	att, err := b.cli.ContainerAttach(ctx, st.id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true, Stdin: spec.Stdin != nil})
+	if err != nil {
+		return res, fmt.Errorf("docker: attaching to container %s: %w", st.name, err)
+	}
+	defer att.Close()
+	stdout, stderr := sandbox.NewCappedBuffer(spec.StdoutCap), sandbox.NewCappedBuffer(spec.StderrCap)
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(stdout, stderr, att.Reader)
+		copied <- err
+	}()
+	if spec.Stdin != nil {
+		// The container's stdin is closed once this writer closes its side (StdinOnce). A
+		// command that never reads leaves the write blocked until the connection closes.
+		go func() {
+			_, _ = io.Copy(att.Conn, bytes.NewReader(spec.Stdin))
+			_ = att.CloseWrite()
+		}()
+	}
+
+	// The wait is registered before the start (next-exit), so a command that exits at once
+	// is not missed; it has its own context so a cancelled ctx still gets the exit reported.
+	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWait()
+	wait := b.cli.ContainerWait(waitCtx, st.id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	waited := false // one of wait's channels was read
+	defer func() {
+		if !waited {
+			// The client's wait goroutine sends its one outcome on an unbuffered channel;
+			// take it so the goroutine ends (stopWait makes that prompt).
+			go func() {
+				select {
+				case <-wait.Result:
+				case <-wait.Error:
+				}
+			}()
+		}
+	}()
+
+	res.Ran = true // until the daemon says it could not start the container
+	if _, err := b.cli.ContainerStart(ctx, st.id, client.ContainerStartOptions{}); err != nil {
+		res.Ran = b.mayHaveStarted(st.id)
+		if !res.Ran {
+			if strings.Contains(err.Error(), oci.InitPath) {
+				return res, fmt.Errorf("docker could not start container %s: %v: the image has no sandbox init (the airlock-toolbox at %s); rebuild it with `airlock images build`", st.name, err, oci.InitPath)
+			}
+			return res, fmt.Errorf("docker could not start container %s: %w", st.name, err)
+		}
+		if ctx.Err() == nil {
+			return res, fmt.Errorf("docker: starting container %s: %w", st.name, err)
+		}
+		// Cancelled mid-start: kill it below like any cancelled run.
+	}
+	running := time.Now()
+
+	timer := time.NewTimer(spec.Timeout)
+	defer timer.Stop()
+	var cancelled bool
+	var code int64 = -1
+	var waitErr error
+	select {
+	case r := <-wait.Result:
+		waited = true
+		code = r.StatusCode
+		if r.Error != nil && r.Error.Message != "" {
+			waitErr = errors.New(r.Error.Message)
+		}
+	case err := <-wait.Error:
+		waited = true
+		waitErr = err
+	case <-timer.C:
+		res.TimedOut = true
+	case <-ctx.Done():
+		cancelled = true
+	}
+	if res.TimedOut || cancelled {
+		b.log.Info().Str("event", "sandbox.timeout").Str("container", st.name).Bool("cancelled", cancelled).Dur("timeout", spec.Timeout).Msg("killing container")
+		code, waited, waitErr = b.kill(st, wait)
+	}
+	// The streams end when the container's last writer is gone; with the pid namespace gone
+	// that is at once, but never wait on them unbounded.
+	select {
+	case <-copied:
+	case <-time.After(killGrace):
+		att.Close()
+		<-copied
+	}
+	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
+	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
+	if waitErr != nil && !res.TimedOut && !cancelled {
+		return res, fmt.Errorf("docker: waiting for container %s: %w", st.name, waitErr)
+	}
+
+	if !res.TimedOut && !cancelled && code == sandbox.ExitTimeout && time.Since(running) >= spec.Timeout {
+		// The init's own deadline (Spec.Timeout plus its grace) fired before this process's
+		// timer was served (a host too loaded to run it in time): still the timeout.
+		res.TimedOut = true
+	}
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	ins, err := b.cli.ContainerInspect(ictx, st.id, client.ContainerInspectOptions{})
+	cancel()
+	if err == nil && ins.Container.State != nil && ins.Container.State.OOMKilled {
+		res.OOMKilled = true
+		b.log.Info().Str("event", "sandbox.oom").Str("container", st.name).Msg("memory limit hit")
+	}
+
+	switch {
+	case res.TimedOut:
+		res.ExitCode = sandbox.ExitTimeout
+	case cancelled:
+		// Killed on the caller's behalf: not a timeout, and not the command's own exit.
+		res.ExitCode = sandbox.ExitKilled
+	case res.OOMKilled && code == 0:
+		res.ExitCode = sandbox.ExitKilled
+	default:
+		res.ExitCode = int(code)
+	}
+	if cancelled {
+		return res, fmt.Errorf("sandbox run %s killed: %w", st.name, context.Cause(ctx))
+	}
+	return res, nil
+}
+
+// errImageGone: the daemon no longer has the image the container was to run.
+var errImageGone = errors.New("the imported image is gone from the docker daemon")
+
+// createError says what a failed create means for the operator.
+func (b *Backend) createError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "unknown or invalid runtime"):
+		return fmt.Errorf("%w: docker: %v; register the runtime with the daemon or leave it empty", sandbox.ErrUnavailable, err)
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("docker: creating the container: %w: %w", errImageGone, err)
+	}
+	return fmt.Errorf("docker: creating the container: %w", err)
+}
+
+// mayHaveStarted asks the daemon whether container id ever ran after a failed start: a start
+// the daemon refused (the runtime could not set the container up, the init is missing)
+// never ran the command. If the daemon cannot say, the command may have run.
+func (b *Backend) mayHaveStarted(id string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	ins, err := b.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil || ins.Container.State == nil {
+		return true
+	}
+	s := ins.Container.State
+	return s.Running || s.Pid != 0 || (s.StartedAt != "" && !strings.HasPrefix(s.StartedAt, "0001-01-01"))
+}
+
+// kill SIGKILLs the container's init; the kernel then kills every other process of its pid
+// namespace, background children included. It returns the exit the daemon reports (waited:
+// it was read from wait), or an error when it does not report one within killGrace (cleanup
+// then force-removes the container, which kills again).
+func (b *Backend) kill(st *runState, wait client.ContainerWaitResult) (code int64, waited bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), killGrace)
+	defer cancel()
+	if _, err := b.cli.ContainerKill(ctx, st.id, client.ContainerKillOptions{Signal: "KILL"}); err != nil && !cerrdefs.IsConflict(err) && !cerrdefs.IsNotFound(err) {
+		b.log.Warn().Err(err).Str("container", st.name).Msg("kill failed; the container is force-removed")
+	}
+	select {
+	case r := <-wait.Result:
+		return r.StatusCode, true, nil
+	case err := <-wait.Error:
+		return -1, true, err
+	case <-ctx.Done():
+		return -1, false, fmt.Errorf("docker did not report the exit of killed container %s within %s", st.name, killGrace)
+	}
+}
+
+// cleanup force-removes the container with its anonymous volumes (the copy overlays, which
+// the daemon unmounts first), then the run directory and its tmpfs.
+func (b *Backend) cleanup(st *runState) error {
+	var errs []error
+	if st.id != "" {
+		if err := b.removeContainer(st.id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := removeRunDir(st.runDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// removeContainer force-removes container id (killing it if it still runs) and its anonymous
+// volumes; a container that is already gone is not an error.
+func (b *Backend) removeContainer(id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	_, err := b.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("docker: removing container %s: %w", id, err)
+	}
+	return nil
+}
+
+// copyDir is the run directory's mount point of the tmpfs holding the copy layers.
+const copyDir = "copy"
+
+// prepareCopyDirs creates the upper and work dirs of every copy mount under the run directory,
+// on a tmpfs capped at the memory limit (filling the copy cannot fill the host's disk); the
+// upper dir takes the owner and mode of the host directory, so the sandbox user can write
+// where it could in the original.
+func prepareCopyDirs(st *runState, mounts []sandbox.Mount, sizeBytes int64) error {
+	if !slices.ContainsFunc(mounts, func(m sandbox.Mount) bool { return m.Access == sandbox.CopyOnWrite }) {
+		return nil
+	}
+	if err := os.Mkdir(st.runDir, 0o700); err != nil {
+		return fmt.Errorf("copy layers: %w", err)
+	}
+	root := filepath.Join(st.runDir, copyDir)
+	if err := os.Mkdir(root, 0o700); err != nil {
+		return fmt.Errorf("copy layers: %w", err)
+	}
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", sizeBytes)); err != nil {
+		return fmt.Errorf("%w: mounting the tmpfs for copy layers at %s: %v", sandbox.ErrUnavailable, root, err)
+	}
+	st.copyTmp = true
+	for i, m := range mounts {
+		if m.Access != sandbox.CopyOnWrite {
+			continue
+		}
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("%w: copy mount %s: %v", sandbox.ErrInvalidSpec, m.Target, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: copy mount %s: source %s is not a directory; use access ro or rw for a file", sandbox.ErrInvalidSpec, m.Target, m.Source)
+		}
+		// oci.CopyDir(i) is "copy/<i>": under the tmpfs.
+		dir := filepath.Join(st.runDir, oci.CopyDir(i))
+		upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+		for _, d := range []string{upper, work} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return fmt.Errorf("copy mount %s: %w", m.Target, err)
+			}
+		}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if err := os.Lchown(upper, int(sys.Uid), int(sys.Gid)); err != nil {
+				return fmt.Errorf("copy mount %s: %w", m.Target, err)
+			}
+		}
+		if err := os.Chmod(upper, fi.Mode()&(os.ModePerm|os.ModeSticky|os.ModeSetgid)); err != nil {
+			return fmt.Errorf("copy mount %s: %w", m.Target, err)
+		}
+	}
+	return nil
+}
+
+// removeRunDir unmounts the copy tmpfs of a run directory (if mounted) and removes the
+// directory. The unmount is lazy only as a fallback: the daemon has unmounted the overlay on
+// it when the container was removed.
+func removeRunDir(dir string) error {
+	root := filepath.Join(dir, copyDir)
+	if err := unix.Unmount(root, 0); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		if err := unix.Unmount(root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("unmounting copy layers at %s: %w", root, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("removing run directory: %w", err)
+	}
+	return nil
+}
