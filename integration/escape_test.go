@@ -73,6 +73,12 @@ func escapeHostFor(t *testing.T, name, runcBin string, o sandbox.OpenOptions) es
 			parent = runc.DefaultCgroupParent
 		}
 		return runcHost{runc: runcBin, runDir: run, cgroupParent: parent}
+	case "docker":
+		state := o.RunDir
+		if state == "" {
+			state = o.StateDir
+		}
+		return newDockerHost(t, state)
 	}
 	t.Fatalf("the escape suite has no host checks for backend %q: add them to escapeHostFor", name)
 	return nil

@@ -9,13 +9,15 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/docker"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
 // Default is a new registry of every backend this build has.
 func Default() sandbox.Registry {
 	return sandbox.Registry{
-		"runc": openRunc,
+		"runc":   openRunc,
+		"docker": openDocker,
 	}
 }
 
@@ -51,4 +53,23 @@ func openRunc(ctx context.Context, o sandbox.OpenOptions) (sandbox.Backend, func
 		return nil, nil, err
 	}
 	return b, func() error { <-compiled; return b.Close() }, nil
+}
+
+// openDocker opens the Docker Engine backend: the daemon at $DOCKER_HOST (else the local
+// socket), images imported from the store in StateDir, its own state under StateDir/docker
+// (or RunDir). Containers run under the daemon's default runtime unless a profile names one.
+func openDocker(ctx context.Context, o sandbox.OpenOptions) (sandbox.Backend, func() error, error) {
+	store, err := images.Open(o.StateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	state := o.StateDir
+	if o.RunDir != "" {
+		state = o.RunDir
+	}
+	b, err := docker.Open(ctx, docker.Config{StateDir: state, Images: store, Logger: o.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b.Close, nil
 }

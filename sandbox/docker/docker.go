@@ -140,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	cli, err := client.New(client.WithHost(host))
 	if err != nil {
-		return nil, fmt.Errorf("%w: docker host %q: %v; set DOCKER_HOST or --docker-host to a daemon address such as %s", sandbox.ErrUnavailable, host, err, DefaultHost)
+		return nil, fmt.Errorf("%w: docker host %q: %v; set DOCKER_HOST to a daemon address such as %s", sandbox.ErrUnavailable, host, err, DefaultHost)
 	}
 	b := &Backend{cli: cli, host: host, local: strings.HasPrefix(host, "unix://"), runtime: cfg.Runtime,
 		images: cfg.Images, log: cfg.Logger.With().Str("backend", "docker").Logger(), imported: map[string]*importState{}}

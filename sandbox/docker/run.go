@@ -77,8 +77,12 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 
 	name := fmt.Sprintf("airlock-%s-%d", b.lock.Token(), b.seq.Add(1))
 	runDir := filepath.Join(b.runs, name)
+	runtime := b.runtime
+	if spec.Runtime != "" {
+		runtime = spec.Runtime // the profile's runtime: (runsc, kata, airlock-runc)
+	}
 	cfg, hc, err := Translate(s, Target{
-		Image: ref, Runtime: b.runtime, CopyRoot: runDir, Stdin: spec.Stdin != nil,
+		Image: ref, Runtime: runtime, CopyRoot: runDir, Stdin: spec.Stdin != nil,
 		Labels: map[string]string{LabelOwner: b.lock.Token(), LabelState: b.dir},
 	})
 	if err != nil {
