@@ -53,7 +53,8 @@ containerd: runc
 	    ! grep -qx '$(CONTAINERD_VERSION)' $(TOOLS)/containerd.version 2>/dev/null; then \
 	  echo "setup: building containerd $(CONTAINERD_VERSION), its runc v2 shim and ctr"; \
 	  mkdir -p $(TOOLS)/bin; \
-	  GOBIN=$(TOOLS)/bin go install $(CONTAINERD_PKG)/containerd@$(CONTAINERD_VERSION) \
+	  GOBIN=$(TOOLS)/bin go install -ldflags '-X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)' \
+	    $(CONTAINERD_PKG)/containerd@$(CONTAINERD_VERSION) \
 	    $(CONTAINERD_PKG)/containerd-shim-runc-v2@$(CONTAINERD_VERSION) $(CONTAINERD_PKG)/ctr@$(CONTAINERD_VERSION); \
 	  echo $(CONTAINERD_VERSION) > $(TOOLS)/containerd.version; \
 	  running=$$($(TOOLS)/bin/ctr --address $(AIRLOCK_CONTAINERD_ADDRESS) --timeout 2s version 2>/dev/null | awk '/^Server:/{s=1} s&&/Version:/{print $$2; exit}' || true); \

@@ -1,0 +1,232 @@
+package containerd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-mcp/airlock/images"
+	"github.com/airlock-mcp/airlock/internal/testenv"
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+const helperEnv = "AIRLOCK_CONTAINERD_REAP_HELPER" // "<namespace>|<state dir>|<marker>"
+
+func TestMain(m *testing.M) {
+	if arg := os.Getenv(helperEnv); arg != "" {
+		reapHelper(arg)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// reapHelper is a second Airlock process for TestReap (the test binary re-executed): it starts
+// a long container in the given namespace, reports it once the command runs, and waits to be
+// SIGKILLed.
+func reapHelper(arg string) {
+	parts := strings.Split(arg, "|")
+	fail := func(err error) {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	st, err := images.Open(testenv.StateDir())
+	if err != nil {
+		fail(err)
+	}
+	b, err := Open(context.Background(), Config{Address: testAddress(), Namespace: parts[0], StateDir: parts[1], Images: st, Logger: zerolog.Nop()})
+	if err != nil {
+		fail(err)
+	}
+	s, err := sandbox.New(sandbox.WithArgv("sh", "-c", "sleep "+parts[2]+" & sleep "+parts[2]),
+		sandbox.WithWorkspace(os.TempDir(), sandbox.CopyOnWrite), // a copy layer tmpfs to reap
+		sandbox.WithLabel(sandbox.LabelAuditID, "audit-"+parts[2]), sandbox.WithLabel(sandbox.LabelTool, "run_command"))
+	if err != nil {
+		fail(err)
+	}
+	started := make(chan string, 1)
+	b.afterStart = func(id string) { started <- id }
+	go func() {
+		if _, err := b.Run(context.Background(), s); err != nil {
+			fail(err)
+		}
+	}()
+	id := <-started
+	for !hasProcess(parts[2]) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("running", id)
+	select {} // until killed
+}
+
+// startHelper runs reapHelper in a new process and returns it with the id of its container.
+func startHelper(t *testing.T, ns, stateDir, marker string) (*exec.Cmd, string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+ns+"|"+stateDir+"|"+marker)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	id, ok := strings.CutPrefix(strings.TrimSpace(line), "running ")
+	if err != nil || !ok {
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	return cmd, id
+}
+
+// TestReap: the leftovers of a SIGKILLed Airlock process (a running container, its task, its
+// copy-layer tmpfs and run dir, its owner lock) are removed by the next one's Reap and reported
+// with the call's labels, while a live process's container is never touched.
+func TestReap(t *testing.T) {
+	ns, stateDir := testNamespace(t), t.TempDir()
+	b := openTestBackend(t, ns, stateDir, storeImages(t))
+
+	deadMarker, liveMarker := uniqueSleep(), fmt.Sprint(800000+time.Now().UnixNano()%99999)
+	dead, deadID := startHelper(t, ns, stateDir, deadMarker)
+	live, liveID := startHelper(t, ns, stateDir, liveMarker)
+	if err := dead.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = dead.Wait()
+	// The dead process's shim keeps its container running: that is what Reap is for.
+	if !hasProcess(deadMarker) {
+		t.Fatal("the dead owner's container stopped by itself; nothing to reap")
+	}
+
+	reaped, err := b.Reap(context.Background())
+	if err != nil {
+		t.Fatalf("Reap: %v", err)
+	}
+	if len(reaped) != 1 || reaped[0].ContainerID != deadID || !reaped[0].Running ||
+		reaped[0].Labels[sandbox.LabelAuditID] != "audit-"+deadMarker || reaped[0].Labels[sandbox.LabelTool] != "run_command" {
+		t.Fatalf("reaped %+v, want only %s, running, with its labels", reaped, deadID)
+	}
+	if _, ok := reaped[0].Labels[LabelOwner]; ok {
+		t.Errorf("reaped labels carry the owner token: %v", reaped[0].Labels)
+	}
+	waitGone(t, deadMarker)
+	if !hasProcess(liveMarker) {
+		t.Error("Reap killed the container of a live Airlock process")
+	}
+	if _, err := b.client.LoadContainer(context.Background(), liveID); err != nil {
+		t.Errorf("live container %s: %v", liveID, err)
+	}
+	if _, err := os.Stat(filepath.Join(b.runsDir, deadID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead owner's run dir remains: %v", err)
+	}
+	owner, _ := parseID(deadID)
+	if _, err := os.Stat(b.lockPath(owner)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead owner's lock file remains: %v", err)
+	}
+	// Reaping again finds nothing.
+	if again, err := b.Reap(context.Background()); err != nil || len(again) != 0 {
+		t.Errorf("second Reap: %v %v", again, err)
+	}
+
+	// Once the live one dies too, its container goes.
+	_ = live.Process.Signal(syscall.SIGKILL)
+	_ = live.Wait()
+	reaped, err = b.Reap(context.Background())
+	if err != nil || len(reaped) != 1 || reaped[0].ContainerID != liveID {
+		t.Errorf("Reap after the second death: %+v %v", reaped, err)
+	}
+	waitGone(t, liveMarker)
+	assertNoLeftovers(t, b)
+}
+
+// TestReapIgnoresForeignContainers: a container in the namespace without Airlock's labels, or
+// with an owner label Airlock never writes, is left alone.
+func TestReapIgnoresForeignContainers(t *testing.T) {
+	b := newTestBackend(t)
+	ctx := context.Background()
+	for id, labels := range map[string]map[string]string{
+		"foreign":     {"app": "x"},
+		"odd-owner":   {"airlock": "1", LabelOwner: "../../etc"},
+		"empty-owner": {"airlock": "1"},
+	} {
+		c, err := b.client.NewContainer(ctx, id, withLabelsOnly(labels))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background()) })
+	}
+	reaped, err := b.Reap(ctx)
+	if err != nil || len(reaped) != 0 {
+		t.Fatalf("Reap: %+v %v", reaped, err)
+	}
+	cs, _ := b.client.Containers(ctx)
+	if len(cs) != 3 {
+		t.Errorf("%d containers remain, want 3", len(cs))
+	}
+	for _, c := range cs {
+		_ = c.Delete(ctx)
+	}
+}
+
+func TestOpenUnavailable(t *testing.T) {
+	testenv.Runc(t)
+	_, err := Open(context.Background(), Config{Address: filepath.Join(t.TempDir(), "none.sock"), StateDir: t.TempDir(), Images: fixedImage{}, Logger: zerolog.Nop()})
+	if !errors.Is(err, sandbox.ErrUnavailable) || !strings.Contains(err.Error(), "make containerd") {
+		t.Errorf("err = %v, want ErrUnavailable saying how to start containerd", err)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	b := newTestBackend(t)
+	info, err := b.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info.DaemonVersion, "2.") || info.Namespace != b.namespace ||
+		info.Runtime != DefaultRuntime || info.RuncBinary == "" || !strings.Contains(info.RuncVersion, "libseccomp") ||
+		info.Snapshotter != "none" || info.CgroupMode == "" {
+		t.Errorf("info %+v", info)
+	}
+}
+
+func TestParseID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"airlock-0123456789ab-1":   true,
+		"airlock-0123456789ab-":    false,
+		"airlock-0123456789AB-1":   false,
+		"airlock-0123456789a-1":    false,
+		"airlock-0123456789ab-1x":  false,
+		"airlock-../../etc-1":      false,
+		"other-0123456789ab-1":     false,
+		"airlock-0123456789abc-12": false,
+	} {
+		if _, ok := parseID(id); ok != want {
+			t.Errorf("parseID(%q) ok = %v, want %v", id, ok, want)
+		}
+	}
+}
+
+// withLabelsOnly makes a bare container record (never run) with labels.
+func withLabelsOnly(labels map[string]string) client.NewContainerOpts {
+	return func(ctx context.Context, c *client.Client, r *containers.Container) error {
+		r.Labels = labels
+		return client.WithNewSpec()(ctx, c, r)
+	}
+}
