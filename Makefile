@@ -83,8 +83,15 @@ containerd: runc
 	  '  address = "$(AIRLOCK_CONTAINERD_ADDRESS).ttrpc"' \
 	  "[plugins.'io.containerd.server.v1.debug']" \
 	  '  address = ""' \
+	  "[plugins.'io.containerd.shim.v1.manager']" \
+	  '  socket_dir = "$(CONTAINERD_STATE)/s"' \
 	  > $(CONTAINERD_CONFIG).new
-	@if ! cmp -s $(CONTAINERD_CONFIG).new $(CONTAINERD_CONFIG); then mv $(CONTAINERD_CONFIG).new $(CONTAINERD_CONFIG); else rm $(CONTAINERD_CONFIG).new; fi
+	@if ! cmp -s $(CONTAINERD_CONFIG).new $(CONTAINERD_CONFIG); then \
+	  mv $(CONTAINERD_CONFIG).new $(CONTAINERD_CONFIG); \
+	  if [ -f $(CONTAINERD_STATE)/containerd.pid ] && kill $$(cat $(CONTAINERD_STATE)/containerd.pid) 2>/dev/null; then \
+	    echo "setup: restarting containerd for its new configuration"; sleep 1; \
+	  fi; \
+	else rm $(CONTAINERD_CONFIG).new; fi
 	@if ! $(TOOLS)/bin/ctr --address $(AIRLOCK_CONTAINERD_ADDRESS) --timeout 2s version >/dev/null 2>&1; then \
 	  echo "setup: starting containerd on $(AIRLOCK_CONTAINERD_ADDRESS) (log: $(TOOLS)/containerd.log)"; \
 	  mkdir -p $(CONTAINERD_STATE); \
