@@ -222,6 +222,9 @@ func (b *Backend) reapContainer(ctx context.Context, c client.Container, labels 
 	} else if !errdefs.IsNotFound(err) {
 		return r, fmt.Errorf("reaping %s: loading task: %w", c.ID(), err)
 	}
+	if err := b.cg.removeCgroups(c.ID()); err != nil {
+		return r, err
+	}
 	if err := c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 		return r, fmt.Errorf("reaping %s: deleting container: %w", c.ID(), err)
 	}

@@ -29,6 +29,8 @@ const (
 	// killGrace is how long a killed task gets to report its exit, and its output streams to
 	// reach end-of-file, before cleanup force-deletes it.
 	killGrace = 5 * time.Second
+	// createTimeout bounds the creation and start of the container and its task.
+	createTimeout = time.Minute
 	// cleanupTimeout bounds the deletion of the task and the container.
 	cleanupTimeout = 30 * time.Second
 )
@@ -105,6 +107,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 // runState is what cleanup needs to know about how far a run got.
 type runState struct {
 	id        string
+	creating  bool             // the container was asked for: it may exist even if the call failed
 	container client.Container // created in containerd
 	task      client.Task      // created: the shim and runc's container exist
 	io        *runIO
@@ -115,7 +118,17 @@ type runState struct {
 // ctx, and collects the outcome. cleanup (deferred by Run) deletes whatever was created.
 func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, ociSpec *specs.Spec, runDir string) (sandbox.Result, error) {
 	var res sandbox.Result
-	container, err := b.client.NewContainer(ctx, st.id,
+	// Creation and start are not interrupted by ctx: a call cancelled in flight would leave
+	// the daemon, the shim or runc half way (a temporary lease, a runc container without its
+	// cgroups recorded). They take a few hundred milliseconds at most; ctx is checked after
+	// each, and the deferred cleanup removes whatever was made.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
+	notStarted := func() (sandbox.Result, error) {
+		return res, fmt.Errorf("sandbox run %s not started: %w", st.id, context.Cause(ctx))
+	}
+	st.creating = true
+	container, err := b.client.NewContainer(cctx, st.id,
 		client.WithSpec(ociSpec),
 		client.WithRuntime(b.runtime, b.runtimeOptions()),
 		client.WithContainerLabels(containerLabels(spec, b.token)),
@@ -124,6 +137,9 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		return res, b.rpcError("creating container "+st.id, err)
 	}
 	st.container = container
+	if ctx.Err() != nil {
+		return notStarted()
+	}
 
 	stdout, stderr := sandbox.NewCappedBuffer(spec.StdoutCap), sandbox.NewCappedBuffer(spec.StderrCap)
 	var stdin io.Reader // nil: the shim gives the container /dev/null
@@ -133,7 +149,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		stdin = &eofReader{r: bytes.NewReader(spec.Stdin), eof: stdinEOF}
 	}
 	creator := cio.NewCreator(cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(filepath.Join(runDir, fifoDir)))
-	task, err := container.NewTask(ctx, func(id string) (cio.IO, error) {
+	task, err := container.NewTask(cctx, func(id string) (cio.IO, error) {
 		inner, err := creator(id)
 		if err != nil {
 			return nil, err
@@ -142,11 +158,14 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		return st.io, nil
 	})
 	if err != nil {
-		// runc create failed (a bad mount, a limit the kernel refuses...): the sandbox could
-		// not be built and the command never started.
-		return res, b.rpcError("creating task "+st.id, err)
+		// runc create failed (a bad mount, a limit the kernel refuses, no sandbox init...):
+		// the sandbox could not be built and the command never started.
+		return res, b.startError("creating task", st.id, err)
 	}
 	st.task = task
+	if ctx.Err() != nil {
+		return notStarted()
+	}
 	if stdinEOF != nil {
 		// The shim holds a write end of the stdin FIFO of its own (so that a client could
 		// reattach); the command sees end-of-file only once the shim is told to close it,
@@ -174,14 +193,11 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	if err != nil {
 		return res, b.rpcError("waiting for task "+st.id, err)
 	}
-	if err := task.Start(ctx); err != nil {
-		// The command may have started if the call itself broke (the daemon went away, ctx
-		// ended mid-call); a refusal by runc means it did not.
-		res.Ran = ctx.Err() != nil || errdefs.IsUnavailable(err) || errdefs.IsCanceled(err) || errdefs.IsDeadlineExceeded(err)
-		if strings.Contains(err.Error(), oci.InitPath) {
-			return res, fmt.Errorf("containerd could not start container %s: %v: the image has no sandbox init (the airlock-toolbox at %s); rebuild it with `airlock images build`", st.id, err, oci.InitPath)
-		}
-		return res, b.rpcError("starting task "+st.id, err)
+	if err := task.Start(cctx); err != nil {
+		// The command may have started if the call itself broke (the daemon went away, the
+		// call timed out); a refusal by runc means it did not.
+		res.Ran = errdefs.IsUnavailable(err) || errdefs.IsCanceled(err) || errdefs.IsDeadlineExceeded(err)
+		return res, b.startError("starting task", st.id, err)
 	}
 	res.Ran = true
 	if b.afterStart != nil {
@@ -281,6 +297,19 @@ func (b *Backend) cleanup(st *runState, runDir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	var errs []error
+	if st.container == nil && st.creating {
+		// The create call failed, but the daemon may have made the container anyway (the
+		// call was cancelled in flight, say).
+		if c, err := b.client.LoadContainer(ctx, st.id); err == nil {
+			st.container = c
+		}
+	}
+	if st.task == nil && st.container != nil {
+		// Likewise a task whose create call failed may exist: load it to delete it.
+		if t, err := st.container.Task(ctx, nil); err == nil {
+			st.task = t
+		}
+	}
 	if st.task != nil {
 		var opts []client.ProcessDeleteOpts
 		if !st.exited {
@@ -293,6 +322,11 @@ func (b *Backend) cleanup(st *runState, runDir string) error {
 	if st.io != nil {
 		st.io.release()
 	}
+	if st.task != nil && len(errs) == 0 {
+		if err := b.cg.removeCgroups(st.id); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if st.container != nil && len(errs) == 0 {
 		if err := st.container.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting container %s: %w", st.id, err))
@@ -304,6 +338,15 @@ func (b *Backend) cleanup(st *runState, runDir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startError wraps an error creating or starting the task, naming the usual cause when the
+// image has no sandbox init.
+func (b *Backend) startError(what, id string, err error) error {
+	if strings.Contains(err.Error(), oci.InitPath) {
+		return fmt.Errorf("containerd could not run container %s: %v: the image has no sandbox init (the airlock-toolbox at %s); rebuild it with `airlock images build`", id, err, oci.InitPath)
+	}
+	return b.rpcError(what+" "+id, err)
 }
 
 // rpcError wraps an error of the daemon: one that says the daemon is gone is ErrUnavailable.

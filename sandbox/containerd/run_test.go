@@ -292,3 +292,32 @@ func TestLoosenedCopied(t *testing.T) {
 		t.Errorf("loosened %v stdout %q", res.Loosened, res.Stdout)
 	}
 }
+
+// TestRunReportsImageWithoutInit: an image without the sandbox init is an error that says to
+// rebuild it, and nothing ran.
+func TestRunReportsImageWithoutInit(t *testing.T) {
+	rootfs := copyRootfs(t)
+	if err := os.RemoveAll(filepath.Join(rootfs, ".airlock")); err != nil {
+		t.Fatal(err)
+	}
+	b := openTestBackend(t, testNamespace(t), t.TempDir(), fixedImage{rootfs: rootfs})
+	res, err := b.Run(context.Background(), spec(t, sandbox.WithArgv("true")))
+	if err == nil || !strings.Contains(err.Error(), "airlock images build") || res.Ran {
+		t.Errorf("err = %v ran %v; want an error saying to rebuild the image, not ran", err, res.Ran)
+	}
+}
+
+// TestRunCancelledWhileCreating: a call cancelled at any point of container and task creation
+// leaves nothing behind, even when the daemon finishes what the cancelled call asked for.
+func TestRunCancelledWhileCreating(t *testing.T) {
+	b := newTestBackend(t)
+	for _, d := range []time.Duration{time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 60 * time.Millisecond, 120 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		res, err := b.Run(ctx, spec(t, sandbox.WithArgv("sleep", "5")))
+		cancel()
+		if err == nil {
+			t.Errorf("cancel after %s: no error (%+v)", d, res)
+		}
+		assertNoLeftovers(t, b)
+	}
+}
