@@ -20,9 +20,10 @@ import (
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/oci"
 )
 
-const helperEnv = "AIRLOCK_CONTAINERD_REAP_HELPER" // "<namespace>|<state dir>|<marker>"
+const helperEnv = "AIRLOCK_CONTAINERD_REAP_HELPER" // "<namespace>|<state dir>|<marker>|<timeout>"
 
 func TestMain(m *testing.M) {
 	if arg := os.Getenv(helperEnv); arg != "" {
@@ -49,7 +50,11 @@ func reapHelper(arg string) {
 	if err != nil {
 		fail(err)
 	}
-	s, err := sandbox.New(sandbox.WithArgv("sh", "-c", "sleep "+parts[2]+" & sleep "+parts[2]),
+	timeout, err := time.ParseDuration(parts[3])
+	if err != nil {
+		fail(err)
+	}
+	s, err := sandbox.New(sandbox.WithArgv("sh", "-c", "sleep "+parts[2]+" & sleep "+parts[2]), sandbox.WithTimeout(timeout),
 		sandbox.WithWorkspace(os.TempDir(), sandbox.CopyOnWrite), // a copy layer tmpfs to reap
 		sandbox.WithLabel(sandbox.LabelAuditID, "audit-"+parts[2]), sandbox.WithLabel(sandbox.LabelTool, "run_command"))
 	if err != nil {
@@ -71,14 +76,14 @@ func reapHelper(arg string) {
 }
 
 // startHelper runs reapHelper in a new process and returns it with the id of its container.
-func startHelper(t *testing.T, ns, stateDir, marker string) (*exec.Cmd, string) {
+func startHelper(t *testing.T, ns, stateDir, marker string, timeout time.Duration) (*exec.Cmd, string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+ns+"|"+stateDir+"|"+marker)
+	cmd.Env = append(os.Environ(), helperEnv+"="+ns+"|"+stateDir+"|"+marker+"|"+timeout.String())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +109,8 @@ func TestReap(t *testing.T) {
 	b := openTestBackend(t, ns, stateDir, storeImages(t))
 
 	deadMarker, liveMarker := uniqueSleep(), fmt.Sprint(800000+time.Now().UnixNano()%99999)
-	dead, deadID := startHelper(t, ns, stateDir, deadMarker)
-	live, liveID := startHelper(t, ns, stateDir, liveMarker)
+	dead, deadID := startHelper(t, ns, stateDir, deadMarker, time.Minute)
+	live, liveID := startHelper(t, ns, stateDir, liveMarker, time.Minute)
 	if err := dead.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +159,59 @@ func TestReap(t *testing.T) {
 	}
 	waitGone(t, liveMarker)
 	assertNoLeftovers(t, b)
+}
+
+// TestTimeoutHoldsWithoutAirlock: when Airlock dies mid-call, the sandbox init still kills
+// every process at the call's deadline (plus its grace), and the stopped leftover is reaped and
+// reported as not running.
+func TestTimeoutHoldsWithoutAirlock(t *testing.T) {
+	ns, stateDir := testNamespace(t), t.TempDir()
+	b := openTestBackend(t, ns, stateDir, storeImages(t))
+	marker := uniqueSleep()
+	helper, id := startHelper(t, ns, stateDir, marker, time.Second)
+	if err := helper.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = helper.Wait()
+	deadline := time.Now().Add(1*time.Second + oci.InitGrace + 5*time.Second)
+	for hasProcess(marker) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if hasProcess(marker) {
+		t.Fatalf("the command outlived its deadline by more than 5s without Airlock")
+	}
+	// The shim reports the exit a moment after the processes are gone.
+	var reaped []sandbox.Reaped
+	var err error
+	for range 50 {
+		if st, _ := b.taskStatus(id); st != client.Stopped {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	if reaped, err = b.Reap(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(reaped) != 1 || reaped[0].ContainerID != id || reaped[0].Running {
+		t.Errorf("reaped %+v, want %s, not running", reaped, id)
+	}
+	assertNoLeftovers(t, b)
+}
+
+// taskStatus is the status of container id's task.
+func (b *Backend) taskStatus(id string) (client.ProcessStatus, error) {
+	ctx := context.Background()
+	c, err := b.client.LoadContainer(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	st, err := task.Status(ctx)
+	return st.Status, err
 }
 
 // TestReapIgnoresForeignContainers: a container in the namespace without Airlock's labels, or
