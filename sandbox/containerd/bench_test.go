@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/api/types/runc/options"
+
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
@@ -52,7 +54,7 @@ func BenchmarkRun(b *testing.B) {
 			id := fmt.Sprintf("bench-ctr-%s-%d", be.token, i)
 			cmd := exec.Command(ctr, "--address", be.address, "--namespace", be.namespace,
 				"run", "--rm", "--rootfs", "--read-only", "--seccomp", "--runc-binary", be.runc,
-				"--runc-root", be.runtimeOptions().Root, "--fifo-dir", fifos,
+				"--runc-root", be.runtimeOptions().(*options.Options).Root, "--fifo-dir", fifos,
 				"--cgroup", "/"+CgroupParent+"/"+id, rootfs, id, "/bin/true")
 			start := time.Now()
 			if out, err := cmd.CombinedOutput(); err != nil {

@@ -257,6 +257,9 @@ type Info struct {
 	Runtime        string `json:"runtime"`      // e.g. io.containerd.runc.v2
 	RuncBinary     string `json:"runc_binary"`  // the runc the shim runs
 	RuncVersion    string `json:"runc_version"` // e.g. "runc 1.5.2 (spec 1.3.0, libseccomp 2.5.4)"
+	// ShimVersion is the version the daemon's shim for Runtime reports (the daemon runs it
+	// with -info): proof the daemon finds a working shim.
+	ShimVersion string `json:"shim_version"`
 	// Snapshotter is always "none": containers run the image store's root directories
 	// read-only in place.
 	Snapshotter string `json:"snapshotter"`
@@ -281,13 +284,22 @@ func (b *Backend) Info(ctx context.Context) (Info, error) {
 		return info, fmt.Errorf("%w: containerd at %s: %v", sandbox.ErrUnavailable, b.address, err)
 	}
 	info.DaemonVersion, info.DaemonRevision = v.Version, v.Revision
+	ri, err := b.client.RuntimeInfo(ctx, b.runtime, b.runtimeOptions())
+	if err != nil {
+		return info, fmt.Errorf("%w: containerd at %s cannot run the %s shim: %v; `make containerd` installs containerd-shim-runc-v2 next to the daemon", sandbox.ErrUnavailable, b.address, b.runtime, err)
+	}
+	info.ShimVersion = ri.Version.Version
 	return info, nil
 }
 
 // runtimeOptions are the runc v2 shim's options: the runc binary Airlock checked, and runc's
 // state dir next to the daemon's socket (for Airlock's own daemon /run/airlock-containerd/runc,
-// not the /run/containerd/runc of a system containerd).
-func (b *Backend) runtimeOptions() *options.Options {
+// not the /run/containerd/runc of a system containerd). Another runtime gets none: it would
+// not understand them.
+func (b *Backend) runtimeOptions() any {
+	if b.runtime != DefaultRuntime {
+		return nil
+	}
 	return &options.Options{BinaryName: b.runc, Root: filepath.Join(filepath.Dir(b.address), "runc")}
 }
 

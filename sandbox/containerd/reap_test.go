@@ -259,9 +259,10 @@ func TestInfo(t *testing.T) {
 	}
 	if !strings.Contains(info.DaemonVersion, "2.") || info.Namespace != b.namespace ||
 		info.Runtime != DefaultRuntime || info.RuncBinary == "" || !strings.Contains(info.RuncVersion, "libseccomp") ||
-		info.Snapshotter != "none" || info.CgroupMode == "" {
+		info.Snapshotter != "none" || info.CgroupMode == "" || info.ShimVersion == "" {
 		t.Errorf("info %+v", info)
 	}
+	t.Logf("%+v", info)
 }
 
 func TestParseID(t *testing.T) {
