@@ -102,7 +102,11 @@ func openTestBackend(t testing.TB, ns, stateDir string, imgs sandbox.ImageResolv
 		if err := c.client.NamespaceService().Delete(context.Background(), ns); err != nil && !errdefs.IsNotFound(err) {
 			t.Errorf("removing test namespace %s: %v", ns, err)
 		}
-		_ = os.Remove(filepath.Join(filepath.Dir(c.address), "runc", ns)) // runc's (empty) state dir of the namespace
+		// The daemon's and runc's (empty) per-namespace dirs, for Airlock's own daemon.
+		dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(c.address), "*", ns))
+		for _, d := range dirs {
+			_ = os.Remove(d)
+		}
 	})
 	return b
 }

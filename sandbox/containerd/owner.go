@@ -102,8 +102,8 @@ func (b *Backend) lockOwner(owner string) (ownerState, *os.File, error) {
 }
 
 // Reap removes what dead Airlock processes left in this backend's namespace and state dir:
-// their containers (tasks killed and deleted, then the containers), their run dirs and their
-// lock files. Containers of this Backend and of every live owner are never touched, nor is
+// their containers (tasks killed and deleted, then the containers), their run dirs, any cgroup
+// runc left for them, and their lock files. Containers of this Backend and of every live owner are never touched, nor is
 // anything outside the namespace.
 func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 	list, err := b.client.Containers(ctx, `labels."airlock"==1`)
@@ -175,6 +175,49 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 				o.err = err
 				errs = append(errs, err)
 			}
+		}
+	}
+	// Cgroups runc left for a dead owner's run that never got as far as a container record
+	// (its creation was cut short when the owner died): the token proves whose they are.
+	cgs, _ := filepath.Glob(filepath.Join(b.cg.memory, CgroupParent, "airlock-*"))
+	for _, dir := range cgs {
+		id := filepath.Base(dir)
+		token, ok := parseID(id)
+		if !ok {
+			continue
+		}
+		o, err := lookup(token)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if o.state == ownerDead {
+			if err := b.cg.removeCgroups(id); err != nil {
+				o.err = err
+				errs = append(errs, err)
+			}
+		}
+	}
+	// Shims the daemon lost track of: when an Airlock process dies while the daemon is
+	// creating its task, the daemon abandons the creation but not always the shim it started.
+	for id, pid := range b.shims() {
+		token, _ := parseID(id)
+		o, err := lookup(token)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if o.state != ownerDead {
+			continue
+		}
+		if _, err := b.client.LoadContainer(ctx, id); err == nil {
+			continue // tracked: the container path above removed it, or reports why not
+		}
+		b.log.Info().Str("event", "sandbox.reap").Str("container", id).Int("shim_pid", pid).Msg("killing the orphaned shim of a dead airlock process")
+		_ = unix.Kill(pid, unix.SIGKILL)
+		if err := b.cg.removeCgroups(id); err != nil {
+			o.err = err
+			errs = append(errs, err)
 		}
 	}
 	// Lock files of dead owners with nothing left, including ones that had no container.
@@ -278,4 +321,42 @@ func parseID(id string) (owner string, ok bool) {
 		}
 	}
 	return owner, true
+}
+
+// shimBinaryPrefix starts the name of every containerd shim binary.
+const shimBinaryPrefix = "containerd-shim"
+
+// shims finds the shim processes serving this backend's daemon and namespace, by container id:
+// a shim runs as `containerd-shim-runc-v2 -namespace NS -id ID -address ADDR`. Only ids in
+// Airlock's format are returned.
+func (b *Backend) shims() map[string]int {
+	out := map[string]int{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, d := range dirs {
+		data, err := os.ReadFile(d)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00")
+		if !strings.HasPrefix(filepath.Base(args[0]), shimBinaryPrefix) {
+			continue
+		}
+		flags := map[string]string{}
+		for i := 1; i+1 < len(args); i++ {
+			if strings.HasPrefix(args[i], "-") {
+				flags[strings.TrimLeft(args[i], "-")] = args[i+1]
+			}
+		}
+		if flags["namespace"] != b.namespace || flags["address"] != b.address {
+			continue
+		}
+		if _, ok := parseID(flags["id"]); !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+		if err == nil {
+			out[flags["id"]] = pid
+		}
+	}
+	return out
 }

@@ -25,10 +25,16 @@ import (
 
 const helperEnv = "AIRLOCK_CONTAINERD_REAP_HELPER" // "<namespace>|<state dir>|<marker>|<timeout>"
 
+// fakeShimEnv makes the test binary stand in for a shim the daemon lost track of.
+const fakeShimEnv = "AIRLOCK_CONTAINERD_FAKE_SHIM"
+
 func TestMain(m *testing.M) {
 	if arg := os.Getenv(helperEnv); arg != "" {
 		reapHelper(arg)
 		return
+	}
+	if os.Getenv(fakeShimEnv) == "1" {
+		select {} // until killed
 	}
 	os.Exit(m.Run())
 }
@@ -144,6 +150,19 @@ func TestReap(t *testing.T) {
 	owner, _ := parseID(deadID)
 	if _, err := os.Stat(b.lockPath(owner)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dead owner's lock file remains: %v", err)
+	}
+	// A cgroup runc left for a dead owner (its run was cut short mid-creation) goes too.
+	orphan := "airlock-" + strings.Repeat("d", 12) + "-1"
+	orphanDir := filepath.Join(b.cg.memory, cgroupsPath(orphan))
+	if err := os.Mkdir(orphanDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reap(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(orphanDir); !errors.Is(err, os.ErrNotExist) {
+		_ = os.Remove(orphanDir)
+		t.Errorf("orphan cgroup %s remains: %v", orphanDir, err)
 	}
 	// Reaping again finds nothing.
 	if again, err := b.Reap(context.Background()); err != nil || len(again) != 0 {
@@ -287,5 +306,42 @@ func withLabelsOnly(labels map[string]string) client.NewContainerOpts {
 	return func(ctx context.Context, c *client.Client, r *containers.Container) error {
 		r.Labels = labels
 		return client.WithNewSpec()(ctx, c, r)
+	}
+}
+
+// TestReapOrphanShim: a shim left for a dead owner's container that the daemon no longer
+// tracks is killed; one of a live owner is not.
+func TestReapOrphanShim(t *testing.T) {
+	b := newTestBackend(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := newToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(owner string) *exec.Cmd {
+		cmd := &exec.Cmd{Path: exe, Args: []string{"containerd-shim-runc-v2", "-namespace", b.namespace, "-id", containerID(owner, 1), "-address", b.address}}
+		cmd.Env = append(os.Environ(), fakeShimEnv+"=1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	orphan, live := start(dead), start(b.token)
+	if _, err := b.Reap(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- orphan.Wait() }()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Error("the orphaned shim of a dead owner was not killed")
+	}
+	if err := live.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the shim of a live owner was killed: %v", err)
 	}
 }

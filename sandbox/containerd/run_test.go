@@ -46,6 +46,7 @@ func TestRunIsolation(t *testing.T) {
 		{"sys read-only", nil, "grep ' /sys ' /proc/self/mounts | grep -c '[ ,]ro[ ,]'", 0, "1\n", ""},
 		{"no cgroupfs", nil, "grep -c cgroup /proc/self/mounts", 1, "0\n", ""},
 		{"stdin at end-of-file", nil, "cat; echo eof", 0, "eof\n", ""},
+		{"stdin is /dev/null", nil, "readlink /proc/self/fd/0", 0, "/dev/null\n", ""},
 		{"stdin from spec", []sandbox.Option{sandbox.WithStdin([]byte("fed in"))}, "cat", 0, "fed in", ""},
 		{"large stdin", []sandbox.Option{sandbox.WithStdin(bytes.Repeat([]byte("y"), 1<<20))}, "wc -c", 0, "1048576\n", ""},
 		{"stdin not read", []sandbox.Option{sandbox.WithStdin(bytes.Repeat([]byte("y"), 1<<20))}, "echo ignored", 0, "ignored\n", ""},
