@@ -208,10 +208,12 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	timer := time.NewTimer(spec.Timeout)
 	defer timer.Stop()
 	var status client.ExitStatus
+	var waitErr error // the wait itself failed (the daemon went away): the outcome is unknown
 	var cancelled bool
 	select {
 	case status = <-exitCh:
-		st.exited = true
+		waitErr = status.Error()
+		st.exited = waitErr == nil
 	case <-timer.C:
 		res.TimedOut = true
 	case <-ctx.Done():
@@ -229,11 +231,12 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
 	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
 
+	if waitErr != nil {
+		// cleanup kills the task, which may still be running.
+		return res, b.rpcError("waiting for task "+st.id, waitErr)
+	}
 	code := -1
 	if st.exited {
-		if err := status.Error(); err != nil && !res.TimedOut && !cancelled {
-			return res, b.rpcError("waiting for task "+st.id, err)
-		}
 		if status.ExitCode() != client.UnknownExitStatus {
 			code = int(status.ExitCode())
 		}
@@ -283,7 +286,8 @@ func (b *Backend) kill(task client.Task, exitCh <-chan client.ExitStatus) (clien
 		cancel()
 		select {
 		case s := <-exitCh:
-			return s, true
+			// A failed wait (the daemon went away) is not an exit: cleanup kills again.
+			return s, s.Error() == nil
 		case <-tick.C:
 		case <-deadline.C:
 			return client.ExitStatus{}, false
