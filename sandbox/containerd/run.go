@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock-mcp/airlock/sandbox"
@@ -355,6 +356,7 @@ func (b *Backend) startError(what, id string, err error) error {
 
 // rpcError wraps an error of the daemon: one that says the daemon is gone is ErrUnavailable.
 func (b *Backend) rpcError(what string, err error) error {
+	err = errgrpc.ToNative(err) // a wait's error arrives as a gRPC status
 	if errdefs.IsUnavailable(err) {
 		return fmt.Errorf("%w: %s: containerd at %s: %v", sandbox.ErrUnavailable, what, b.address, err)
 	}
