@@ -25,6 +25,8 @@ import (
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/rs/zerolog"
 
@@ -131,6 +133,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	ns := cfg.Namespace
 	if ns == "" {
 		ns = DefaultNamespace
+	}
+	if err := identifiers.Validate(ns); err != nil {
+		return nil, fmt.Errorf("containerd backend: namespace %q: %w", ns, err)
 	}
 	rt := cfg.Runtime
 	if rt == "" {
@@ -285,6 +290,9 @@ func (b *Backend) Info(ctx context.Context) (Info, error) {
 	}
 	info.DaemonVersion, info.DaemonRevision = v.Version, v.Revision
 	ri, err := b.client.RuntimeInfo(ctx, b.runtime, b.runtimeOptions())
+	if errdefs.IsNotImplemented(err) || errdefs.IsNotFound(err) {
+		return info, nil // a daemon older than 1.7 cannot run the shim's -info; nothing to report
+	}
 	if err != nil {
 		return info, fmt.Errorf("%w: containerd at %s cannot run the %s shim: %v; `make containerd` installs containerd-shim-runc-v2 next to the daemon", sandbox.ErrUnavailable, b.address, b.runtime, err)
 	}

@@ -268,6 +268,9 @@ func TestOpenUnavailable(t *testing.T) {
 	if !errors.Is(err, sandbox.ErrUnavailable) || !strings.Contains(err.Error(), "make containerd") {
 		t.Errorf("err = %v, want ErrUnavailable saying how to start containerd", err)
 	}
+	if _, err := Open(context.Background(), Config{Namespace: "../x", StateDir: t.TempDir(), Images: fixedImage{}, Logger: zerolog.Nop()}); err == nil {
+		t.Error("invalid namespace accepted")
+	}
 }
 
 func TestInfo(t *testing.T) {
