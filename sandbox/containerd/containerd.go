@@ -51,6 +51,11 @@ const (
 const (
 	// LabelOwner holds the owner token of the Backend that started the container.
 	LabelOwner = "airlock.owner"
+	// LabelStateDir holds the backend state dir (StateDir/containerd) whose owner locks say
+	// whether the owner lives. Reap touches only containers of its own state dir: another
+	// Airlock sharing the daemon and namespace with another state dir keeps its locks
+	// elsewhere, and its containers must not look ownerless.
+	LabelStateDir = "airlock.state_dir"
 )
 
 // dialTimeout bounds the check that the daemon answers.

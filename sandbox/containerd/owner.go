@@ -65,8 +65,9 @@ func (b *Backend) takeOwnerLock() error {
 type ownerState int
 
 const (
-	ownerAlive ownerState = iota // its lock is held: never touch its containers
-	ownerDead                    // its lock could be taken (held now by the reaper) or is gone
+	ownerAlive ownerState = iota // its lock is held (or the token is not one of ours): never touch
+	ownerDead                    // its lock could be taken (held now by the reaper): proven dead
+	ownerGone                    // no lock file: dead, if the thing in question is this state dir's
 )
 
 // lockOwner decides whether owner is alive. For a dead owner whose lock file still exists, the
@@ -85,8 +86,9 @@ func (b *Backend) lockOwner(owner string) (ownerState, *os.File, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		// A live owner's lock file exists before its first container does and is removed
 		// only after its last one is gone, so checking it after listing the container is
-		// race-free.
-		return ownerDead, nil, nil
+		// race-free. But only for things of this state dir: another one keeps its locks
+		// elsewhere (see LabelStateDir).
+		return ownerGone, nil, nil
 	}
 	if err != nil {
 		return ownerAlive, nil, err
@@ -101,10 +103,11 @@ func (b *Backend) lockOwner(owner string) (ownerState, *os.File, error) {
 	return ownerDead, f, nil
 }
 
-// Reap removes what dead Airlock processes left in this backend's namespace and state dir:
-// their containers (tasks killed and deleted, then the containers), their run dirs, any cgroup
-// runc left for them, and their lock files. Containers of this Backend and of every live owner are never touched, nor is
-// anything outside the namespace.
+// Reap removes what dead Airlock processes of this state dir left in this backend's namespace
+// and state dir: their containers (tasks killed and deleted, then the containers), their run
+// dirs, shims the daemon lost track of, any cgroup runc left for them, and their lock files.
+// Containers of this Backend, of every live owner and of other state dirs are never touched,
+// nor is anything outside the namespace.
 func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 	list, err := b.client.Containers(ctx, `labels."airlock"==1`)
 	if err != nil {
@@ -139,6 +142,9 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if labels[LabelStateDir] != b.stateDir {
+			continue // another state dir's: its owners' locks are not here
+		}
 		o, err := lookup(labels[LabelOwner])
 		if err != nil {
 			errs = append(errs, err)
@@ -170,7 +176,7 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if o.state == ownerDead {
+		if o.state != ownerAlive { // run dirs are this state dir's by construction
 			if err := removeRunDir(filepath.Join(b.runsDir, e.Name())); err != nil {
 				o.err = err
 				errs = append(errs, err)
@@ -178,7 +184,8 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 		}
 	}
 	// Cgroups runc left for a dead owner's run that never got as far as a container record
-	// (its creation was cut short when the owner died): the token proves whose they are.
+	// (its creation was cut short when the owner died). Cgroups carry no state dir, so only
+	// owners proven dead by their lock here count.
 	cgs, _ := filepath.Glob(filepath.Join(b.cg.memory, CgroupParent, "airlock-*"))
 	for _, dir := range cgs {
 		id := filepath.Base(dir)
@@ -207,7 +214,7 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if o.state != ownerDead {
+		if o.state != ownerDead { // shims carry no state dir either
 			continue
 		}
 		if _, err := b.client.LoadContainer(ctx, id); err == nil {
@@ -254,6 +261,7 @@ func (b *Backend) reapContainer(ctx context.Context, c client.Container, labels 
 	defer cancel()
 	r := sandbox.Reaped{ContainerID: c.ID(), Labels: maps.Clone(labels)}
 	delete(r.Labels, LabelOwner)
+	delete(r.Labels, LabelStateDir)
 	delete(r.Labels, "airlock")
 	if task, err := c.Task(ctx, nil); err == nil {
 		if st, err := task.Status(ctx); err == nil && (st.Status == client.Running || st.Status == client.Paused || st.Status == client.Pausing) {

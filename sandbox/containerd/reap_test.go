@@ -134,6 +134,9 @@ func TestReap(t *testing.T) {
 		reaped[0].Labels[sandbox.LabelAuditID] != "audit-"+deadMarker || reaped[0].Labels[sandbox.LabelTool] != "run_command" {
 		t.Fatalf("reaped %+v, want only %s, running, with its labels", reaped, deadID)
 	}
+	if _, ok := reaped[0].Labels[LabelStateDir]; ok {
+		t.Errorf("reaped labels carry the state dir: %v", reaped[0].Labels)
+	}
 	if _, ok := reaped[0].Labels[LabelOwner]; ok {
 		t.Errorf("reaped labels carry the owner token: %v", reaped[0].Labels)
 	}
@@ -151,18 +154,33 @@ func TestReap(t *testing.T) {
 	if _, err := os.Stat(b.lockPath(owner)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dead owner's lock file remains: %v", err)
 	}
-	// A cgroup runc left for a dead owner (its run was cut short mid-creation) goes too.
-	orphan := "airlock-" + strings.Repeat("d", 12) + "-1"
-	orphanDir := filepath.Join(b.cg.memory, cgroupsPath(orphan))
-	if err := os.Mkdir(orphanDir, 0o755); err != nil {
+	// A cgroup runc left for a dead owner (its run was cut short mid-creation) goes too, once
+	// the owner's lock here proves it dead; one of an owner unknown here (another state dir's)
+	// stays.
+	deadToken, otherToken := strings.Repeat("d", 12), strings.Repeat("e", 12)
+	if err := os.WriteFile(b.lockPath(deadToken), nil, 0o600); err != nil { // a crashed owner's, unlocked
 		t.Fatal(err)
 	}
+	orphanDir := filepath.Join(b.cg.memory, cgroupsPath(containerID(deadToken, 1)))
+	otherDir := filepath.Join(b.cg.memory, cgroupsPath(containerID(otherToken, 1)))
+	for _, d := range []string{orphanDir, otherDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer os.Remove(otherDir)
 	if _, err := b.Reap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(orphanDir); !errors.Is(err, os.ErrNotExist) {
 		_ = os.Remove(orphanDir)
 		t.Errorf("orphan cgroup %s remains: %v", orphanDir, err)
+	}
+	if _, err := os.Stat(otherDir); err != nil {
+		t.Errorf("cgroup of an owner unknown here was removed: %v", err)
+	}
+	if _, err := os.Stat(b.lockPath(deadToken)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead owner's lock file remains: %v", err)
 	}
 	// Reaping again finds nothing.
 	if again, err := b.Reap(context.Background()); err != nil || len(again) != 0 {
@@ -233,15 +251,17 @@ func (b *Backend) taskStatus(id string) (client.ProcessStatus, error) {
 	return st.Status, err
 }
 
-// TestReapIgnoresForeignContainers: a container in the namespace without Airlock's labels, or
-// with an owner label Airlock never writes, is left alone.
+// TestReapIgnoresForeignContainers: a container in the namespace without Airlock's labels, with
+// an owner label Airlock never writes, or of another state dir, is left alone.
 func TestReapIgnoresForeignContainers(t *testing.T) {
 	b := newTestBackend(t)
 	ctx := context.Background()
 	for id, labels := range map[string]map[string]string{
 		"foreign":     {"app": "x"},
-		"odd-owner":   {"airlock": "1", LabelOwner: "../../etc"},
-		"empty-owner": {"airlock": "1"},
+		"odd-owner":   {"airlock": "1", LabelOwner: "../../etc", LabelStateDir: b.stateDir},
+		"empty-owner": {"airlock": "1", LabelStateDir: b.stateDir},
+		// An Airlock with another state dir: its owners' locks are not here to ask.
+		"other-state-dir": {"airlock": "1", LabelOwner: strings.Repeat("a", 12), LabelStateDir: "/elsewhere/containerd"},
 	} {
 		c, err := b.client.NewContainer(ctx, id, withLabelsOnly(labels))
 		if err != nil {
@@ -254,8 +274,8 @@ func TestReapIgnoresForeignContainers(t *testing.T) {
 		t.Fatalf("Reap: %+v %v", reaped, err)
 	}
 	cs, _ := b.client.Containers(ctx)
-	if len(cs) != 3 {
-		t.Errorf("%d containers remain, want 3", len(cs))
+	if len(cs) != 4 {
+		t.Errorf("%d containers remain, want 4", len(cs))
 	}
 	for _, c := range cs {
 		_ = c.Delete(ctx)
@@ -313,7 +333,8 @@ func withLabelsOnly(labels map[string]string) client.NewContainerOpts {
 }
 
 // TestReapOrphanShim: a shim left for a dead owner's container that the daemon no longer
-// tracks is killed; one of a live owner is not.
+// tracks is killed; one of a live owner is not (nor, since a shim does not say which state dir
+// it belongs to, one whose owner has no lock here to prove it dead).
 func TestReapOrphanShim(t *testing.T) {
 	b := newTestBackend(t)
 	exe, err := os.Executable()
@@ -332,6 +353,10 @@ func TestReapOrphanShim(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd
+	}
+	// The dead owner crashed: its lock file is here, unlocked.
+	if err := os.WriteFile(b.lockPath(dead), nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	orphan, live := start(dead), start(b.token)
 	if _, err := b.Reap(context.Background()); err != nil {

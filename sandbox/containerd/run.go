@@ -132,7 +132,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	container, err := b.client.NewContainer(cctx, st.id,
 		client.WithSpec(ociSpec),
 		client.WithRuntime(b.runtime, b.runtimeOptions()),
-		client.WithContainerLabels(containerLabels(spec, b.token)),
+		client.WithContainerLabels(containerLabels(spec, b.token, b.stateDir)),
 	)
 	if err != nil {
 		return res, b.rpcError("creating container "+st.id, err)

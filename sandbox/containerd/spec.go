@@ -81,12 +81,13 @@ func withCopyDirsUnder(dir string) oci.SpecOpt {
 }
 
 // containerLabels are the containerd labels of a run's container: the Spec's labels (the audit
-// id, audit log and tool of the call), airlock=1 and the owner token. Reap lists containers by
-// airlock=1 and decides by the owner token.
-func containerLabels(spec sandbox.Spec, owner string) map[string]string {
-	l := make(map[string]string, len(spec.Labels)+2)
+// id, audit log and tool of the call), airlock=1, the owner token and the state dir holding the
+// owner's lock. Reap lists containers by airlock=1 and decides by the state dir and the owner.
+func containerLabels(spec sandbox.Spec, owner, stateDir string) map[string]string {
+	l := make(map[string]string, len(spec.Labels)+3)
 	maps.Copy(l, spec.Labels)
 	l["airlock"] = "1"
 	l[LabelOwner] = owner
+	l[LabelStateDir] = stateDir
 	return l
 }
