@@ -5,18 +5,20 @@ SHELL        := /bin/bash
 TOOLS        := $(CURDIR)/.tools
 BIN          := $(CURDIR)/bin
 RUNC_VERSION := v1.5.2
+CONTAINERD_VERSION := v2.4.2
 APT_PACKAGES := libseccomp-dev pkg-config busybox-static git
 
 export AIRLOCK_STATE_DIR ?= /var/lib/airlock
 export AIRLOCK_RUNC      ?= $(TOOLS)/bin/runc
+export AIRLOCK_CONTAINERD_ADDRESS ?= /run/airlock-containerd/containerd.sock
 export PATH              := $(BIN):$(TOOLS)/bin:$(PATH)
 export GOFLAGS           ?= -buildvcs=false
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 45m
 
-.PHONY: setup apt runc docker build images run test lint unit bench clean node upstreams
+.PHONY: setup apt runc docker containerd build images run test lint unit bench clean node upstreams
 
-setup: apt runc docker build images node upstreams
+setup: apt runc docker containerd build images node upstreams
 
 # Debian packages: only apt-get when one is missing.
 apt:
@@ -75,6 +77,75 @@ docker: runc
 	  echo "setup: dockerd did not answer on $(DOCKER_SOCK) within $(DOCKERD_WAIT)s; last lines of $(TOOLS)/dockerd.log:" >&2; \
 	  tail -n 30 $(TOOLS)/dockerd.log >&2; \
 	  exit 1; \
+	fi
+
+# Airlock's own containerd 2 daemon for the containerd backend, from the Go module proxy: the
+# daemon, its runc v2 shim and ctr (for the benchmark against `ctr run --rm`), in .tools/bin.
+# It runs beside any system containerd (Debian's uses /run/containerd and /var/lib/containerd)
+# with its own config, root, state and socket, and without the plugins Airlock does not use
+# (CRI, image-pulling and snapshotter plugins: Airlock runs rootfs directories, pulls nothing).
+# Started once in the background when its socket does not answer; its log is .tools/containerd.log.
+CONTAINERD_ROOT   := /var/lib/airlock-containerd
+CONTAINERD_STATE  := /run/airlock-containerd
+CONTAINERD_CONFIG := $(TOOLS)/containerd.toml
+CONTAINERD_PKG    := github.com/containerd/containerd/v2/cmd
+
+containerd: runc
+	@if ! [ -x $(TOOLS)/bin/containerd ] || ! [ -x $(TOOLS)/bin/containerd-shim-runc-v2 ] || ! [ -x $(TOOLS)/bin/ctr ] || \
+	    ! grep -qx '$(CONTAINERD_VERSION)' $(TOOLS)/containerd.version 2>/dev/null; then \
+	  echo "setup: building containerd $(CONTAINERD_VERSION), its runc v2 shim and ctr"; \
+	  mkdir -p $(TOOLS)/bin; \
+	  GOBIN=$(TOOLS)/bin go install -ldflags '-X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)' \
+	    $(CONTAINERD_PKG)/containerd@$(CONTAINERD_VERSION) \
+	    $(CONTAINERD_PKG)/containerd-shim-runc-v2@$(CONTAINERD_VERSION) $(CONTAINERD_PKG)/ctr@$(CONTAINERD_VERSION); \
+	  echo $(CONTAINERD_VERSION) > $(TOOLS)/containerd.version; \
+	  running=$$($(TOOLS)/bin/ctr --address $(AIRLOCK_CONTAINERD_ADDRESS) --timeout 2s version 2>/dev/null | awk '/^Server:/{s=1} s&&/Version:/{print $$2; exit}' || true); \
+	  if [ -n "$$running" ] && [ "$$running" != '$(CONTAINERD_VERSION)' ]; then \
+	    echo "setup: stopping the running containerd of another version"; \
+	    kill $$(cat $(CONTAINERD_STATE)/containerd.pid) 2>/dev/null || true; sleep 1; \
+	  fi; \
+	fi
+	@printf '%s\n' \
+	  '# Written by `make containerd`; Airlock'"'"'s own containerd, separate from any system one.' \
+	  'version = 4' \
+	  'root = "$(CONTAINERD_ROOT)"' \
+	  'state = "$(CONTAINERD_STATE)"' \
+	  'disabled_plugins = [' \
+	  '  "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime",' \
+	  '  "io.containerd.podsandbox.controller.v1.podsandbox",' \
+	  '  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",' \
+	  '  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.blockfile",' \
+	  '  "io.containerd.snapshotter.v1.erofs", "io.containerd.snapshotter.v1.aufs",' \
+	  '  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",' \
+	  '  "io.containerd.nri.v1.nri",' \
+	  ']' \
+	  "[plugins.'io.containerd.server.v1.grpc']" \
+	  '  address = "$(AIRLOCK_CONTAINERD_ADDRESS)"' \
+	  "[plugins.'io.containerd.server.v1.ttrpc']" \
+	  '  address = "$(AIRLOCK_CONTAINERD_ADDRESS).ttrpc"' \
+	  "[plugins.'io.containerd.server.v1.debug']" \
+	  '  address = ""' \
+	  "[plugins.'io.containerd.shim.v1.manager']" \
+	  '  socket_dir = "$(CONTAINERD_STATE)/s"' \
+	  > $(CONTAINERD_CONFIG).new
+	@if ! cmp -s $(CONTAINERD_CONFIG).new $(CONTAINERD_CONFIG); then \
+	  mv $(CONTAINERD_CONFIG).new $(CONTAINERD_CONFIG); \
+	  if [ -f $(CONTAINERD_STATE)/containerd.pid ] && kill $$(cat $(CONTAINERD_STATE)/containerd.pid) 2>/dev/null; then \
+	    echo "setup: restarting containerd for its new configuration"; sleep 1; \
+	  fi; \
+	else rm $(CONTAINERD_CONFIG).new; fi
+	@if ! $(TOOLS)/bin/ctr --address $(AIRLOCK_CONTAINERD_ADDRESS) --timeout 2s version >/dev/null 2>&1; then \
+	  echo "setup: starting containerd on $(AIRLOCK_CONTAINERD_ADDRESS) (log: $(TOOLS)/containerd.log)"; \
+	  mkdir -p $(CONTAINERD_STATE); \
+	  PATH=$(TOOLS)/bin:$$PATH nohup setsid $(TOOLS)/bin/containerd --config $(CONTAINERD_CONFIG) \
+	    --address $(AIRLOCK_CONTAINERD_ADDRESS) --root $(CONTAINERD_ROOT) --state $(CONTAINERD_STATE) \
+	    >>$(TOOLS)/containerd.log 2>&1 </dev/null & echo $$! > $(CONTAINERD_STATE)/containerd.pid; \
+	  for i in $$(seq 1 100); do \
+	    if $(TOOLS)/bin/ctr --address $(AIRLOCK_CONTAINERD_ADDRESS) --timeout 2s version >/dev/null 2>&1; then exit 0; fi; \
+	    sleep 0.2; \
+	  done; \
+	  echo "setup: containerd did not answer on $(AIRLOCK_CONTAINERD_ADDRESS) within 20s; last lines of $(TOOLS)/containerd.log:"; \
+	  tail -n 30 $(TOOLS)/containerd.log; kill $$(cat $(CONTAINERD_STATE)/containerd.pid) 2>/dev/null; exit 1; \
 	fi
 
 build:
