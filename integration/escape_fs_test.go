@@ -355,7 +355,12 @@ func testSetuid(t *testing.T, s *escapeSuite) {
 			t.Errorf("%s = %d inside, want 65534 (stdout %q stderr %q)", k, ids[k], res.Stdout, res.Stderr)
 		}
 	}
-	if len(lines) < 2 || !strings.Contains(lines[1], "nosuid") {
+	switch {
+	case s.name == "docker":
+		// Docker's API has no nosuid for binds: no_new_privs is what makes the setuid bit
+		// inert there, and the uid checks above show it holding (sandbox/docker's package doc).
+		t.Logf("DOCKER DIFFERENCE: /workspace is not nosuid; the setuid probe still gained nothing")
+	case len(lines) < 2 || !strings.Contains(lines[1], "nosuid"):
 		t.Errorf("/workspace is not mounted nosuid: %q", res.Stdout)
 	}
 }
@@ -396,7 +401,13 @@ func testHostImage(t *testing.T, s *escapeSuite) {
 	}
 	for _, b := range binds {
 		opts := strings.Split(b[2], ",")
-		for _, want := range []string{"ro", "nosuid", "nodev"} {
+		wants := []string{"ro", "nosuid", "nodev"}
+		if s.name == "docker" {
+			// Docker's API has no nosuid or nodev for binds; no_new_privs and its device cgroup
+			// stand in (SetuidBinaryGainsNothing, NoHostDevices and sandbox/docker's tests).
+			wants = []string{"ro"}
+		}
+		for _, want := range wants {
 			if !slices.Contains(opts, want) {
 				t.Errorf("host bind %s is mounted %s, without %s", b[1], b[2], want)
 			}

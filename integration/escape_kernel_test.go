@@ -234,7 +234,7 @@ func testHostEnv(t *testing.T, s *escapeSuite) {
 // are read-only mounts. A path this kernel does not have is logged and must be absent inside.
 func testMasked(t *testing.T, s *escapeSuite) {
 	masked := []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/cmdline"}
-	emptyDirs := []string{"/sys/firmware", "/sys/devices/virtual/powercap"}
+	emptyDirs := []string{"/sys/firmware", "/sys/devices/virtual/powercap", "/sys/fs/cgroup"}
 	readOnly := []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq"}
 	var script strings.Builder
 	for _, p := range masked {
@@ -244,7 +244,7 @@ func testMasked(t *testing.T, s *escapeSuite) {
 		fmt.Fprintf(&script, "echo \"%s=$(ls -A %s 2>/dev/null | wc -l)\"\n", p, p)
 	}
 	script.WriteString(`awk '$2 ~ /^\/proc\// {print "mnt " $2 " " $4}' /proc/mounts` + "\n")
-	script.WriteString(`awk '$2 == "/sys" {print "mnt /sys " $4} $3 ~ /^cgroup/ {print "cgroupfs " $2}' /proc/mounts` + "\n")
+	script.WriteString(`awk '$2 == "/sys" {print "mnt /sys " $4} $3 ~ /^cgroup/ {print "cgroupfs " $2 " " $4}' /proc/mounts` + "\n")
 	res := s.run(t, sandbox.WithArgv("sh", "-c", script.String()))
 	out := string(res.Stdout)
 
@@ -278,9 +278,16 @@ func testMasked(t *testing.T, s *escapeSuite) {
 		}
 	}
 	// A writable cgroup file system is how release_agent escapes (CVE-2022-0492) start; none is
-	// mounted, and /sys as a whole is read-only.
-	if strings.Contains(out, "cgroupfs ") {
-		t.Errorf("a cgroup file system is mounted inside:\n%s", out)
+	// mounted, and /sys as a whole is read-only. Docker always mounts one (read-only, the
+	// container's own cgroup namespace), which its backend masks: then every cgroup mount must
+	// be read-only and /sys/fs/cgroup must read empty (checked with emptyDirs above).
+	for _, m := range regexp.MustCompile(`(?m)^cgroupfs (\S+) (\S+)$`).FindAllStringSubmatch(out, -1) {
+		switch {
+		case s.name != "docker":
+			t.Errorf("a cgroup file system is mounted inside at %s:\n%s", m[1], out)
+		case !slices.Contains(strings.Split(m[2], ","), "ro"):
+			t.Errorf("the cgroup file system at %s is writable (%s)", m[1], m[2])
+		}
 	}
 	if !escRegexpMatch(`mnt /sys ro(,|$|\n)`, out) {
 		t.Errorf("/sys is not mounted read-only:\n%s", out)
@@ -305,6 +312,11 @@ func testCapabilities(t *testing.T, s *escapeSuite) {
 		"CapBnd": "0000000000000000", "CapAmb": "0000000000000000",
 		"NoNewPrivs": "1", "Seccomp": "2",
 		"Uid": "65534\t65534\t65534\t65534", "Gid": "65534\t65534\t65534\t65534", "Groups": "",
+	}
+	// Docker lists the primary group among the supplementary ones; a group the process already
+	// has as its gid grants nothing more.
+	if s.name == "docker" && status["Groups"] == "65534" {
+		status["Groups"] = ""
 	}
 	for k, v := range want {
 		if status[k] != v {

@@ -78,7 +78,13 @@ func escapeHostFor(t *testing.T, name, runcBin string, o sandbox.OpenOptions) es
 		if state == "" {
 			state = o.StateDir
 		}
-		return newDockerHost(t, state)
+		return newDockerHost(t, state, o.CgroupParent)
+	case "containerd":
+		state := o.RunDir
+		if state == "" {
+			state = o.StateDir
+		}
+		return newContainerdHost(t, state, o.CgroupParent)
 	}
 	t.Fatalf("the escape suite has no host checks for backend %q: add them to escapeHostFor", name)
 	return nil

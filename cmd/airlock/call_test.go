@@ -33,7 +33,7 @@ func TestCallUsage(t *testing.T) {
 		{"call bad flag", callCmd, []string{"--nope", "read_file", "{}"}, "flag provided but not defined"},
 		{"call config error has line", callCmd, []string{"--config", badCfg, "read_file", "{}"}, "bad.yaml:2: bakend: unknown key, did you mean backend?"},
 		{"call unknown backend", callCmd, []string{"--config", noBackend, "--workspace", dir, "read_file", "{}"}, `unknown sandbox backend "nosuch"`},
-		{"call --backend overrides the config", callCmd, []string{"--backend", "podman", "--workspace", dir, "read_file", "{}"}, `unknown sandbox backend "podman"; available: runc`},
+		{"call --backend overrides the config", callCmd, []string{"--backend", "podman", "--workspace", dir, "read_file", "{}"}, `unknown sandbox backend "podman"; available: containerd, docker, runc`},
 		{"serve --backend unknown", serveCmd, []string{"--stdio", "--backend", "podman", "--workspace", dir}, `unknown sandbox backend "podman"`},
 		{"serve neither mode", serveCmd, nil, "exactly one of --stdio or --http"},
 		{"serve both modes", serveCmd, []string{"--stdio", "--http", "127.0.0.1:0"}, "exactly one of --stdio or --http"},

@@ -104,7 +104,7 @@ func TestParseExecArgs(t *testing.T) {
 		{name: "bad timeout", args: []string{"--timeout", "5", "--", "true"}, wantErr: `--timeout "5": "5" is not a positive duration, e.g. 30s`},
 		{name: "zero tmpfs", args: []string{"--tmpfs-size", "0", "--", "true"}, wantErr: "--tmpfs-size"},
 		{name: "unknown image", args: []string{"--image", "ubuntu", "--", "true"}, wantErr: `unknown image "ubuntu"; choose one of busybox, host`},
-		{name: "unknown backend", args: []string{"--backend", "podman", "--", "true"}, wantErr: `unknown backend "podman"; choose one of runc`},
+		{name: "unknown backend", args: []string{"--backend", "podman", "--", "true"}, wantErr: `unknown backend "podman"; choose one of containerd, docker, runc`},
 		{name: "unknown seccomp", args: []string{"--seccomp", "off", "--", "true"}, wantErr: `unknown profile "off"; choose default, files or unconfined`},
 		{name: "missing workspace", args: []string{"--workspace", filepath.Join(ws, "nope"), "--", "true"}, wantErr: "is not an existing directory"},
 		{name: "workspace is a file", args: []string{"--workspace", file, "--", "true"}, wantErr: "is a file"},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/containerd"
 	"github.com/airlock-mcp/airlock/sandbox/docker"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
@@ -16,8 +17,9 @@ import (
 // Default is a new registry of every backend this build has.
 func Default() sandbox.Registry {
 	return sandbox.Registry{
-		"runc":   openRunc,
-		"docker": openDocker,
+		"runc":       openRunc,
+		"docker":     openDocker,
+		"containerd": openContainerd,
 	}
 }
 
@@ -67,7 +69,26 @@ func openDocker(ctx context.Context, o sandbox.OpenOptions) (sandbox.Backend, fu
 	if o.RunDir != "" {
 		state = o.RunDir
 	}
-	b, err := docker.Open(ctx, docker.Config{StateDir: state, Images: store, Logger: o.Logger})
+	b, err := docker.Open(ctx, docker.Config{StateDir: state, Images: store, CgroupParent: o.CgroupParent, Logger: o.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b.Close, nil
+}
+
+// openContainerd opens the containerd backend: the daemon at $AIRLOCK_CONTAINERD_ADDRESS (else
+// the system socket), its own namespace, the image store's root directories run in place, and
+// the runc runc.Find finds, handed to the runc v2 shim.
+func openContainerd(ctx context.Context, o sandbox.OpenOptions) (sandbox.Backend, func() error, error) {
+	store, err := images.Open(o.StateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	state := o.StateDir
+	if o.RunDir != "" {
+		state = o.RunDir
+	}
+	b, err := containerd.Open(ctx, containerd.Config{StateDir: state, Images: store, CgroupParent: o.CgroupParent, Logger: o.Logger})
 	if err != nil {
 		return nil, nil, err
 	}

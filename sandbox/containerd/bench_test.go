@@ -55,7 +55,7 @@ func BenchmarkRun(b *testing.B) {
 			cmd := exec.Command(ctr, "--address", be.address, "--namespace", be.namespace,
 				"run", "--rm", "--rootfs", "--read-only", "--seccomp", "--runc-binary", be.runc,
 				"--runc-root", be.runtimeOptions().(*options.Options).Root, "--fifo-dir", fifos,
-				"--cgroup", "/"+CgroupParent+"/"+id, rootfs, id, "/bin/true")
+				"--cgroup", "/"+DefaultCgroupParent+"/"+id, rootfs, id, "/bin/true")
 			start := time.Now()
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("ctr run: %v: %s", err, out)

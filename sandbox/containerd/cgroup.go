@@ -25,6 +25,7 @@ type cgroups struct {
 	mode   string   // for doctor: "v2", "v1 (hybrid)", "v1"
 	memory string   // root of the memory hierarchy
 	roots  []string // every hierarchy runc creates a container cgroup in
+	parent string   // containers get "/<parent>/<id>" (Config.CgroupParent)
 }
 
 // detectCgroups finds the memory hierarchy. A host without one is unavailable: runc would
@@ -68,7 +69,7 @@ func detectCgroups() (cgroups, error) {
 func (c cgroups) removeCgroups(id string) error {
 	var errs []error
 	for _, r := range c.roots {
-		dir := filepath.Join(r, cgroupsPath(id))
+		dir := filepath.Join(r, c.path(id))
 		for delay := time.Millisecond; ; delay *= 2 {
 			err := unix.Rmdir(dir)
 			if err == nil || errors.Is(err, unix.ENOENT) {
@@ -101,8 +102,8 @@ func killCgroupProcs(dir string) {
 	}
 }
 
-// cgroupsPath is container id's cgroup: "/<CgroupParent>/<id>".
-func cgroupsPath(id string) string { return "/" + CgroupParent + "/" + id }
+// path is container id's cgroup: "/<parent>/<id>".
+func (c cgroups) path(id string) string { return "/" + c.parent + "/" + id }
 
 // oomKills reads how many processes the kernel's OOM killer killed in container id's memory
 // cgroup: "oom_kill N" in memory.oom_control (v1) or memory.events (v2). The cgroup exists until
@@ -112,7 +113,7 @@ func (c cgroups) oomKills(id string) (int64, error) {
 	if c.v2 {
 		file = "memory.events"
 	}
-	p := filepath.Join(c.memory, cgroupsPath(id), file)
+	p := filepath.Join(c.memory, c.path(id), file)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return 0, err

@@ -42,9 +42,10 @@ const (
 	DefaultRuntime   = "io.containerd.runc.v2"
 	// AddressEnv overrides DefaultAddress when Config.Address is empty.
 	AddressEnv = "AIRLOCK_CONTAINERD_ADDRESS"
-	// CgroupParent is the cgroup under which every container gets "/<parent>/<id>". It is not
-	// the runc backend's "airlock": neither backend's reaper ever sees the other's cgroups.
-	CgroupParent = "airlock-containerd"
+	// DefaultCgroupParent is the cgroup under which every container gets "/<parent>/<id>". It
+	// is not the runc backend's "airlock": neither backend's reaper ever sees the other's
+	// cgroups.
+	DefaultCgroupParent = "airlock-containerd"
 )
 
 // Labels (and annotations) the backend adds to every container besides the Spec's labels.
@@ -79,7 +80,10 @@ type Config struct {
 	// RuncBinary is the runc the shim runs (its BinaryName option); "" means runc.Find():
 	// $AIRLOCK_RUNC, the checkout's .tools/bin/runc, then PATH.
 	RuncBinary string
-	Logger     zerolog.Logger
+	// CgroupParent is the cgroup every container is placed under ("" = DefaultCgroupParent),
+	// a clean relative path.
+	CgroupParent string
+	Logger       zerolog.Logger
 }
 
 // Backend runs sandbox Specs as containerd containers. It is safe for concurrent use.
@@ -160,10 +164,18 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	parent := cfg.CgroupParent
+	if parent == "" {
+		parent = DefaultCgroupParent
+	}
+	if parent != filepath.Clean(parent) || strings.HasPrefix(parent, "/") || strings.HasPrefix(parent, "..") {
+		return nil, fmt.Errorf("containerd backend: cgroup parent %q must be a clean relative path such as %q", parent, DefaultCgroupParent)
+	}
 	cg, err := detectCgroups()
 	if err != nil {
 		return nil, err
 	}
+	cg.parent = parent
 	stateDir, err := filepath.Abs(filepath.Join(cfg.StateDir, "containerd"))
 	if err != nil {
 		return nil, err
@@ -309,6 +321,19 @@ func (b *Backend) Info(ctx context.Context) (Info, error) {
 // state dir next to the daemon's socket (for Airlock's own daemon /run/airlock-containerd/runc,
 // not the /run/containerd/runc of a system containerd). Another runtime gets none: it would
 // not understand them.
+// runtimeFor is the runtime type and options of a Spec.Runtime: the backend's own for "" and
+// "runc", else a containerd runtime type the profile names in full (io.containerd.runsc.v1,
+// io.containerd.kata.v2), whose shim the daemon must find; it gets no options of Airlock's.
+func (b *Backend) runtimeFor(name string) (string, any, error) {
+	switch {
+	case name == "" || name == "runc":
+		return b.runtime, b.runtimeOptions(), nil
+	case strings.HasPrefix(name, "io.containerd.") && strings.Count(name, ".") >= 3:
+		return name, nil, nil
+	}
+	return "", nil, fmt.Errorf("%w: runtime %q: the containerd backend needs a runtime type such as io.containerd.runsc.v1 or io.containerd.kata.v2", sandbox.ErrInvalidSpec, name)
+}
+
 func (b *Backend) runtimeOptions() any {
 	if b.runtime != DefaultRuntime {
 		return nil

@@ -163,7 +163,7 @@ func leftovers(t testing.TB, b *Backend, token string) {
 	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mi), b.stateDir) {
 		t.Errorf("a mount under %s remains:\n%s", b.stateDir, mi)
 	}
-	matches, _ := filepath.Glob(filepath.Join(b.cg.memory, CgroupParent, "airlock-"+token+"-*"))
+	matches, _ := filepath.Glob(filepath.Join(b.cg.memory, b.cg.parent, "airlock-"+token+"-*"))
 	for _, m := range matches {
 		t.Errorf("leftover cgroup %s", m)
 	}

@@ -186,7 +186,7 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 	// Cgroups runc left for a dead owner's run that never got as far as a container record
 	// (its creation was cut short when the owner died). Cgroups carry no state dir, so only
 	// owners proven dead by their lock here count.
-	cgs, _ := filepath.Glob(filepath.Join(b.cg.memory, CgroupParent, "airlock-*"))
+	cgs, _ := filepath.Glob(filepath.Join(b.cg.memory, b.cg.parent, "airlock-*"))
 	for _, dir := range cgs {
 		id := filepath.Base(dir)
 		token, ok := parseID(id)

@@ -161,8 +161,8 @@ func TestReap(t *testing.T) {
 	if err := os.WriteFile(b.lockPath(deadToken), nil, 0o600); err != nil { // a crashed owner's, unlocked
 		t.Fatal(err)
 	}
-	orphanDir := filepath.Join(b.cg.memory, cgroupsPath(containerID(deadToken, 1)))
-	otherDir := filepath.Join(b.cg.memory, cgroupsPath(containerID(otherToken, 1)))
+	orphanDir := filepath.Join(b.cg.memory, b.cg.path(containerID(deadToken, 1)))
+	otherDir := filepath.Join(b.cg.memory, b.cg.path(containerID(otherToken, 1)))
 	for _, d := range []string{orphanDir, otherDir} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)

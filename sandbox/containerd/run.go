@@ -66,7 +66,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	}
 	id := containerID(b.token, b.seq.Add(1))
 	runDir := filepath.Join(b.runsDir, id)
-	ociSpec, err := OCISpec(spec, img, id, b.token, runDir, sc)
+	ociSpec, err := OCISpec(spec, img, b.cg.path(id), b.token, runDir, sc)
 	if err != nil {
 		return res, err
 	}
@@ -128,10 +128,14 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	notStarted := func() (sandbox.Result, error) {
 		return res, fmt.Errorf("sandbox run %s not started: %w", st.id, context.Cause(ctx))
 	}
+	runtime, runtimeOpts, err := b.runtimeFor(spec.Runtime)
+	if err != nil {
+		return res, err
+	}
 	st.creating = true
 	container, err := b.client.NewContainer(cctx, st.id,
 		client.WithSpec(ociSpec),
-		client.WithRuntime(b.runtime, b.runtimeOptions()),
+		client.WithRuntime(runtime, runtimeOpts),
 		client.WithContainerLabels(containerLabels(spec, b.token, b.stateDir)),
 	)
 	if err != nil {

@@ -13,10 +13,10 @@ import (
 )
 
 // OCISpec is the OCI spec the backend sends to containerd for running spec from img as
-// container id of owner token, with seccomp filter sc: exactly oci.Build's hardened spec plus
+// the container at cgroupsPath of owner token, with seccomp filter sc: exactly oci.Build's hardened spec plus
 // what is this backend's own, and nothing else (TestSpecIsOCIBuild pins that):
 //
-//   - linux.cgroupsPath "/airlock-containerd/<id>" (see CgroupParent);
+//   - linux.cgroupsPath "/<Config.CgroupParent>/<id>";
 //   - the owner annotation (LabelOwner), so a leftover names the process that made it;
 //   - the overlay upper/work dirs of copy mounts, which oci.Build leaves relative (see
 //     oci.CopyDir), made absolute under runDir, the run's private dir.
@@ -24,9 +24,9 @@ import (
 // root.path stays the image store's read-only root directory (oci.WithRootfs): containerd
 // hands a container without a snapshot to the shim with the spec's root untouched, as
 // `ctr run --rootfs` does.
-func OCISpec(spec sandbox.Spec, img sandbox.Image, id, owner, runDir string, sc *specs.LinuxSeccomp) (*specs.Spec, error) {
+func OCISpec(spec sandbox.Spec, img sandbox.Image, cgroupsPath, owner, runDir string, sc *specs.LinuxSeccomp) (*specs.Spec, error) {
 	return oci.Build(spec, img, sc,
-		withCgroupsPath(cgroupsPath(id)),
+		withCgroupsPath(cgroupsPath),
 		withOwner(owner),
 		withCopyDirsUnder(runDir),
 	)

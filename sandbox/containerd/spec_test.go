@@ -143,10 +143,10 @@ func TestOCISpecRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OCISpec(s, img, "airlock-0123456789ab-1", "0123456789ab", "relative/dir", sc); err == nil {
+	if _, err := OCISpec(s, img, "/airlock-containerd/airlock-0123456789ab-1", "0123456789ab", "relative/dir", sc); err == nil {
 		t.Error("relative run dir accepted for copy layers")
 	}
-	if _, err := OCISpec(s, img, "airlock-0123456789ab-1", "0123456789ab", "/abs", nil); err == nil {
+	if _, err := OCISpec(s, img, "/airlock-containerd/airlock-0123456789ab-1", "0123456789ab", "/abs", nil); err == nil {
 		t.Error("no seccomp filter accepted for the default profile")
 	}
 }

@@ -91,7 +91,10 @@ type Config struct {
 	// Runtime is the OCI runtime registered with the daemon (runsc, kata, ...), "" = the
 	// daemon's default.
 	Runtime string
-	Logger  zerolog.Logger
+	// CgroupParent is the cgroup every container is placed under ("" = the daemon's default);
+	// with the cgroupfs driver a path such as "airlock", with the systemd driver a slice.
+	CgroupParent string
+	Logger       zerolog.Logger
 }
 
 // Backend runs sandbox Specs on a Docker daemon. It is safe for concurrent use.
@@ -100,6 +103,7 @@ type Backend struct {
 	host    string
 	local   bool // the daemon shares this machine's file systems (unix socket)
 	runtime string
+	cgroup  string // Config.CgroupParent
 	dir     string // StateDir/docker
 	owners  string
 	runs    string
@@ -142,7 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: docker host %q: %v; set DOCKER_HOST to a daemon address such as %s", sandbox.ErrUnavailable, host, err, DefaultHost)
 	}
-	b := &Backend{cli: cli, host: host, local: strings.HasPrefix(host, "unix://"), runtime: cfg.Runtime,
+	b := &Backend{cli: cli, host: host, local: strings.HasPrefix(host, "unix://"), runtime: cfg.Runtime, cgroup: cfg.CgroupParent,
 		images: cfg.Images, log: cfg.Logger.With().Str("backend", "docker").Logger(), imported: map[string]*importState{}}
 	if err := b.check(ctx); err != nil {
 		cli.Close()

@@ -74,6 +74,15 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	if err != nil {
 		return res, err
 	}
+	// The daemon's runc creates a missing mount target or working directory, inside the
+	// workspace's host directory when it is mounted rw: refuse, as every backend does. The
+	// image store's copy of the root file system is what the daemon imported.
+	if err := oci.CheckMountPoints(s); err != nil {
+		return res, err
+	}
+	if err := oci.CheckWorkdir(s); err != nil {
+		return res, err
+	}
 
 	name := fmt.Sprintf("airlock-%s-%d", b.lock.Token(), b.seq.Add(1))
 	runDir := filepath.Join(b.runs, name)
@@ -82,7 +91,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		runtime = spec.Runtime // the profile's runtime: (runsc, kata, airlock-runc)
 	}
 	cfg, hc, err := Translate(s, Target{
-		Image: ref, Runtime: runtime, CopyRoot: runDir, Stdin: spec.Stdin != nil,
+		Image: ref, Runtime: runtime, CopyRoot: runDir, Stdin: spec.Stdin != nil, CgroupParent: b.cgroup,
 		Labels: map[string]string{LabelOwner: b.lock.Token(), LabelState: b.dir},
 	})
 	if err != nil {

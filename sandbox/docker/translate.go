@@ -29,6 +29,9 @@ type Target struct {
 	// Stdin opens the container's stdin for one attached writer (Spec.Stdin != nil);
 	// otherwise the command's stdin is /dev/null.
 	Stdin bool
+	// CgroupParent is the cgroup the daemon places the container under ("" = the daemon's
+	// default, /docker with the cgroupfs driver).
+	CgroupParent string
 }
 
 // Docker's own mounts, which Translate leaves to the daemon after checking that the OCI spec
@@ -85,6 +88,7 @@ func Translate(s *specs.Spec, t Target) (*container.Config, *container.HostConfi
 		// outlive the init's deadline logic.
 		Init: new(bool),
 	}
+	hc.CgroupParent = t.CgroupParent
 	if s.Domainname != "" {
 		return nil, nil, fmt.Errorf("docker: domain name %q is not supported", s.Domainname)
 	}
@@ -205,7 +209,10 @@ func translateLinux(l *specs.Linux, hc *container.HostConfig) error {
 		// without this option Docker would apply its own default filter instead.
 		hc.SecurityOpt = append(hc.SecurityOpt, "seccomp=unconfined")
 	}
-	hc.MaskedPaths = append([]string{}, l.MaskedPaths...)
+	// Docker always mounts a cgroup file system at /sys/fs/cgroup (read-only, the container's
+	// own cgroup namespace); masking it keeps the host's cgroup layout, limits and other
+	// containers' names out of view, as the other backends do by never mounting it.
+	hc.MaskedPaths = append(append([]string{}, l.MaskedPaths...), "/sys/fs/cgroup")
 	hc.ReadonlyPaths = append([]string{}, l.ReadonlyPaths...)
 
 	if r := l.Resources; r != nil {

@@ -70,10 +70,10 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		return res, err
 	}
 	cfg.Linux.CgroupsPath = CgroupsPath(b.cgroupParent, id)
-	if err := checkMountPoints(cfg); err != nil {
+	if err := oci.CheckMountPoints(cfg); err != nil {
 		return res, fmt.Errorf("image %s: %w", img.Name, err)
 	}
-	if err := checkWorkdir(cfg); err != nil {
+	if err := oci.CheckWorkdir(cfg); err != nil {
 		return res, fmt.Errorf("image %s: %w", img.Name, err)
 	}
 
