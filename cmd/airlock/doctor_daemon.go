@@ -57,7 +57,7 @@ func reportRows(name string, r sandbox.Report) []checkRow {
 	default:
 		st, why := runcVersionStatus(v)
 		if st != statusOK {
-			why += "; or register a current runc with the daemon and name it in the profile (runtime:)"
+			why = strings.TrimSuffix(why, " (make setup)") + " on the daemon's host; or register a current runc with the daemon (dockerd --add-runtime airlock-runc=/path/to/runc) and set AIRLOCK_DOCKER_RUNTIME=airlock-runc"
 		}
 		rows = append(rows, checkRow{name + " runc", st, fmt.Sprintf("runtime %s, runc %s: %s", runtime, v, why)})
 	}

@@ -5,6 +5,7 @@ package backends
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 
 	"github.com/airlock-mcp/airlock/images"
@@ -59,7 +60,9 @@ func openRunc(ctx context.Context, o sandbox.OpenOptions) (sandbox.Backend, func
 
 // openDocker opens the Docker Engine backend: the daemon at $DOCKER_HOST (else the local
 // socket), images imported from the store in StateDir, its own state under StateDir/docker
-// (or RunDir). Containers run under the daemon's default runtime unless a profile names one.
+// (or RunDir). Containers run under $AIRLOCK_DOCKER_RUNTIME (a runtime registered with the
+// daemon, e.g. a current runc as airlock-runc when the daemon's own runc is too old), else the
+// daemon's default, unless a profile names one.
 func openDocker(ctx context.Context, o sandbox.OpenOptions) (sandbox.Backend, func() error, error) {
 	store, err := images.Open(o.StateDir)
 	if err != nil {
@@ -69,7 +72,7 @@ func openDocker(ctx context.Context, o sandbox.OpenOptions) (sandbox.Backend, fu
 	if o.RunDir != "" {
 		state = o.RunDir
 	}
-	b, err := docker.Open(ctx, docker.Config{StateDir: state, Images: store, CgroupParent: o.CgroupParent, Logger: o.Logger})
+	b, err := docker.Open(ctx, docker.Config{StateDir: state, Images: store, Runtime: os.Getenv("AIRLOCK_DOCKER_RUNTIME"), CgroupParent: o.CgroupParent, Logger: o.Logger})
 	if err != nil {
 		return nil, nil, err
 	}
