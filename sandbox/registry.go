@@ -88,6 +88,9 @@ type Report struct {
 	CgroupDriver  string   // cgroupfs or systemd
 	CgroupVersion string   // "1" or "2"
 	Rootless      bool     // the daemon runs without root
+	// Remote: the daemon does not share this machine's file systems (a tcp:// Docker host), so
+	// nothing of the host can be bind-mounted: no workspace, no host image.
+	Remote bool
 }
 
 // Reporter is implemented by backends that can describe the daemon behind them.

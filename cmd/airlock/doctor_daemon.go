@@ -77,6 +77,11 @@ func reportRows(name string, r sandbox.Report) []checkRow {
 	} else {
 		rows = append(rows, checkRow{name + " cgroups", statusOK, cg})
 	}
+	if r.Remote {
+		rows = append(rows, checkRow{name + " host mounts", statusWarn, "the daemon is remote: workspaces and the host image cannot be mounted, so tools that need them are refused; run Airlock on the daemon's host for those"})
+	} else {
+		rows = append(rows, checkRow{name + " host mounts", statusOK, "the daemon is local: workspaces and the host image can be mounted"})
+	}
 	if len(r.Runtimes) > 0 {
 		rows = append(rows, checkRow{name + " runtimes", statusOK, strings.Join(r.Runtimes, ", ") + " (a profile may name one: runtime:)"})
 	}

@@ -36,6 +36,7 @@ func TestReportRows(t *testing.T) {
 		{"no runc version", func(r *sandbox.Report) { r.RuncVersion = "" }, nil, []string{"docker runc"}, "did not report"},
 		{"no seccomp", func(r *sandbox.Report) { r.Seccomp = false }, []string{"docker seccomp"}, nil, "refuses"},
 		{"no cgroup version", func(r *sandbox.Report) { r.CgroupVersion = "" }, nil, []string{"docker cgroups"}, ""},
+		{"remote daemon", func(r *sandbox.Report) { r.Remote = true }, nil, []string{"docker host mounts"}, "cannot be mounted"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -20,6 +20,7 @@ func (b *Backend) Report(ctx context.Context) (sandbox.Report, error) {
 		Endpoint: in.Host, ServerVersion: in.ServerVersion, APIVersion: in.APIVersion,
 		Runtime: in.DefaultRuntime, RuncVersion: in.RuncVersion, Runtimes: in.Runtimes,
 		Seccomp: in.Seccomp, CgroupDriver: in.CgroupDriver, CgroupVersion: in.CgroupVersion, Rootless: in.Rootless,
+		Remote: !in.Local,
 	}
 	if in.Runtime != "" && in.Runtime != in.DefaultRuntime {
 		r.Runtime, r.RuncVersion = in.Runtime, ""
