@@ -31,6 +31,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/owner"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 	"github.com/airlock-mcp/airlock/seccomp"
 )
@@ -102,8 +103,8 @@ type Backend struct {
 	runsDir  string // per-run private dirs: FIFOs and copy layers
 	owners   string
 
-	token string   // owner token, part of every container id and label
-	lock  *os.File // flock held for the Backend's lifetime
+	token string      // owner token, part of every container id and label
+	lock  *owner.Lock // held for the Backend's lifetime
 	seq   atomic.Uint64
 
 	mu     sync.Mutex
@@ -249,10 +250,7 @@ func (b *Backend) Close() error {
 	b.runs.Wait()
 	// Remove the lock file while still holding the lock, so no reaper ever sees it unlocked
 	// while it names this process's (now gone) containers.
-	err := os.Remove(b.lockPath(b.token))
-	if cerr := b.lock.Close(); err == nil {
-		err = cerr
-	}
+	err := b.lock.Release()
 	if cerr := b.client.Close(); err == nil {
 		err = cerr
 	}

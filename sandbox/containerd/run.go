@@ -21,6 +21,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
 
 // Grace periods of the kill and cleanup paths.
@@ -91,7 +92,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 			}
 		}
 	}()
-	if err := prepareCopyDirs(runDir, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
+	if err := rundir.PrepareCopies(runDir, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
 		return res, err
 	}
 
@@ -342,7 +343,7 @@ func (b *Backend) cleanup(st *runState, runDir string) error {
 		}
 	}
 	if len(errs) == 0 {
-		if err := removeRunDir(runDir); err != nil {
+		if err := rundir.Remove(runDir, rundir.Detach); err != nil {
 			errs = append(errs, err)
 		}
 	}

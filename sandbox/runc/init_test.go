@@ -15,6 +15,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
 
 // TestTimeoutHoldsWithoutAirlock: the container's timeout holds with no Airlock left to
@@ -36,7 +37,7 @@ func TestTimeoutHoldsWithoutAirlock(t *testing.T) {
 		if err := b.removeContainer(id, true); err != nil {
 			t.Errorf("removing %s: %v", id, err)
 		}
-		if err := removeBundle(bundle); err != nil {
+		if err := rundir.Remove(bundle, rundir.Detach); err != nil {
 			t.Error(err)
 		}
 		assertNoLeftovers(t, b)

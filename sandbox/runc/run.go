@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/cgroup"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
 
 // Grace periods of the kill path.
@@ -90,10 +92,13 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 			}
 		}
 	}()
-	if err := prepareCopyDirs(bundle, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
+	if err := rundir.PrepareCopies(bundle, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
 		return res, err
 	}
-	cfgJSON, err := json.Marshal(resolveBundlePaths(cfg, bundle))
+	if err := oci.WithCopyDirsUnder(bundle)(cfg); err != nil {
+		return res, err
+	}
+	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
 		return res, err
 	}
@@ -291,7 +296,7 @@ func (b *Backend) cleanup(st *runState, bundle string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeBundle(bundle); err != nil {
+	if err := rundir.Remove(bundle, rundir.Detach); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -339,7 +344,7 @@ func (b *Backend) removeStopped(id string) error {
 func (b *Backend) removeCgroups(id string, recorded []string) error {
 	var errs []error
 	for _, dir := range append(recorded, b.cg.paths(CgroupsPath(b.cgroupParent, id))...) {
-		if err := removeCgroup(dir); err != nil {
+		if err := cgroup.Remove(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
