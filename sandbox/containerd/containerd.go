@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/owner"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 	"github.com/airlock-mcp/airlock/seccomp"
@@ -107,9 +107,7 @@ type Backend struct {
 	lock  *owner.Lock // held for the Backend's lifetime
 	seq   atomic.Uint64
 
-	mu     sync.Mutex
-	closed bool
-	runs   sync.WaitGroup
+	runs inflight.Runs
 
 	// seccompFor compiles a Spec's seccomp profile; seccomp.OCI outside of tests.
 	seccompFor func(profile string, network sandbox.Network) (*specs.LinuxSeccomp, error)
@@ -240,14 +238,9 @@ func (b *Backend) Name() string { return "containerd" }
 // Close waits for in-flight runs, then releases the owner lock and the connection. Runs after
 // Close fail.
 func (b *Backend) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if !b.runs.Close() {
 		return nil
 	}
-	b.closed = true
-	b.mu.Unlock()
-	b.runs.Wait()
 	// Remove the lock file while still holding the lock, so no reaper ever sees it unlocked
 	// while it names this process's (now gone) containers.
 	err := b.lock.Release()
@@ -255,17 +248,6 @@ func (b *Backend) Close() error {
 		err = cerr
 	}
 	return err
-}
-
-// begin registers a run; false once Close started.
-func (b *Backend) begin() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
-	}
-	b.runs.Add(1)
-	return true
 }
 
 // Info is what `airlock doctor` reports about the backend.

@@ -45,14 +45,8 @@ const (
 // command did start) together with an error wrapping ctx's cause.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
 	started := time.Now()
-	if err := spec.Validate(); err != nil {
+	if err := b.runs.Start(ctx, spec, "containerd"); err != nil {
 		return res, err
-	}
-	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
-	}
-	if !b.begin() {
-		return res, fmt.Errorf("%w: the containerd backend is closed", sandbox.ErrUnavailable)
 	}
 	defer b.runs.Done()
 

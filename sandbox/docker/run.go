@@ -41,14 +41,8 @@ const (
 // State.OOMKilled) is OOMKilled with ExitCode 137.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
 	started := time.Now()
-	if err := spec.Validate(); err != nil {
+	if err := b.running.Start(ctx, spec, "docker"); err != nil {
 		return res, err
-	}
-	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
-	}
-	if !b.begin() {
-		return res, fmt.Errorf("%w: the docker backend is closed", sandbox.ErrUnavailable)
 	}
 	defer b.running.Done()
 

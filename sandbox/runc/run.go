@@ -40,21 +40,15 @@ const (
 // command did start) together with an error wrapping ctx's cause.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
 	started := time.Now()
-	if err := spec.Validate(); err != nil {
+	if err := b.runs.Start(ctx, spec, "runc"); err != nil {
 		return res, err
 	}
+	defer b.runs.Done()
 	if spec.Runtime != "" && spec.Runtime != "runc" {
 		// The profile asked for isolation this backend cannot give (gVisor, a VM): running the
 		// tool under plain runc instead would quietly weaken it.
 		return res, fmt.Errorf("%w: runtime %q is for the docker and containerd backends; the runc backend runs only runc (use --backend docker or containerd, or drop runtime: from the profile)", sandbox.ErrInvalidSpec, spec.Runtime)
 	}
-	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
-	}
-	if !b.begin() {
-		return res, fmt.Errorf("%w: the runc backend is closed", sandbox.ErrUnavailable)
-	}
-	defer b.runs.Done()
 	defer b.startPriming()() // let runc's cgroup migration find the RCU grace period passed
 
 	sc, err := b.seccompFor(spec.Seccomp, spec.Network)

@@ -18,13 +18,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/owner"
 	"github.com/airlock-mcp/airlock/seccomp"
 )
@@ -56,9 +56,7 @@ type Backend struct {
 
 	priming atomic.Bool // a no-op cgroup migration is under way (see startPriming)
 
-	mu     sync.Mutex
-	closed bool
-	runs   sync.WaitGroup
+	runs inflight.Runs
 
 	// seccompFor compiles a Spec's seccomp profile; seccomp.OCI outside of tests.
 	seccompFor func(profile string, network sandbox.Network) (*specs.LinuxSeccomp, error)
@@ -208,28 +206,12 @@ func (b *Backend) Version(ctx context.Context) (string, error) {
 
 // Close waits for in-flight runs, then releases the owner lock. Runs after Close fail.
 func (b *Backend) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if !b.runs.Close() {
 		return nil
 	}
-	b.closed = true
-	b.mu.Unlock()
-	b.runs.Wait()
 	// The lock file goes while the lock is still held, so no reaper ever sees it unlocked
 	// while it names this process's (now gone) containers.
 	return b.lock.Release()
-}
-
-// begin registers a run; false once Close started.
-func (b *Backend) begin() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
-	}
-	b.runs.Add(1)
-	return true
 }
 
 // runcCmd runs a short runc management command (kill, delete) and returns its combined output.
