@@ -22,6 +22,10 @@ import (
 // Root is where the cgroup file systems are mounted.
 const Root = "/sys/fs/cgroup"
 
+// Path is the cgroup of container id under parent, relative to every hierarchy's root:
+// "/<parent>/<id>".
+func Path(parent, id string) string { return "/" + parent + "/" + id }
+
 // Hierarchies returns the real directories of every cgroup hierarchy mounted under the cgroup v1
 // root dir: each controller (once, however many names link to it, such as cpu -> cpu,cpuacct)
 // plus the hybrid "unified" and "systemd" ones; runc creates a container cgroup in each.

@@ -12,9 +12,6 @@ import (
 	"github.com/airlock-mcp/airlock/sandbox/cgroup"
 )
 
-// cgroupRoot is where the cgroup file systems are mounted.
-const cgroupRoot = cgroup.Root
-
 // cgroups is what the backend reads of the host's cgroups: where OOM kills are counted.
 type cgroups struct {
 	v2     bool
@@ -28,22 +25,22 @@ type cgroups struct {
 // refuse the memory limit anyway, and Airlock never runs without it.
 func detectCgroups() (cgroups, error) {
 	var st unix.Statfs_t
-	if err := unix.Statfs(cgroupRoot, &st); err != nil {
-		return cgroups{}, fmt.Errorf("%w: cgroups: %v; Airlock needs cgroup v1 or v2 mounted at %s", sandbox.ErrUnavailable, err, cgroupRoot)
+	if err := unix.Statfs(cgroup.Root, &st); err != nil {
+		return cgroups{}, fmt.Errorf("%w: cgroups: %v; Airlock needs cgroup v1 or v2 mounted at %s", sandbox.ErrUnavailable, err, cgroup.Root)
 	}
 	if st.Type == unix.CGROUP2_SUPER_MAGIC {
-		return cgroups{v2: true, mode: "v2", memory: cgroupRoot, roots: []string{cgroupRoot}}, nil
+		return cgroups{v2: true, mode: "v2", memory: cgroup.Root, roots: []string{cgroup.Root}}, nil
 	}
-	mem, err := filepath.EvalSymlinks(filepath.Join(cgroupRoot, "memory"))
+	mem, err := filepath.EvalSymlinks(filepath.Join(cgroup.Root, "memory"))
 	if err != nil {
-		return cgroups{}, fmt.Errorf("%w: cgroups: no memory controller at %s/memory (%v); Airlock needs it to cap memory", sandbox.ErrUnavailable, cgroupRoot, err)
+		return cgroups{}, fmt.Errorf("%w: cgroups: no memory controller at %s/memory (%v); Airlock needs it to cap memory", sandbox.ErrUnavailable, cgroup.Root, err)
 	}
 	mode := "v1"
-	if _, err := os.Stat(filepath.Join(cgroupRoot, "unified", "cgroup.procs")); err == nil {
+	if _, err := os.Stat(filepath.Join(cgroup.Root, "unified", "cgroup.procs")); err == nil {
 		mode = "v1 (hybrid)"
 	}
 	cg := cgroups{mode: mode, memory: mem}
-	cg.roots, _ = cgroup.Hierarchies(cgroupRoot)
+	cg.roots, _ = cgroup.Hierarchies(cgroup.Root)
 	return cg, nil
 }
 
@@ -62,7 +59,7 @@ func (c cgroups) removeCgroups(id string) error {
 }
 
 // path is container id's cgroup: "/<parent>/<id>".
-func (c cgroups) path(id string) string { return "/" + c.parent + "/" + id }
+func (c cgroups) path(id string) string { return cgroup.Path(c.parent, id) }
 
 // oomKills reads how many processes the kernel's OOM killer killed in container id's memory
 // cgroup. The cgroup exists until the task is deleted, so this is read after the exit and

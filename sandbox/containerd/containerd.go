@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -159,7 +158,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if abs, err := filepath.Abs(runcBin); err == nil {
 		runcBin = abs // the shim runs in another directory
 	}
-	runcVer, err := runcVersion(ctx, runcBin)
+	runcVer, err := runc.BinaryVersion(ctx, runcBin)
 	if err != nil {
 		return nil, err
 	}
@@ -319,27 +318,4 @@ func (b *Backend) runtimeOptions() any {
 		return nil
 	}
 	return &options.Options{BinaryName: b.runc, Root: filepath.Join(filepath.Dir(b.address), "runc")}
-}
-
-// runcVersion reports runc's version, e.g. "runc 1.5.2 (spec 1.3.0, libseccomp 2.5.4)". A
-// runc built without seccomp is an error wrapping sandbox.ErrUnavailable: it refuses every
-// config that carries a filter, so no sandbox could run.
-func runcVersion(ctx context.Context, bin string) (string, error) {
-	out, err := exec.CommandContext(ctx, bin, "--version").Output()
-	if err != nil {
-		return "", fmt.Errorf("%w: %s --version: %v; run `make setup` to build runc, or set AIRLOCK_RUNC", sandbox.ErrUnavailable, bin, err)
-	}
-	fields := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(line, "runc version "); ok {
-			fields["runc"] = strings.TrimSpace(v)
-		} else if k, v, ok := strings.Cut(line, ":"); ok {
-			fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	v := fmt.Sprintf("runc %s (spec %s", fields["runc"], fields["spec"])
-	if fields["libseccomp"] == "" {
-		return v + ", no seccomp)", fmt.Errorf("%w: %s was built without seccomp support and would refuse every sandbox; run `make setup` to build runc with the seccomp tag", sandbox.ErrUnavailable, bin)
-	}
-	return v + ", libseccomp " + fields["libseccomp"] + ")", nil
 }

@@ -65,7 +65,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	if err != nil {
 		return res, err
 	}
-	cfg.Linux.CgroupsPath = CgroupsPath(b.cgroupParent, id)
+	cfg.Linux.CgroupsPath = cgroup.Path(b.cgroupParent, id)
 	if err := oci.CheckMountPoints(cfg); err != nil {
 		return res, fmt.Errorf("image %s: %w", img.Name, err)
 	}
@@ -276,7 +276,7 @@ func (b *Backend) kill(st *runState, cmd *exec.Cmd, waited <-chan error) error {
 
 // memoryCgroup is the container's memory cgroup directory.
 func (b *Backend) memoryCgroup(id string) string {
-	return filepath.Join(b.cg.memory, CgroupsPath(b.cgroupParent, id))
+	return filepath.Join(b.cg.memory, cgroup.Path(b.cgroupParent, id))
 }
 
 // cleanup removes the container (state and cgroups) and then the bundle. A stopped container
@@ -337,7 +337,7 @@ func (b *Backend) removeStopped(id string) error {
 
 func (b *Backend) removeCgroups(id string, recorded []string) error {
 	var errs []error
-	for _, dir := range append(recorded, b.cg.paths(CgroupsPath(b.cgroupParent, id))...) {
+	for _, dir := range append(recorded, b.cg.paths(cgroup.Path(b.cgroupParent, id))...) {
 		if err := cgroup.Remove(dir); err != nil {
 			errs = append(errs, err)
 		}

@@ -181,13 +181,18 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 // Name is "runc".
 func (b *Backend) Name() string { return "runc" }
 
-// Version reports runc's version, e.g. "runc 1.5.2 (spec 1.3.0, libseccomp 2.5.4)". A runc
-// built without seccomp is an error wrapping sandbox.ErrUnavailable (the version string is
-// still returned for doctor).
-func (b *Backend) Version(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, b.runc, "--version").Output()
+// Version reports runc's version, e.g. "runc 1.5.2 (spec 1.3.0, libseccomp 2.5.4)" (see
+// BinaryVersion).
+func (b *Backend) Version(ctx context.Context) (string, error) { return BinaryVersion(ctx, b.runc) }
+
+// BinaryVersion reports the version of the runc binary bin, e.g. "runc 1.5.2 (spec 1.3.0,
+// libseccomp 2.5.4)". A runc built without seccomp is an error wrapping sandbox.ErrUnavailable
+// (the version string is still returned for doctor): it refuses every config that carries a
+// filter, so no sandbox could run.
+func BinaryVersion(ctx context.Context, bin string) (string, error) {
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
 	if err != nil {
-		return "", fmt.Errorf("%w: %s --version: %v; run `make setup` to rebuild runc", sandbox.ErrUnavailable, b.runc, err)
+		return "", fmt.Errorf("%w: %s --version: %v; run `make setup` to build runc, or set AIRLOCK_RUNC", sandbox.ErrUnavailable, bin, err)
 	}
 	fields := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
@@ -199,7 +204,7 @@ func (b *Backend) Version(ctx context.Context) (string, error) {
 	}
 	v := fmt.Sprintf("runc %s (spec %s", fields["runc"], fields["spec"])
 	if fields["libseccomp"] == "" {
-		return v + ", no seccomp)", fmt.Errorf("%w: %s was built without seccomp support and would refuse every sandbox; run `make setup` to build runc with the seccomp tag", sandbox.ErrUnavailable, b.runc)
+		return v + ", no seccomp)", fmt.Errorf("%w: %s was built without seccomp support and would refuse every sandbox; run `make setup` to build runc with the seccomp tag", sandbox.ErrUnavailable, bin)
 	}
 	return v + ", libseccomp " + fields["libseccomp"] + ")", nil
 }
