@@ -20,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
 	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
@@ -78,14 +79,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		return res, fmt.Errorf("creating run dir for %s: %w", id, err)
 	}
 	st := &runState{id: id}
-	defer func() {
-		if cerr := b.cleanup(st, runDir); cerr != nil {
-			b.log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
-			if err == nil {
-				err = cerr
-			}
-		}
-	}()
+	defer inflight.Cleanup(b.log, id, &err, func() error { return b.cleanup(st, runDir) })
 	if err := rundir.PrepareCopies(runDir, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
 		return res, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
 	"github.com/airlock-mcp/airlock/sandbox/rundir"
 	"github.com/airlock-mcp/airlock/seccomp"
@@ -90,14 +91,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		return res, err
 	}
 	st := &runState{name: name, runDir: runDir}
-	defer func() {
-		if cerr := b.cleanup(st); cerr != nil {
-			b.log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", name).Msg("container leftovers remain; they are reaped when this process exits and another starts")
-			if err == nil {
-				err = cerr
-			}
-		}
-	}()
+	defer inflight.Cleanup(b.log, name, &err, func() error { return b.cleanup(st) })
 	// The run directory exists only for copy layers (the daemon keeps everything else).
 	if rundir.HasCopies(spec.Mounts) {
 		if err := os.Mkdir(runDir, 0o700); err != nil {

@@ -1,13 +1,16 @@
-// Package inflight counts a backend's runs under way, so that Close can refuse new runs and
-// wait for the ones under way before it releases what they use: the owner lock that keeps
-// reapers off their containers, and the daemon connection. A run never outlives its owner's
-// lock, so no reaper of another Airlock process takes a live run for a leftover.
+// Package inflight holds what every backend does around its runs under way: their common start,
+// the end of a run whose cleanup failed, and the count that lets Close refuse new runs and wait
+// for the ones under way before it releases what they use: the owner lock that keeps reapers
+// off their containers, and the daemon connection. A run never outlives its owner's lock, so no
+// reaper of another Airlock process takes a live run for a leftover.
 package inflight
 
 import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
 )
@@ -53,4 +56,17 @@ func (r *Runs) Close() bool {
 	r.mu.Unlock()
 	r.wg.Wait()
 	return true
+}
+
+// Cleanup runs cleanup, which removes everything of the run of container id; deferred by Run
+// so it happens on every path, panics included. A failure is logged as sandbox.cleanup_failed
+// and becomes the run's error *err unless it has one already: a caller is never told a run
+// left nothing behind when it did.
+func Cleanup(log zerolog.Logger, id string, err *error, cleanup func() error) {
+	if cerr := cleanup(); cerr != nil {
+		log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
+		if *err == nil {
+			*err = cerr
+		}
+	}
 }

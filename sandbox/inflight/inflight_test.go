@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -55,4 +57,28 @@ func TestCloseWaits(t *testing.T) {
 	}
 	r.Done()
 	<-closed
+}
+
+// TestCleanup: a failed cleanup becomes the run's error unless the run already failed.
+func TestCleanup(t *testing.T) {
+	runErr, cleanupErr := errors.New("run"), errors.New("cleanup")
+	tests := []struct {
+		name         string
+		err, cleanup error
+		want         error
+	}{
+		{"both fine", nil, nil, nil},
+		{"cleanup failed", nil, cleanupErr, cleanupErr},
+		{"run failed first", runErr, cleanupErr, runErr},
+		{"run failed, cleanup fine", runErr, nil, runErr},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.err
+			Cleanup(zerolog.Nop(), "airlock-test-1", &err, func() error { return tt.cleanup })
+			if err != tt.want {
+				t.Errorf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
 }

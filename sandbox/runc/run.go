@@ -17,6 +17,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/cgroup"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
 	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
@@ -78,14 +79,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		return res, fmt.Errorf("creating bundle for %s: %w", id, err)
 	}
 	st := &runState{id: id}
-	defer func() {
-		if cerr := b.cleanup(st, bundle); cerr != nil {
-			b.log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
-			if err == nil {
-				err = cerr
-			}
-		}
-	}()
+	defer inflight.Cleanup(b.log, id, &err, func() error { return b.cleanup(st, bundle) })
 	if err := rundir.PrepareCopies(bundle, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
 		return res, err
 	}
