@@ -16,10 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +29,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
+	"github.com/airlock-mcp/airlock/sandbox/owner"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 	"github.com/airlock-mcp/airlock/seccomp"
 )
@@ -102,13 +102,11 @@ type Backend struct {
 	runsDir  string // per-run private dirs: FIFOs and copy layers
 	owners   string
 
-	token string   // owner token, part of every container id and label
-	lock  *os.File // flock held for the Backend's lifetime
+	token string      // owner token, part of every container id and label
+	lock  *owner.Lock // held for the Backend's lifetime
 	seq   atomic.Uint64
 
-	mu     sync.Mutex
-	closed bool
-	runs   sync.WaitGroup
+	runs inflight.Runs
 
 	// seccompFor compiles a Spec's seccomp profile; seccomp.OCI outside of tests.
 	seccompFor func(profile string, network sandbox.Network) (*specs.LinuxSeccomp, error)
@@ -160,7 +158,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if abs, err := filepath.Abs(runcBin); err == nil {
 		runcBin = abs // the shim runs in another directory
 	}
-	runcVer, err := runcVersion(ctx, runcBin)
+	runcVer, err := runc.BinaryVersion(ctx, runcBin)
 	if err != nil {
 		return nil, err
 	}
@@ -239,35 +237,16 @@ func (b *Backend) Name() string { return "containerd" }
 // Close waits for in-flight runs, then releases the owner lock and the connection. Runs after
 // Close fail.
 func (b *Backend) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if !b.runs.Close() {
 		return nil
 	}
-	b.closed = true
-	b.mu.Unlock()
-	b.runs.Wait()
 	// Remove the lock file while still holding the lock, so no reaper ever sees it unlocked
 	// while it names this process's (now gone) containers.
-	err := os.Remove(b.lockPath(b.token))
-	if cerr := b.lock.Close(); err == nil {
-		err = cerr
-	}
+	err := b.lock.Release()
 	if cerr := b.client.Close(); err == nil {
 		err = cerr
 	}
 	return err
-}
-
-// begin registers a run; false once Close started.
-func (b *Backend) begin() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
-	}
-	b.runs.Add(1)
-	return true
 }
 
 // Info is what `airlock doctor` reports about the backend.
@@ -339,27 +318,4 @@ func (b *Backend) runtimeOptions() any {
 		return nil
 	}
 	return &options.Options{BinaryName: b.runc, Root: filepath.Join(filepath.Dir(b.address), "runc")}
-}
-
-// runcVersion reports runc's version, e.g. "runc 1.5.2 (spec 1.3.0, libseccomp 2.5.4)". A
-// runc built without seccomp is an error wrapping sandbox.ErrUnavailable: it refuses every
-// config that carries a filter, so no sandbox could run.
-func runcVersion(ctx context.Context, bin string) (string, error) {
-	out, err := exec.CommandContext(ctx, bin, "--version").Output()
-	if err != nil {
-		return "", fmt.Errorf("%w: %s --version: %v; run `make setup` to build runc, or set AIRLOCK_RUNC", sandbox.ErrUnavailable, bin, err)
-	}
-	fields := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(line, "runc version "); ok {
-			fields["runc"] = strings.TrimSpace(v)
-		} else if k, v, ok := strings.Cut(line, ":"); ok {
-			fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	v := fmt.Sprintf("runc %s (spec %s", fields["runc"], fields["spec"])
-	if fields["libseccomp"] == "" {
-		return v + ", no seccomp)", fmt.Errorf("%w: %s was built without seccomp support and would refuse every sandbox; run `make setup` to build runc with the seccomp tag", sandbox.ErrUnavailable, bin)
-	}
-	return v + ", libseccomp " + fields["libseccomp"] + ")", nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/owner"
 )
 
 // testAddress is the daemon the tests use: $AIRLOCK_CONTAINERD_ADDRESS, else the one
@@ -56,7 +57,7 @@ func (f fixedImage) Resolve(_ context.Context, name string) (sandbox.Image, erro
 // testNamespace is a namespace of the test's own, so that assertNoLeftovers sees only what
 // the test's backends made, whatever runs in parallel.
 func testNamespace(t testing.TB) string {
-	tok, err := newToken()
+	tok, err := owner.NewToken()
 	if err != nil {
 		t.Fatal(err)
 	}

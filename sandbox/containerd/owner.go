@@ -2,8 +2,6 @@ package containerd
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -18,46 +16,27 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/owner"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
 
-// Owner locks. Every Backend holds an exclusive flock on owners/<token>.lock for its lifetime;
-// the kernel drops it when the process dies, however it dies. A reaper that can take another
-// owner's lock, or finds none, has proof that the owner is gone, and only then touches its
-// containers: Reap never kills a run of a live Airlock process, even one sharing this daemon,
-// namespace and state dir.
-
-const lockSuffix = ".lock"
+// Owner locks (package owner). Every Backend holds an exclusive flock on owners/<token>.lock for
+// its lifetime; the kernel drops it when the process dies, however it dies. A reaper that can
+// take another owner's lock, or finds none, has proof that the owner is gone, and only then
+// touches its containers: Reap never kills a run of a live Airlock process, even one sharing
+// this daemon, namespace and state dir.
 
 // reapTimeout bounds the removal of one leftover container.
 const reapTimeout = 30 * time.Second
 
-func (b *Backend) lockPath(token string) string {
-	return filepath.Join(b.owners, token+lockSuffix)
-}
+func (b *Backend) lockPath(token string) string { return owner.Path(b.owners, token) }
 
-// takeOwnerLock creates and locks this Backend's lock file before giving it its name: a lock
-// file is never visible unlocked, or a concurrent Reap would take it for a dead owner's. The
-// file is made unnamed (O_TMPFILE), locked, then linked into place.
 func (b *Backend) takeOwnerLock() error {
-	token, err := newToken()
+	l, err := owner.Take(b.owners)
 	if err != nil {
-		return fmt.Errorf("containerd backend: owner token: %w", err)
+		return fmt.Errorf("containerd backend: %w", err)
 	}
-	fd, err := unix.Open(b.owners, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("containerd backend: creating owner lock in %s: %w", b.owners, err)
-	}
-	f := os.NewFile(uintptr(fd), filepath.Join(b.owners, "(unnamed)"))
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return fmt.Errorf("containerd backend: locking owner lock: %w", err)
-	}
-	_, _ = f.WriteString(strconv.Itoa(os.Getpid()) + "\n") // for people reading the dir
-	if err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, b.lockPath(token), unix.AT_SYMLINK_FOLLOW); err != nil {
-		f.Close()
-		return fmt.Errorf("containerd backend: publishing owner lock: %w", err)
-	}
-	b.token, b.lock = token, f
+	b.token, b.lock = l.Token(), l
 	return nil
 }
 
@@ -70,37 +49,34 @@ const (
 	ownerGone                    // no lock file: dead, if the thing in question is this state dir's
 )
 
-// lockOwner decides whether owner is alive. For a dead owner whose lock file still exists, the
-// returned file holds its lock; the caller removes the file once the owner's containers are
-// gone, then closes it.
-func (b *Backend) lockOwner(owner string) (ownerState, *os.File, error) {
-	if owner == b.token {
+// lockOwner decides whether the owner of token is alive. For a dead owner whose lock file still
+// exists, the returned file holds its lock; the caller removes the file once the owner's
+// containers are gone, then closes it.
+func (b *Backend) lockOwner(token string) (ownerState, *os.File, error) {
+	if token == b.token {
 		return ownerAlive, nil, nil
 	}
-	if !isToken(owner) {
+	if !isToken(token) {
 		// Not a token this backend makes: the label was not written by Airlock. Leave the
 		// container alone rather than guess.
 		return ownerAlive, nil, nil
 	}
-	f, err := os.OpenFile(b.lockPath(owner), os.O_RDWR|unix.O_CLOEXEC, 0)
-	if errors.Is(err, os.ErrNotExist) {
+	p := b.lockPath(token)
+	f, err := owner.TryLock(p)
+	if err != nil {
+		return ownerAlive, nil, err
+	}
+	if f != nil {
+		return ownerDead, f, nil
+	}
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
 		// A live owner's lock file exists before its first container does and is removed
 		// only after its last one is gone, so checking it after listing the container is
 		// race-free. But only for things of this state dir: another one keeps its locks
 		// elsewhere (see LabelStateDir).
 		return ownerGone, nil, nil
 	}
-	if err != nil {
-		return ownerAlive, nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return ownerAlive, nil, nil
-		}
-		return ownerAlive, nil, fmt.Errorf("locking %s: %w", b.lockPath(owner), err)
-	}
-	return ownerDead, f, nil
+	return ownerAlive, nil, nil
 }
 
 // Reap removes what dead Airlock processes of this state dir left in this backend's namespace
@@ -113,13 +89,13 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reaping: listing containers in namespace %s: %w", b.namespace, err)
 	}
-	type owner struct {
+	type ownerInfo struct {
 		state ownerState
 		lock  *os.File
 		err   error // a container of this owner could not be removed
 	}
-	owners := map[string]*owner{}
-	lookup := func(token string) (*owner, error) {
+	owners := map[string]*ownerInfo{}
+	lookup := func(token string) (*ownerInfo, error) {
 		if o, ok := owners[token]; ok {
 			return o, nil
 		}
@@ -127,7 +103,7 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 		if err != nil {
 			return nil, err
 		}
-		o := &owner{state: st, lock: f}
+		o := &ownerInfo{state: st, lock: f}
 		owners[token] = o
 		return o, nil
 	}
@@ -177,7 +153,7 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 			continue
 		}
 		if o.state != ownerAlive { // run dirs are this state dir's by construction
-			if err := removeRunDir(filepath.Join(b.runsDir, e.Name())); err != nil {
+			if err := rundir.Remove(filepath.Join(b.runsDir, e.Name()), rundir.Detach); err != nil {
 				o.err = err
 				errs = append(errs, err)
 			}
@@ -233,7 +209,7 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 		errs = append(errs, err)
 	}
 	for _, e := range locks {
-		if token, ok := strings.CutSuffix(e.Name(), lockSuffix); ok {
+		if token, ok := strings.CutSuffix(e.Name(), owner.LockSuffix); ok {
 			if _, err := lookup(token); err != nil {
 				errs = append(errs, err)
 			}
@@ -279,7 +255,7 @@ func (b *Backend) reapContainer(ctx context.Context, c client.Container, labels 
 	if err := c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 		return r, fmt.Errorf("reaping %s: deleting container: %w", c.ID(), err)
 	}
-	if err := removeRunDir(filepath.Join(b.runsDir, c.ID())); err != nil {
+	if err := rundir.Remove(filepath.Join(b.runsDir, c.ID()), rundir.Detach); err != nil {
 		return r, err
 	}
 	b.log.Info().Str("event", "sandbox.reap").Str("container", c.ID()).Bool("running", r.Running).
@@ -287,31 +263,14 @@ func (b *Backend) reapContainer(ctx context.Context, c client.Container, labels 
 	return r, nil
 }
 
-func newToken() (string, error) {
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b[:]), nil
-}
-
 // containerID is the id of an owner's n-th container: "airlock-<owner>-<n>".
 func containerID(owner string, n uint64) string {
 	return "airlock-" + owner + "-" + strconv.FormatUint(n, 10)
 }
 
-// isToken reports whether s is a token newToken could have made: 12 lower-case hex digits.
-func isToken(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+// isToken reports whether s is a token owner.NewToken could have made: 12 lower-case hex digits
+// (owner.IsToken takes any length up to 32; this backend has only ever made 12).
+func isToken(s string) bool { return len(s) == 12 && owner.IsToken(s) }
 
 // parseID splits a container id "airlock-<owner>-<n>" into its owner token.
 func parseID(id string) (owner string, ok bool) {

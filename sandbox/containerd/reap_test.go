@@ -21,6 +21,7 @@ import (
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/owner"
 )
 
 const helperEnv = "AIRLOCK_CONTAINERD_REAP_HELPER" // "<namespace>|<state dir>|<marker>|<timeout>"
@@ -150,8 +151,8 @@ func TestReap(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(b.runsDir, deadID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dead owner's run dir remains: %v", err)
 	}
-	owner, _ := parseID(deadID)
-	if _, err := os.Stat(b.lockPath(owner)); !errors.Is(err, os.ErrNotExist) {
+	tok, _ := parseID(deadID)
+	if _, err := os.Stat(b.lockPath(tok)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dead owner's lock file remains: %v", err)
 	}
 	// A cgroup runc left for a dead owner (its run was cut short mid-creation) goes too, once
@@ -341,7 +342,7 @@ func TestReapOrphanShim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead, err := newToken()
+	dead, err := owner.NewToken()
 	if err != nil {
 		t.Fatal(err)
 	}

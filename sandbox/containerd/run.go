@@ -20,8 +20,17 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
+
+// Each run has a private directory StateDir/containerd/runs/<id> (0700) holding its FIFOs and,
+// for copy mounts, the overlay layers (package rundir). It is removed before Run returns; Reap
+// removes those of dead owners.
+
+// fifoDir is the run-dir directory holding the stdio FIFOs.
+const fifoDir = "fifo"
 
 // Grace periods of the kill and cleanup paths.
 const (
@@ -44,14 +53,8 @@ const (
 // command did start) together with an error wrapping ctx's cause.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
 	started := time.Now()
-	if err := spec.Validate(); err != nil {
+	if err := b.runs.Start(ctx, spec, "containerd"); err != nil {
 		return res, err
-	}
-	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
-	}
-	if !b.begin() {
-		return res, fmt.Errorf("%w: the containerd backend is closed", sandbox.ErrUnavailable)
 	}
 	defer b.runs.Done()
 
@@ -83,15 +86,8 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		return res, fmt.Errorf("creating run dir for %s: %w", id, err)
 	}
 	st := &runState{id: id}
-	defer func() {
-		if cerr := b.cleanup(st, runDir); cerr != nil {
-			b.log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
-			if err == nil {
-				err = cerr
-			}
-		}
-	}()
-	if err := prepareCopyDirs(runDir, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
+	defer inflight.Cleanup(b.log, id, &err, func() error { return b.cleanup(st, runDir) })
+	if err := rundir.PrepareCopies(runDir, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
 		return res, err
 	}
 
@@ -342,7 +338,7 @@ func (b *Backend) cleanup(st *runState, runDir string) error {
 		}
 	}
 	if len(errs) == 0 {
-		if err := removeRunDir(runDir); err != nil {
+		if err := rundir.Remove(runDir, rundir.Detach); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -1,10 +1,7 @@
 package containerd
 
 import (
-	"fmt"
 	"maps"
-	"path/filepath"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -26,58 +23,10 @@ import (
 // `ctr run --rootfs` does.
 func OCISpec(spec sandbox.Spec, img sandbox.Image, cgroupsPath, owner, runDir string, sc *specs.LinuxSeccomp) (*specs.Spec, error) {
 	return oci.Build(spec, img, sc,
-		withCgroupsPath(cgroupsPath),
-		withOwner(owner),
-		withCopyDirsUnder(runDir),
+		oci.WithCgroupsPath(cgroupsPath),
+		oci.WithAnnotation(LabelOwner, owner),
+		oci.WithCopyDirsUnder(runDir),
 	)
-}
-
-func withCgroupsPath(p string) oci.SpecOpt {
-	return func(s *specs.Spec) error {
-		if s.Linux == nil {
-			s.Linux = &specs.Linux{}
-		}
-		s.Linux.CgroupsPath = p
-		return nil
-	}
-}
-
-func withOwner(owner string) oci.SpecOpt {
-	return func(s *specs.Spec) error {
-		if s.Annotations == nil {
-			s.Annotations = map[string]string{}
-		}
-		s.Annotations[LabelOwner] = owner
-		return nil
-	}
-}
-
-// withCopyDirsUnder makes the relative overlay dirs of copy mounts absolute under dir. runc
-// would resolve them against the shim's bundle directory, which is the daemon's, not Airlock's:
-// the copy layers must live in Airlock's private run dir, on the size-capped tmpfs
-// prepareCopyDirs mounts there.
-func withCopyDirsUnder(dir string) oci.SpecOpt {
-	return func(s *specs.Spec) error {
-		for i, m := range s.Mounts {
-			if m.Type != "overlay" {
-				continue
-			}
-			opts := make([]string, len(m.Options))
-			for j, o := range m.Options {
-				for _, key := range []string{"upperdir=", "workdir="} {
-					if v, ok := strings.CutPrefix(o, key); ok && !filepath.IsAbs(v) {
-						if !filepath.IsAbs(dir) {
-							return fmt.Errorf("copy mount %s: run dir %q is not absolute", m.Destination, dir)
-						}
-						o = key + filepath.Join(dir, v)
-					}
-				}
-				opts[j] = o
-			}
-			s.Mounts[i].Options = opts
-		}
-		return nil
-	}
 }
 
 // containerLabels are the containerd labels of a run's container: the Spec's labels (the audit

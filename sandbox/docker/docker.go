@@ -56,6 +56,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/owner"
 )
 
@@ -116,9 +117,7 @@ type Backend struct {
 	imgMu    sync.Mutex
 	imported map[string]*importState // Airlock image ID -> import of it
 
-	mu      sync.Mutex
-	closed  bool
-	running sync.WaitGroup
+	running inflight.Runs
 }
 
 var _ sandbox.Backend = (*Backend)(nil)
@@ -222,30 +221,14 @@ func (b *Backend) Name() string { return "docker" }
 // Close waits for in-flight runs, then releases the owner lock and the client. Runs after
 // Close fail.
 func (b *Backend) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if !b.running.Close() {
 		return nil
 	}
-	b.closed = true
-	b.mu.Unlock()
-	b.running.Wait()
 	err := b.lock.Release()
 	if cerr := b.cli.Close(); err == nil {
 		err = cerr
 	}
 	return err
-}
-
-// begin registers a run; false once Close started.
-func (b *Backend) begin() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
-	}
-	b.running.Add(1)
-	return true
 }
 
 // Info is what doctor reports about the daemon.

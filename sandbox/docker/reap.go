@@ -14,6 +14,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/owner"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
 
 // Reap removes what dead Airlock processes that used this state directory left behind: their
@@ -61,7 +62,7 @@ func (b *Backend) Reap(ctx context.Context) ([]sandbox.Reaped, error) {
 			if !ok || tok == b.lock.Token() || owner.Listed(b.owners, tok) {
 				continue
 			}
-			if err := removeRunDir(filepath.Join(b.runs, e.Name())); err != nil {
+			if err := rundir.Remove(filepath.Join(b.runs, e.Name()), rundir.DetachIfBusy); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -103,7 +104,7 @@ func (b *Backend) reapOwner(ctx context.Context, token string) ([]sandbox.Reaped
 	}
 	matches, _ := filepath.Glob(filepath.Join(b.runs, "airlock-"+token+"-*"))
 	for _, m := range matches {
-		if err := removeRunDir(m); err != nil {
+		if err := rundir.Remove(m, rundir.DetachIfBusy); err != nil {
 			errs = append(errs, err)
 		}
 	}

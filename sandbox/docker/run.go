@@ -8,19 +8,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 	"github.com/airlock-mcp/airlock/seccomp"
 )
 
@@ -43,14 +42,8 @@ const (
 // State.OOMKilled) is OOMKilled with ExitCode 137.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
 	started := time.Now()
-	if err := spec.Validate(); err != nil {
+	if err := b.running.Start(ctx, spec, "docker"); err != nil {
 		return res, err
-	}
-	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
-	}
-	if !b.begin() {
-		return res, fmt.Errorf("%w: the docker backend is closed", sandbox.ErrUnavailable)
 	}
 	defer b.running.Done()
 
@@ -98,16 +91,15 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		return res, err
 	}
 	st := &runState{name: name, runDir: runDir}
-	defer func() {
-		if cerr := b.cleanup(st); cerr != nil {
-			b.log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", name).Msg("container leftovers remain; they are reaped when this process exits and another starts")
-			if err == nil {
-				err = cerr
-			}
+	defer inflight.Cleanup(b.log, name, &err, func() error { return b.cleanup(st) })
+	// The run directory exists only for copy layers (the daemon keeps everything else).
+	if rundir.HasCopies(spec.Mounts) {
+		if err := os.Mkdir(runDir, 0o700); err != nil {
+			return res, fmt.Errorf("copy layers: %w", err)
 		}
-	}()
-	if err := prepareCopyDirs(st, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
-		return res, err
+		if err := rundir.PrepareCopies(runDir, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
+			return res, err
+		}
 	}
 
 	res, err = b.execute(ctx, spec, st, cfg, hc)
@@ -145,10 +137,9 @@ func (b *Backend) checkLocal(spec sandbox.Spec, img sandbox.Image) error {
 
 // runState is what cleanup needs to know about how far a run got.
 type runState struct {
-	name    string
-	id      string // set once the container exists
-	runDir  string
-	copyTmp bool // runDir/copy is a mounted tmpfs
+	name   string
+	id     string // set once the container exists
+	runDir string
 }
 
 // execute creates, attaches, starts and waits for the container and collects the outcome.
@@ -350,7 +341,7 @@ func (b *Backend) cleanup(st *runState) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeRunDir(st.runDir); err != nil {
+	if err := rundir.Remove(st.runDir, rundir.DetachIfBusy); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -364,75 +355,6 @@ func (b *Backend) removeContainer(id string) error {
 	_, err := b.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("docker: removing container %s: %w", id, err)
-	}
-	return nil
-}
-
-// copyDir is the run directory's mount point of the tmpfs holding the copy layers.
-const copyDir = "copy"
-
-// prepareCopyDirs creates the upper and work dirs of every copy mount under the run directory,
-// on a tmpfs capped at the memory limit (filling the copy cannot fill the host's disk); the
-// upper dir takes the owner and mode of the host directory, so the sandbox user can write
-// where it could in the original.
-func prepareCopyDirs(st *runState, mounts []sandbox.Mount, sizeBytes int64) error {
-	if !slices.ContainsFunc(mounts, func(m sandbox.Mount) bool { return m.Access == sandbox.CopyOnWrite }) {
-		return nil
-	}
-	if err := os.Mkdir(st.runDir, 0o700); err != nil {
-		return fmt.Errorf("copy layers: %w", err)
-	}
-	root := filepath.Join(st.runDir, copyDir)
-	if err := os.Mkdir(root, 0o700); err != nil {
-		return fmt.Errorf("copy layers: %w", err)
-	}
-	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", sizeBytes)); err != nil {
-		return fmt.Errorf("%w: mounting the tmpfs for copy layers at %s: %v", sandbox.ErrUnavailable, root, err)
-	}
-	st.copyTmp = true
-	for i, m := range mounts {
-		if m.Access != sandbox.CopyOnWrite {
-			continue
-		}
-		fi, err := os.Stat(m.Source)
-		if err != nil {
-			return fmt.Errorf("%w: copy mount %s: %v", sandbox.ErrInvalidSpec, m.Target, err)
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("%w: copy mount %s: source %s is not a directory; use access ro or rw for a file", sandbox.ErrInvalidSpec, m.Target, m.Source)
-		}
-		// oci.CopyDir(i) is "copy/<i>": under the tmpfs.
-		dir := filepath.Join(st.runDir, oci.CopyDir(i))
-		upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
-		for _, d := range []string{upper, work} {
-			if err := os.MkdirAll(d, 0o700); err != nil {
-				return fmt.Errorf("copy mount %s: %w", m.Target, err)
-			}
-		}
-		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-			if err := os.Lchown(upper, int(sys.Uid), int(sys.Gid)); err != nil {
-				return fmt.Errorf("copy mount %s: %w", m.Target, err)
-			}
-		}
-		if err := os.Chmod(upper, fi.Mode()&(os.ModePerm|os.ModeSticky|os.ModeSetgid)); err != nil {
-			return fmt.Errorf("copy mount %s: %w", m.Target, err)
-		}
-	}
-	return nil
-}
-
-// removeRunDir unmounts the copy tmpfs of a run directory (if mounted) and removes the
-// directory. The unmount is lazy only as a fallback: the daemon has unmounted the overlay on
-// it when the container was removed.
-func removeRunDir(dir string) error {
-	root := filepath.Join(dir, copyDir)
-	if err := unix.Unmount(root, 0); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		if err := unix.Unmount(root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("unmounting copy layers at %s: %w", root, err)
-		}
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("removing run directory: %w", err)
 	}
 	return nil
 }

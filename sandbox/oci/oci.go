@@ -42,11 +42,15 @@ const (
 	devShmSize = 64 << 20 // POSIX shared memory; charged to the memory cgroup like any tmpfs
 )
 
+// CopyRoot is the bundle-relative directory holding every copy mount's layers, the parent of
+// every CopyDir. Backends mount a size-capped tmpfs there (package rundir).
+const CopyRoot = "copy"
+
 // CopyDir is the bundle-relative directory holding the overlay upper and work dirs of the
 // spec.Mounts[i] with Access copy: CopyDir(i)+"/upper" and CopyDir(i)+"/work". WithSpecMounts
 // emits them relative to the bundle; the backend resolves them against the run's private
 // bundle dir, so the copy is discarded with the bundle and the host directory is never written.
-func CopyDir(i int) string { return fmt.Sprintf("copy/%d", i) }
+func CopyDir(i int) string { return fmt.Sprintf("%s/%d", CopyRoot, i) }
 
 // MaskedPaths are hidden from the container (bind-mounted over with /dev/null or an empty
 // read-only tmpfs). They leak host kernel state (kcore: physical memory; keys: the kernel

@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/cgroup"
 	"github.com/airlock-mcp/airlock/seccomp"
 )
 
@@ -158,7 +159,7 @@ func BenchmarkRemoveStopped(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cfg.Linux.CgroupsPath = CgroupsPath(be.cgroupParent, id)
+		cfg.Linux.CgroupsPath = cgroup.Path(be.cgroupParent, id)
 		bundle := filepath.Join(be.bundles, id)
 		data, _ := json.Marshal(cfg)
 		if err := os.MkdirAll(bundle, 0o700); err != nil {

@@ -1,26 +1,20 @@
 package runc
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/cgroup"
 )
 
 // cgroupRoot is where the cgroup file systems are mounted.
-const cgroupRoot = "/sys/fs/cgroup"
+const cgroupRoot = cgroup.Root
 
 // cgroups describes the host's cgroup layout, found once when the Backend is made.
 type cgroups struct {
@@ -60,34 +54,11 @@ func detectCgroups(root string) (cgroups, error) {
 		}
 		return cgroups{v2: true, roots: []string{root}, memory: root}, nil
 	}
-	entries, err := os.ReadDir(root)
+	roots, err := cgroup.Hierarchies(root)
 	if err != nil {
 		return unavailable("%v", err)
 	}
-	// Resolve the root once and only the entries that are links (cpu -> cpu,cpuacct on some
-	// hosts): EvalSymlinks on every entry costs dozens of sysfs lookups on each airlock exec.
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return unavailable("%v", err)
-	}
-	cg := cgroups{}
-	seen := map[string]bool{}
-	for _, e := range entries {
-		real := filepath.Join(realRoot, e.Name())
-		if e.Type()&fs.ModeSymlink != 0 {
-			if real, err = filepath.EvalSymlinks(real); err != nil {
-				continue
-			}
-		}
-		if seen[real] {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(real, "cgroup.procs")); err != nil {
-			continue
-		}
-		seen[real] = true
-		cg.roots = append(cg.roots, real)
-	}
+	cg := cgroups{roots: roots}
 	for _, c := range []string{"memory", "pids", "cpu"} {
 		dir := filepath.Join(root, c)
 		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
@@ -110,58 +81,5 @@ func (c cgroups) paths(rel string) []string {
 	return out
 }
 
-// oomKills reads how many processes the kernel's OOM killer killed in the memory cgroup dir:
-// "oom_kill N" in memory.oom_control (v1) or memory.events (v2).
-func (c cgroups) oomKills(dir string) (int64, error) {
-	file := "memory.oom_control"
-	if c.v2 {
-		file = "memory.events"
-	}
-	b, err := os.ReadFile(filepath.Join(dir, file))
-	if err != nil {
-		return 0, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if ok && k == "oom_kill" {
-			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s/%s has no oom_kill counter (kernel older than 4.13?)", dir, file)
-}
-
-// removeCgroup removes one container cgroup dir. Processes of a container whose init just
-// died can linger for a moment while the kernel reaps them (rmdir says EBUSY), so it SIGKILLs
-// whatever is still listed and retries for up to a second. A missing dir is not an error.
-func removeCgroup(dir string) error {
-	var err error
-	for delay := time.Millisecond; ; delay *= 2 {
-		err = unix.Rmdir(dir)
-		if err == nil || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if !errors.Is(err, unix.EBUSY) || delay > 512*time.Millisecond {
-			return fmt.Errorf("removing cgroup %s: %w", dir, err)
-		}
-		killCgroupProcs(dir)
-		time.Sleep(delay)
-	}
-}
-
-// killCgroupProcs SIGKILLs every process listed in the cgroup dir. Only used on a container's
-// own cgroup after its init is gone (or its owner is dead).
-func killCgroupProcs(dir string) {
-	if os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0) == nil {
-		return // cgroup v2 kills the whole subtree atomically
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	if err != nil {
-		return
-	}
-	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
+// oomKills reads how many processes the kernel's OOM killer killed in the memory cgroup dir.
+func (c cgroups) oomKills(dir string) (int64, error) { return cgroup.OOMKills(dir, c.v2) }

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/cgroup"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
 
 // TestTimeoutHoldsWithoutAirlock: the container's timeout holds with no Airlock left to
@@ -36,7 +38,7 @@ func TestTimeoutHoldsWithoutAirlock(t *testing.T) {
 		if err := b.removeContainer(id, true); err != nil {
 			t.Errorf("removing %s: %v", id, err)
 		}
-		if err := removeBundle(bundle); err != nil {
+		if err := rundir.Remove(bundle, rundir.Detach); err != nil {
 			t.Error(err)
 		}
 		assertNoLeftovers(t, b)
@@ -107,7 +109,7 @@ func writeBundle(t *testing.T, b *Backend, s sandbox.Spec) (id, bundle string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Linux.CgroupsPath = CgroupsPath(b.cgroupParent, id)
+	cfg.Linux.CgroupsPath = cgroup.Path(b.cgroupParent, id)
 	bundle = filepath.Join(b.bundles, id)
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		t.Fatal(err)
@@ -130,7 +132,7 @@ const markerEnv = "AIRLOCK_INIT_TEST"
 // cgroups and its environment reads empty, so it does not count.
 func processesOf(b *Backend, id, marker string) []string {
 	seen := map[string]bool{}
-	for _, dir := range b.cg.paths(CgroupsPath(b.cgroupParent, id)) {
+	for _, dir := range b.cg.paths(cgroup.Path(b.cgroupParent, id)) {
 		procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		for _, pid := range strings.Fields(string(procs)) {
 			seen[pid] = true

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/cgroup"
 	"github.com/airlock-mcp/airlock/sandbox/owner"
 )
 
@@ -164,7 +165,7 @@ func bundleLabels(bundle string) map[string]string {
 
 // hasProcesses reports whether any cgroup of container id still lists a process.
 func (b *Backend) hasProcesses(id string) bool {
-	for _, dir := range b.cg.paths(CgroupsPath(b.cgroupParent, id)) {
+	for _, dir := range b.cg.paths(cgroup.Path(b.cgroupParent, id)) {
 		if procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil && len(bytes.TrimSpace(procs)) > 0 {
 			return true
 		}

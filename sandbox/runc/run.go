@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/cgroup"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/rundir"
 )
 
 // Grace periods of the kill path.
@@ -38,21 +41,15 @@ const (
 // command did start) together with an error wrapping ctx's cause.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
 	started := time.Now()
-	if err := spec.Validate(); err != nil {
+	if err := b.runs.Start(ctx, spec, "runc"); err != nil {
 		return res, err
 	}
+	defer b.runs.Done()
 	if spec.Runtime != "" && spec.Runtime != "runc" {
 		// The profile asked for isolation this backend cannot give (gVisor, a VM): running the
 		// tool under plain runc instead would quietly weaken it.
 		return res, fmt.Errorf("%w: runtime %q is for the docker and containerd backends; the runc backend runs only runc (use --backend docker or containerd, or drop runtime: from the profile)", sandbox.ErrInvalidSpec, spec.Runtime)
 	}
-	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
-	}
-	if !b.begin() {
-		return res, fmt.Errorf("%w: the runc backend is closed", sandbox.ErrUnavailable)
-	}
-	defer b.runs.Done()
 	defer b.startPriming()() // let runc's cgroup migration find the RCU grace period passed
 
 	sc, err := b.seccompFor(spec.Seccomp, spec.Network)
@@ -69,7 +66,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	if err != nil {
 		return res, err
 	}
-	cfg.Linux.CgroupsPath = CgroupsPath(b.cgroupParent, id)
+	cfg.Linux.CgroupsPath = cgroup.Path(b.cgroupParent, id)
 	if err := oci.CheckMountPoints(cfg); err != nil {
 		return res, fmt.Errorf("image %s: %w", img.Name, err)
 	}
@@ -82,18 +79,14 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		return res, fmt.Errorf("creating bundle for %s: %w", id, err)
 	}
 	st := &runState{id: id}
-	defer func() {
-		if cerr := b.cleanup(st, bundle); cerr != nil {
-			b.log.Error().Err(cerr).Str("event", "sandbox.cleanup_failed").Str("container", id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
-			if err == nil {
-				err = cerr
-			}
-		}
-	}()
-	if err := prepareCopyDirs(bundle, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
+	defer inflight.Cleanup(b.log, id, &err, func() error { return b.cleanup(st, bundle) })
+	if err := rundir.PrepareCopies(bundle, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
 		return res, err
 	}
-	cfgJSON, err := json.Marshal(resolveBundlePaths(cfg, bundle))
+	if err := oci.WithCopyDirsUnder(bundle)(cfg); err != nil {
+		return res, err
+	}
+	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
 		return res, err
 	}
@@ -277,7 +270,7 @@ func (b *Backend) kill(st *runState, cmd *exec.Cmd, waited <-chan error) error {
 
 // memoryCgroup is the container's memory cgroup directory.
 func (b *Backend) memoryCgroup(id string) string {
-	return filepath.Join(b.cg.memory, CgroupsPath(b.cgroupParent, id))
+	return filepath.Join(b.cg.memory, cgroup.Path(b.cgroupParent, id))
 }
 
 // cleanup removes the container (state and cgroups) and then the bundle. A stopped container
@@ -291,7 +284,7 @@ func (b *Backend) cleanup(st *runState, bundle string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeBundle(bundle); err != nil {
+	if err := rundir.Remove(bundle, rundir.Detach); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -338,8 +331,8 @@ func (b *Backend) removeStopped(id string) error {
 
 func (b *Backend) removeCgroups(id string, recorded []string) error {
 	var errs []error
-	for _, dir := range append(recorded, b.cg.paths(CgroupsPath(b.cgroupParent, id))...) {
-		if err := removeCgroup(dir); err != nil {
+	for _, dir := range append(recorded, b.cg.paths(cgroup.Path(b.cgroupParent, id))...) {
+		if err := cgroup.Remove(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

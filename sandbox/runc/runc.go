@@ -18,13 +18,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/rs/zerolog"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/inflight"
 	"github.com/airlock-mcp/airlock/sandbox/owner"
 	"github.com/airlock-mcp/airlock/seccomp"
 )
@@ -56,9 +56,7 @@ type Backend struct {
 
 	priming atomic.Bool // a no-op cgroup migration is under way (see startPriming)
 
-	mu     sync.Mutex
-	closed bool
-	runs   sync.WaitGroup
+	runs inflight.Runs
 
 	// seccompFor compiles a Spec's seccomp profile; seccomp.OCI outside of tests.
 	seccompFor func(profile string, network sandbox.Network) (*specs.LinuxSeccomp, error)
@@ -183,13 +181,18 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 // Name is "runc".
 func (b *Backend) Name() string { return "runc" }
 
-// Version reports runc's version, e.g. "runc 1.5.2 (spec 1.3.0, libseccomp 2.5.4)". A runc
-// built without seccomp is an error wrapping sandbox.ErrUnavailable (the version string is
-// still returned for doctor).
-func (b *Backend) Version(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, b.runc, "--version").Output()
+// Version reports runc's version, e.g. "runc 1.5.2 (spec 1.3.0, libseccomp 2.5.4)" (see
+// BinaryVersion).
+func (b *Backend) Version(ctx context.Context) (string, error) { return BinaryVersion(ctx, b.runc) }
+
+// BinaryVersion reports the version of the runc binary bin, e.g. "runc 1.5.2 (spec 1.3.0,
+// libseccomp 2.5.4)". A runc built without seccomp is an error wrapping sandbox.ErrUnavailable
+// (the version string is still returned for doctor): it refuses every config that carries a
+// filter, so no sandbox could run.
+func BinaryVersion(ctx context.Context, bin string) (string, error) {
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
 	if err != nil {
-		return "", fmt.Errorf("%w: %s --version: %v; run `make setup` to rebuild runc", sandbox.ErrUnavailable, b.runc, err)
+		return "", fmt.Errorf("%w: %s --version: %v; run `make setup` to build runc, or set AIRLOCK_RUNC", sandbox.ErrUnavailable, bin, err)
 	}
 	fields := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
@@ -201,35 +204,19 @@ func (b *Backend) Version(ctx context.Context) (string, error) {
 	}
 	v := fmt.Sprintf("runc %s (spec %s", fields["runc"], fields["spec"])
 	if fields["libseccomp"] == "" {
-		return v + ", no seccomp)", fmt.Errorf("%w: %s was built without seccomp support and would refuse every sandbox; run `make setup` to build runc with the seccomp tag", sandbox.ErrUnavailable, b.runc)
+		return v + ", no seccomp)", fmt.Errorf("%w: %s was built without seccomp support and would refuse every sandbox; run `make setup` to build runc with the seccomp tag", sandbox.ErrUnavailable, bin)
 	}
 	return v + ", libseccomp " + fields["libseccomp"] + ")", nil
 }
 
 // Close waits for in-flight runs, then releases the owner lock. Runs after Close fail.
 func (b *Backend) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if !b.runs.Close() {
 		return nil
 	}
-	b.closed = true
-	b.mu.Unlock()
-	b.runs.Wait()
 	// The lock file goes while the lock is still held, so no reaper ever sees it unlocked
 	// while it names this process's (now gone) containers.
 	return b.lock.Release()
-}
-
-// begin registers a run; false once Close started.
-func (b *Backend) begin() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
-	}
-	b.runs.Add(1)
-	return true
 }
 
 // runcCmd runs a short runc management command (kill, delete) and returns its combined output.

@@ -7,6 +7,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/cgroup"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
 )
 
@@ -64,32 +65,9 @@ func OCIConfig(spec sandbox.Spec, img sandbox.Image, id string, sc *specs.LinuxS
 		return nil, fmt.Errorf("container id %q: want airlock-<owner hex>-<number>", id)
 	}
 	return oci.Build(spec, img, sc,
-		withCgroupsPath(CgroupsPath(DefaultCgroupParent, id)),
-		withOwner(owner),
+		oci.WithCgroupsPath(cgroup.Path(DefaultCgroupParent, id)),
+		// The owner token of the Backend that makes the container, so a leftover is
+		// attributable to the process that made it.
+		oci.WithAnnotation(AnnotationOwner, owner),
 	)
-}
-
-// CgroupsPath is the container's cgroup: "/<parent>/<id>".
-func CgroupsPath(parent, id string) string { return "/" + parent + "/" + id }
-
-func withCgroupsPath(p string) oci.SpecOpt {
-	return func(s *specs.Spec) error {
-		if s.Linux == nil {
-			s.Linux = &specs.Linux{}
-		}
-		s.Linux.CgroupsPath = p
-		return nil
-	}
-}
-
-// withOwner adds the owner token of the Backend that makes the container, so a leftover is
-// attributable to the process that made it.
-func withOwner(owner string) oci.SpecOpt {
-	return func(s *specs.Spec) error {
-		if s.Annotations == nil {
-			s.Annotations = map[string]string{}
-		}
-		s.Annotations[AnnotationOwner] = owner
-		return nil
-	}
 }
