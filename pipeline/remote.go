@@ -193,10 +193,16 @@ type GatewayEvent struct {
 
 // RecordGateway appends one audit record for ev.
 func (p *Pipeline) RecordGateway(ev GatewayEvent) error {
-	t := newTrace(p.now, Call{Tool: ev.Tool})
+	return p.trace.audit.Append(NewGatewayRecord(ev, p.now()))
+}
+
+// NewGatewayRecord is the audit record of ev, for AuditLog.Append (the CLI's pin approvals
+// and resets are recorded in the log the gateway writes).
+func NewGatewayRecord(ev GatewayEvent, now time.Time) *Record {
+	t := newTrace(func() time.Time { return now }, Call{Tool: ev.Tool})
 	t.rec.ArgsSHA256 = ""
 	t.rec.Upstream, t.rec.UpstreamTool = ev.Upstream, ev.UpstreamTool
 	t.rec.Backend = "upstream"
 	t.rec.Decision, t.rec.Rule, t.rec.Message = ev.Decision, ev.Rule, ev.Message
-	return p.trace.audit.Append(&t.rec)
+	return &t.rec
 }
