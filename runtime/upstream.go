@@ -258,6 +258,12 @@ func (u *upstreamState) load(ctx context.Context) ([]*remoteTool, error) {
 		u.mu.Lock()
 		u.catalog = cat
 		u.mu.Unlock()
+		// Owned by the catalog session: when the upstream goes away (restarted, say), the
+		// next tools/list connects again and re-checks what it then lists.
+		go func() {
+			cat.Wait()
+			u.invalidate(cat)
+		}()
 	}
 	list, err := cat.Tools(ctx)
 	if err != nil {
@@ -286,6 +292,24 @@ func (u *upstreamState) pinFileTime() time.Time {
 		return time.Time{}
 	}
 	return fi.ModTime()
+}
+
+// invalidate forgets the catalog session cat (if it is still the current one), so that the
+// next tools/list or tools/call lists and checks the tools again.
+func (u *upstreamState) invalidate(cat *upstream.Session) {
+	u.mu.Lock()
+	if cat == nil || u.catalog == cat {
+		if cat == nil {
+			cat = u.catalog
+		}
+		u.catalog, u.loaded, u.retryAt = nil, false, time.Time{}
+	} else {
+		cat = nil
+	}
+	u.mu.Unlock()
+	if cat != nil {
+		cat.Close()
+	}
 }
 
 func (u *upstreamState) failed() {
@@ -546,8 +570,13 @@ func (b *boundTool) Invoke(ctx context.Context, args map[string]any, progress fu
 		defer s.Close()
 	}
 	res, sent, err := s.Call(ctx, b.name, args, progress)
-	if err != nil && ctx.Err() == nil && !ephemeral {
-		b.up.dropSession(b.session, s)
+	if err != nil && ctx.Err() == nil {
+		// The upstream may have restarted, with other tools: connect again next time, and
+		// list and check its tools again before the next call.
+		if !ephemeral {
+			b.up.dropSession(b.session, s)
+		}
+		b.up.invalidate(nil)
 	}
 	return res, sent, err
 }

@@ -138,6 +138,10 @@ func (s *Session) Call(ctx context.Context, name string, args map[string]any, pr
 	return res, true, nil
 }
 
+// Wait returns when the session has ended: closed by Airlock, or by the upstream going away
+// (its streams failed past the transport's retries).
+func (s *Session) Wait() error { return s.cs.Wait() }
+
 // Close ends the session (the SDK sends the HTTP DELETE that ends it on the upstream too).
 func (s *Session) Close() error {
 	done := make(chan error, 1)
