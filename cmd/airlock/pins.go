@@ -20,16 +20,17 @@ const pinsUsage = `usage:
   airlock pins diff UPSTREAM TOOL
       What approving would pin: a diff of the pinned definition against the one last seen,
       headed by both hashes.
-  airlock pins approve UPSTREAM TOOL [--hash H]
-  airlock pins approve UPSTREAM --all
+  airlock pins approve [--audit F] UPSTREAM TOOL [--hash H]
+  airlock pins approve [--audit F] UPSTREAM --all
       Pin the definition last seen (with --hash, only if it still is the one with that hash:
       pass the hash diff printed, so that what is pinned is what was reviewed).
-  airlock pins reset UPSTREAM
+  airlock pins reset [--audit F] UPSTREAM
       Forget every pin of the upstream; its tools are pinned again at its next connect.
 
 Pins live in $AIRLOCK_STATE_DIR/pins (default /var/lib/airlock/pins). A running
 'airlock serve' notices approvals and resets at its next tools/list or tools/call.
-Approvals and resets are recorded in the audit log ($AIRLOCK_STATE_DIR/audit/audit.jsonl).
+Approvals and resets are recorded in the audit log: --audit F, default
+$AIRLOCK_STATE_DIR/audit/audit.jsonl (give the audit.path of a config that sets one).
 
 Exit codes: 0 done, 1 nothing to do (no such upstream or tool, nothing pending), 2 usage or error.
 `
@@ -53,6 +54,7 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	hash := fs.String("hash", "", "approve only this definition")
 	all := fs.Bool("all", false, "approve every pending tool")
+	audit := fs.String("audit", defaultAuditPath(), "audit log to record approvals and resets in")
 	rest, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -110,7 +112,7 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		for _, v := range vs {
 			fmt.Fprintf(stdout, "approved %s %s %s\n", v.Upstream, v.Tool, v.NewHash)
 		}
-		return auditPins(vs, stderr)
+		return auditPins(*audit, vs, stderr)
 	case "reset":
 		if len(rest) != 1 {
 			return usage("want UPSTREAM")
@@ -123,7 +125,7 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return pinsErr(stderr, "reset", err)
 		}
 		fmt.Fprintf(stdout, "reset %s: %d pin(s) dropped; its tools are pinned again at its next connect\n", rest[0], len(vs))
-		return auditPins(vs, stderr)
+		return auditPins(*audit, vs, stderr)
 	}
 	return 2
 }
@@ -185,11 +187,11 @@ func pinsErr(stderr io.Writer, sub string, err error) int {
 
 // auditPins records an operator's pin decisions in the audit log. The pins changed already;
 // a failure to record them is reported and makes the exit code 2.
-func auditPins(vs []pins.Verdict, stderr io.Writer) int {
+func auditPins(path string, vs []pins.Verdict, stderr io.Writer) int {
 	if len(vs) == 0 {
 		return 0
 	}
-	log, _, err := pipeline.OpenAudit(defaultAuditPath())
+	log, _, err := pipeline.OpenAudit(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock pins: the change is made but could not be recorded in the audit log: %v\n", err)
 		return 2

@@ -40,7 +40,7 @@ func TestPinsCLI(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"-h"}, 0, "airlock pins approve UPSTREAM TOOL"},
+		{[]string{"-h"}, 0, "airlock pins approve [--audit F] UPSTREAM TOOL"},
 		{nil, 2, "usage:"},
 		{[]string{"frob"}, 2, "unknown subcommand"},
 		{[]string{"list"}, 0, "changed"},
