@@ -65,8 +65,10 @@ func (r *Runtime) newMCPServer(g policies.Grant, authorize authorizeFunc) *mcp.S
 	// reports the unknown tool as a tool error, and writes the record either way.
 	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-			if r.gw != nil && (method == "tools/list" || method == "tools/call") {
-				r.gw.ensure(ctx) // upstream catalogs load lazily, on the first need
+			if r.gw != nil && method == "tools/list" {
+				// Upstream catalogs load lazily, on the first need (lookup loads them for calls
+				// to tools that are not Airlock's own, so a slow upstream never delays those).
+				r.gw.ensure(ctx)
 			}
 			if ctr, ok := req.(*mcp.CallToolRequest); ok && method == "tools/call" && ctr.Params != nil && !listed[ctr.Params.Name] {
 				if t := r.gw.lookup(ctx, ctr.Params.Name); t != nil {

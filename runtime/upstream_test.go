@@ -292,3 +292,94 @@ func TestGatewayDeadUpstream(t *testing.T) {
 		t.Errorf("call: %q", text)
 	}
 }
+
+// Cancelling Airlock's call cancels the upstream's request (notifications/cancelled); a call
+// the upstream does not answer in time is cut at the upstream's timeout; each Airlock session
+// has its own upstream session, which ends with it.
+func TestGatewayCancelTimeoutSessions(t *testing.T) {
+	up := newFakeUpstream(t)
+	cancelled := make(chan struct{}, 10)
+	mcp.AddTool(up.srv, &mcp.Tool{Name: "slow", Description: "Takes its time."},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			<-ctx.Done()
+			cancelled <- struct{}{}
+			return nil, nil, ctx.Err()
+		})
+	rt := newTestRuntime(t, "builtins: []\nupstreams:\n  up: {url: "+up.http.URL+", timeout: 1s}\n", `{"version":"1","default":"allow"}`, &fakeBackend{})
+	sessions := func() int {
+		n := 0
+		for range up.srv.Sessions() {
+			n++
+		}
+		return n
+	}
+
+	cs := connectClient(t, rt, nil)
+	if toolNames(t, cs)["up__slow"] == nil {
+		t.Fatal("up__slow not listed")
+	}
+	// Timeout.
+	start := time.Now()
+	res, text := callText(t, cs, "up__slow", map[string]any{})
+	if !res.IsError || !strings.Contains(text, "did not answer within 1s") || time.Since(start) > 5*time.Second {
+		t.Errorf("timeout: %q after %s", text, time.Since(start))
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Error("the upstream's request was not cancelled at the timeout")
+	}
+	// Cancellation by the client.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "up__slow", Arguments: map[string]any{}})
+	cancel()
+	if err == nil {
+		t.Error("a cancelled call returned a result")
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Error("cancelling Airlock's call did not cancel the upstream's request")
+	}
+
+	// Sessions: the catalog's and one per Airlock session that called a tool.
+	before := sessions()
+	cs2 := connectClient(t, rt, nil)
+	if res, text := callText(t, cs2, "up__echo", map[string]any{"text": "x"}); res.IsError {
+		t.Fatalf("echo: %q", text)
+	}
+	if n := sessions(); n != before+1 {
+		t.Errorf("upstream sessions %d after a second Airlock session called, want %d", n, before+1)
+	}
+	cs2.Close()
+	waitFor(t, func() bool { return sessions() == before })
+
+	var recs []pipeline.Record
+	f, err := os.Open(rt.Config().Audit.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pipeline.ReadRecords(f, func(_ []byte, r pipeline.Record) error {
+		if r.Tool == "up__slow" && r.Phase == "" && !strings.HasPrefix(r.Decision, "pin_") {
+			recs = append(recs, r)
+		}
+		return nil
+	})
+	if len(recs) != 2 || !recs[0].TimedOut || recs[0].Decision != pipeline.DecisionError || !recs[1].Cancelled {
+		t.Errorf("records: %+v", recs)
+	}
+}
+
+// approve_if applies to upstream tools: without a client that can ask a human, the call is
+// denied and recorded.
+func TestGatewayApprovalFailsClosed(t *testing.T) {
+	up := newFakeUpstream(t)
+	rt := newTestRuntime(t, "builtins: []\nupstreams:\n  up: {url: "+up.http.URL+"}\n",
+		`{"version":"1","default":"allow","tools":{"up__echo":{"approve_if":[{"conditions":[{"path":"args.text","op":"exists"}]}]}}}`, &fakeBackend{})
+	cs := connectClient(t, rt, nil)
+	res, text := callText(t, cs, "up__echo", map[string]any{"text": "x"})
+	if !res.IsError || !strings.Contains(text, "approval declined") {
+		t.Errorf("approval: %q", text)
+	}
+}
