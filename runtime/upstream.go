@@ -198,7 +198,7 @@ func (u *upstreamState) watch() {
 			return
 		case <-u.changed:
 			ctx, cancel := context.WithTimeout(u.g.ctx, catalogTimeout)
-			if err := u.refresh(ctx); err != nil {
+			if err := u.refresh(ctx); err != nil && u.g.ctx.Err() == nil {
 				u.g.log.Warn().Str("event", "upstream.list_failed").Str("upstream", u.name).Err(err).Msg("re-listing tools after list_changed failed")
 			}
 			cancel()
@@ -535,6 +535,12 @@ func (g *gateway) lookup(ctx context.Context, name string) *remoteTool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.tools[name]
+}
+
+// IsUpstreamTool reports whether name is a tool of an upstream (served or withheld), connecting
+// to the upstreams first if need be.
+func (r *Runtime) IsUpstreamTool(ctx context.Context, name string) bool {
+	return r.gw.lookup(ctx, name) != nil
 }
 
 // bind is the RemoteTool for one call of an Airlock session. ss, when not nil, is the MCP
