@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -11,6 +12,9 @@ import (
 // DefaultMaxBinaryBytes caps the binary data (images, audio, embedded blobs) of one upstream
 // result, all blocks together.
 const DefaultMaxBinaryBytes = 4 << 20
+
+// MaxContentBlocks caps the content blocks of one upstream result; the rest are dropped.
+const MaxContentBlocks = 1000
 
 // content is stage 6 for an upstream's result: every text in it (text blocks, embedded text
 // resources and text-typed blobs, resource links' names, titles, descriptions and URIs, every
@@ -27,6 +31,7 @@ func (s sanitizeStage) content(t *trace, res *mcp.CallToolResult, secrets []stri
 	c := s.newCall()
 	t.clean = c
 	credentials := 0
+	withheldStructured := false
 	prep := func(v string) string {
 		p := s.prepare([]byte(v))
 		for _, sec := range secrets {
@@ -51,7 +56,12 @@ func (s sanitizeStage) content(t *trace, res *mcp.CallToolResult, secrets []stri
 		tc := &mcp.TextContent{Text: fmt.Sprintf("[airlock: "+format+"]", a...)}
 		out = append(out, tc)
 	}
-	for _, b := range res.Content {
+	blocks := res.Content
+	if len(blocks) > MaxContentBlocks {
+		blocks = blocks[:MaxContentBlocks]
+		t.rec.Truncated = true
+	}
+	for _, b := range blocks {
 		switch b := b.(type) {
 		case *mcp.TextContent:
 			nb := &mcp.TextContent{Text: prep(b.Text), Annotations: b.Annotations}
@@ -102,9 +112,20 @@ func (s sanitizeStage) content(t *trace, res *mcp.CallToolResult, secrets []stri
 			note("a content block of an unsupported type was dropped")
 		}
 	}
+	if len(res.Content) > MaxContentBlocks {
+		note("%d more content blocks were dropped: over the cap of %d per result", len(res.Content)-MaxContentBlocks, MaxContentBlocks)
+	}
 	var structured any
 	if res.StructuredContent != nil {
-		structured = mapStrings(res.StructuredContent, prep)
+		// Structured content is not cut (a cut object would not validate): over the output
+		// cap it is withheld, which makes the result an error (see UpstreamOutput).
+		if b, err := json.Marshal(res.StructuredContent); err != nil || len(b) > s.maxBytes {
+			note("structuredContent of %d bytes was withheld: over the %d-byte output cap", len(b), s.maxBytes)
+			t.rec.Truncated = true
+			withheldStructured = true
+		} else {
+			structured = mapStrings(res.StructuredContent, prep)
+		}
 	}
 
 	for _, x := range texts {
@@ -147,7 +168,7 @@ func (s sanitizeStage) content(t *trace, res *mcp.CallToolResult, secrets []stri
 	if out == nil {
 		out = []mcp.Content{}
 	}
-	return UpstreamOutput{Content: out, Structured: structured}, true
+	return UpstreamOutput{Content: out, Structured: structured, StructuredWithheld: withheldStructured}, true
 }
 
 // textual reports a MIME type whose content is text.

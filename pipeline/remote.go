@@ -64,6 +64,10 @@ type UpstreamOutput struct {
 	// Structured is the upstream's structuredContent with every string sanitised; nil if it
 	// sent none.
 	Structured any
+	// StructuredWithheld: the upstream's structuredContent was over the output cap and is not
+	// returned; the result is then an error (a client would reject a success without the
+	// structured content the tool's outputSchema promises).
+	StructuredWithheld bool
 }
 
 // runRemote runs stages 2-6 for a RemoteTool. It is called by Run, which adds stage 7.
@@ -166,7 +170,7 @@ func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 		"redactions": cloneCounts(t.rec.Redactions),
 		"upstream":   rt.Upstream(),
 	}
-	return Result{Text: contentText(out.Content), Structured: st, IsError: res.IsError, Upstream: &out,
+	return Result{Text: contentText(out.Content), Structured: st, IsError: res.IsError || out.StructuredWithheld, Upstream: &out,
 		Verdict: policies.Verdict(t.verdict()), AuditID: t.rec.AuditID}
 }
 

@@ -192,3 +192,21 @@ func TestRemoteBinaryCap(t *testing.T) {
 		t.Errorf("truncated not set: %v", res.Structured)
 	}
 }
+
+func TestRemoteStructuredCap(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxOutputBytes = 1024 })
+	f := newRemote(t, &mcp.CallToolResult{StructuredContent: map[string]any{"big": strings.Repeat("x", 2000)}})
+	res := e.runRemote(f, `{"text":"x"}`)
+	if !res.IsError || res.Upstream.Structured != nil || !strings.Contains(res.Text, "structuredContent of") {
+		t.Fatalf("over the cap: %+v", res)
+	}
+	many := make([]mcp.Content, MaxContentBlocks+5)
+	for i := range many {
+		many[i] = &mcp.TextContent{Text: "b"}
+	}
+	f = newRemote(t, &mcp.CallToolResult{Content: many})
+	res = e.runRemote(f, `{"text":"x"}`)
+	if len(res.Upstream.Content) != MaxContentBlocks+1 || res.Structured["truncated"] != true {
+		t.Fatalf("blocks: %d", len(res.Upstream.Content))
+	}
+}
