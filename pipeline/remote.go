@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -127,7 +128,7 @@ func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 				return
 			}
 			last = v
-			call.RemoteProgress(v, total, p.sanitize.text(msg))
+			call.RemoteProgress(v, total, p.sanitize.text(hideSecrets(msg, rt.Secrets())))
 		}
 	}
 	res, sent, err := rt.Invoke(callCtx, args, progress)
@@ -145,9 +146,11 @@ func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 			t.rec.Decision, t.rec.Message = DecisionError, fmt.Sprintf("upstream did not answer within %s; the request was cancelled", timeout)
 			return t.errorResult(fmt.Sprintf("%s: upstream %s did not answer within %s; the request was cancelled", call.Tool, rt.Upstream(), timeout))
 		}
-		t.rec.Decision, t.rec.Message = DecisionError, "upstream failed: "+err.Error()
-		p.log.Error().Str("event", "upstream.error").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("upstream", rt.Upstream()).Err(err).Msg("upstream call failed")
-		return t.errorResult(fmt.Sprintf("%s: upstream %s failed: %s", call.Tool, rt.Upstream(), p.sanitize.text(err.Error())))
+		// Transport errors can quote what the upstream sent back, requests included.
+		msg := hideSecrets(err.Error(), rt.Secrets())
+		t.rec.Decision, t.rec.Message = DecisionError, "upstream failed: "+msg
+		p.log.Error().Str("event", "upstream.error").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("upstream", rt.Upstream()).Str("error", msg).Msg("upstream call failed")
+		return t.errorResult(fmt.Sprintf("%s: upstream %s failed: %s", call.Tool, rt.Upstream(), p.sanitize.text(msg)))
 	}
 	ran = true
 	code := 0
@@ -175,6 +178,16 @@ func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 }
 
 var errRemoteTimeout = errors.New("upstream call timed out")
+
+// hideSecrets replaces the credentials Airlock holds for an upstream in s.
+func hideSecrets(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "[REDACTED:upstream-credential]")
+		}
+	}
+	return s
+}
 
 func cloneCounts(m map[string]int) map[string]int {
 	out := make(map[string]int, len(m))

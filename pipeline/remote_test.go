@@ -155,11 +155,15 @@ func TestRemoteTimeoutAndError(t *testing.T) {
 		t.Errorf("record: %+v", r)
 	}
 	f = newRemote(t, nil)
-	f.err = context.DeadlineExceeded
 	f.err = errDead
+	f.secrets = []string{"hunter2-token"}
 	res = e.runRemote(f, `{"text":"x"}`)
-	if !res.IsError || !strings.Contains(res.Text, "upstream up failed") {
+	if !res.IsError || !strings.Contains(res.Text, "upstream up failed") || strings.Contains(res.Text, "hunter2") {
 		t.Fatalf("dead: %+v", res)
+	}
+	recs = e.records(t)
+	if r := recs[len(recs)-1]; strings.Contains(r.Message, "hunter2") || !strings.Contains(r.Message, "connection refused") {
+		t.Errorf("record: %+v", r)
 	}
 	// The upstream's own isError is kept.
 	f = newRemote(t, &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "nope"}}})
@@ -172,7 +176,7 @@ var errDead = &deadErr{}
 
 type deadErr struct{}
 
-func (*deadErr) Error() string { return "connection refused" }
+func (*deadErr) Error() string { return "connection refused (sent Authorization: hunter2-token)" }
 
 func TestRemoteBinaryCap(t *testing.T) {
 	e := newEnv(t, nil)
