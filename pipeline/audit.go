@@ -64,6 +64,11 @@ type Record struct {
 	// Cancelled: the call was cancelled (the client cancelled or went away, or Airlock shut
 	// down) before it finished. With a ContainerID the tool had started and was killed.
 	Cancelled bool `json:"cancelled,omitempty"`
+	// Upstream and UpstreamTool name the upstream MCP server and its own name for the tool,
+	// for a call to (or a pin decision about) a tool Airlock serves as a gateway; empty for
+	// built-in and configured tools.
+	Upstream     string `json:"upstream,omitempty"`
+	UpstreamTool string `json:"upstream_tool,omitempty"`
 }
 
 // Record phases (Record.Phase).
@@ -86,7 +91,8 @@ func (r Record) canonical() ([]byte, error) {
 func (r *Record) normalize() {
 	v := func(s *string) { *s = strings.ToValidUTF8(*s, "\uFFFD") }
 	for _, s := range []*string{&r.AuditID, &r.Time, &r.Grant, &r.Session, &r.Tool, &r.ArgsSHA256,
-		&r.Decision, &r.Rule, &r.Message, &r.PolicySHA256, &r.Backend, &r.Image, &r.Profile, &r.ContainerID, &r.Phase} {
+		&r.Decision, &r.Rule, &r.Message, &r.PolicySHA256, &r.Backend, &r.Image, &r.Profile, &r.ContainerID, &r.Phase,
+		&r.Upstream, &r.UpstreamTool} {
 		v(s)
 	}
 	for i := range r.ArgKeys {

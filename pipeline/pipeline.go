@@ -167,6 +167,13 @@ type Call struct {
 	// Progress is called about every ProgressInterval while the tool runs, with strictly
 	// increasing elapsed times (nil: no progress). How much work remains is not known.
 	Progress func(elapsed time.Duration)
+	// Remote is the tool when it is an upstream MCP server's (see RemoteTool): stages 4-5
+	// are then a tools/call on the upstream instead of a sandbox run. nil for the pipeline's
+	// own tools, looked up by Tool.
+	Remote RemoteTool
+	// RemoteProgress receives a remote tool's progress reports, message sanitised (nil: none
+	// are asked for).
+	RemoteProgress func(progress, total float64, message string)
 }
 
 // Result is what goes back to the agent: a text block plus structured content
@@ -183,6 +190,13 @@ type Result struct {
 	// StageMS is how long each stage took, in milliseconds (the audit record has the same
 	// numbers, except "audit" itself).
 	StageMS map[string]float64
+	// Gateway: the call was to a RemoteTool. Structured then holds Airlock's own fields,
+	// which go into the MCP result's _meta, never into structuredContent: that belongs to
+	// the upstream, and clients validate it against the upstream's outputSchema.
+	Gateway bool
+	// Upstream is the remote tool's sanitised result, when it answered (nil otherwise: Text
+	// says why).
+	Upstream *UpstreamOutput
 }
 
 // Stage names used in StageMS and the audit record's stage_ms.
@@ -195,6 +209,34 @@ const (
 	StageSanitize = "sanitize"
 	StageAudit    = "audit"
 )
+
+// decide is stage 3: the policy's verdict, and for approve verdicts the human's answer. It
+// returns the reservation of rate-limit units (to commit if the tool runs, else roll back)
+// and, when the call may not go on, its result.
+func (p *Pipeline) decide(ctx context.Context, t *trace, call Call, args map[string]any) (*policies.Reservation, *Result) {
+	d, resv := p.policy.run(t, policies.Request{Tool: call.Tool, Args: args, Grant: call.Grant, Session: call.Session})
+	switch d.Verdict {
+	case policies.Allow:
+	case policies.Approve:
+		if reason := p.policy.approve(ctx, t, call, args, d); reason != "" {
+			if ctx.Err() != nil {
+				r := t.cancelled(ctx, "while waiting for approval, before the tool ran")
+				return resv, &r
+			}
+			t.rec.Decision = string(policies.Deny)
+			t.rec.Message = "approval declined: " + reason
+			p.log.Info().Str("event", "policy.deny").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("rule", d.Rule).Str("reason", reason).Msg("approval declined")
+			r := t.denied(d, "approval declined: "+p.sanitize.text(reason))
+			return resv, &r
+		}
+	default:
+		// Deny, and anything else: an unknown verdict never runs a tool.
+		p.log.Info().Str("event", "policy.deny").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("rule", d.Rule).Msg(d.Message)
+		r := t.denied(d, d.Message)
+		return resv, &r
+	}
+	return resv, nil
+}
 
 // Run executes call through all seven stages. It always writes an audit record: a call that
 // stops at any stage (unknown tool, bad arguments, denial, sandbox failure, even a panicking
@@ -226,6 +268,10 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 		return t.errorResult("audit log unavailable, so no tool can run: " + err.Error())
 	}
 
+	if call.Remote != nil {
+		return p.runRemote(ctx, t, call)
+	}
+
 	// Stage 1 (propose) is the Call itself; find the tool.
 	te, ok := p.tools[call.Tool]
 	if !ok {
@@ -235,14 +281,14 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	}
 
 	// Stage 2: strict decode, then the tool's schema.
-	args, err := p.parse.run(t, te, call.Args)
+	args, err := p.parse.run(t, te.schema, call.Args)
 	if err != nil {
 		return t.argError(call.Tool, err)
 	}
 
 	// Stage 3: policy. Units reserved here are committed only if the tool runs.
-	d, resv := p.policy.run(t, policies.Request{Tool: call.Tool, Args: args, Grant: call.Grant, Session: call.Session})
 	ran := false
+	resv, refused := p.decide(ctx, t, call, args)
 	defer func() {
 		if ran {
 			resv.Commit()
@@ -250,22 +296,8 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 			resv.Rollback()
 		}
 	}()
-	switch d.Verdict {
-	case policies.Allow:
-	case policies.Approve:
-		if reason := p.policy.approve(ctx, t, call, args, d); reason != "" {
-			if ctx.Err() != nil {
-				return t.cancelled(ctx, "while waiting for approval, before the tool ran")
-			}
-			t.rec.Decision = string(policies.Deny)
-			t.rec.Message = "approval declined: " + reason
-			p.log.Info().Str("event", "policy.deny").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("rule", d.Rule).Str("reason", reason).Msg("approval declined")
-			return t.denied(d, "approval declined: "+p.sanitize.text(reason))
-		}
-	default:
-		// Deny, and anything else: an unknown verdict never runs a tool.
-		p.log.Info().Str("event", "policy.deny").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("rule", d.Rule).Msg(d.Message)
-		return t.denied(d, d.Message)
+	if refused != nil {
+		return *refused
 	}
 
 	// Stage 4: sandbox instantiation.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/airlock-mcp/airlock/policies"
 	"github.com/airlock-mcp/airlock/sandbox"
@@ -24,7 +25,7 @@ type parseStage struct {
 	recordArgs bool
 }
 
-func (s parseStage) run(t *trace, te *toolEntry, raw json.RawMessage) (map[string]any, error) {
+func (s parseStage) run(t *trace, schema *jsonschema.Schema, raw json.RawMessage) (map[string]any, error) {
 	defer t.stage(StageSchema)
 	args, err := decodeArgs(raw, s.maxBytes)
 	if err != nil {
@@ -41,7 +42,7 @@ func (s parseStage) run(t *trace, te *toolEntry, raw json.RawMessage) (map[strin
 			t.rec.Args = b
 		}
 	}
-	if err := validateArgs(te.schema, args); err != nil {
+	if err := validateArgs(schema, args); err != nil {
 		return nil, err
 	}
 	return args, nil
@@ -323,6 +324,7 @@ func (s traceStage) finish(t *trace, res Result) Result {
 	if res.Structured == nil {
 		res.Structured = map[string]any{"audit_id": t.rec.AuditID}
 	}
+	res.Gateway = t.remote
 	err := s.audit.Append(&t.rec)
 	res.StageMS[StageAudit] = ms(s.now().Sub(end))
 	if err != nil {

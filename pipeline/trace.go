@@ -34,6 +34,8 @@ type trace struct {
 	out Output
 	// clean is stage 6's state for this call: budget and secrets found.
 	clean *callCleaner
+	// remote: the call is to a RemoteTool (Result.Gateway).
+	remote bool
 }
 
 func newTrace(clock func() time.Time, call Call) *trace {

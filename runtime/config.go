@@ -46,6 +46,8 @@ type Config struct {
 	Tests TestsConfig `yaml:"tests"`
 	// Results configures what a tool result carries.
 	Results ResultsConfig `yaml:"results"`
+	// Upstreams are third-party MCP servers served through Airlock (docs/gateway.md).
+	Upstreams map[string]UpstreamConfig `yaml:"upstreams"`
 
 	// File is where the config came from ("" for the built-in default); errors name it.
 	File string `yaml:"-"`
@@ -411,6 +413,9 @@ func (c *Config) validate() error {
 				return c.errAt(fmt.Sprintf("unknown profile %q; define it under profiles: or use one of %s", t.Profile, strings.Join(c.profileNames(), ", ")), "tools", i, "profile")
 			}
 		}
+	}
+	if err := c.validateUpstreams(); err != nil {
+		return err
 	}
 	if c.Tests.Profile != "" {
 		if _, ok := c.profile(c.Tests.Profile); !ok {

@@ -201,6 +201,7 @@ type Runtime struct {
 	log          zerolog.Logger
 	approvals    *approvals
 	calls        *inflight
+	gw           *gateway // nil without upstreams
 }
 
 // Open builds the runtime for a resolved config. It refuses to start without a working
@@ -257,9 +258,19 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		closeBackend()
 		return nil, err
 	}
+	reserved := map[string]bool{}
+	for name := range byName {
+		reserved[name] = true
+	}
+	gw, err := newGateway(cfg, pipe, o.StateDir, reserved, o.Logger)
+	if err != nil {
+		pipe.Close()
+		closeBackend()
+		return nil, err
+	}
 	ReapLeftovers(ctx, backend, o.Logger)
 	return &Runtime{cfg: cfg, tools: tools, byName: byName, engine: engine, pipe: pipe,
-		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight()}, nil
+		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw}, nil
 }
 
 // ReapLeftovers removes what dead Airlock processes left in backend and closes, in each
@@ -288,6 +299,7 @@ func (r *Runtime) Close() error {
 		r.log.Error().Str("event", "runtime.close_timeout").Dur("waited", closeWait).
 			Msg("calls still running after shutdown; closing anyway (their containers are reaped at the next start)")
 	}
+	r.gw.close()
 	// The backend first: closing it waits for runs still going, whose calls then write their
 	// closing records to the log closed after it.
 	err := r.closeBackend()
@@ -322,6 +334,13 @@ func (r *Runtime) VisibleTools(g policies.Grant) []*Tool {
 func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
 	ctx, done := r.calls.begin(ctx)
 	defer done()
+	if call.Remote == nil && r.byName[call.Tool] == nil {
+		// An upstream tool called without an MCP session of its own (the CLI, or a call the
+		// MCP layer did not route): one upstream session for this call.
+		if t := r.gw.lookup(ctx, call.Tool); t != nil {
+			call.Remote = r.gw.bind(t, "", nil)
+		}
+	}
 	return r.pipe.Run(ctx, call)
 }
 

@@ -48,7 +48,8 @@ func (r *Runtime) newMCPServer(g policies.Grant, authorize authorizeFunc) *mcp.S
 	srv := mcp.NewServer(&mcp.Implementation{Name: "airlock", Title: "Airlock", Version: Version}, &mcp.ServerOptions{
 		Instructions: instructions,
 		// Tools only: no logging capability (diagnostics go to stderr, never to the agent).
-		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}},
+		// Upstream tools come and go (tools/list_changed).
+		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: r.gw != nil}},
 	})
 	listed := map[string]bool{}
 	for _, t := range r.VisibleTools(g) {
@@ -64,12 +65,21 @@ func (r *Runtime) newMCPServer(g policies.Grant, authorize authorizeFunc) *mcp.S
 	// reports the unknown tool as a tool error, and writes the record either way.
 	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if r.gw != nil && method == "tools/list" {
+				// Upstream catalogs load lazily, on the first need (lookup loads them for calls
+				// to tools that are not Airlock's own, so a slow upstream never delays those).
+				r.gw.ensure(ctx)
+			}
 			if ctr, ok := req.(*mcp.CallToolRequest); ok && method == "tools/call" && ctr.Params != nil && !listed[ctr.Params.Name] {
+				if t := r.gw.lookup(ctx, ctr.Params.Name); t != nil {
+					return h.handleRemote(ctx, ctr, t)
+				}
 				return h.handleUnlisted(ctx, ctr)
 			}
 			return next(ctx, method, req)
 		}
 	})
+	r.gw.attach(srv, visibleTo(r.engine, g))
 	return srv
 }
 
@@ -118,7 +128,9 @@ func mcpTool(t *Tool) *mcp.Tool {
 func (r *Runtime) ServeTransport(ctx context.Context, t mcp.Transport) error {
 	stop := context.AfterFunc(ctx, func() { r.Shutdown(shutdownCause(ctx)) })
 	defer stop()
-	err := r.NewMCPServer(r.Grant()).Run(ctx, t)
+	srv := r.NewMCPServer(r.Grant())
+	defer r.gw.detach(srv)
+	err := srv.Run(ctx, t)
 	if err != nil && ctx.Err() != nil {
 		return nil // shut down on request
 	}
@@ -251,6 +263,9 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 // isError result whose text the pipeline wrote ("[POLICY DENIED] ... (rule ...)"), never a
 // protocol error.
 func CallToolResult(res pipeline.Result, p OutputPlacement) *mcp.CallToolResult {
+	if res.Gateway {
+		return gatewayResult(res)
+	}
 	res = place(res, p)
 	out := &mcp.CallToolResult{
 		Content: []mcp.Content{&mcp.TextContent{Text: res.Text}},

@@ -90,7 +90,7 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) (code
 			}
 		}
 	}()
-	if _, ok := rt.Tool(tool); !ok {
+	if _, ok := rt.Tool(tool); !ok && !rt.IsUpstreamTool(ctx, tool) {
 		fmt.Fprintf(stderr, "airlock call: unknown tool %q; this config serves: %s\n", tool, toolNames(rt))
 		return 2
 	}

@@ -18,14 +18,16 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"exec":    {"run one command in a fresh sandbox", cmdExec},
-		"call":    {"run one tool call through all seven stages", cmdCall},
-		"serve":   {"serve MCP over stdio or streamable HTTP", cmdServe},
-		"policy":  {"check, evaluate and test policies", cmdPolicy},
-		"audit":   {"verify and read the audit log", cmdAudit},
-		"images":  {"build and list sandbox images", cmdImages},
-		"doctor":  {"report what works on this machine", cmdDoctor},
-		"version": {"print the versions of airlock, Go and runc", cmdVersion},
+		"exec":      {"run one command in a fresh sandbox", cmdExec},
+		"call":      {"run one tool call through all seven stages", cmdCall},
+		"serve":     {"serve MCP over stdio or streamable HTTP", cmdServe},
+		"policy":    {"check, evaluate and test policies", cmdPolicy},
+		"audit":     {"verify and read the audit log", cmdAudit},
+		"pins":      {"review and approve upstream tools' pins", cmdPins},
+		"upstreams": {"list and check upstream MCP servers", cmdUpstreams},
+		"images":    {"build and list sandbox images", cmdImages},
+		"doctor":    {"report what works on this machine", cmdDoctor},
+		"version":   {"print the versions of airlock, Go and runc", cmdVersion},
 	}
 }
 
@@ -73,8 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: airlock COMMAND [flags]")
 	fmt.Fprintln(w)
-	for _, name := range []string{"serve", "call", "exec", "policy", "audit", "images", "doctor", "version"} {
-		fmt.Fprintf(w, "  %-7s %s\n", name, cmds[name].summary)
+	for _, name := range []string{"serve", "call", "exec", "policy", "audit", "upstreams", "pins", "images", "doctor", "version"} {
+		fmt.Fprintf(w, "  %-9s %s\n", name, cmds[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'airlock COMMAND -h' for the flags of one command.")
 }

@@ -1,0 +1,690 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-mcp/airlock/pipeline"
+	"github.com/airlock-mcp/airlock/policies"
+	"github.com/airlock-mcp/airlock/upstream"
+	"github.com/airlock-mcp/airlock/upstream/pins"
+)
+
+// The gateway: upstream MCP servers' tools served as Airlock's own (docs/gateway.md).
+//
+// Each upstream has one catalog session, opened lazily by the first tools/list or tools/call
+// that needs it, which lists the tools and runs them through the pins (pins.Store.Check):
+// only allowed tools are listed, with cleaned descriptions and schemas; withheld ones are
+// remembered so that a call to one is denied with its pin verdict. Calls go through a session
+// of their own per Airlock client session (opened at that session's first call, closed when
+// it ends): an upstream's session state (subscriptions, logging level, whatever a stateful
+// server keeps per session) is never shared between two agents. notifications/tools/
+// list_changed from the upstream re-runs the catalog, and the SDK tells Airlock's clients
+// (tools.listChanged).
+
+// catalogTimeout bounds connecting to an upstream and listing its tools.
+const catalogTimeout = 15 * time.Second
+
+// catalogRetry is how long a failed catalog waits before the next tools/list tries again.
+const catalogRetry = 5 * time.Second
+
+// gateway holds the upstreams of one Runtime.
+type gateway struct {
+	log      zerolog.Logger
+	pipe     *pipeline.Pipeline
+	store    *pins.Store
+	ups      []*upstreamState // sorted by name
+	reserved map[string]bool  // names of Airlock's own tools
+
+	mu      sync.Mutex
+	tools   map[string]*remoteTool // exposed name -> tool (allowed or withheld)
+	servers map[*mcp.Server]*attached
+
+	ctx    context.Context // ends at close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// attached is an MCP server the gateway lists upstream tools on.
+type attached struct {
+	visible func(name string) bool
+	listed  []string
+}
+
+type upstreamState struct {
+	g       *gateway
+	name    string
+	prefix  string
+	mode    pins.Mode
+	timeout time.Duration
+	secrets []string
+	remote  *upstream.Remote
+	changed chan struct{} // list_changed arrived (buffered 1)
+
+	mu       sync.Mutex
+	loaded   bool
+	retryAt  time.Time
+	pinStamp time.Time // the pin file's mtime after the last check
+	catalog  *upstream.Session
+	sessions map[string]*lazySession // Airlock session id -> call session
+}
+
+// lazySession is a call session being opened or open.
+type lazySession struct {
+	once sync.Once
+	s    *upstream.Session
+	err  error
+}
+
+// remoteTool is one upstream tool as the gateway serves it.
+type remoteTool struct {
+	up       *upstreamState
+	exposed  string
+	name     string // the upstream's name
+	def      *mcp.Tool
+	schema   *pipeline.Schema
+	rule     string // withheld: its rule pointer
+	withheld string // withheld: the message a call is denied with
+	verdict  pins.Verdict
+}
+
+// newGateway builds the upstreams of cfg; it connects to none of them. A stdio upstream is
+// refused here: it is parsed and checked, but runs nowhere until sandboxed stdio servers exist.
+func newGateway(cfg *Config, pipe *pipeline.Pipeline, stateDir string, reserved map[string]bool, log zerolog.Logger) (*gateway, error) {
+	if len(cfg.Upstreams) == 0 {
+		return nil, nil
+	}
+	store, err := pins.Open(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("upstreams: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &gateway{log: log, pipe: pipe, store: store, reserved: reserved, tools: map[string]*remoteTool{},
+		servers: map[*mcp.Server]*attached{}, ctx: ctx, cancel: cancel}
+	dir := ""
+	if cfg.File != "" {
+		dir = filepath.Dir(cfg.File)
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Upstreams)) {
+		u := cfg.Upstreams[name]
+		if len(u.Command) > 0 {
+			cancel()
+			return nil, cfg.errAt("stdio upstreams (command:) are not supported yet: they will run in a long-lived hardened "+
+				"container per session once the docker and containerd backends land; serve a remote server with url: meanwhile", "upstreams", name, "command")
+		}
+		headers := map[string]string{}
+		var secrets []string
+		for h, src := range u.Headers {
+			v, err := src.resolve(dir)
+			if err != nil {
+				cancel()
+				return nil, cfg.errAt(err.Error(), "upstreams", name, "headers", h)
+			}
+			headers[h] = v
+			if src.secret() {
+				secrets = append(secrets, v)
+				if src.Prefix != "" && len(v)-len(src.Prefix) >= 8 {
+					secrets = append(secrets, v[len(src.Prefix):])
+				}
+			}
+		}
+		mode, _ := pins.ParseMode(u.Pins)
+		st := &upstreamState{g: g, name: name, prefix: u.prefix(name), mode: mode, timeout: time.Duration(u.Timeout),
+			secrets: secrets, changed: make(chan struct{}, 1), sessions: map[string]*lazySession{}}
+		if st.timeout <= 0 {
+			st.timeout = DefaultUpstreamTimeout
+		}
+		st.remote, err = upstream.NewRemote(upstream.Options{Name: name, URL: u.URL, Headers: headers, Version: Version,
+			OnToolsChanged: func() {
+				select {
+				case st.changed <- struct{}{}:
+				default:
+				}
+			}})
+		if err != nil {
+			cancel()
+			return nil, cfg.errAt(err.Error(), "upstreams", name, "url")
+		}
+		g.ups = append(g.ups, st)
+	}
+	for _, u := range g.ups {
+		g.wg.Add(1)
+		go u.watch()
+	}
+	return g, nil
+}
+
+// close ends every upstream session and stops the watchers.
+func (g *gateway) close() {
+	if g == nil {
+		return
+	}
+	g.cancel()
+	g.wg.Wait()
+	for _, u := range g.ups {
+		u.mu.Lock()
+		cat, sessions := u.catalog, u.sessions
+		u.catalog, u.sessions = nil, map[string]*lazySession{}
+		u.mu.Unlock()
+		if cat != nil {
+			cat.Close()
+		}
+		for _, ls := range sessions {
+			if ls.s != nil {
+				ls.s.Close()
+			}
+		}
+	}
+}
+
+// watch re-reads the catalog whenever the upstream says its tools changed.
+func (u *upstreamState) watch() {
+	defer u.g.wg.Done()
+	for {
+		select {
+		case <-u.g.ctx.Done():
+			return
+		case <-u.changed:
+			ctx, cancel := context.WithTimeout(u.g.ctx, catalogTimeout)
+			if err := u.refresh(ctx); err != nil && u.g.ctx.Err() == nil {
+				u.g.log.Warn().Str("event", "upstream.list_failed").Str("upstream", u.name).Err(err).Msg("re-listing tools after list_changed failed")
+			}
+			cancel()
+		}
+	}
+}
+
+// ensure loads the catalog of every upstream not loaded yet (or whose last attempt failed
+// more than catalogRetry ago), in parallel, bounded by catalogTimeout.
+func (g *gateway) ensure(ctx context.Context) {
+	if g == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, u := range g.ups {
+		stamp := u.pinFileTime()
+		u.mu.Lock()
+		// Not loaded yet, or the pin file changed since the last check (an operator ran
+		// airlock pins approve or reset): list and check again.
+		need := (!u.loaded && time.Now().After(u.retryAt)) || (u.loaded && !stamp.Equal(u.pinStamp))
+		u.mu.Unlock()
+		if !need {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+			defer cancel()
+			if err := u.refresh(cctx); err != nil {
+				u.g.log.Warn().Str("event", "upstream.unavailable").Str("upstream", u.name).Err(err).Msg("upstream's tools are not listed until it answers")
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// refresh lists the upstream's tools on its catalog session, checks them against the pins and
+// publishes the result.
+func (u *upstreamState) refresh(ctx context.Context) error {
+	_, err := u.load(ctx)
+	return err
+}
+
+// load is refresh, returning every tool listed (allowed or withheld).
+func (u *upstreamState) load(ctx context.Context) ([]*remoteTool, error) {
+	u.mu.Lock()
+	cat := u.catalog
+	u.mu.Unlock()
+	var err error
+	if cat == nil {
+		cat, err = u.remote.Connect(ctx)
+		if err != nil {
+			u.failed()
+			return nil, err
+		}
+		u.mu.Lock()
+		u.catalog = cat
+		u.mu.Unlock()
+		// Owned by the catalog session: when the upstream goes away (restarted, say), the
+		// next tools/list connects again and re-checks what it then lists.
+		go func() {
+			cat.Wait()
+			u.invalidate(cat)
+		}()
+	}
+	list, err := cat.Tools(ctx)
+	if err != nil {
+		u.mu.Lock()
+		if u.catalog == cat {
+			u.catalog = nil
+		}
+		u.mu.Unlock()
+		cat.Close()
+		u.failed()
+		return nil, err
+	}
+	tools := u.check(list)
+	stamp := u.pinFileTime()
+	u.mu.Lock()
+	u.loaded, u.pinStamp = true, stamp
+	u.mu.Unlock()
+	u.g.publish(u, tools)
+	return tools, nil
+}
+
+// pinFileTime is the modification time of the upstream's pin file (zero if it has none).
+func (u *upstreamState) pinFileTime() time.Time {
+	fi, err := os.Stat(u.g.store.Path(u.name))
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
+// invalidate forgets the catalog session cat (if it is still the current one), so that the
+// next tools/list or tools/call lists and checks the tools again.
+func (u *upstreamState) invalidate(cat *upstream.Session) {
+	u.mu.Lock()
+	if cat == nil || u.catalog == cat {
+		if cat == nil {
+			cat = u.catalog
+		}
+		u.catalog, u.loaded, u.retryAt = nil, false, time.Time{}
+	} else {
+		cat = nil
+	}
+	u.mu.Unlock()
+	if cat != nil {
+		cat.Close()
+	}
+}
+
+func (u *upstreamState) failed() {
+	u.mu.Lock()
+	u.retryAt = time.Now().Add(catalogRetry)
+	u.mu.Unlock()
+}
+
+// check runs the listed tools through the pins and the naming rules, recording every decision
+// that is not "matches its pin" in the audit log.
+func (u *upstreamState) check(list []*mcp.Tool) []*remoteTool {
+	defs := make([]pins.Definition, 0, len(list))
+	for _, t := range list {
+		d, err := pins.FromTool(t)
+		if err != nil {
+			// Pinned as it is: Check marks a definition it cannot canonicalise Invalid.
+			u.g.log.Warn().Str("event", "upstream.tool_invalid").Str("upstream", u.name).Err(err).Msg("")
+		}
+		defs = append(defs, d)
+	}
+	vs, err := u.g.store.Check(u.name, u.mode, defs)
+	if err != nil {
+		u.g.log.Error().Str("event", "pins.error").Str("upstream", u.name).Err(err).Msg("pins could not be checked; every tool of the upstream is withheld")
+	}
+	var out []*remoteTool
+	for i, t := range list {
+		v, _ := vs.Tool(t.Name)
+		if i < len(vs.Tools) && vs.Tools[i].Tool == t.Name {
+			v = vs.Tools[i]
+		}
+		rt := &remoteTool{up: u, exposed: ExposedName(u.prefix, t.Name), name: t.Name, verdict: v}
+		if v.Decision != pins.Pinned && v.Decision != pins.Unchecked {
+			u.g.record(rt, "pin_"+string(v.Decision), pinRule(u.name, t.Name), pinMessage(v))
+		}
+		if !v.Allowed {
+			rt.rule, rt.withheld = pinRule(u.name, t.Name), v.Message
+			if rt.withheld == "" {
+				rt.withheld = fmt.Sprintf("tool %q of upstream %q is withheld by its pin (%s)", t.Name, u.name, v.Decision)
+			}
+		} else if why := rt.prepare(t); why != "" {
+			rt.rule, rt.withheld = "/upstreams/"+u.name+"/tools/"+t.Name, why
+			u.g.record(rt, "tool_refused", rt.rule, why)
+		}
+		out = append(out, rt)
+	}
+	for _, v := range vs.Removed {
+		u.g.record(&remoteTool{up: u, exposed: ExposedName(u.prefix, v.Tool), name: v.Tool}, "pin_removed", pinRule(u.name, v.Tool), pinMessage(v))
+	}
+	return out
+}
+
+func pinRule(up, tool string) string { return "/pins/" + up + "/" + tool }
+
+func pinMessage(v pins.Verdict) string {
+	if v.Message != "" {
+		return v.Message
+	}
+	return fmt.Sprintf("%s %s (mode %s)", v.Decision, v.NewHash, v.Mode)
+}
+
+// prepare builds the definition clients are shown (description, title and schemas cleaned)
+// and compiles the input schema for stage 2. It returns why the tool cannot be served, or "".
+func (rt *remoteTool) prepare(t *mcp.Tool) string {
+	if len(rt.exposed) > maxToolName || !toolName.MatchString(rt.exposed) {
+		return fmt.Sprintf("its name as served, %q, is not an MCP tool name of at most %d letters, digits, _ . -", rt.exposed, maxToolName)
+	}
+	d, err := pins.FromTool(t)
+	if err != nil {
+		return "its definition cannot be read: " + err.Error()
+	}
+	in, err := pins.CleanSchema(d.InputSchema, 0)
+	if err != nil || in == nil {
+		return "its input schema cannot be read"
+	}
+	var obj map[string]any
+	if json.Unmarshal(in, &obj) != nil || obj["type"] != "object" {
+		return `its input schema is not of type "object"`
+	}
+	if rt.schema, err = pipeline.CompileInputSchema(rt.exposed, in); err != nil {
+		return "its input schema does not compile: " + err.Error()
+	}
+	def := &mcp.Tool{
+		Name:        rt.exposed,
+		Title:       pins.CleanDescription(t.Title, 256),
+		Description: pins.CleanDescription(t.Description, 0),
+		InputSchema: in,
+	}
+	if d.OutputSchema != nil {
+		// The upstream's structuredContent reaches the client as the upstream sent it (strings
+		// sanitised), and Airlock's own fields go in _meta, so its outputSchema stays valid.
+		out, err := pins.CleanSchema(d.OutputSchema, 0)
+		if err != nil {
+			return "its output schema cannot be read"
+		}
+		def.OutputSchema = out
+	}
+	if t.Annotations != nil {
+		a := *t.Annotations
+		a.Title = pins.CleanDescription(a.Title, 256)
+		def.Annotations = &a
+	}
+	rt.def = def
+	return ""
+}
+
+// record writes a gateway decision to the audit log (and the diagnostic log).
+func (g *gateway) record(rt *remoteTool, decision, rule, msg string) {
+	g.log.Info().Str("event", "upstream."+decision).Str("upstream", rt.up.name).Str("tool", rt.name).Str("rule", rule).Msg(msg)
+	if g.pipe == nil {
+		return // airlock upstreams check: the verdicts are printed
+	}
+	if err := g.pipe.RecordGateway(pipeline.GatewayEvent{Tool: rt.exposed, Upstream: rt.up.name, UpstreamTool: rt.name,
+		Decision: decision, Rule: rule, Message: msg}); err != nil {
+		g.log.Error().Str("event", "audit.error").Str("upstream", rt.up.name).Err(err).Msg("gateway decision not recorded")
+	}
+}
+
+// publish replaces an upstream's tools and updates every attached server. A name taken by
+// one of Airlock's own tools or another upstream's is withheld (and recorded).
+func (g *gateway) publish(u *upstreamState, tools []*remoteTool) {
+	g.mu.Lock()
+	for name, t := range g.tools {
+		if t.up == u {
+			delete(g.tools, name)
+		}
+	}
+	var collided []*remoteTool
+	for _, t := range tools {
+		if other, taken := g.tools[t.exposed]; taken || g.reserved[t.exposed] {
+			owner := "one of Airlock's own tools"
+			if taken {
+				owner = "a tool of upstream " + other.up.name
+			}
+			t.rule = "/upstreams/" + u.name + "/prefix"
+			t.withheld = fmt.Sprintf("tool %q of upstream %q is not served: its name %q is already %s; give the upstream another prefix:", t.name, u.name, t.exposed, owner)
+			collided = append(collided, t)
+			continue
+		}
+		g.tools[t.exposed] = t
+	}
+	g.mu.Unlock()
+	for _, t := range collided {
+		g.record(t, "name_collision", t.rule, t.withheld)
+	}
+	g.sync()
+}
+
+// served lists the tools clients may be shown, sorted.
+func (g *gateway) served() []*remoteTool {
+	var out []*remoteTool
+	for _, name := range slices.Sorted(maps.Keys(g.tools)) {
+		if t := g.tools[name]; t.withheld == "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// attach lists the upstream tools visible to a server's grant on it, now and after every
+// change. detach stops that.
+func (g *gateway) attach(srv *mcp.Server, visible func(string) bool) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.servers[srv] = &attached{visible: visible}
+	g.mu.Unlock()
+	g.sync()
+}
+
+func (g *gateway) detach(srv *mcp.Server) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	delete(g.servers, srv)
+	g.mu.Unlock()
+}
+
+// sync makes every attached server list exactly the served tools its grant may see. The SDK
+// sends notifications/tools/list_changed to the server's sessions.
+func (g *gateway) sync() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	tools := g.served()
+	for srv, a := range g.servers {
+		if len(a.listed) > 0 {
+			srv.RemoveTools(a.listed...)
+		}
+		a.listed = nil
+		for _, t := range tools {
+			if !a.visible(t.exposed) {
+				continue
+			}
+			if addTool(srv, t) {
+				a.listed = append(a.listed, t.exposed)
+			}
+		}
+	}
+}
+
+// addTool lists t on srv. Calls never reach its handler: the server's middleware routes every
+// call to an upstream tool through the pipeline first (mcpHandler.handleRemote). The SDK
+// panics on definitions it rejects; such a tool is left out.
+func addTool(srv *mcp.Server, t *remoteTool) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	srv.AddTool(t.def, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return nil, errors.New("upstream tool call not routed through the pipeline")
+	})
+	return true
+}
+
+// lookup returns the upstream tool of that exposed name (loading the catalogs first), or nil.
+func (g *gateway) lookup(ctx context.Context, name string) *remoteTool {
+	if g == nil {
+		return nil
+	}
+	g.ensure(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.tools[name]
+}
+
+// IsUpstreamTool reports whether name is a tool of an upstream (served or withheld), connecting
+// to the upstreams first if need be.
+func (r *Runtime) IsUpstreamTool(ctx context.Context, name string) bool {
+	return r.gw.lookup(ctx, name) != nil
+}
+
+// bind is the RemoteTool for one call of an Airlock session. ss, when not nil, is the MCP
+// session: its end closes the upstream session opened for it.
+func (g *gateway) bind(t *remoteTool, session string, ss *mcp.ServerSession) pipeline.RemoteTool {
+	return &boundTool{remoteTool: t, session: session, ss: ss}
+}
+
+// boundTool implements pipeline.RemoteTool for one call.
+type boundTool struct {
+	*remoteTool
+	session string
+	ss      *mcp.ServerSession
+}
+
+func (b *boundTool) Upstream() string         { return b.up.name }
+func (b *boundTool) UpstreamName() string     { return b.name }
+func (b *boundTool) Schema() *pipeline.Schema { return b.schema }
+func (b *boundTool) Timeout() time.Duration   { return b.up.timeout }
+func (b *boundTool) Secrets() []string        { return b.up.secrets }
+func (b *boundTool) Withheld() (string, string) {
+	return b.rule, b.withheld
+}
+
+// Invoke calls the tool on the Airlock session's own upstream session. A transport failure
+// drops that session, so the next call connects again (the upstream may have restarted).
+func (b *boundTool) Invoke(ctx context.Context, args map[string]any, progress func(float64, float64, string)) (*mcp.CallToolResult, bool, error) {
+	s, ephemeral, err := b.up.sessionFor(ctx, b.session, b.ss)
+	if err != nil {
+		return nil, false, err
+	}
+	if ephemeral {
+		defer s.Close()
+	}
+	res, sent, err := s.Call(ctx, b.name, args, progress)
+	if err != nil && ctx.Err() == nil {
+		// The upstream may have restarted, with other tools: connect again next time, and
+		// list and check its tools again before the next call.
+		if !ephemeral {
+			b.up.dropSession(b.session, s)
+		}
+		b.up.invalidate(nil)
+	}
+	return res, sent, err
+}
+
+// sessionFor returns the upstream session of an Airlock session, connecting on first use. A
+// caller without a session (the CLI) gets a session of its own, to close after the call.
+func (u *upstreamState) sessionFor(ctx context.Context, id string, ss *mcp.ServerSession) (*upstream.Session, bool, error) {
+	if id == "" {
+		s, err := u.remote.Connect(ctx)
+		return s, true, err
+	}
+	u.mu.Lock()
+	if u.sessions == nil {
+		u.mu.Unlock()
+		return nil, false, errors.New("Airlock is shutting down")
+	}
+	ls, ok := u.sessions[id]
+	if !ok {
+		ls = &lazySession{}
+		u.sessions[id] = ls
+	}
+	u.mu.Unlock()
+	ls.once.Do(func() {
+		ls.s, ls.err = u.remote.Connect(ctx)
+		if ls.err == nil && ss != nil {
+			// Owned by the Airlock session: returns when it ends, and closes the upstream's.
+			go func() {
+				ss.Wait()
+				u.dropSession(id, ls.s)
+			}()
+		}
+	})
+	if ls.err != nil {
+		u.mu.Lock()
+		if u.sessions[id] == ls {
+			delete(u.sessions, id)
+		}
+		u.mu.Unlock()
+		return nil, false, ls.err
+	}
+	return ls.s, false, nil
+}
+
+// dropSession forgets and closes an Airlock session's upstream session, if it is still s.
+func (u *upstreamState) dropSession(id string, s *upstream.Session) {
+	u.mu.Lock()
+	ls, ok := u.sessions[id]
+	if ok && ls.s == s {
+		delete(u.sessions, id)
+	}
+	u.mu.Unlock()
+	if ok && ls.s == s {
+		s.Close()
+	}
+}
+
+// visibleTo is the gateway's visibility filter for a grant: the policy's.
+func visibleTo(e *policies.Engine, g policies.Grant) func(string) bool {
+	return func(name string) bool { return e.Visible(name, g) }
+}
+
+// UpstreamTool is one tool of an upstream as `airlock upstreams check` reports it.
+type UpstreamTool struct {
+	Name     string        `json:"name"`    // the upstream's
+	Exposed  string        `json:"exposed"` // as clients would see it
+	Decision pins.Decision `json:"pin"`
+	Hash     string        `json:"hash,omitempty"`
+	Served   bool          `json:"served"`
+	Message  string        `json:"message,omitempty"`
+}
+
+// CheckUpstream connects to one upstream of a resolved config, lists its tools and checks them
+// against the pins in stateDir, recording what it saw exactly as serving would (a first
+// check pins the tools). Names are checked against the config's own tools.
+func CheckUpstream(ctx context.Context, cfg *Config, stateDir, name string) ([]UpstreamTool, error) {
+	uc, ok := cfg.Upstreams[name]
+	if !ok {
+		return nil, fmt.Errorf("no upstream %q in %s (it has %s)", name, cfg.File, strings.Join(slices.Sorted(maps.Keys(cfg.Upstreams)), ", "))
+	}
+	reserved := map[string]bool{}
+	if tools, err := BuildTools(cfg); err == nil {
+		for _, t := range tools {
+			reserved[t.Name()] = true
+		}
+	}
+	sub := *cfg
+	sub.Upstreams = map[string]UpstreamConfig{name: uc}
+	g, err := newGateway(&sub, nil, stateDir, reserved, zerolog.Nop())
+	if err != nil {
+		return nil, err
+	}
+	defer g.close()
+	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	tools, err := g.ups[0].load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]UpstreamTool, 0, len(tools))
+	for _, t := range tools {
+		out = append(out, UpstreamTool{Name: t.name, Exposed: t.exposed, Decision: t.verdict.Decision, Hash: t.verdict.NewHash,
+			Served: t.withheld == "", Message: t.withheld})
+	}
+	return out, nil
+}

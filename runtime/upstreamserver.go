@@ -1,0 +1,66 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/airlock-mcp/airlock/pipeline"
+)
+
+// handleRemote runs a call to an upstream tool (allowed or withheld) through the pipeline, as
+// handle does for Airlock's own tools: the same grant, session, approvals and audit.
+func (h *mcpHandler) handleRemote(ctx context.Context, req *mcp.CallToolRequest, t *remoteTool) (*mcp.CallToolResult, error) {
+	if h.authorize != nil {
+		if err := h.authorize(req); err != nil {
+			return nil, err
+		}
+	}
+	name := req.Params.Name
+	args := req.Params.Arguments
+	if len(args) == 0 {
+		args = json.RawMessage("{}")
+	}
+	session := h.sessionID(req.Session)
+	approver, pending, err := h.approval(req, name, args, session)
+	if err != nil {
+		return nil, err
+	}
+	if pending != nil {
+		return pending, nil
+	}
+	call := pipeline.Call{Tool: name, Args: args, Grant: h.grant, Session: session, Approver: approver,
+		Remote: h.rt.gw.bind(t, session, req.Session)}
+	if tok := req.Params.GetProgressToken(); tok != nil && req.Session != nil {
+		ss := req.Session
+		call.RemoteProgress = func(progress, total float64, message string) {
+			// Best effort: a client that stopped listening must not fail the call.
+			_ = ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: progress, Total: total, Message: message})
+		}
+	}
+	return CallToolResult(h.rt.Run(ctx, call), h.rt.OutputPlacement(req.Session)), nil
+}
+
+// gatewayResult maps the result of a call to an upstream tool: the upstream's content blocks
+// and structuredContent as stage 6 left them, its isError, and Airlock's own fields (audit_id,
+// untrusted, redactions, truncated; for a refusal the reason) under _meta as airlock/<field>.
+// Airlock adds nothing to structuredContent: it belongs to the upstream, and clients validate
+// it against the upstream's outputSchema. A call refused before the upstream answered has a
+// text block saying why and no structuredContent.
+func gatewayResult(res pipeline.Result) *mcp.CallToolResult {
+	out := &mcp.CallToolResult{IsError: res.IsError, Meta: mcp.Meta{}}
+	if res.Upstream != nil {
+		out.Content = res.Upstream.Content
+		out.StructuredContent = res.Upstream.Structured
+	} else {
+		out.Content = []mcp.Content{&mcp.TextContent{Text: res.Text}}
+	}
+	if out.Content == nil {
+		out.Content = []mcp.Content{}
+	}
+	for k, v := range res.Structured {
+		out.Meta["airlock/"+k] = v
+	}
+	return out
+}
