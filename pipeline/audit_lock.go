@@ -9,27 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/airlock-mcp/airlock/internal/flock"
 	"golang.org/x/sys/unix"
 )
-
-// flock applies how (unix.LOCK_EX, LOCK_SH, LOCK_UN) to f, blocking until it is granted.
-func flock(f *os.File, how int) error {
-	conn, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := conn.Control(func(fd uintptr) {
-		for {
-			if ferr = unix.Flock(int(fd), how); ferr != unix.EINTR {
-				return
-			}
-		}
-	}); err != nil {
-		return err
-	}
-	return ferr
-}
 
 // maxReopens bounds how often lock follows a log file that is replaced while it waits.
 const maxReopens = 8
@@ -45,7 +27,7 @@ const maxReopens = 8
 func (l *AuditLog) lock() (Recovery, error) {
 	var rec Recovery
 	for reopens := 0; ; reopens++ {
-		if err := flock(l.f, unix.LOCK_EX); err != nil {
+		if err := flock.Apply(l.f, unix.LOCK_EX); err != nil {
 			return rec, fmt.Errorf("audit log %s: taking the write lock: %w", l.path, err)
 		}
 		fi, err := l.f.Stat()
@@ -83,7 +65,7 @@ func (l *AuditLog) lock() (Recovery, error) {
 func (l *AuditLog) unlock() {
 	// Closing the file also releases the lock, so an error here cannot leave it held for
 	// longer than the process lives.
-	_ = flock(l.f, unix.LOCK_UN)
+	_ = flock.Apply(l.f, unix.LOCK_UN)
 }
 
 // catchUp verifies the bytes between l.end and size, which other processes appended, and

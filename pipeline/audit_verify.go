@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/airlock-mcp/airlock/internal/flock"
 	"golang.org/x/sys/unix"
 )
 
@@ -210,7 +211,7 @@ func VerifyLog(path string) (LogReport, error) {
 func verifyLogOnce(f *os.File, path string, hold bool) (LogReport, error) {
 	var rep LogReport
 	locked := true
-	if err := flock(f, unix.LOCK_SH); err != nil {
+	if err := flock.Apply(f, unix.LOCK_SH); err != nil {
 		// A copy on a file system without flock (some network and FUSE mounts) is still
 		// worth checking; no Airlock writer can be appending to it, because writers refuse
 		// a log they cannot lock.
@@ -221,7 +222,7 @@ func verifyLogOnce(f *os.File, path string, hold bool) (LogReport, error) {
 	}
 	unlock := func() {
 		if locked {
-			_ = flock(f, unix.LOCK_UN)
+			_ = flock.Apply(f, unix.LOCK_UN)
 			locked = false
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-mcp/airlock/internal/flock"
 	"golang.org/x/sys/unix"
 )
 
@@ -366,33 +367,14 @@ func (s *Store) lock(upstream string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("pins of upstream %q: %w", upstream, err)
 	}
-	if err := flock(lf, unix.LOCK_EX); err != nil {
+	if err := flock.Apply(lf, unix.LOCK_EX); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("pins of upstream %q: locking %s: %w", upstream, p, err)
 	}
 	return func() {
-		flock(lf, unix.LOCK_UN)
+		flock.Apply(lf, unix.LOCK_UN)
 		lf.Close()
 	}, nil
-}
-
-// flock applies how to f, blocking until it is granted.
-func flock(f *os.File, how int) error {
-	conn, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := conn.Control(func(fd uintptr) {
-		for {
-			if ferr = unix.Flock(int(fd), how); ferr != unix.EINTR {
-				return
-			}
-		}
-	}); err != nil {
-		return err
-	}
-	return ferr
 }
 
 // load reads and verifies the pin file; a missing file is an empty *file (Tools nil).
