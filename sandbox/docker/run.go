@@ -258,10 +258,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		// timer was served (a host too loaded to run it in time): still the timeout.
 		res.TimedOut = true
 	}
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	ins, err := b.cli.ContainerInspect(ictx, st.id, client.ContainerInspectOptions{})
-	cancel()
-	if err == nil && ins.Container.State != nil && ins.Container.State.OOMKilled {
+	if b.oomKilled(ctx, st.id, !res.TimedOut && !cancelled && code == sandbox.ExitKilled) {
 		res.OOMKilled = true
 		b.log.Info().Str("event", "sandbox.oom").Str("container", st.name).Msg("memory limit hit")
 	}
@@ -357,4 +354,23 @@ func (b *Backend) removeContainer(id string) error {
 		return fmt.Errorf("docker: removing container %s: %w", id, err)
 	}
 	return nil
+}
+
+// oomKilled asks the daemon whether the kernel's OOM killer ended container id. The daemon
+// learns of an OOM kill from an event that can arrive after the exit it reported (seen on
+// cgroup v1 under load: exit 137, OOMKilled false), so when the command died of SIGKILL that
+// nobody here sent (maybeOOM) it asks again for a little while before saying no.
+func (b *Backend) oomKilled(ctx context.Context, id string, maybeOOM bool) bool {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		ins, err := b.cli.ContainerInspect(ictx, id, client.ContainerInspectOptions{})
+		if err == nil && ins.Container.State != nil && ins.Container.State.OOMKilled {
+			return true
+		}
+		if !maybeOOM || attempt == 10 || ictx.Err() != nil {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
