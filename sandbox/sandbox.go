@@ -127,6 +127,12 @@ type Spec struct {
 	StderrCap int64         // bytes kept of stderr
 	Stdin     []byte        // nil means /dev/null
 
+	// Streams, when not nil, makes the run a live exchange (a stdio MCP server, see Start):
+	// the command's stdin is read from Streams.Stdin and its stdout goes to Streams.Stdout as
+	// they flow, uncapped, instead of Stdin and the StdoutCap capture. Not part of the
+	// container's configuration: the same Spec with or without Streams gets the same sandbox.
+	Streams *Streams
+
 	// Labels are attached to the container (OCI annotations, Docker labels) so leftovers can
 	// be found; "airlock"="1" is always present.
 	Labels map[string]string

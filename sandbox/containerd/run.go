@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -142,12 +141,12 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		return notStarted()
 	}
 
-	stdout, stderr := sandbox.NewCappedBuffer(spec.StdoutCap), sandbox.NewCappedBuffer(spec.StderrCap)
+	stdout, stderr, collect := spec.Outputs()
 	var stdin io.Reader // nil: the shim gives the container /dev/null
 	var stdinEOF chan struct{}
-	if spec.Stdin != nil {
+	if in := spec.Input(); in != nil {
 		stdinEOF = make(chan struct{})
-		stdin = &eofReader{r: bytes.NewReader(spec.Stdin), eof: stdinEOF}
+		stdin = &eofReader{r: in, eof: stdinEOF}
 	}
 	creator := cio.NewCreator(cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(filepath.Join(runDir, fifoDir)))
 	task, err := container.NewTask(cctx, func(id string) (cio.IO, error) {
@@ -229,8 +228,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	if st.exited {
 		st.io.drain(killGrace)
 	}
-	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
-	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
+	collect(&res)
 
 	if waitErr != nil {
 		// cleanup kills the task, which may still be running.

@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -84,7 +83,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		runtime = spec.Runtime // the profile's runtime: (runsc, kata, airlock-runc)
 	}
 	cfg, hc, err := Translate(s, Target{
-		Image: ref, Runtime: runtime, CopyRoot: runDir, Stdin: spec.Stdin != nil, CgroupParent: b.cgroup,
+		Image: ref, Runtime: runtime, CopyRoot: runDir, Stdin: spec.Input() != nil, CgroupParent: b.cgroup,
 		Labels: map[string]string{LabelOwner: b.lock.Token(), LabelState: b.dir},
 	})
 	if err != nil {
@@ -159,23 +158,24 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	}
 
 	// Attach before start, so no output is lost; stdout and stderr arrive multiplexed
-	// (no terminal) and are split into the capped buffers.
-	att, err := b.cli.ContainerAttach(ctx, st.id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true, Stdin: spec.Stdin != nil})
+	// (no terminal) and are split into the capped buffers (or the live streams).
+	in := spec.Input()
+	att, err := b.cli.ContainerAttach(ctx, st.id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true, Stdin: in != nil})
 	if err != nil {
 		return res, fmt.Errorf("docker: attaching to container %s: %w", st.name, err)
 	}
 	defer att.Close()
-	stdout, stderr := sandbox.NewCappedBuffer(spec.StdoutCap), sandbox.NewCappedBuffer(spec.StderrCap)
+	stdout, stderr, collect := spec.Outputs()
 	copied := make(chan error, 1)
 	go func() {
 		_, err := stdcopy.StdCopy(stdout, stderr, att.Reader)
 		copied <- err
 	}()
-	if spec.Stdin != nil {
+	if in != nil {
 		// The container's stdin is closed once this writer closes its side (StdinOnce). A
 		// command that never reads leaves the write blocked until the connection closes.
 		go func() {
-			_, _ = io.Copy(att.Conn, bytes.NewReader(spec.Stdin))
+			_, _ = io.Copy(att.Conn, in)
 			_ = att.CloseWrite()
 		}()
 	}
@@ -247,8 +247,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		att.Close()
 		<-copied
 	}
-	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
-	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
+	collect(&res)
 	if waitErr != nil && !res.TimedOut && !cancelled {
 		return res, fmt.Errorf("docker: waiting for container %s: %w", st.name, waitErr)
 	}

@@ -116,15 +116,15 @@ type runState struct {
 // stopped container's cgroup in place so the OOM counter can be read before cleanup removes it.
 func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, bundle string) (sandbox.Result, error) {
 	var res sandbox.Result
-	stdout, stderr := sandbox.NewCappedBuffer(spec.StdoutCap), sandbox.NewCappedBuffer(spec.StderrCap)
+	stdout, stderr, collect := spec.Outputs()
 	logFile := filepath.Join(bundle, "runc.log")
 	cmd := exec.Command(b.runc, "--root", b.root, "--log", logFile, "--log-format", "json",
 		"run", "--keep", "--bundle", bundle, st.id)
 	cmd.Dir = bundle
 	cmd.Env = runcEnv()
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if spec.Stdin != nil {
-		cmd.Stdin = bytes.NewReader(spec.Stdin)
+	if in := spec.Input(); in != nil {
+		cmd.Stdin = in
 	} // else exec.Cmd connects /dev/null
 	// If Airlock dies, runc dies with it; the orphaned container is reaped at the next start.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -181,8 +181,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		waitErr = b.kill(st, cmd, waited)
 	}
 	st.exited = true
-	res.Stdout, res.StdoutTruncated = stdout.Bytes(), stdout.Truncated()
-	res.Stderr, res.StderrTruncated = stderr.Bytes(), stderr.Truncated()
+	collect(&res)
 
 	code := -1
 	var exitErr *exec.ExitError
