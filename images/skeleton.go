@@ -25,7 +25,8 @@ const (
 )
 
 // skeleton writes what every image has: the identity files, /tmp (1777), the mount points the
-// runtime fills (/proc, /sys, /dev, /workspace) and the toolbox at ToolboxPath.
+// runtime fills (/proc, /sys, /dev, /workspace, and /opt/mcp, where an upstream MCP server's
+// code is mounted) and the toolbox at ToolboxPath.
 func skeleton(t *plan, opts BuildOptions) error {
 	dirs := []struct {
 		path string
@@ -38,6 +39,8 @@ func skeleton(t *plan, opts BuildOptions) error {
 		{"/sys", 0o555},
 		{"/dev", 0o755},
 		{"/workspace", 0o755},
+		{"/opt", 0o755},
+		{"/opt/mcp", 0o755},
 		{"/.airlock", 0o755},
 		{"/.airlock/bin", 0o755},
 	}

@@ -593,6 +593,11 @@ func builtinProfiles() map[string]Profile {
 		// as the workspace owner so the copy is writable, long timeout, more pids and memory.
 		"tests": mk(Profile{Image: "host", Seccomp: sandbox.SeccompDefault, Workspace: "copy", User: "workspace-owner",
 			Memory: "2Gi", CPUs: 2, Pids: 1024, Timeout: Duration(10 * time.Minute), Tmpfs: "1Gi"}),
+		// upstream: a stdio MCP server (upstreams: command:), long-lived: the host image for
+		// its runtime (node, python), no workspace, no network; its timeout is the longest a
+		// container may live, after which the next call starts a new one.
+		"upstream": mk(Profile{Image: "host", Seccomp: sandbox.SeccompDefault, Workspace: "none", User: "nobody",
+			Memory: "512Mi", CPUs: 1, Pids: 256, Timeout: Duration(12 * time.Hour), Tmpfs: "256Mi"}),
 	}
 }
 

@@ -117,6 +117,20 @@ func (c *Config) Resolve(o Overrides) error {
 			}
 		}
 	}
+	for name, u := range c.Upstreams {
+		for i, m := range u.Mounts {
+			u.Mounts[i].Source = abs(m.Source, base)
+			if _, err := os.Stat(u.Mounts[i].Source); err != nil {
+				return c.errAt(fmt.Sprintf("mount source: %v", err), "upstreams", name, "mounts", i, "source")
+			}
+			if real, err := filepath.EvalSymlinks(u.Mounts[i].Source); err == nil {
+				if err := checkNotHostRoot(real, o.StateDir); err != nil {
+					return c.errAt("mount source: "+err.Error(), "upstreams", name, "mounts", i, "source")
+				}
+				u.Mounts[i].Source = real
+			}
+		}
+	}
 	return nil
 }
 
@@ -237,10 +251,13 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		byName[t.Name()] = t
 	}
 	maxPids, maxMem := hostRunBudget()
+	// One gate for the tools' runs and the stdio upstreams' servers, which hold their share
+	// of the budget for as long as they live.
+	gated := gatedBackend{Backend: backend, gate: newRunGate(maxPids, maxMem)}
 	pipe, err := pipeline.New(pipeline.Config{
 		Tools:      ptools,
 		Policy:     engine,
-		Backend:    gatedBackend{Backend: backend, gate: newRunGate(maxPids, maxMem)},
+		Backend:    gated,
 		AuditPath:  cfg.Audit.Path,
 		Workspace:  cfg.Workspace,
 		RecordArgs: cfg.Audit.RecordArgs,
@@ -262,7 +279,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	for name := range byName {
 		reserved[name] = true
 	}
-	gw, err := newGateway(cfg, pipe, o.StateDir, reserved, o.Logger)
+	gw, err := newGateway(cfg, pipe, gated, o.StateDir, reserved, o.Logger)
 	if err != nil {
 		pipe.Close()
 		closeBackend()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/pipeline"
 	"github.com/airlock-mcp/airlock/policies"
+	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/upstream"
 	"github.com/airlock-mcp/airlock/upstream/pins"
 )
@@ -70,8 +71,10 @@ type upstreamState struct {
 	mode    pins.Mode
 	timeout time.Duration
 	secrets []string
-	remote  *upstream.Remote
+	remote  *upstream.Server
 	changed chan struct{} // list_changed arrived (buffered 1)
+	perCall bool          // a stdio server per call (lifecycle: call)
+	idle    time.Duration // a stdio server's session ends after this long without a call
 
 	mu       sync.Mutex
 	loaded   bool
@@ -86,6 +89,51 @@ type lazySession struct {
 	once sync.Once
 	s    *upstream.Session
 	err  error
+
+	mu       sync.Mutex
+	open     bool      // s is set and usable
+	inflight int       // calls using it now
+	lastUsed time.Time // when the last call ended
+}
+
+// session is s once it is open, or nil.
+func (ls *lazySession) session() *upstream.Session {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if !ls.open {
+		return nil
+	}
+	return ls.s
+}
+
+// acquire counts a call on the open session; false if it is not open (any more).
+func (ls *lazySession) acquire() bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if !ls.open {
+		return false
+	}
+	ls.inflight++
+	return true
+}
+
+// release ends a call acquire counted.
+func (ls *lazySession) release() {
+	ls.mu.Lock()
+	ls.inflight--
+	ls.lastUsed = time.Now()
+	ls.mu.Unlock()
+}
+
+// retire marks the session closed for new calls, if idle is 0 or no call used it for idle.
+func (ls *lazySession) retire(idle time.Duration) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if !ls.open || (idle > 0 && (ls.inflight > 0 || time.Since(ls.lastUsed) < idle)) {
+		return false
+	}
+	ls.open = false
+	return true
 }
 
 // remoteTool is one upstream tool as the gateway serves it.
@@ -100,9 +148,9 @@ type remoteTool struct {
 	verdict  pins.Verdict
 }
 
-// newGateway builds the upstreams of cfg; it connects to none of them. A stdio upstream is
-// refused here: it is parsed and checked, but runs nowhere until sandboxed stdio servers exist.
-func newGateway(cfg *Config, pipe *pipeline.Pipeline, stateDir string, reserved map[string]bool, log zerolog.Logger) (*gateway, error) {
+// newGateway builds the upstreams of cfg; it connects to none of them and starts no server.
+// backend runs the stdio upstreams' servers (nil: a config with one is refused).
+func newGateway(cfg *Config, pipe *pipeline.Pipeline, backend sandbox.Backend, stateDir string, reserved map[string]bool, log zerolog.Logger) (*gateway, error) {
 	if len(cfg.Upstreams) == 0 {
 		return nil, nil
 	}
@@ -113,26 +161,39 @@ func newGateway(cfg *Config, pipe *pipeline.Pipeline, stateDir string, reserved 
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gateway{log: log, pipe: pipe, store: store, reserved: reserved, tools: map[string]*remoteTool{},
 		servers: map[*mcp.Server]*attached{}, ctx: ctx, cancel: cancel}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Upstreams)) {
+		st, err := g.newUpstream(cfg, name, backend)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		g.ups = append(g.ups, st)
+	}
+	for _, u := range g.ups {
+		g.wg.Add(2)
+		go u.watch()
+		go u.reapIdle()
+	}
+	return g, nil
+}
+
+// newUpstream builds one upstream: its credentials or environment resolved, its client, and
+// for a stdio server its launcher.
+func (g *gateway) newUpstream(cfg *Config, name string, backend sandbox.Backend) (*upstreamState, error) {
+	u := cfg.Upstreams[name]
 	dir := ""
 	if cfg.File != "" {
 		dir = filepath.Dir(cfg.File)
 	}
-	for _, name := range slices.Sorted(maps.Keys(cfg.Upstreams)) {
-		u := cfg.Upstreams[name]
-		if len(u.Command) > 0 {
-			cancel()
-			return nil, cfg.errAt("stdio upstreams (command:) are not supported yet: they will run in a long-lived hardened "+
-				"container per session once the docker and containerd backends land; serve a remote server with url: meanwhile", "upstreams", name, "command")
-		}
-		headers := map[string]string{}
+	resolve := func(key string, srcs map[string]SecretSource) (map[string]string, []string, error) {
+		vals := map[string]string{}
 		var secrets []string
-		for h, src := range u.Headers {
+		for k, src := range srcs {
 			v, err := src.resolve(dir)
 			if err != nil {
-				cancel()
-				return nil, cfg.errAt(err.Error(), "upstreams", name, "headers", h)
+				return nil, nil, cfg.errAt(err.Error(), "upstreams", name, key, k)
 			}
-			headers[h] = v
+			vals[k] = v
 			if src.secret() {
 				secrets = append(secrets, v)
 				if src.Prefix != "" && len(v)-len(src.Prefix) >= 8 {
@@ -140,30 +201,53 @@ func newGateway(cfg *Config, pipe *pipeline.Pipeline, stateDir string, reserved 
 				}
 			}
 		}
-		mode, _ := pins.ParseMode(u.Pins)
-		st := &upstreamState{g: g, name: name, prefix: u.prefix(name), mode: mode, timeout: time.Duration(u.Timeout),
-			secrets: secrets, changed: make(chan struct{}, 1), sessions: map[string]*lazySession{}}
-		if st.timeout <= 0 {
-			st.timeout = DefaultUpstreamTimeout
-		}
-		st.remote, err = upstream.NewRemote(upstream.Options{Name: name, URL: u.URL, Headers: headers, Version: Version,
-			OnToolsChanged: func() {
-				select {
-				case st.changed <- struct{}{}:
-				default:
-				}
-			}})
-		if err != nil {
-			cancel()
+		return vals, secrets, nil
+	}
+	headers, secrets, err := resolve("headers", u.Headers)
+	if err != nil {
+		return nil, err
+	}
+	env, envSecrets, err := resolve("env", u.Env)
+	if err != nil {
+		return nil, err
+	}
+	secrets = append(secrets, envSecrets...)
+	mode, _ := pins.ParseMode(u.Pins)
+	st := &upstreamState{g: g, name: name, prefix: u.prefix(name), mode: mode, timeout: time.Duration(u.Timeout),
+		secrets: secrets, changed: make(chan struct{}, 1), sessions: map[string]*lazySession{}}
+	if st.timeout <= 0 {
+		st.timeout = DefaultUpstreamTimeout
+	}
+	opts := upstream.Options{Name: name, URL: u.URL, Headers: headers, Version: Version,
+		OnToolsChanged: func() {
+			select {
+			case st.changed <- struct{}{}:
+			default:
+			}
+		}}
+	if u.URL != "" {
+		if st.remote, err = upstream.NewRemote(opts); err != nil {
 			return nil, cfg.errAt(err.Error(), "upstreams", name, "url")
 		}
-		g.ups = append(g.ups, st)
+		return st, nil
 	}
-	for _, u := range g.ups {
-		g.wg.Add(1)
-		go u.watch()
+	if backend == nil {
+		return nil, cfg.errAt(errNoBackend.Error(), "upstreams", name, "command")
 	}
-	return g, nil
+	l, err := newStdioLauncher(cfg, name, u, env, secrets, backend, g.log)
+	if err != nil {
+		return nil, err
+	}
+	opts.Launch = l.launch
+	st.perCall = u.Lifecycle == LifecycleCall
+	st.idle = time.Duration(u.IdleTimeout)
+	if st.idle <= 0 {
+		st.idle = DefaultUpstreamIdle
+	}
+	if st.remote, err = upstream.NewStdio(opts); err != nil {
+		return nil, cfg.errAt(err.Error(), "upstreams", name, "command")
+	}
+	return st, nil
 }
 
 // close ends every upstream session and stops the watchers.
@@ -173,20 +257,31 @@ func (g *gateway) close() {
 	}
 	g.cancel()
 	g.wg.Wait()
+	// In parallel: a stdio server gets a grace period to exit on end-of-file, and shutdown
+	// must not add those up.
+	var wg sync.WaitGroup
+	closeSession := func(s *upstream.Session) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Close()
+		}()
+	}
 	for _, u := range g.ups {
 		u.mu.Lock()
 		cat, sessions := u.catalog, u.sessions
-		u.catalog, u.sessions = nil, map[string]*lazySession{}
+		u.catalog, u.sessions = nil, nil
 		u.mu.Unlock()
 		if cat != nil {
-			cat.Close()
+			closeSession(cat)
 		}
 		for _, ls := range sessions {
-			if ls.s != nil {
-				ls.s.Close()
+			if s := ls.session(); s != nil {
+				closeSession(s)
 			}
 		}
 	}
+	wg.Wait()
 }
 
 // watch re-reads the catalog whenever the upstream says its tools changed.
@@ -255,15 +350,21 @@ func (u *upstreamState) load(ctx context.Context) ([]*remoteTool, error) {
 			u.failed()
 			return nil, err
 		}
-		u.mu.Lock()
-		u.catalog = cat
-		u.mu.Unlock()
-		// Owned by the catalog session: when the upstream goes away (restarted, say), the
-		// next tools/list connects again and re-checks what it then lists.
-		go func() {
-			cat.Wait()
-			u.invalidate(cat)
-		}()
+		if u.remote.Stdio() {
+			// A stdio server is started for the listing only: no container is kept for
+			// the catalog. Its list_changed arrives on the sessions of the calls.
+			defer cat.Close()
+		} else {
+			u.mu.Lock()
+			u.catalog = cat
+			u.mu.Unlock()
+			// Owned by the catalog session: when the upstream goes away (restarted, say),
+			// the next tools/list connects again and re-checks what it then lists.
+			go func() {
+				cat.Wait()
+				u.invalidate(cat)
+			}()
+		}
 	}
 	list, err := cat.Tools(ctx)
 	if err != nil {
@@ -566,38 +667,55 @@ func (b *boundTool) Withheld() (string, string) {
 }
 
 // Invoke calls the tool on the Airlock session's own upstream session. A transport failure
-// drops that session, so the next call connects again (the upstream may have restarted).
+// drops that session, so the next call connects again (the upstream may have restarted; a
+// stdio server that died is started again).
 func (b *boundTool) Invoke(ctx context.Context, args map[string]any, progress func(float64, float64, string)) (*mcp.CallToolResult, bool, error) {
-	s, ephemeral, err := b.up.sessionFor(ctx, b.session, b.ss)
+	s, release, err := b.up.sessionFor(ctx, b.session, b.ss)
 	if err != nil {
 		return nil, false, err
 	}
-	if ephemeral {
-		defer s.Close()
-	}
+	defer release()
 	res, sent, err := s.Call(ctx, b.name, args, progress)
 	if err != nil && ctx.Err() == nil {
 		// The upstream may have restarted, with other tools: connect again next time, and
 		// list and check its tools again before the next call.
-		if !ephemeral {
-			b.up.dropSession(b.session, s)
-		}
+		b.up.dropSession(b.session, s)
 		b.up.invalidate(nil)
 	}
 	return res, sent, err
 }
 
-// sessionFor returns the upstream session of an Airlock session, connecting on first use. A
-// caller without a session (the CLI) gets a session of its own, to close after the call.
-func (u *upstreamState) sessionFor(ctx context.Context, id string, ss *mcp.ServerSession) (*upstream.Session, bool, error) {
-	if id == "" {
+// sessionFor returns the upstream session of an Airlock session, connecting on first use, and
+// a release to call when the call is done. A caller without a session (the CLI), and every
+// call of a stdio upstream with lifecycle: call, gets a session of its own, which release
+// closes.
+func (u *upstreamState) sessionFor(ctx context.Context, id string, ss *mcp.ServerSession) (*upstream.Session, func(), error) {
+	if id == "" || u.perCall {
 		s, err := u.remote.Connect(ctx)
-		return s, true, err
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
 	}
+	for {
+		ls, err := u.lazy(ctx, id, ss)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ls.acquire() {
+			return ls.s, ls.release, nil
+		}
+		// Retired between its lookup and this call (idle, or its server died): the next
+		// lookup finds it gone and connects again.
+	}
+}
+
+// lazy returns the Airlock session's upstream session, connecting on first use.
+func (u *upstreamState) lazy(ctx context.Context, id string, ss *mcp.ServerSession) (*lazySession, error) {
 	u.mu.Lock()
 	if u.sessions == nil {
 		u.mu.Unlock()
-		return nil, false, errors.New("Airlock is shutting down")
+		return nil, errors.New("Airlock is shutting down")
 	}
 	ls, ok := u.sessions[id]
 	if !ok {
@@ -607,13 +725,30 @@ func (u *upstreamState) sessionFor(ctx context.Context, id string, ss *mcp.Serve
 	u.mu.Unlock()
 	ls.once.Do(func() {
 		ls.s, ls.err = u.remote.Connect(ctx)
-		if ls.err == nil && ss != nil {
-			// Owned by the Airlock session: returns when it ends, and closes the upstream's.
+		if ls.err != nil {
+			return
+		}
+		ls.mu.Lock()
+		ls.open, ls.lastUsed = true, time.Now()
+		ls.mu.Unlock()
+		// Owned by the upstream session: returns when it ends (the Airlock session ended,
+		// or the server died), and forgets it, so that the next call connects again.
+		var ended <-chan struct{}
+		if ss != nil {
+			ch := make(chan struct{})
 			go func() {
 				ss.Wait()
-				u.dropSession(id, ls.s)
+				close(ch)
 			}()
+			ended = ch
 		}
+		go func() {
+			select {
+			case <-ended:
+			case <-ls.s.Done():
+			}
+			u.dropSession(id, ls.s)
+		}()
 	})
 	if ls.err != nil {
 		u.mu.Lock()
@@ -621,21 +756,62 @@ func (u *upstreamState) sessionFor(ctx context.Context, id string, ss *mcp.Serve
 			delete(u.sessions, id)
 		}
 		u.mu.Unlock()
-		return nil, false, ls.err
+		return nil, ls.err
 	}
-	return ls.s, false, nil
+	u.mu.Lock()
+	closing := u.sessions == nil
+	u.mu.Unlock()
+	if closing && ls.retire(0) {
+		// Connected while the gateway closed: nobody else will stop this server.
+		ls.s.Close()
+	}
+	return ls, nil
 }
 
 // dropSession forgets and closes an Airlock session's upstream session, if it is still s.
+// Sessions of their own (perCall, the CLI) are closed by their release.
 func (u *upstreamState) dropSession(id string, s *upstream.Session) {
 	u.mu.Lock()
 	ls, ok := u.sessions[id]
-	if ok && ls.s == s {
+	ok = ok && ls.s == s
+	if ok {
 		delete(u.sessions, id)
+		ls.retire(0)
 	}
 	u.mu.Unlock()
-	if ok && ls.s == s {
+	if ok {
 		s.Close()
+	}
+}
+
+// reapIdle ends the sessions of a stdio upstream that no call used for u.idle, which stops
+// their servers; the next call of that Airlock session starts a new one.
+func (u *upstreamState) reapIdle() {
+	defer u.g.wg.Done()
+	if !u.remote.Stdio() || u.perCall {
+		return
+	}
+	tick := time.NewTicker(max(u.idle/4, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-u.g.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var idle []*upstream.Session
+		u.mu.Lock()
+		for id, ls := range u.sessions {
+			if ls.retire(u.idle) {
+				delete(u.sessions, id)
+				idle = append(idle, ls.s)
+			}
+		}
+		u.mu.Unlock()
+		for _, s := range idle {
+			u.g.log.Info().Str("event", "upstream.idle").Str("upstream", u.name).Dur("idle", u.idle).Msg("stopping the server of an idle session")
+			go s.Close()
+		}
 	}
 }
 
@@ -657,7 +833,7 @@ type UpstreamTool struct {
 // CheckUpstream connects to one upstream of a resolved config, lists its tools and checks them
 // against the pins in stateDir, recording what it saw exactly as serving would (a first
 // check pins the tools). Names are checked against the config's own tools.
-func CheckUpstream(ctx context.Context, cfg *Config, stateDir, name string) ([]UpstreamTool, error) {
+func CheckUpstream(ctx context.Context, cfg *Config, backend sandbox.Backend, stateDir, name string) ([]UpstreamTool, error) {
 	uc, ok := cfg.Upstreams[name]
 	if !ok {
 		return nil, fmt.Errorf("no upstream %q in %s (it has %s)", name, cfg.File, strings.Join(slices.Sorted(maps.Keys(cfg.Upstreams)), ", "))
@@ -670,7 +846,7 @@ func CheckUpstream(ctx context.Context, cfg *Config, stateDir, name string) ([]U
 	}
 	sub := *cfg
 	sub.Upstreams = map[string]UpstreamConfig{name: uc}
-	g, err := newGateway(&sub, nil, stateDir, reserved, zerolog.Nop())
+	g, err := newGateway(&sub, nil, backend, stateDir, reserved, zerolog.Nop())
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-mcp/airlock/pipeline"
-	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/upstream/pins"
 )
 
@@ -58,24 +57,6 @@ func TestUpstreamConfigErrors(t *testing.T) {
 	}
 	if ExposedName("docs", "search") != "docs__search" || ExposedName("", "search") != "search" {
 		t.Error("ExposedName")
-	}
-}
-
-// A stdio upstream is parsed, then refused at start with what to do instead.
-func TestStdioUpstreamRefusedAtStart(t *testing.T) {
-	dir := t.TempDir()
-	cfg, err := ParseConfig(filepath.Join(dir, "a.yaml"), []byte("backend: fake\nupstreams:\n  local: {command: [node, s.js]}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Resolve(Overrides{Workspace: t.TempDir(), StateDir: filepath.Join(dir, "state")}); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Open(context.Background(), cfg, Options{StateDir: filepath.Join(dir, "state"), Backends: sandbox.Registry{"fake": func(context.Context, sandbox.OpenOptions) (sandbox.Backend, func() error, error) {
-		return &fakeBackend{}, nil, nil
-	}}})
-	if err == nil || !strings.Contains(err.Error(), "stdio upstreams (command:) are not supported yet") {
-		t.Fatalf("Open: %v", err)
 	}
 }
 

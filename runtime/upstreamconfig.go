@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -17,18 +18,33 @@ import (
 )
 
 // UpstreamConfig is one third-party MCP server Airlock serves as a gateway (docs/gateway.md):
-// a remote server over streamable HTTP (url), or, once sandboxed stdio servers exist, a
-// command run in a long-lived hardened container (command).
+// a remote server over streamable HTTP (url), or a stdio server (command) run in a long-lived
+// hardened container of its profile, on the configured backend.
 type UpstreamConfig struct {
 	// URL is a remote server's streamable-HTTP endpoint (https, or http on loopback).
 	URL string `yaml:"url"`
 	// Headers are sent with every request to the upstream; their values come from the
 	// environment or a file and are never shown to the agent (and redacted from results).
 	Headers map[string]SecretSource `yaml:"headers"`
-	// Command and Env describe a stdio server. Parsed and checked, but refused at start:
-	// stdio upstreams will run in sandboxes once the docker and containerd backends land.
+	// Command is a stdio server's argv, run inside its sandbox (argv[0] is looked up in the
+	// image's PATH). Env is its environment on top of the profile's: values come from the
+	// environment or a file, reach only the server, and are redacted from its results.
 	Command []string                `yaml:"command"`
 	Env     map[string]SecretSource `yaml:"env"`
+	// Profile is the sandbox a stdio server runs in; default "upstream" (host image, no
+	// workspace, no network, 512Mi, 256 pids, a 12h lifetime).
+	Profile string `yaml:"profile"`
+	// Mounts are host directories the server needs (its code, say), read-only unless access
+	// says copy; added to the profile's.
+	Mounts []MountConfig `yaml:"mounts"`
+	// Workdir is the server's working directory inside its sandbox; default /.
+	Workdir string `yaml:"workdir"`
+	// Lifecycle is session (default: one container per client session, started at its first
+	// call) or call (a fresh container for every tools/call).
+	Lifecycle string `yaml:"lifecycle"`
+	// IdleTimeout stops a session's server after that long without a call (default 10m);
+	// the next call starts a new one.
+	IdleTimeout Duration `yaml:"idle_timeout"`
 	// Prefix is put before the upstream's tool names, with "__": default the upstream's
 	// name; "" keeps the upstream's own names.
 	Prefix *string `yaml:"prefix"`
@@ -50,6 +66,18 @@ type SecretSource struct {
 
 // DefaultUpstreamTimeout bounds a call to an upstream without timeout:.
 const DefaultUpstreamTimeout = 60 * time.Second
+
+// DefaultUpstreamIdle stops a session's stdio server after that long without a call.
+const DefaultUpstreamIdle = 10 * time.Minute
+
+// UpstreamProfile is the built-in profile of stdio servers.
+const UpstreamProfile = "upstream"
+
+// Lifecycles of a stdio server's container.
+const (
+	LifecycleSession = "session"
+	LifecycleCall    = "call"
+)
 
 // maxToolName is the longest MCP tool name clients accept.
 const maxToolName = 64
@@ -93,8 +121,11 @@ func (c *Config) validateUpstreams() error {
 			if err := checkUpstreamURL(u.URL); err != nil {
 				return at(err.Error(), "url")
 			}
-			if len(u.Env) > 0 {
-				return at("env is for stdio servers (command:); a remote server gets headers:", "env")
+			for key, set := range map[string]bool{"env": len(u.Env) > 0, "profile": u.Profile != "", "mounts": len(u.Mounts) > 0,
+				"workdir": u.Workdir != "", "lifecycle": u.Lifecycle != "", "idle_timeout": u.IdleTimeout != 0} {
+				if set {
+					return at(key+" is for stdio servers (command:); a remote server runs elsewhere and gets headers:", key)
+				}
 			}
 		case len(u.Command) > 0:
 			if u.Command[0] == "" {
@@ -102,6 +133,9 @@ func (c *Config) validateUpstreams() error {
 			}
 			if len(u.Headers) > 0 {
 				return at("headers are for remote servers (url:); a stdio server gets env:", "headers")
+			}
+			if err := c.validateStdio(name, u); err != nil {
+				return err
 			}
 		default:
 			return at("set url (a remote streamable-HTTP server) or command (a stdio server)")
@@ -149,6 +183,54 @@ func (c *Config) validateUpstreams() error {
 	}
 	return nil
 }
+
+// validateStdio checks what only a stdio server has: its profile, mounts, lifecycle.
+func (c *Config) validateStdio(name string, u UpstreamConfig) error {
+	at := func(msg string, key ...any) error { return c.errAt(msg, append([]any{"upstreams", name}, key...)...) }
+	if _, ok := c.profile(u.stdioProfile()); !ok {
+		return at(fmt.Sprintf("unknown profile %q (profiles: %s)", u.Profile, strings.Join(c.profileNames(), ", ")), "profile")
+	}
+	switch u.Lifecycle {
+	case "", LifecycleSession, LifecycleCall:
+	default:
+		return at(fmt.Sprintf("lifecycle %q: want session (one server per client session) or call (a fresh one per call)", u.Lifecycle), "lifecycle")
+	}
+	if u.IdleTimeout < 0 {
+		return at("idle_timeout must not be negative", "idle_timeout")
+	}
+	if u.Workdir != "" && !path.IsAbs(u.Workdir) {
+		return at(fmt.Sprintf("workdir %q must be an absolute path inside the sandbox", u.Workdir), "workdir")
+	}
+	for i, m := range u.Mounts {
+		if m.Source == "" {
+			return at("mount source is empty (a host directory, relative to the config file)", "mounts", i, "source")
+		}
+		if !path.IsAbs(m.Target) {
+			return at(fmt.Sprintf("mount target %q must be an absolute path inside the sandbox", m.Target), "mounts", i, "target")
+		}
+		switch m.Access {
+		case "", "ro", "copy":
+		default:
+			return at(fmt.Sprintf("access %q: an upstream's own mounts are ro or copy (give a profile the workspace rw if the server must write it)", m.Access), "mounts", i, "access")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(u.Env)) {
+		if !envName.MatchString(k) {
+			return at(fmt.Sprintf("%q is not an environment variable name", k), "env", k)
+		}
+	}
+	return nil
+}
+
+// stdioProfile is the profile a stdio server runs in.
+func (u UpstreamConfig) stdioProfile() string {
+	if u.Profile == "" {
+		return UpstreamProfile
+	}
+	return u.Profile
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (s SecretSource) check() error {
 	n := 0

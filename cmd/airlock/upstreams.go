@@ -9,16 +9,22 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/airlock-mcp/airlock/runtime"
+	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 const upstreamsUsage = `usage:
   airlock upstreams list [--config F] [--json]
-      The config's upstream MCP servers: URL, tool-name prefix, pin mode, timeout.
+      The config's upstream MCP servers: URL or stdio command, tool-name prefix, pin mode,
+      timeout.
   airlock upstreams check [--config F] [--json] NAME
-      Connect to one upstream, list its tools and check each against its pins, recording what
+      Connect to one upstream (a stdio server is started in its sandbox on the configured
+      backend), list its tools and check each against its pins, recording what
       was seen as 'airlock serve' would (the first check of an upstream pins its tools).
       Prints each tool's name as served, its pin verdict and whether it would be served.
       Exit 0 every tool served, 1 a tool is withheld, 2 usage, config or connection error.
@@ -100,13 +106,24 @@ func cmdUpstreams(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		for _, r := range rows {
 			where := r.URL
 			if r.Command {
-				where = "(stdio: not supported yet)"
+				where = "stdio: " + strings.Join(cfg.Upstreams[r.Name].Command, " ")
 			}
 			fmt.Fprintf(stdout, "%-16s %s  prefix=%q pins=%s timeout=%s\n", r.Name, where, r.Prefix, r.Pins, r.Timeout)
 		}
 		return 0
 	}
-	tools, err := runtime.CheckUpstream(ctx, cfg, stateDir(), rest[0])
+	var backend sandbox.Backend
+	if u, ok := cfg.Upstreams[rest[0]]; ok && len(u.Command) > 0 {
+		// A stdio server is checked where it would serve: in its sandbox, on the backend.
+		b, closeBackend, err := openRegistered(ctx, cfg.Backend, newLogger(stderr).Level(zerolog.WarnLevel))
+		if err != nil {
+			fmt.Fprintf(stderr, "airlock upstreams check: sandbox backend %s is not usable (stdio servers never run unsandboxed): %v\n", cfg.Backend, err)
+			return 2
+		}
+		defer closeBackend()
+		backend = b
+	}
+	tools, err := runtime.CheckUpstream(ctx, cfg, backend, stateDir(), rest[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock upstreams check: %v\n", err)
 		return 2
