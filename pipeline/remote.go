@@ -69,6 +69,37 @@ type UpstreamOutput struct {
 	// returned; the result is then an error (a client would reject a success without the
 	// structured content the tool's outputSchema promises).
 	StructuredWithheld bool
+	// InputRequests are the questions the upstream asks before it answers (MCP multi
+	// round-trip requests): elicitations only, each message sanitised and labelled with the
+	// upstream's name. RequestState is the upstream's, to send back with the answers.
+	InputRequests mcp.InputRequestMap
+	RequestState  string
+}
+
+// maxInputRequests bounds the questions one upstream result may ask.
+const maxInputRequests = 16
+
+// inputRequests sanitises an upstream's input requests: elicitations in form mode only, their
+// messages cleaned (redaction included) and labelled with who asks. Anything else (sampling,
+// roots, a link to open) is refused: Airlock offers an upstream no model and no host paths, and
+// shows no link a third-party server chose.
+func (p *Pipeline) inputRequests(res *mcp.CallToolResult, upstream string, secrets []string) (mcp.InputRequestMap, error) {
+	if len(res.InputRequests) > maxInputRequests {
+		return nil, fmt.Errorf("upstream %s asked %d questions at once (at most %d)", upstream, len(res.InputRequests), maxInputRequests)
+	}
+	out := mcp.InputRequestMap{}
+	for k, r := range res.InputRequests {
+		e, ok := r.(*mcp.ElicitParams)
+		if !ok {
+			return nil, fmt.Errorf("upstream %s asked for %T, which Airlock does not offer upstreams (only elicitation)", upstream, r)
+		}
+		if e.Mode != "" && e.Mode != "form" {
+			return nil, fmt.Errorf("upstream %s asked the user to open a link (elicitation mode %q), which Airlock does not forward", upstream, e.Mode)
+		}
+		msg := p.sanitize.text(hideSecrets(e.Message, secrets))
+		out[k] = &mcp.ElicitParams{Mode: e.Mode, Message: fmt.Sprintf("[upstream %s asks] %s", upstream, msg), RequestedSchema: e.RequestedSchema}
+	}
+	return out, nil
 }
 
 // runRemote runs stages 2-6 for a RemoteTool. It is called by Run, which adds stage 7.
@@ -153,6 +184,19 @@ func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 		return t.errorResult(fmt.Sprintf("%s: upstream %s failed: %s", call.Tool, rt.Upstream(), p.sanitize.text(msg)))
 	}
 	ran = true
+	if res.InputRequests != nil {
+		// The upstream asks before it answers: the questions go to the client, whose retry
+		// (with the answers) is a call of its own through every stage.
+		reqs, err := p.inputRequests(res, rt.Upstream(), rt.Secrets())
+		if err != nil {
+			t.rec.Decision, t.rec.Message = DecisionError, err.Error()
+			return t.errorResult(fmt.Sprintf("%s: %s", call.Tool, err))
+		}
+		t.rec.Message = fmt.Sprintf("the upstream asked %d question(s) before answering; sent to the client", len(reqs))
+		out := UpstreamOutput{InputRequests: reqs, RequestState: res.RequestState}
+		return Result{Structured: map[string]any{"audit_id": t.rec.AuditID, "untrusted": true, "upstream": rt.Upstream()}, Upstream: &out,
+			Verdict: policies.Verdict(t.verdict()), AuditID: t.rec.AuditID}
+	}
 	code := 0
 	if res.IsError {
 		code = 1

@@ -355,7 +355,7 @@ func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
 		// An upstream tool called without an MCP session of its own (the CLI, or a call the
 		// MCP layer did not route): one upstream session for this call.
 		if t := r.gw.lookup(ctx, call.Tool); t != nil {
-			call.Remote = r.gw.bind(t, "", nil)
+			call.Remote = r.gw.bind(t, "", nil, nil)
 		}
 	}
 	return r.pipe.Run(ctx, call)

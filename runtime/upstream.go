@@ -345,7 +345,7 @@ func (u *upstreamState) load(ctx context.Context) ([]*remoteTool, error) {
 	u.mu.Unlock()
 	var err error
 	if cat == nil {
-		cat, err = u.remote.Connect(ctx)
+		cat, err = u.remote.Connect(ctx, nil)
 		if err != nil {
 			u.failed()
 			return nil, err
@@ -646,8 +646,9 @@ func (r *Runtime) IsUpstreamTool(ctx context.Context, name string) bool {
 
 // bind is the RemoteTool for one call of an Airlock session. ss, when not nil, is the MCP
 // session: its end closes the upstream session opened for it.
-func (g *gateway) bind(t *remoteTool, session string, ss *mcp.ServerSession) pipeline.RemoteTool {
-	return &boundTool{remoteTool: t, session: session, ss: ss}
+// in, if not nil, carries the client's answers to the upstream's questions (a retry).
+func (g *gateway) bind(t *remoteTool, session string, ss *mcp.ServerSession, in *upstream.Input) pipeline.RemoteTool {
+	return &boundTool{remoteTool: t, session: session, ss: ss, in: in}
 }
 
 // boundTool implements pipeline.RemoteTool for one call.
@@ -655,6 +656,7 @@ type boundTool struct {
 	*remoteTool
 	session string
 	ss      *mcp.ServerSession
+	in      *upstream.Input
 }
 
 func (b *boundTool) Upstream() string         { return b.up.name }
@@ -675,7 +677,7 @@ func (b *boundTool) Invoke(ctx context.Context, args map[string]any, progress fu
 		return nil, false, err
 	}
 	defer release()
-	res, sent, err := s.Call(ctx, b.name, args, progress)
+	res, sent, err := s.Call(ctx, b.name, args, progress, b.in)
 	if err != nil && ctx.Err() == nil {
 		// The upstream may have restarted, with other tools: connect again next time, and
 		// list and check its tools again before the next call.
@@ -691,7 +693,7 @@ func (b *boundTool) Invoke(ctx context.Context, args map[string]any, progress fu
 // closes.
 func (u *upstreamState) sessionFor(ctx context.Context, id string, ss *mcp.ServerSession) (*upstream.Session, func(), error) {
 	if id == "" || u.perCall {
-		s, err := u.remote.Connect(ctx)
+		s, err := u.remote.Connect(ctx, u.peer(ss))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -724,7 +726,7 @@ func (u *upstreamState) lazy(ctx context.Context, id string, ss *mcp.ServerSessi
 	}
 	u.mu.Unlock()
 	ls.once.Do(func() {
-		ls.s, ls.err = u.remote.Connect(ctx)
+		ls.s, ls.err = u.remote.Connect(ctx, u.peer(ss))
 		if ls.err != nil {
 			return
 		}
@@ -766,6 +768,49 @@ func (u *upstreamState) lazy(ctx context.Context, id string, ss *mcp.ServerSessi
 		ls.s.Close()
 	}
 	return ls, nil
+}
+
+// peer is the Airlock session ss as the upstream's sessions see it, or nil without one.
+func (u *upstreamState) peer(ss *mcp.ServerSession) upstream.Peer {
+	if ss == nil {
+		return nil
+	}
+	return &elicitPeer{u: u, ss: ss}
+}
+
+// elicitPeer forwards an upstream's elicitation requests to the Airlock client session it
+// serves, labelled with the upstream's name (the user must know who asks), its message cleaned
+// like a tool description. URL-mode requests (a link the user would open) are declined: a link
+// chosen by a third-party server is not shown to the user through Airlock. Each request and its
+// outcome (the action, never the answer's content) is in the audit log.
+type elicitPeer struct {
+	u  *upstreamState
+	ss *mcp.ServerSession
+}
+
+// maxElicitMessage bounds an upstream's elicitation message as the user sees it.
+const maxElicitMessage = 2000
+
+func (p *elicitPeer) CanElicit() bool {
+	ip := p.ss.InitializeParams()
+	return ip != nil && ip.Capabilities != nil && ip.Capabilities.Elicitation != nil
+}
+
+func (p *elicitPeer) Elicit(ctx context.Context, params *mcp.ElicitParams) (*mcp.ElicitResult, error) {
+	rt := &remoteTool{up: p.u}
+	rule := "/upstreams/" + p.u.name + "/elicitation"
+	if params == nil || (params.Mode != "" && params.Mode != "form") {
+		p.u.g.record(rt, "elicitation_declined", rule, "an elicitation request in a mode other than form was declined")
+		return &mcp.ElicitResult{Action: "decline"}, nil
+	}
+	msg := fmt.Sprintf("[upstream %s asks] %s", p.u.name, pins.CleanDescription(params.Message, maxElicitMessage))
+	res, err := p.ss.Elicit(ctx, &mcp.ElicitParams{Message: msg, RequestedSchema: params.RequestedSchema})
+	outcome := "error"
+	if err == nil && res != nil {
+		outcome = res.Action
+	}
+	p.u.g.record(rt, "elicitation_"+outcome, rule, "forwarded to the client: "+msg)
+	return res, err
 }
 
 // dropSession forgets and closes an Airlock session's upstream session, if it is still s.

@@ -3,10 +3,12 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-mcp/airlock/pipeline"
+	"github.com/airlock-mcp/airlock/upstream"
 )
 
 // handleRemote runs a call to an upstream tool (allowed or withheld) through the pipeline, as
@@ -23,7 +25,8 @@ func (h *mcpHandler) handleRemote(ctx context.Context, req *mcp.CallToolRequest,
 		args = json.RawMessage("{}")
 	}
 	session := h.sessionID(req.Session)
-	approver, pending, err := h.approval(req, name, args, session)
+	in, areq := splitInput(req)
+	approver, pending, err := h.approval(areq, name, args, session)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +34,7 @@ func (h *mcpHandler) handleRemote(ctx context.Context, req *mcp.CallToolRequest,
 		return pending, nil
 	}
 	call := pipeline.Call{Tool: name, Args: args, Grant: h.grant, Session: session, Approver: approver,
-		Remote: h.rt.gw.bind(t, session, req.Session)}
+		Remote: h.rt.gw.bind(t, session, req.Session, in)}
 	if tok := req.Params.GetProgressToken(); tok != nil && req.Session != nil {
 		ss := req.Session
 		call.RemoteProgress = func(progress, total float64, message string) {
@@ -50,6 +53,19 @@ func (h *mcpHandler) handleRemote(ctx context.Context, req *mcp.CallToolRequest,
 // text block saying why and no structuredContent.
 func gatewayResult(res pipeline.Result) *mcp.CallToolResult {
 	out := &mcp.CallToolResult{IsError: res.IsError, Meta: mcp.Meta{}}
+	if res.Upstream != nil && res.Upstream.InputRequests != nil {
+		// The upstream's questions, under keys and a state of their own, so that the
+		// client's retry is told apart from an answer to Airlock's own approval request.
+		out.InputRequests = mcp.InputRequestMap{}
+		for k, r := range res.Upstream.InputRequests {
+			out.InputRequests[upstreamInputKey+k] = r
+		}
+		out.RequestState = upstreamStatePrefix + res.Upstream.RequestState
+		for k, v := range res.Structured {
+			out.Meta["airlock/"+k] = v
+		}
+		return out
+	}
 	if res.Upstream != nil {
 		out.Content = res.Upstream.Content
 		out.StructuredContent = res.Upstream.Structured
@@ -63,4 +79,50 @@ func gatewayResult(res pipeline.Result) *mcp.CallToolResult {
 		out.Meta["airlock/"+k] = v
 	}
 	return out
+}
+
+// An upstream's multi round-trip questions travel to the client and back marked as the
+// upstream's: their keys prefixed, their request state too (Airlock's own approval uses the
+// approval key and a state without the prefix).
+const (
+	upstreamInputKey    = "upstream:"
+	upstreamStatePrefix = "airlock-upstream:"
+)
+
+// splitInput separates a retry's answers to an upstream's questions (returned as the
+// upstream's Input, prefixes removed) from the request Airlock's approval sees, which keeps
+// only what is Airlock's own. A call that is no retry of an upstream's has no Input.
+func splitInput(req *mcp.CallToolRequest) (*upstream.Input, *mcp.CallToolRequest) {
+	p := req.Params
+	var in *upstream.Input
+	own := mcp.InputResponseMap{}
+	for k, v := range p.InputResponses {
+		if uk, ok := strings.CutPrefix(k, upstreamInputKey); ok {
+			if in == nil {
+				in = &upstream.Input{Responses: mcp.InputResponseMap{}}
+			}
+			in.Responses[uk] = v
+		} else {
+			own[k] = v
+		}
+	}
+	state, upstreamState := strings.CutPrefix(p.RequestState, upstreamStatePrefix)
+	if !upstreamState && in == nil {
+		return nil, req
+	}
+	if in == nil {
+		in = &upstream.Input{}
+	}
+	ownState := p.RequestState
+	if upstreamState {
+		in.State, ownState = state, ""
+	}
+	cp := *p
+	cp.InputResponses, cp.RequestState = own, ownState
+	if len(own) == 0 {
+		cp.InputResponses = nil
+	}
+	r := *req
+	r.Params = &cp
+	return in, &r
 }

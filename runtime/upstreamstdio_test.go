@@ -68,6 +68,15 @@ func (f *stdioFake) serve(ctx context.Context, spec sandbox.Spec) (sandbox.Resul
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: a.Text + "=" + v}}}, nil, nil
 	})
+	mcp.AddTool(srv, &mcp.Tool{Name: "ask", Description: "Asks the user."}, func(ctx context.Context, req *mcp.CallToolRequest, a stdioArgs) (*mcp.CallToolResult, any, error) {
+		// MCP multi round-trip: ask first, answer when the retry brings the response.
+		if ans, ok := req.Params.InputResponses["colour"].(*mcp.ElicitResult); ok && req.Params.RequestState == "st-1" {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("%s %v", ans.Action, ans.Content["answer"])}}}, nil, nil
+		}
+		return &mcp.CallToolResult{RequestState: "st-1", InputRequests: mcp.InputRequestMap{"colour": &mcp.ElicitParams{
+			Mode: "form", Message: a.Text + "\u200b\x1b[31m",
+			RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"answer": map[string]any{"type": "string"}}}}}}, nil, nil
+	})
 	mcp.AddTool(srv, &mcp.Tool{Name: "crash", Description: "Exits mid-call."}, func(context.Context, *mcp.CallToolRequest, stdioArgs) (*mcp.CallToolResult, any, error) {
 		fmt.Fprintln(spec.Streams.Stderr, "fatal: crashing on purpose")
 		once.Do(func() { close(crash) })
@@ -215,6 +224,50 @@ func TestStdioUpstreamEnv(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.envs) == 0 || !slices.Contains(f.envs[0], "API_TOKEN=loc-s3cret-token-value-1234") {
 		t.Errorf("server environment: %v", f.envs)
+	}
+}
+
+// An upstream's question (MCP multi round-trip) reaches the client labelled with the upstream's
+// name and cleaned, and the client's answer reaches the upstream; each round is a call of its
+// own through the pipeline.
+func TestStdioUpstreamElicitation(t *testing.T) {
+	f := newStdioFake()
+	rt := stdioRuntime(t, f, "")
+	var asked []string
+	var mu sync.Mutex
+	ct, st := mcp.NewInMemoryTransports()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rt.ServeTransport(ctx, st)
+	c := mcp.NewClient(&mcp.Implementation{Name: "test"}, &mcp.ClientOptions{
+		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			mu.Lock()
+			asked = append(asked, req.Params.Message)
+			mu.Unlock()
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": "blue"}}, nil
+		}})
+	cs, err := c.Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if _, text := callText(t, cs, "loc__ask", map[string]any{"text": "Favourite colour?"}); text != "accept blue" {
+		t.Errorf("answer: %q", text)
+	}
+	mu.Lock()
+	if len(asked) != 1 || asked[0] != "[upstream loc asks] Favourite colour?" {
+		t.Errorf("the client was asked %q", asked)
+	}
+	mu.Unlock()
+
+	asks := 0
+	for _, r := range auditRecords(t, rt) {
+		if r.Tool == "loc__ask" && r.Decision == "allow" && r.Phase == "" {
+			asks++
+		}
+	}
+	if asks != 2 {
+		t.Errorf("%d allowed loc__ask records, want 2 (the question, then the retry with the answer)", asks)
 	}
 }
 

@@ -59,8 +59,12 @@ type Pipes struct {
 type Server struct {
 	opts   Options
 	origin *url.URL
-	client *mcp.Client
-	http   *http.Client
+	client *mcp.Client // for sessions without a Peer: no elicitation
+	// eliciting is for sessions whose Peer can elicit: it offers elicitation, and routes
+	// the upstream's requests to the session's Peer.
+	eliciting *mcp.Client
+	peers     sync.Map // *mcp.ClientSession -> Peer
+	http      *http.Client
 	// progress routes the upstream's progress notifications to the calls that asked for
 	// them, by the token Airlock sent (unique per call).
 	progress sync.Map // string -> func(float64, float64, string)
@@ -73,7 +77,7 @@ func NewStdio(o Options) (*Server, error) {
 		return nil, fmt.Errorf("upstream %s: a stdio upstream needs a launcher and no URL", o.Name)
 	}
 	r := &Server{opts: o}
-	r.client = r.newClient()
+	r.client, r.eliciting = r.newClient(false), r.newClient(true)
 	return r, nil
 }
 
@@ -96,17 +100,33 @@ func NewRemote(o Options) (*Server, error) {
 			return fmt.Errorf("upstream %s redirected; Airlock does not follow redirects of upstreams (configure the final URL)", o.Name)
 		},
 	}
-	r.client = r.newClient()
+	r.client, r.eliciting = r.newClient(false), r.newClient(true)
 	return r, nil
 }
 
-// newClient is the MCP client every session with the upstream uses.
-func (r *Server) newClient() *mcp.Client {
+// newClient is the MCP client sessions with the upstream use. No roots and no sampling: an
+// upstream gets nothing from Airlock's side but answers to its own tool calls, and, with
+// eliciting, questions to the agent's user that the session's Peer forwards.
+func (r *Server) newClient(eliciting bool) *mcp.Client {
 	o := r.opts
+	caps := &mcp.ClientCapabilities{}
+	var elicit func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error)
+	if eliciting {
+		caps.Elicitation = &mcp.ElicitationCapabilities{}
+		elicit = func(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			p, ok := r.peers.Load(req.Session)
+			if !ok {
+				return nil, fmt.Errorf("elicitation is not available on this session")
+			}
+			return p.(Peer).Elicit(ctx, req.Params)
+		}
+	}
 	return mcp.NewClient(&mcp.Implementation{Name: "airlock", Title: "Airlock gateway", Version: o.Version}, &mcp.ClientOptions{
-		// No roots, sampling or elicitation: an upstream gets nothing from Airlock's side but
-		// answers to its own tool calls.
-		Capabilities: &mcp.ClientCapabilities{},
+		Capabilities:       caps,
+		ElicitationHandler: elicit,
+		// An upstream's input requests (MCP multi round-trip) go back to Airlock's client
+		// as its own, through the pipeline; the SDK must not answer them here.
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
 			if o.OnToolsChanged != nil {
 				o.OnToolsChanged()
@@ -130,29 +150,47 @@ func (r *Server) Name() string { return r.opts.Name }
 // Stdio reports whether the upstream is a stdio server (each session starts one).
 func (r *Server) Stdio() bool { return r.opts.Launch != nil }
 
+// Peer is the client session of Airlock's that a session with the upstream serves.
+type Peer interface {
+	// CanElicit reports whether the upstream may be offered elicitation.
+	CanElicit() bool
+	// Elicit asks the agent's user on the upstream's behalf.
+	Elicit(ctx context.Context, p *mcp.ElicitParams) (*mcp.ElicitResult, error)
+}
+
 // Connect opens a new MCP session with the upstream: for a stdio upstream, it starts a server
-// of its own, which ends with the session.
-func (r *Server) Connect(ctx context.Context) (*Session, error) {
+// of its own, which ends with the session. peer, if not nil, is the Airlock client session it
+// serves: if that can elicit, the upstream is offered elicitation, routed to it.
+func (r *Server) Connect(ctx context.Context, peer Peer) (*Session, error) {
+	client := r.client
+	if peer != nil && peer.CanElicit() {
+		client = r.eliciting
+	}
+	var t mcp.Transport
+	var p *Pipes
 	if r.opts.Launch == nil {
-		cs, err := r.client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: r.opts.URL, HTTPClient: r.http, MaxRetries: 2}, nil)
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: connect: %w", r.opts.Name, err)
+		t = &mcp.StreamableClientTransport{Endpoint: r.opts.URL, HTTPClient: r.http, MaxRetries: 2}
+	} else {
+		var err error
+		if p, err = r.opts.Launch(ctx); err != nil {
+			return nil, fmt.Errorf("upstream %s: starting its server: %w", r.opts.Name, err)
 		}
-		return r.session(cs, nil), nil
+		t = &mcp.IOTransport{Reader: p.Stdout, Writer: p.Stdin}
 	}
-	p, err := r.opts.Launch(ctx)
+	cs, err := client.Connect(ctx, t, nil)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: starting its server: %w", r.opts.Name, err)
-	}
-	cs, err := r.client.Connect(ctx, &mcp.IOTransport{Reader: p.Stdout, Writer: p.Stdin}, nil)
-	if err != nil {
-		p.Stop()
-		select {
-		case <-p.Done:
-			return nil, fmt.Errorf("upstream %s: before the MCP handshake completed, its server %s", r.opts.Name, p.Exited())
-		default:
+		if p != nil {
+			p.Stop()
+			select {
+			case <-p.Done:
+				return nil, fmt.Errorf("upstream %s: before the MCP handshake completed, its server %s", r.opts.Name, p.Exited())
+			default:
+			}
 		}
 		return nil, fmt.Errorf("upstream %s: connect: %w", r.opts.Name, err)
+	}
+	if client == r.eliciting {
+		r.peers.Store(cs, peer)
 	}
 	return r.session(cs, p), nil
 }
@@ -161,6 +199,7 @@ func (r *Server) session(cs *mcp.ClientSession, p *Pipes) *Session {
 	s := &Session{r: r, cs: cs, proc: p, done: make(chan struct{})}
 	go func() {
 		_ = cs.Wait()
+		r.peers.Delete(cs)
 		close(s.done)
 	}()
 	return s
@@ -189,14 +228,24 @@ func (s *Session) Tools(ctx context.Context) ([]*mcp.Tool, error) {
 	return out, nil
 }
 
+// Input is the retry of a call whose upstream asked questions first (MCP multi round-trip):
+// the client's answers and the upstream's request state.
+type Input struct {
+	Responses mcp.InputResponseMap
+	State     string
+}
+
 // Call calls a tool by the upstream's name for it. sent reports whether the request may have
 // reached the upstream. Cancelling ctx cancels the request (the SDK sends
 // notifications/cancelled). progress, if not nil, receives the upstream's progress reports.
-func (s *Session) Call(ctx context.Context, name string, args map[string]any, progress func(progress, total float64, message string)) (res *mcp.CallToolResult, sent bool, err error) {
+func (s *Session) Call(ctx context.Context, name string, args map[string]any, progress func(progress, total float64, message string), in *Input) (res *mcp.CallToolResult, sent bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
 	params := &mcp.CallToolParams{Name: name, Arguments: args}
+	if in != nil {
+		params.InputResponses, params.RequestState = in.Responses, in.State
+	}
 	if progress != nil {
 		tok := "airlock-" + rand.Text()
 		s.r.progress.Store(tok, progress)

@@ -25,7 +25,7 @@ func TestHeadersStayWithTheOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Connect(context.Background()); err == nil {
+	if _, err := r.Connect(context.Background(), nil); err == nil {
 		t.Fatal("connected through a redirect")
 	}
 	if len(got) == 0 || got[0] != "up:Bearer t0ken" {
