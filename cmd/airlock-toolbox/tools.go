@@ -60,8 +60,14 @@ func dispatch(root, tool string, raw []byte) (any, error) {
 			return nil, err
 		}
 		return writeFile(root, a)
+	case "http_fetch":
+		var a fetchArgs
+		if err := decode(raw, &a); err != nil {
+			return nil, err
+		}
+		return httpFetch(a, nil)
 	default:
-		return nil, fmt.Errorf("unknown tool %q: want read_file, list_directory, search_files or write_file", tool)
+		return nil, fmt.Errorf("unknown tool %q: want read_file, list_directory, search_files, write_file or http_fetch", tool)
 	}
 }
 
