@@ -72,7 +72,7 @@ type upstreamState struct {
 	timeout time.Duration
 	secrets []string
 	remote  *upstream.Server
-	changed chan struct{} // list_changed arrived (buffered 1)
+	changed chan *upstream.Session // list_changed arrived, on this session (buffered 1)
 	perCall bool          // a stdio server per call (lifecycle: call)
 	idle    time.Duration // a stdio server's session ends after this long without a call
 
@@ -214,15 +214,15 @@ func (g *gateway) newUpstream(cfg *Config, name string, backend sandbox.Backend)
 	secrets = append(secrets, envSecrets...)
 	mode, _ := pins.ParseMode(u.Pins)
 	st := &upstreamState{g: g, name: name, prefix: u.prefix(name), mode: mode, timeout: time.Duration(u.Timeout),
-		secrets: secrets, changed: make(chan struct{}, 1), sessions: map[string]*lazySession{}}
+		secrets: secrets, changed: make(chan *upstream.Session, 1), sessions: map[string]*lazySession{}}
 	if st.timeout <= 0 {
 		st.timeout = DefaultUpstreamTimeout
 	}
 	opts := upstream.Options{Name: name, URL: u.URL, Headers: headers, Version: Version,
-		OnToolsChanged: func() {
+		OnToolsChanged: func(on *upstream.Session) {
 			select {
-			case st.changed <- struct{}{}:
-			default:
+			case st.changed <- on:
+			default: // a re-listing is pending already
 			}
 		}}
 	if u.URL != "" {
@@ -291,9 +291,19 @@ func (u *upstreamState) watch() {
 		select {
 		case <-u.g.ctx.Done():
 			return
-		case <-u.changed:
+		case on := <-u.changed:
+			var via *upstream.Session
+			if u.remote.Stdio() {
+				// Each stdio session has a server of its own: the one that changed is
+				// listed again on its own session, and one that ended has nothing left to
+				// list (starting a server to re-list would start one per notification).
+				if on == nil || !on.Open() {
+					continue
+				}
+				via = on
+			}
 			ctx, cancel := context.WithTimeout(u.g.ctx, catalogTimeout)
-			if err := u.refresh(ctx); err != nil && u.g.ctx.Err() == nil {
+			if _, err := u.load(ctx, via); err != nil && u.g.ctx.Err() == nil {
 				u.g.log.Warn().Str("event", "upstream.list_failed").Str("upstream", u.name).Err(err).Msg("re-listing tools after list_changed failed")
 			}
 			cancel()
@@ -334,16 +344,20 @@ func (g *gateway) ensure(ctx context.Context) {
 // refresh lists the upstream's tools on its catalog session, checks them against the pins and
 // publishes the result.
 func (u *upstreamState) refresh(ctx context.Context) error {
-	_, err := u.load(ctx)
+	_, err := u.load(ctx, nil)
 	return err
 }
 
-// load is refresh, returning every tool listed (allowed or withheld).
-func (u *upstreamState) load(ctx context.Context) ([]*remoteTool, error) {
+// load is refresh, returning every tool listed (allowed or withheld). via, if not nil, is the
+// open session to list on (a stdio server's own).
+func (u *upstreamState) load(ctx context.Context, via *upstream.Session) ([]*remoteTool, error) {
 	u.mu.Lock()
 	cat := u.catalog
 	u.mu.Unlock()
 	var err error
+	if via != nil {
+		cat = via
+	}
 	if cat == nil {
 		cat, err = u.remote.Connect(ctx, nil)
 		if err != nil {
@@ -898,7 +912,7 @@ func CheckUpstream(ctx context.Context, cfg *Config, backend sandbox.Backend, st
 	defer g.close()
 	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
 	defer cancel()
-	tools, err := g.ups[0].load(ctx)
+	tools, err := g.ups[0].load(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

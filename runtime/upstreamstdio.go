@@ -101,7 +101,10 @@ func (l *stdioLauncher) launch(ctx context.Context) (*upstream.Pipes, error) {
 		stderr.Close()
 		how = describeExit(res, err, spec)
 		ev := l.log.Info()
-		if !stopped.Load() {
+		// Ended by Airlock: stopped and exited cleanly on end-of-file, or killed by the stop.
+		// Anything else (an exit of its own, a crash, a kill from elsewhere) counts towards
+		// the restart backoff.
+		if ended := p.Killed() || (stopped.Load() && err == nil && res.ExitCode == 0); !ended {
 			l.crashed(time.Since(started))
 			ev = l.log.Warn()
 			if tail := lastLines(stderr.Tail(), exitReportTail); tail != "" {

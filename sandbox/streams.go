@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -81,6 +82,7 @@ type Process struct {
 	res    Result
 	err    error
 	once   sync.Once
+	killed atomic.Bool // Stop or Kill killed the container
 }
 
 // Start runs spec on b in the background with its stdin and stdout as pipes. The run is not
@@ -117,6 +119,9 @@ func Start(ctx context.Context, b Backend, spec Spec, stderr io.Writer) (*Proces
 	return p, nil
 }
 
+// Killed reports whether Stop or Kill killed the container (rather than its command exiting).
+func (p *Process) Killed() bool { return p.killed.Load() }
+
 // Done is closed when the container is gone.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
@@ -142,6 +147,7 @@ func (p *Process) Stop() (Result, error) {
 		select {
 		case <-p.done:
 		case <-t.C:
+			p.killed.Store(true)
 			p.cancel(ErrStopped)
 		}
 	})
@@ -155,6 +161,7 @@ func (p *Process) Stop() (Result, error) {
 func (p *Process) Kill() (Result, error) {
 	p.once.Do(func() {
 		p.Stdin.Close()
+		p.killed.Store(true)
 		p.cancel(ErrStopped)
 	})
 	res, err := p.Wait()

@@ -32,9 +32,10 @@ type Options struct {
 	Launch Launcher
 	// Headers are sent with every request to the upstream's origin, never elsewhere.
 	Headers map[string]string
-	// OnToolsChanged is called (from the session's goroutine; it must not block) when the
+	// OnToolsChanged is called (from the session's goroutine; it must not block) with the
+	// session it arrived on (nil if it ended already) when the
 	// upstream sends notifications/tools/list_changed on any session.
-	OnToolsChanged func()
+	OnToolsChanged func(*Session)
 	// Version is Airlock's, sent as clientInfo.version.
 	Version string
 }
@@ -64,6 +65,7 @@ type Server struct {
 	// the upstream's requests to the session's Peer.
 	eliciting *mcp.Client
 	peers     sync.Map // *mcp.ClientSession -> Peer
+	sessions  sync.Map // *mcp.ClientSession -> *Session, while open
 	http      *http.Client
 	// progress routes the upstream's progress notifications to the calls that asked for
 	// them, by the token Airlock sent (unique per call).
@@ -127,9 +129,13 @@ func (r *Server) newClient(eliciting bool) *mcp.Client {
 		// An upstream's input requests (MCP multi round-trip) go back to Airlock's client
 		// as its own, through the pipeline; the SDK must not answer them here.
 		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
-		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+		ToolListChangedHandler: func(_ context.Context, req *mcp.ToolListChangedRequest) {
 			if o.OnToolsChanged != nil {
-				o.OnToolsChanged()
+				var s *Session
+				if v, ok := r.sessions.Load(req.Session); ok {
+					s = v.(*Session)
+				}
+				o.OnToolsChanged(s)
 			}
 		},
 		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
@@ -197,9 +203,11 @@ func (r *Server) Connect(ctx context.Context, peer Peer) (*Session, error) {
 
 func (r *Server) session(cs *mcp.ClientSession, p *Pipes) *Session {
 	s := &Session{r: r, cs: cs, proc: p, done: make(chan struct{})}
+	r.sessions.Store(cs, s)
 	go func() {
 		_ = cs.Wait()
 		r.peers.Delete(cs)
+		r.sessions.Delete(cs)
 		close(s.done)
 	}()
 	return s
@@ -289,6 +297,16 @@ const exitReportWait = 2 * time.Second
 // Wait returns when the session has ended: closed by Airlock, or by the upstream going away
 // (its streams failed past the transport's retries, or its stdio server exited).
 func (s *Session) Wait() error { return s.cs.Wait() }
+
+// Open reports whether the session has not ended.
+func (s *Session) Open() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
 
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
