@@ -73,8 +73,8 @@ type upstreamState struct {
 	secrets []string
 	remote  *upstream.Server
 	changed chan *upstream.Session // list_changed arrived, on this session (buffered 1)
-	perCall bool          // a stdio server per call (lifecycle: call)
-	idle    time.Duration // a stdio server's session ends after this long without a call
+	perCall bool                   // a stdio server per call (lifecycle: call)
+	idle    time.Duration          // a stdio server's session ends after this long without a call
 
 	mu       sync.Mutex
 	loaded   bool
