@@ -34,12 +34,14 @@ func gwFaultEnv(t *testing.T, marker string) *mcpEnv {
 		testenv.Unavailable(t, "the upstream servers are not installed (make upstreams): %v", err)
 	}
 	e := newMCPEnv(t, gwFaultPolicy, nil)
+	// A name of its own: pins live in the shared state directory, by upstream name.
 	e.extraYAML = fmt.Sprintf(`upstreams:
-  ev:
+  %s:
+    prefix: ev
     command: [node, /opt/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js, stdio, %s]
     mounts: [{source: %q, target: /opt/mcp}]
     timeout: 30s
-`, marker, filepath.Dir(modules))
+`, uniqueUpstream(t, "ev"), marker, filepath.Dir(modules))
 	return e
 }
 

@@ -25,6 +25,7 @@ type tsPlan struct {
 	URL       string            `json:"url,omitempty"`
 	Token     string            `json:"token,omitempty"`
 	Approve   *bool             `json:"approve,omitempty"` // answer approval prompts
+	Answer    map[string]any    `json:"answer,omitempty"`  // content of an accepted elicitation
 	Calls     []tsCall          `json:"calls"`
 }
 

@@ -297,7 +297,9 @@ func (u *upstreamState) watch() {
 				// Each stdio session has a server of its own: the one that changed is
 				// listed again on its own session, and one that ended has nothing left to
 				// list (starting a server to re-list would start one per notification).
-				if on == nil || !on.Open() {
+				// A session not offered elicitation may see fewer tools than the catalog
+				// (servers list asking tools only to clients that can answer): not a change.
+				if on == nil || !on.Open() || !on.OffersElicitation() {
 					continue
 				}
 				via = on
@@ -359,7 +361,10 @@ func (u *upstreamState) load(ctx context.Context, via *upstream.Session) ([]*rem
 		cat = via
 	}
 	if cat == nil {
-		cat, err = u.remote.Connect(ctx, nil)
+		// The catalog offers elicitation (answering none): servers that list their
+		// asking tools only to clients that can answer (server-everything does) must show
+		// them here, where they are pinned.
+		cat, err = u.remote.Connect(ctx, catalogPeer{})
 		if err != nil {
 			u.failed()
 			return nil, err
@@ -800,6 +805,15 @@ func (u *upstreamState) peer(ss *mcp.ServerSession) upstream.Peer {
 type elicitPeer struct {
 	u  *upstreamState
 	ss *mcp.ServerSession
+}
+
+// catalogPeer is the catalog session's side: it offers elicitation so that the upstream lists
+// every tool, and declines any question (no user is behind a listing).
+type catalogPeer struct{}
+
+func (catalogPeer) CanElicit() bool { return true }
+func (catalogPeer) Elicit(context.Context, *mcp.ElicitParams) (*mcp.ElicitResult, error) {
+	return &mcp.ElicitResult{Action: "decline"}, nil
 }
 
 // maxElicitMessage bounds an upstream's elicitation message as the user sees it.

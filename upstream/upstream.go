@@ -198,7 +198,9 @@ func (r *Server) Connect(ctx context.Context, peer Peer) (*Session, error) {
 	if client == r.eliciting {
 		r.peers.Store(cs, peer)
 	}
-	return r.session(cs, p), nil
+	s := r.session(cs, p)
+	s.eliciting = client == r.eliciting
+	return s, nil
 }
 
 func (r *Server) session(cs *mcp.ClientSession, p *Pipes) *Session {
@@ -219,7 +221,13 @@ type Session struct {
 	cs   *mcp.ClientSession
 	proc *Pipes        // a stdio upstream's server; nil for a remote one
 	done chan struct{} // closed when the session has ended
+	// eliciting: the upstream was offered elicitation, as the catalog always is (a server
+	// may list other tools to a client that cannot answer questions).
+	eliciting bool
 }
+
+// OffersElicitation reports whether the upstream was offered elicitation on this session.
+func (s *Session) OffersElicitation() bool { return s.eliciting }
 
 // Tools lists the upstream's tools (all pages), at most MaxTools.
 func (s *Session) Tools(ctx context.Context) ([]*mcp.Tool, error) {

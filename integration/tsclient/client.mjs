@@ -9,7 +9,8 @@
 //   {"transport": "http", "url": "http://127.0.0.1:8811/mcp", "token": "optional bearer",
 //    "calls": [...]}
 // and optionally "approve": true or false, which declares the elicitation capability and
-// answers every approval prompt (Airlock's approve_if) with accept {approve: true} or decline.
+// answers every approval prompt (Airlock's approve_if) with accept {approve: true} or decline;
+// with "approve": true, "answer": {...} is the content every accepted elicitation answers with.
 //
 // It prints one JSON object on stdout:
 //   {"transport", "server": {name, version}, "tools": [Tool...], "elicitations": [message...],
@@ -56,6 +57,7 @@ async function main() {
   if (answers) {
     client.setRequestHandler(ElicitRequestSchema, async (req) => {
       elicitations.push(req.params.message);
+      if (plan.approve && plan.answer) return { action: "accept", content: plan.answer };
       return plan.approve ? { action: "accept", content: { approve: true } } : { action: "decline" };
     });
   }
