@@ -48,8 +48,12 @@ type escapeSuite struct {
 	busybox      sandbox.Image
 	probeDir     string // 0755 directory holding the static probe binary "probe"
 
-	binOnce sync.Once
-	bin     string // built airlock binary (CLI cases)
+	// longLived runs every spec through sandbox.Start, as a stdio MCP server's container,
+	// instead of Backend.Run (see runProcess).
+	longLived bool
+
+	binOnce *sync.Once
+	bin     *string // built airlock binary (CLI cases), shared with the LongLived copy
 }
 
 // escapeHost is what the suite checks on the host, per backend: that one run's container is
@@ -133,6 +137,8 @@ func TestEscape(t *testing.T) {
 				images:       store,
 				busybox:      bb,
 				probeDir:     probeDir,
+				binOnce:      &sync.Once{},
+				bin:          new(string),
 			}
 			// Registered before the cases run; runs after every parallel case has finished.
 			t.Cleanup(func() {
@@ -142,6 +148,7 @@ func TestEscape(t *testing.T) {
 				s.checkNoLeftovers(t)
 			})
 			s.runCases(t)
+			s.runLongLivedCases(t)
 		})
 	}
 }
@@ -206,7 +213,11 @@ func (s *escapeSuite) runErr(t *testing.T, opts ...sandbox.Option) (sandbox.Resu
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), spec.Timeout+2*time.Minute)
 	defer cancel()
-	res, err := s.backend.Run(ctx, spec)
+	run := s.backend.Run
+	if s.longLived {
+		run = s.runProcess
+	}
+	res, err := run(ctx, spec)
 	if err != nil {
 		return res, fmt.Errorf("%q: %w", spec.Argv, err)
 	}
@@ -228,11 +239,11 @@ func (s *escapeSuite) workspace(t *testing.T) string {
 }
 
 func (s *escapeSuite) airlockBin(t *testing.T) string {
-	s.binOnce.Do(func() { s.bin = filepath.Join(testenv.Binaries(t), "airlock") })
-	if s.bin == "" {
+	s.binOnce.Do(func() { *s.bin = filepath.Join(testenv.Binaries(t), "airlock") })
+	if *s.bin == "" {
 		t.Fatal("building airlock failed in another case")
 	}
-	return s.bin
+	return *s.bin
 }
 
 // checkNoLeftovers runs after every case: nothing of the backend's runs and no process of the

@@ -36,11 +36,21 @@ func (s Spec) Input() io.Reader {
 // Outputs are the writers a backend connects to the command's stdout and stderr, and collect,
 // which fills a Result's captured output once the command is gone. A live stream is not
 // captured: its Result has no Stdout (and no Stderr when Streams.Stderr is set).
+//
+// A live stream's writer never fails: once its reader is gone (Stop and Kill close Stdout)
+// or it fails, the rest is discarded. A backend that copies the container's output (docker's
+// attach stream, containerd's FIFOs) so keeps draining it; a copy that stopped at the first
+// failed write would leave the daemon or the shim blocked on the container's output, and
+// the kill and the exit would wait for its grace periods.
 func (s Spec) Outputs() (stdout, stderr io.Writer, collect func(*Result)) {
 	var out, errs *CappedBuffer
 	if s.Streams != nil {
-		stdout = s.Streams.Stdout
-		stderr = s.Streams.Stderr
+		if s.Streams.Stdout != nil {
+			stdout = &drainWriter{w: s.Streams.Stdout}
+		}
+		if s.Streams.Stderr != nil {
+			stderr = &drainWriter{w: s.Streams.Stderr}
+		}
 	}
 	if stdout == nil {
 		out = NewCappedBuffer(s.StdoutCap)
@@ -60,6 +70,21 @@ func (s Spec) Outputs() (stdout, stderr io.Writer, collect func(*Result)) {
 	}
 }
 
+// drainWriter passes writes on to w until one fails, and then discards them.
+type drainWriter struct {
+	w      io.Writer
+	failed atomic.Bool
+}
+
+func (d *drainWriter) Write(p []byte) (int, error) {
+	if !d.failed.Load() {
+		if _, err := d.w.Write(p); err != nil {
+			d.failed.Store(true)
+		}
+	}
+	return len(p), nil
+}
+
 // StopGrace is how long Process.Stop waits, after closing the server's stdin, for it to exit on
 // its own before the container is killed (the MCP stdio shutdown: close stdin, then kill).
 const StopGrace = 2 * time.Second
@@ -74,7 +99,9 @@ var ErrStopped = errors.New("sandbox process stopped")
 type Process struct {
 	// Stdin is the command's stdin; closing it gives the command end-of-file.
 	Stdin io.WriteCloser
-	// Stdout is the command's stdout; it ends (io.EOF) once the container is gone.
+	// Stdout is the command's stdout; it ends (io.EOF) once the container is gone. Read it
+	// as the command writes: the daemons' backends copy the container's output into it, and
+	// while its pipe is full that copy, and so the run, waits. Stop and Kill close it.
 	Stdout io.ReadCloser
 
 	cancel context.CancelCauseFunc
@@ -126,12 +153,18 @@ func (p *Process) Killed() bool { return p.killed.Load() }
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Wait waits for the container to be gone and returns the run's outcome: the command's exit
-// code (137 when Stop killed it), OOM and timeout flags, and the backend's error, if any. A
-// run that Stop ended is not an error.
+// code (137 when Stop or Kill killed it, even before it started), OOM and timeout flags, and
+// the backend's error, if any. A run that Stop or Kill ended is not an error.
 func (p *Process) Wait() (Result, error) {
 	<-p.done
 	if errors.Is(p.err, ErrStopped) {
-		return p.res, nil
+		res := p.res
+		if !res.Ran {
+			// Killed while the container was still being made: the backend reports no
+			// exit, but the caller ended it all the same.
+			res.ExitCode = ExitKilled
+		}
+		return res, nil
 	}
 	return p.res, p.err
 }
@@ -147,8 +180,7 @@ func (p *Process) Stop() (Result, error) {
 		select {
 		case <-p.done:
 		case <-t.C:
-			p.killed.Store(true)
-			p.cancel(ErrStopped)
+			p.kill()
 		}
 	})
 	res, err := p.Wait()
@@ -161,10 +193,19 @@ func (p *Process) Stop() (Result, error) {
 func (p *Process) Kill() (Result, error) {
 	p.once.Do(func() {
 		p.Stdin.Close()
-		p.killed.Store(true)
-		p.cancel(ErrStopped)
+		p.kill()
 	})
 	res, err := p.Wait()
 	p.Stdout.Close()
 	return res, err
+}
+
+// kill cancels the run, which kills the container, and closes Stdout: output of a killed
+// process is not wanted, and the daemons' backends copy the container's output into the
+// Stdout pipe, a copy that blocks while the pipe is full and nobody reads it, so that the
+// run (and so Stop) would never end. With the read end closed the copy fails instead.
+func (p *Process) kill() {
+	p.killed.Store(true)
+	p.cancel(ErrStopped)
+	p.Stdout.Close()
 }

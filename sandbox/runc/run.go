@@ -123,6 +123,12 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	cmd.Dir = bundle
 	cmd.Env = runcEnv()
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if spec.Streams != nil && spec.Streams.Stdout != nil {
+		// A live stdout is handed to runc, and so to the command, as the pipe itself: no
+		// copy by this process. A write once its reader is gone fails in the container
+		// (EPIPE), not here.
+		cmd.Stdout = spec.Streams.Stdout
+	}
 	if in := spec.Input(); in != nil {
 		cmd.Stdin = in
 	} // else exec.Cmd connects /dev/null
