@@ -345,7 +345,9 @@ func (u *upstreamState) load(ctx context.Context) ([]*remoteTool, error) {
 	u.mu.Unlock()
 	var err error
 	if cat == nil {
-		cat, err = u.remote.Connect(ctx)
+		// A stdio server started for the listing has its list_changed ignored (see
+		// ConnectLister); a remote catalog session keeps reporting it.
+		cat, err = u.remote.ConnectLister(ctx)
 		if err != nil {
 			u.failed()
 			return nil, err

@@ -60,6 +60,9 @@ type Server struct {
 	opts   Options
 	origin *url.URL
 	client *mcp.Client
+	// lister is a stdio upstream's client for the servers started only to list the tools
+	// (ConnectLister): it ignores their tools/list_changed.
+	lister *mcp.Client
 	http   *http.Client
 	// progress routes the upstream's progress notifications to the calls that asked for
 	// them, by the token Airlock sent (unique per call).
@@ -73,7 +76,8 @@ func NewStdio(o Options) (*Server, error) {
 		return nil, fmt.Errorf("upstream %s: a stdio upstream needs a launcher and no URL", o.Name)
 	}
 	r := &Server{opts: o}
-	r.client = r.newClient()
+	r.client = r.newClient(true)
+	r.lister = r.newClient(false)
 	return r, nil
 }
 
@@ -96,22 +100,23 @@ func NewRemote(o Options) (*Server, error) {
 			return fmt.Errorf("upstream %s redirected; Airlock does not follow redirects of upstreams (configure the final URL)", o.Name)
 		},
 	}
-	r.client = r.newClient()
+	r.client = r.newClient(true)
 	return r, nil
 }
 
-// newClient is the MCP client every session with the upstream uses.
-func (r *Server) newClient() *mcp.Client {
+// newClient is the MCP client the sessions with the upstream use; with toolsChanged, the
+// upstream's tools/list_changed is reported to Options.OnToolsChanged.
+func (r *Server) newClient(toolsChanged bool) *mcp.Client {
 	o := r.opts
+	var onChanged func(context.Context, *mcp.ToolListChangedRequest)
+	if toolsChanged && o.OnToolsChanged != nil {
+		onChanged = func(context.Context, *mcp.ToolListChangedRequest) { o.OnToolsChanged() }
+	}
 	return mcp.NewClient(&mcp.Implementation{Name: "airlock", Title: "Airlock gateway", Version: o.Version}, &mcp.ClientOptions{
 		// No roots, sampling or elicitation: an upstream gets nothing from Airlock's side but
 		// answers to its own tool calls.
-		Capabilities: &mcp.ClientCapabilities{},
-		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
-			if o.OnToolsChanged != nil {
-				o.OnToolsChanged()
-			}
-		},
+		Capabilities:           &mcp.ClientCapabilities{},
+		ToolListChangedHandler: onChanged,
 		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 			tok, ok := req.Params.ProgressToken.(string)
 			if !ok {
@@ -133,8 +138,25 @@ func (r *Server) Stdio() bool { return r.opts.Launch != nil }
 // Connect opens a new MCP session with the upstream: for a stdio upstream, it starts a server
 // of its own, which ends with the session.
 func (r *Server) Connect(ctx context.Context) (*Session, error) {
+	return r.connect(ctx, r.client)
+}
+
+// ConnectLister opens a session to list the upstream's tools once: Connect, except that a
+// stdio upstream's server (started for this session only) has its tools/list_changed
+// ignored. Many servers send one as they start (server-everything registers tools once the
+// client is initialized); reported, it would have the catalog listed again, by another
+// server started for that, which sends one again: a new container every few seconds for as
+// long as Airlock runs. What such a server lists after its start is what the listing reads.
+func (r *Server) ConnectLister(ctx context.Context) (*Session, error) {
+	if r.lister == nil {
+		return r.connect(ctx, r.client)
+	}
+	return r.connect(ctx, r.lister)
+}
+
+func (r *Server) connect(ctx context.Context, client *mcp.Client) (*Session, error) {
 	if r.opts.Launch == nil {
-		cs, err := r.client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: r.opts.URL, HTTPClient: r.http, MaxRetries: 2}, nil)
+		cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: r.opts.URL, HTTPClient: r.http, MaxRetries: 2}, nil)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: connect: %w", r.opts.Name, err)
 		}
@@ -144,7 +166,7 @@ func (r *Server) Connect(ctx context.Context) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: starting its server: %w", r.opts.Name, err)
 	}
-	cs, err := r.client.Connect(ctx, &mcp.IOTransport{Reader: p.Stdout, Writer: p.Stdin}, nil)
+	cs, err := client.Connect(ctx, &mcp.IOTransport{Reader: p.Stdout, Writer: p.Stdin}, nil)
 	if err != nil {
 		p.Stop()
 		select {
@@ -248,19 +270,22 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // a stdio upstream's server gets end-of-file on stdin, a grace period, then is killed and its
 // container removed.
 func (s *Session) Close() error {
-	done := make(chan error, 1)
-	go func() { done <- s.cs.Close() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(5 * time.Second):
-		// A hung upstream must not hold Airlock's shutdown; the connection is abandoned.
-		err = fmt.Errorf("upstream %s: session close timed out", s.r.opts.Name)
-	}
 	if s.proc != nil {
+		// The server first, while the session still reads its stdout: closing the session
+		// first closes that pipe under a server that may still write (progress of a call the
+		// agent cancelled, say), which then dies of EPIPE, and an exit before Stop looks like
+		// a crash (logged as one, and the next start waits out a restart backoff).
 		s.proc.Stop()
 	}
-	return err
+	done := make(chan error, 1)
+	go func() { done <- s.cs.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		// A hung upstream must not hold Airlock's shutdown; the connection is abandoned.
+		return fmt.Errorf("upstream %s: session close timed out", s.r.opts.Name)
+	}
 }
 
 // headerTransport adds the brokered headers to requests for the upstream's origin only.
