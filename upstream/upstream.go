@@ -323,19 +323,22 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // a stdio upstream's server gets end-of-file on stdin, a grace period, then is killed and its
 // container removed.
 func (s *Session) Close() error {
-	done := make(chan error, 1)
-	go func() { done <- s.cs.Close() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(5 * time.Second):
-		// A hung upstream must not hold Airlock's shutdown; the connection is abandoned.
-		err = fmt.Errorf("upstream %s: session close timed out", s.r.opts.Name)
-	}
 	if s.proc != nil {
+		// The server first, while the session still reads its stdout: closing the session
+		// first closes that pipe under a server that may still write (progress of a call the
+		// agent cancelled, say), which then dies of EPIPE, and an exit before Stop looks like
+		// a crash (logged as one, and the next start waits out a restart backoff).
 		s.proc.Stop()
 	}
-	return err
+	done := make(chan error, 1)
+	go func() { done <- s.cs.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		// A hung upstream must not hold Airlock's shutdown; the connection is abandoned.
+		return fmt.Errorf("upstream %s: session close timed out", s.r.opts.Name)
+	}
 }
 
 // headerTransport adds the brokered headers to requests for the upstream's origin only.

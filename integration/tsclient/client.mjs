@@ -11,6 +11,9 @@
 // and optionally "approve": true or false, which declares the elicitation capability and
 // answers every approval prompt (Airlock's approve_if) with accept {approve: true} or decline;
 // with "approve": true, "answer": {...} is the content every accepted elicitation answers with.
+// A call with "progress": true asks for progress (the SDK sends a progressToken) and its entry
+// in the output gets "progress": [{progress, total, message}...], in the order received.
+// "terminate": true (http) ends the session with a DELETE before closing the client.
 //
 // It prints one JSON object on stdout:
 //   {"transport", "server": {name, version}, "tools": [Tool...], "elicitations": [message...],
@@ -75,13 +78,19 @@ async function main() {
     out.tools = listed.tools;
     for (const call of plan.calls ?? []) {
       try {
-        const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} });
-        out.calls.push({ name: call.name, result });
+        const progress = [];
+        const options = call.progress ? { onprogress: (p) => progress.push(p) } : undefined;
+        const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} }, undefined, options);
+        out.calls.push(call.progress ? { name: call.name, result, progress } : { name: call.name, result });
       } catch (err) {
         out.calls.push({ name: call.name, error: String(err?.message ?? err) });
       }
     }
   } finally {
+    // "terminate": true ends the HTTP session (DELETE) before closing; close alone does not.
+    if (plan.terminate && typeof transport.terminateSession === "function") {
+      await transport.terminateSession();
+    }
     await client.close();
   }
   process.stdout.write(JSON.stringify(out) + "\n");
