@@ -42,6 +42,10 @@ type mcpEnv struct {
 	// extraYAML is appended to the config (top-level keys); extraEnv to the server's environment.
 	extraYAML string
 	extraEnv  []string
+	// backend is the config's sandbox backend; "" is runc.
+	backend string
+	// extraProfiles are more entries of profiles: (YAML, indented by two spaces).
+	extraProfiles string
 }
 
 // mcpCommandProfile replaces the built-in "command" profile (run_command's sandbox) for the
@@ -97,12 +101,16 @@ func newMCPEnv(t testing.TB, policyJSON string, files map[string]string) *mcpEnv
 // configYAML is the server's config (docs/config.md): the built-in toolset on this test's
 // workspace, policy and audit log, with run_command's profile replaced by commandProfile.
 func (e *mcpEnv) configYAML() string {
+	backend := e.backend
+	if backend == "" {
+		backend = "runc"
+	}
 	var profile strings.Builder
 	for _, line := range strings.Split(e.commandProfile, "\n") {
 		profile.WriteString("    " + line + "\n")
 	}
-	return fmt.Sprintf("workspace: %q\nbackend: runc\npolicy: %q\naudit:\n  path: %q\nprofiles:\n  command:\n%s%s",
-		e.workspace, e.policy, e.audit, profile.String(), e.extraYAML)
+	return fmt.Sprintf("workspace: %q\nbackend: %s\npolicy: %q\naudit:\n  path: %q\nprofiles:\n  command:\n%s%s%s",
+		e.workspace, backend, e.policy, e.audit, profile.String(), e.extraProfiles, e.extraYAML)
 }
 
 // mcpRequireImages skips (fails under make test) when an image the built-in tools run on has

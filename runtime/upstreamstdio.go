@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 	"sync"
@@ -93,7 +94,18 @@ func (l *stdioLauncher) launch(ctx context.Context) (*upstream.Pipes, error) {
 		return nil, err
 	}
 	started := time.Now()
-	var stopped atomic.Bool
+	// stopped: Airlock ended the server, by closing its session (which closes its stdout
+	// reader, then its stdin) or by Stop. A server whose stdout had ended before that ended on
+	// its own: its session notices the end of the stream and closes, which calls Stop, usually
+	// before the backend has reaped the container. Counting that as a stop would lose the
+	// crash (no backoff, no stderr in the failed call's error).
+	var stopped, eof atomic.Bool
+	stopping := func() {
+		if !eof.Load() {
+			stopped.Store(true)
+		}
+	}
+	stdout := &eofReader{r: p.Stdout, eof: &eof, closing: stopping}
 	exited := make(chan struct{})
 	var how string
 	go func() {
@@ -117,15 +129,36 @@ func (l *stdioLauncher) launch(ctx context.Context) (*upstream.Pipes, error) {
 	}()
 	l.log.Debug().Str("event", "upstream.started").Str("upstream", l.name).Msg("server starting")
 	return &upstream.Pipes{
-		Stdout: p.Stdout,
+		Stdout: stdout,
 		Stdin:  p.Stdin,
 		Done:   exited,
 		Exited: func() string { return how },
 		Stop: func() {
-			stopped.Store(true)
+			stopping()
 			_, _ = p.Stop()
 		},
 	}, nil
+}
+
+// eofReader records that a server's stdout ended (EOF or a read error) before the reader
+// sees it, and calls closing before it is closed.
+type eofReader struct {
+	r       io.ReadCloser
+	eof     *atomic.Bool
+	closing func()
+}
+
+func (e *eofReader) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if err != nil {
+		e.eof.Store(true)
+	}
+	return n, err
+}
+
+func (e *eofReader) Close() error {
+	e.closing()
+	return e.r.Close()
 }
 
 // crashed counts a server that ended without being stopped and sets the next start's time.
