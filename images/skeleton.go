@@ -2,6 +2,8 @@ package images
 
 import (
 	"io/fs"
+
+	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 // Identity files shared by every image. uid/gid 65534 is the sandbox's default user; its home is
@@ -25,8 +27,10 @@ const (
 )
 
 // skeleton writes what every image has: the identity files, /tmp (1777), the mount points the
-// runtime fills (/proc, /sys, /dev, /workspace, and /opt/mcp, where an upstream MCP server's
-// code is mounted) and the toolbox at ToolboxPath.
+// runtime fills (/proc, /sys, /dev, /workspace, /opt/mcp, where an upstream MCP server's code is
+// mounted, and the empty file at sandbox.EgressSocketTarget, where a run with network proxy gets
+// the egress proxy's socket) and the toolbox at ToolboxPath. Mount points must exist in the
+// image: the runtime would otherwise create them in the shared root (oci.CheckMountPoints).
 func skeleton(t *plan, opts BuildOptions) error {
 	dirs := []struct {
 		path string
@@ -61,6 +65,10 @@ func skeleton(t *plan, opts BuildOptions) error {
 		if err := t.file(f.path, []byte(f.data), 0o644); err != nil {
 			return err
 		}
+	}
+	// Read-only to everyone: it is only ever a mount point; what is mounted on it decides.
+	if err := t.file(sandbox.EgressSocketTarget, nil, 0o444); err != nil {
+		return err
 	}
 	return t.copyFile(ToolboxPath, opts.Toolbox, 0o755)
 }

@@ -103,8 +103,26 @@ func (s Spec) Validate() error {
 	default:
 		return bad("seccomp profile %q is not one of default, files, unconfined", s.Seccomp)
 	}
-	if s.Network != NetworkNone {
-		return bad("network mode %q is not supported; only none", s.Network)
+	switch s.Network {
+	case NetworkNone:
+		if s.Egress != nil {
+			return bad("an egress proxy is set but the network mode is none; use WithEgress")
+		}
+	case NetworkProxy:
+		if s.Egress == nil || !path.IsAbs(s.Egress.Socket) || path.Clean(s.Egress.Socket) != s.Egress.Socket {
+			return bad("network proxy needs the absolute, clean host path of the egress proxy's unix socket")
+		}
+		// The forwarder and the command reach the proxy through socket(2); the files
+		// profile refuses every socket call, so the run could never use its egress.
+		if s.Seccomp == SeccompFiles {
+			return bad("network proxy needs sockets, which the %s seccomp profile refuses; use %s", SeccompFiles, SeccompDefault)
+		}
+		// The forwarder is a second Go process beside the init: a few more threads.
+		if s.Limits.Pids < MinPidsEgress {
+			return bad("pids limit %d is below %d: with network proxy the egress forwarder runs beside the init and the command", s.Limits.Pids, MinPidsEgress)
+		}
+	default:
+		return bad("network mode %q is not supported; use none or proxy", s.Network)
 	}
 	return nil
 }
@@ -183,6 +201,10 @@ func WithCPUs(cpus float64) Option {
 // threads) and the command it starts.
 const MinPids = 8
 
+// MinPidsEgress is the smallest pids limit of a NetworkProxy run: the init, the egress
+// forwarder (another small Go program) and the command.
+const MinPidsEgress = 16
+
 // WithPids sets the maximum number of processes and threads.
 func WithPids(n int64) Option {
 	return func(s *Spec) error { s.Limits.Pids = n; return nil }
@@ -214,6 +236,20 @@ func WithSeccomp(profile string) Option {
 			s.loosen("seccomp:unconfined")
 		}
 		s.Seccomp = profile
+		return nil
+	}
+}
+
+// WithEgress gives the run a way out through Airlock's egress proxy listening on the Unix
+// socket at host path socket (see NetworkProxy); the backend sets the proxy variables of the
+// command's environment (package oci, WithEgressProxy). The network namespace still holds only
+// loopback. Recorded as loosened ("network:proxy"): the command can reach whatever the proxy
+// allows.
+func WithEgress(socket string) Option {
+	return func(s *Spec) error {
+		s.loosen("network:proxy")
+		s.Network = NetworkProxy
+		s.Egress = &Egress{Socket: socket}
 		return nil
 	}
 }

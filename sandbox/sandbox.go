@@ -93,7 +93,31 @@ type Network string
 const (
 	// NetworkNone: a new, empty network namespace with only loopback.
 	NetworkNone Network = "none"
+	// NetworkProxy: the same empty namespace (loopback only, no route out), plus one way out
+	// through Airlock's egress proxy: the proxy's Unix socket (Spec.Egress) is bind-mounted at
+	// EgressSocketTarget, a forwarder started by the sandbox init before the command listens on
+	// EgressListen and pipes every accepted connection to that socket, and the command's
+	// environment names it as HTTP(S)_PROXY. The proxy on the host decides what is reachable;
+	// the sandbox adds no interface, route or resolver.
+	NetworkProxy Network = "proxy"
 )
+
+// Where the egress proxy appears inside a NetworkProxy sandbox.
+const (
+	// EgressSocketTarget is where the proxy's Unix socket is bind-mounted; every image has an
+	// empty file there as the mount point.
+	EgressSocketTarget = "/.airlock/egress.sock"
+	// EgressListen is the loopback address the in-sandbox forwarder listens on; the proxy
+	// variables of the command's environment point at it.
+	EgressListen = "127.0.0.1:3128"
+)
+
+// Egress is the host side of a NetworkProxy run.
+type Egress struct {
+	// Socket is the absolute host path of the proxy's Unix socket. The proxy creates it mode
+	// 0666: the sandbox user (65534 by default) must be able to connect.
+	Socket string
+}
 
 // Seccomp profile names understood by package seccomp.
 const (
@@ -115,7 +139,8 @@ type Spec struct {
 	Limits Limits
 
 	Seccomp string  // SeccompDefault, SeccompFiles or SeccompUnconfined
-	Network Network // only NetworkNone today
+	Network Network // NetworkNone, or NetworkProxy with Egress set
+	Egress  *Egress // the proxy of a NetworkProxy run; nil otherwise
 
 	// Runtime names an OCI runtime the backend's daemon has registered (runsc, kata, a
 	// current runc registered as airlock-runc); "" is the backend's default. The embedded

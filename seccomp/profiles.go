@@ -185,21 +185,48 @@ func Refusals(profile string, network sandbox.Network) ([]Refusal, error) {
 	default:
 		return nil, unknownProfile(profile)
 	}
+	switch network {
+	case sandbox.NetworkNone, sandbox.NetworkProxy:
+	default:
+		return nil, fmt.Errorf("seccomp: unknown network mode %q; use %s or %s", network, sandbox.NetworkNone, sandbox.NetworkProxy)
+	}
 	out := defaultRefusals()
 	if profile == sandbox.SeccompFiles {
+		if network != sandbox.NetworkNone {
+			return nil, fmt.Errorf("seccomp: the %s profile has no sockets, so it cannot run with network %s; use %s",
+				profile, network, sandbox.SeccompDefault)
+		}
 		return append(out, filesRefusals()...), nil
 	}
-	if network == sandbox.NetworkNone {
-		// socketcall is the i386 multiplexer whose arguments seccomp cannot see; it is refused
-		// so the AF_UNIX-only rule below is the only way to create a socket.
+	// socketcall is the i386 multiplexer whose arguments seccomp cannot see; it is refused in
+	// every mode so the family rules of socketFamilies are the only way to create a socket.
+	switch network {
+	case sandbox.NetworkNone:
 		out = append(out, Refusal{
 			Why: "network none: sockets only through the AF_UNIX-only rule (socket and socketpair " +
 				"with arg0 == AF_UNIX), so a tool cannot open netlink, packet, vsock, AF_ALG or " +
 				"inet sockets to attack kernel protocol code even in an empty network namespace",
 			Names: []string{"socket", "socketpair", "socketcall"},
 		})
+	case sandbox.NetworkProxy:
+		out = append(out, Refusal{
+			Why: "network proxy: sockets only through the family rules (socket with arg0 == AF_UNIX, " +
+				"AF_INET or AF_INET6; socketpair with AF_UNIX): inet sockets are for the egress " +
+				"forwarder on loopback (the namespace has no other interface), and netlink, packet, " +
+				"vsock and AF_ALG stay out of reach",
+			Names: []string{"socket", "socketpair", "socketcall"},
+		})
 	}
 	return out, nil
+}
+
+// socketFamilies are the address families socket(2) may use with the default profile in
+// network mode network; socketpair(2) always only AF_UNIX (the kernel has no inet pairs).
+func socketFamilies(network sandbox.Network) []uint64 {
+	if network == sandbox.NetworkProxy {
+		return []uint64{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6}
+	}
+	return []uint64{unix.AF_UNIX}
 }
 
 func unknownProfile(profile string) error {
@@ -254,12 +281,19 @@ func build(profile string, network sandbox.Network, t Target) (*specs.LinuxSecco
 			Args:   []specs.LinuxSeccompArg{{Index: r.Arg, Value: setIDBits, ValueTwo: 0, Op: specs.OpMaskedEqual}},
 		})
 	}
-	if profile == sandbox.SeccompDefault && network == sandbox.NetworkNone {
-		p.Syscalls = append(p.Syscalls, specs.LinuxSyscall{
-			Names:  []string{"socket", "socketpair"},
-			Action: specs.ActAllow,
-			Args:   []specs.LinuxSeccompArg{{Index: 0, Value: unix.AF_UNIX, Op: specs.OpEqualTo}},
-		})
+	if profile == sandbox.SeccompDefault {
+		// One rule per family: libseccomp ANDs the conditions of one rule and ORs rules.
+		for _, family := range socketFamilies(network) {
+			names := []string{"socket"}
+			if family == unix.AF_UNIX {
+				names = append(names, "socketpair")
+			}
+			p.Syscalls = append(p.Syscalls, specs.LinuxSyscall{
+				Names:  names,
+				Action: specs.ActAllow,
+				Args:   []specs.LinuxSeccompArg{{Index: 0, Value: family, Op: specs.OpEqualTo}},
+			})
+		}
 	}
 	normalise(p)
 	return p, nil

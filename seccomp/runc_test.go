@@ -132,6 +132,8 @@ func TestProfilesInRunc(t *testing.T) {
 	}
 	def, _ := p.OCI(sandbox.SeccompDefault, sandbox.NetworkNone)
 	files, _ := p.OCI(sandbox.SeccompFiles, sandbox.NetworkNone)
+	proxy, _ := p.OCI(sandbox.SeccompDefault, sandbox.NetworkProxy)
+	const defaultProxy = sandbox.SeccompDefault + "+" + string(sandbox.NetworkProxy)
 
 	// The baseline without a filter shows which calls the kernel itself would let through or
 	// answer differently; for those, an EPERM under the profile is the filter's doing.
@@ -139,6 +141,7 @@ func TestProfilesInRunc(t *testing.T) {
 	got := map[string]map[string]string{
 		sandbox.SeccompDefault: probe(t, runc, rootfs, def),
 		sandbox.SeccompFiles:   probe(t, runc, rootfs, files),
+		defaultProxy:           probe(t, runc, rootfs, proxy),
 	}
 	refusedByBoth := []string{
 		"ptrace", "process_vm_readv", "bpf", "keyctl", "add_key", "perf_event_open", "io_uring_setup",
@@ -162,8 +165,25 @@ func TestProfilesInRunc(t *testing.T) {
 		{sandbox.SeccompFiles, "clone3", "ENOSYS"},
 		{sandbox.SeccompFiles, "goroutines", "ok"},
 		{sandbox.SeccompFiles, "file_io", "ok"},
+		// Network proxy: inet sockets for the egress forwarder, nothing else new.
+		{defaultProxy, "socket_inet", "ok"},
+		{defaultProxy, "socket_inet6", "ok"},
+		{defaultProxy, "socket_unix", "ok"},
+		{defaultProxy, "socketpair_unix", "ok"},
+		{defaultProxy, "socket_netlink", "EPERM"},
+		{defaultProxy, "socket_packet", "EPERM"},
+		{defaultProxy, "socket_vsock", "EPERM"},
+		{defaultProxy, "socket_alg", "EPERM"},
+		{defaultProxy, "clone3", "ENOSYS"},
+		{sandbox.SeccompDefault, "socket_inet6", "EPERM"},
+		{sandbox.SeccompDefault, "socket_packet", "EPERM"},
+		{sandbox.SeccompDefault, "socket_vsock", "EPERM"},
+		{sandbox.SeccompDefault, "socket_alg", "EPERM"},
 	}
 	for _, op := range refusedByBoth {
+		if op != "socket_inet" {
+			cases = append(cases, struct{ profile, op, want string }{defaultProxy, op, "EPERM"})
+		}
 		for _, profile := range []string{sandbox.SeccompDefault, sandbox.SeccompFiles} {
 			cases = append(cases, struct{ profile, op, want string }{profile, op, "EPERM"})
 		}

@@ -8,7 +8,8 @@
 //   - default: Docker's profile minus process inspection, io_uring, keyrings, eBPF/perf/
 //     userfaultfd/kexec, file handles and the mount/namespace family; openat2 and fchmodat2
 //     return ENOSYS; file creation and chmod only with modes free of setuid/setgid bits;
-//     with network none, sockets only for AF_UNIX.
+//     with network none, sockets only for AF_UNIX; with network proxy, for AF_UNIX, AF_INET and
+//     AF_INET6 (the egress forwarder listens on loopback; the namespace has nothing else).
 //   - files: default minus sockets, identity changes, IPC, fileless exec and other kernel
 //     interfaces a file tool never needs.
 //   - unconfined: no filter at all; only ever an explicit, recorded choice.
@@ -37,25 +38,36 @@ type key struct {
 	network sandbox.Network
 }
 
-// networks are the network modes a profile is compiled for (sandbox.Spec.Validate allows only none).
-func networks() []sandbox.Network { return []sandbox.Network{sandbox.NetworkNone} }
+// Variant is one compiled combination of a profile and a network mode.
+type Variant struct {
+	Profile string
+	Network sandbox.Network
+}
 
-// NewProfiles compiles the default and files profiles for every supported network mode on t.
+// Variants are the combinations NewProfiles compiles: default for network none and proxy,
+// files for none only (it has no sockets, so sandbox.Spec.Validate refuses it with proxy).
+func Variants() []Variant {
+	return []Variant{
+		{sandbox.SeccompDefault, sandbox.NetworkNone},
+		{sandbox.SeccompDefault, sandbox.NetworkProxy},
+		{sandbox.SeccompFiles, sandbox.NetworkNone},
+	}
+}
+
+// NewProfiles compiles every Variant on t.
 func NewProfiles(t Target) (*Profiles, error) {
 	p := &Profiles{target: t, oci: map[key]*specs.LinuxSeccomp{}, docker: map[key][]byte{}}
-	for _, profile := range []string{sandbox.SeccompDefault, sandbox.SeccompFiles} {
-		for _, n := range networks() {
-			s, err := build(profile, n, t)
-			if err != nil {
-				return nil, err
-			}
-			j, err := json.MarshalIndent(s, "", "  ")
-			if err != nil {
-				return nil, fmt.Errorf("seccomp: encoding profile %s: %w", profile, err)
-			}
-			k := key{profile, n}
-			p.oci[k], p.docker[k] = s, append(j, '\n')
+	for _, v := range Variants() {
+		s, err := build(v.Profile, v.Network, t)
+		if err != nil {
+			return nil, err
 		}
+		j, err := json.MarshalIndent(s, "", "  ")
+		if err != nil {
+			return nil, fmt.Errorf("seccomp: encoding profile %s: %w", v.Profile, err)
+		}
+		k := key{v.Profile, v.Network}
+		p.oci[k], p.docker[k] = s, append(j, '\n')
 	}
 	return p, nil
 }
@@ -92,9 +104,12 @@ func (p *Profiles) Docker(profile string, network sandbox.Network) ([]byte, erro
 
 func (p *Profiles) missing(profile string, network sandbox.Network) error {
 	switch profile {
-	case sandbox.SeccompDefault, sandbox.SeccompFiles:
-		return fmt.Errorf("seccomp: profile %s has no variant for network %q; only %q is supported",
-			profile, network, sandbox.NetworkNone)
+	case sandbox.SeccompDefault:
+		return fmt.Errorf("seccomp: profile %s has no variant for network %q; use %q or %q",
+			profile, network, sandbox.NetworkNone, sandbox.NetworkProxy)
+	case sandbox.SeccompFiles:
+		return fmt.Errorf("seccomp: profile %s has no variant for network %q: it refuses every socket; use %s with network %q",
+			profile, network, sandbox.SeccompDefault, network)
 	}
 	return unknownProfile(profile)
 }

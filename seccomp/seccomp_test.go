@@ -64,8 +64,9 @@ func TestRefusedAbsentFromEveryAllowRule(t *testing.T) {
 	}
 	for _, arch := range []string{"amd64", "arm64"} {
 		p := mustProfiles(t, arch)
-		for _, profile := range []string{sandbox.SeccompDefault, sandbox.SeccompFiles} {
-			s, err := p.OCI(profile, sandbox.NetworkNone)
+		for _, v := range Variants() {
+			profile := v.Profile
+			s, err := p.OCI(profile, v.Network)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +76,7 @@ func TestRefusedAbsentFromEveryAllowRule(t *testing.T) {
 			}
 			got := allowed(s)
 			for _, n := range names {
-				t.Run(arch+"/"+profile+"/"+n, func(t *testing.T) {
+				t.Run(arch+"/"+profile+"-"+string(v.Network)+"/"+n, func(t *testing.T) {
 					if got[n] {
 						t.Errorf("%s is allowed by profile %s on %s", n, profile, arch)
 					}
@@ -118,6 +119,42 @@ func rulesFor(p *specs.LinuxSeccomp, syscall string) []specs.LinuxSyscall {
 		}
 	}
 	return out
+}
+
+// TestSocketFamiliesWithNetworkProxy: with network proxy, socket is allowed for AF_UNIX,
+// AF_INET and AF_INET6 only, each by its own rule, and socketpair for AF_UNIX only; socketcall
+// (whose arguments seccomp cannot see) stays refused.
+func TestSocketFamiliesWithNetworkProxy(t *testing.T) {
+	for arch := range targets {
+		s, err := mustProfiles(t, arch).OCI(sandbox.SeccompDefault, sandbox.NetworkProxy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(arch, func(t *testing.T) {
+			var families []uint64
+			for _, r := range rulesFor(s, "socket") {
+				if r.Action != specs.ActAllow || len(r.Args) != 1 || r.Args[0].Index != 0 || r.Args[0].Op != specs.OpEqualTo {
+					t.Fatalf("socket rule %+v is not an allow on arg0 == family", r)
+				}
+				families = append(families, r.Args[0].Value)
+			}
+			slices.Sort(families)
+			if want := []uint64{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6}; !slices.Equal(families, want) {
+				t.Errorf("socket allowed for families %v, want %v", families, want)
+			}
+			pair := rulesFor(s, "socketpair")
+			want := []specs.LinuxSeccompArg{{Index: 0, Value: unix.AF_UNIX, Op: specs.OpEqualTo}}
+			if len(pair) != 1 || !slices.Equal(pair[0].Args, want) {
+				t.Errorf("socketpair rules %+v, want one allow with arg0 == AF_UNIX", pair)
+			}
+			if allowed(s)["socketcall"] {
+				t.Error("socketcall is allowed")
+			}
+		})
+	}
+	if _, err := Refusals(sandbox.SeccompFiles, sandbox.NetworkProxy); err == nil {
+		t.Error("Refusals(files, proxy) succeeded; the files profile has no sockets")
+	}
 }
 
 func TestSocketOnlyAFUnixWithNetworkNone(t *testing.T) {
@@ -255,6 +292,8 @@ func TestLookups(t *testing.T) {
 		{"unknown profile", "strict", sandbox.NetworkNone, true, true},
 		{"empty profile", "", sandbox.NetworkNone, true, true},
 		{"unknown network", sandbox.SeccompDefault, sandbox.Network("host"), true, true},
+		{"default with proxy", sandbox.SeccompDefault, sandbox.NetworkProxy, false, false},
+		{"files with proxy has no sockets", sandbox.SeccompFiles, sandbox.NetworkProxy, true, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -363,10 +402,10 @@ func TestDeterministic(t *testing.T) {
 func TestGolden(t *testing.T) {
 	for arch := range targets {
 		p := mustProfiles(t, arch)
-		for _, profile := range []string{sandbox.SeccompDefault, sandbox.SeccompFiles} {
-			name := profile + "-" + string(sandbox.NetworkNone) + "." + arch + ".json"
+		for _, v := range Variants() {
+			name := v.Profile + "-" + string(v.Network) + "." + arch + ".json"
 			t.Run(name, func(t *testing.T) {
-				got, err := p.Docker(profile, sandbox.NetworkNone)
+				got, err := p.Docker(v.Profile, v.Network)
 				if err != nil {
 					t.Fatal(err)
 				}

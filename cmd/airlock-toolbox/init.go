@@ -2,7 +2,7 @@ package main
 
 // The sandbox init: every runc sandbox runs the toolbox as its pid 1,
 //
-//	airlock-toolbox init --deadline 32s -- CMD ARGS...
+//	airlock-toolbox init --deadline 32s [--egress 127.0.0.1:3128=/.airlock/egress.sock] -- CMD ARGS...
 //
 // which starts CMD as its only child, reaps every process that ends up its child, and exits
 // with CMD's status: the code CMD exited with, or 128+N when signal N killed it (what runc
@@ -15,6 +15,13 @@ package main
 // or OOM-killed mid-call and runc died with it, which used to leave the container running with
 // no timeout at all until the next Airlock start reaped it.
 //
+// With --egress LISTEN=SOCKET (a run with network proxy) it first listens on LISTEN itself and
+// hands the listening socket to a forwarder process (egress.go), then starts CMD: connections
+// CMD makes to LISTEN queue in the listener's backlog from the start, so they never race the
+// forwarder's start-up. The forwarder is a child like any other: the deadline's kill(-1) and
+// the end of pid 1 kill it with everything else, and nothing it does reaches the init, which
+// it shares no memory with and which ignores its signals as it ignores CMD's.
+//
 // Pids and memory: the init is charged to the container's limits like everything in it (the Go
 // runtime's few threads count against the pids limit), so it creates no thread once CMD runs:
 // it supervises from one goroutine with raw system calls that keep its only P, so the runtime
@@ -24,11 +31,14 @@ package main
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
+	"path"
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -39,6 +49,7 @@ import (
 // Exit codes of the init itself; every other code is CMD's.
 const (
 	exitInitUsage = 2   // malformed init command line: a bug in the backend, never CMD's doing
+	exitInitFail  = 125 // the sandbox could not be set up (the egress forwarder did not start)
 	exitTimeout   = 124 // the deadline passed (sandbox.ExitTimeout)
 	exitNotExec   = 126 // CMD exists but could not be executed (the shell's code)
 	exitNotFound  = 127 // CMD was not found (the shell's code)
@@ -49,25 +60,62 @@ const (
 // preemption tick wakes it about every 10 ms anyway.
 const sweepEvery = 50 * time.Millisecond
 
-// initArgs parses `--deadline D -- CMD ARGS...`: exactly that order, D a positive Go
-// duration, CMD non-empty. Nothing else is accepted, so no part of CMD can ever be read as an
-// option of the init.
-func initArgs(args []string) (deadline time.Duration, argv []string, err error) {
-	const usage = "usage: airlock-toolbox init --deadline DURATION -- CMD [ARGS...]"
-	if len(args) < 4 || args[0] != "--deadline" || args[2] != "--" || args[3] == "" {
-		return 0, nil, errors.New(usage)
+// initConfig is the init's command line.
+type initConfig struct {
+	deadline time.Duration
+	egress   *egressConfig // nil without --egress
+	argv     []string
+}
+
+// egressConfig is --egress LISTEN=SOCKET: the TCP address the forwarder listens on inside the
+// sandbox, and the path of the proxy's Unix socket it forwards to.
+type egressConfig struct {
+	listen netip.AddrPort
+	socket string
+}
+
+// initArgs parses `--deadline D [--egress LISTEN=SOCKET] -- CMD ARGS...`: exactly that order,
+// D a positive Go duration, LISTEN a numeric IP:port, SOCKET an absolute path, CMD non-empty.
+// Nothing else is accepted, so no part of CMD can ever be read as an option of the init.
+func initArgs(args []string) (initConfig, error) {
+	const usage = "usage: airlock-toolbox init --deadline DURATION [--egress IP:PORT=SOCKET] -- CMD [ARGS...]"
+	if len(args) < 4 || args[0] != "--deadline" {
+		return initConfig{}, errors.New(usage)
 	}
 	d, err := time.ParseDuration(args[1])
 	if err != nil || d <= 0 {
-		return 0, nil, errors.New(usage + ": the deadline must be a positive duration such as 32s")
+		return initConfig{}, errors.New(usage + ": the deadline must be a positive duration such as 32s")
 	}
-	return d, args[3:], nil
+	c := initConfig{deadline: d}
+	rest := args[2:]
+	if len(rest) >= 2 && rest[0] == "--egress" {
+		e, err := parseEgress(rest[1])
+		if err != nil {
+			return initConfig{}, errors.New(usage + ": " + err.Error())
+		}
+		c.egress, rest = &e, rest[2:]
+	}
+	if len(rest) < 2 || rest[0] != "--" || rest[1] == "" {
+		return initConfig{}, errors.New(usage)
+	}
+	c.argv = rest[1:]
+	return c, nil
+}
+
+// parseEgress parses LISTEN=SOCKET.
+func parseEgress(v string) (egressConfig, error) {
+	listen, socket, ok := strings.Cut(v, "=")
+	ap, err := netip.ParseAddrPort(listen)
+	if !ok || err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" || !path.IsAbs(socket) {
+		return egressConfig{}, errors.New("--egress wants IP:PORT=/absolute/socket/path, such as 127.0.0.1:3128=/.airlock/egress.sock")
+	}
+	return egressConfig{listen: ap, socket: socket}, nil
 }
 
 // initMain is `airlock-toolbox init ARGS...`; it returns the init's exit code.
 func initMain(args []string) int {
 	start := time.Now()
-	deadline, argv, err := initArgs(args)
+	cfg, err := initArgs(args)
 	if err != nil {
 		writeStderr("airlock-toolbox init: " + err.Error() + "\n")
 		return exitInitUsage
@@ -91,13 +139,70 @@ func initMain(args []string) int {
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	ignoreSignals()
 
-	pid, err := startCommand(argv)
+	if cfg.egress != nil {
+		// Before CMD: its first connection must find the listener there.
+		if err := startForwarder(*cfg.egress); err != nil {
+			writeStderr("airlock: egress forwarder on " + cfg.egress.listen.String() + ": " + err.Error() + "\n")
+			return exitInitFail
+		}
+	}
+	pid, err := startCommand(cfg.argv)
 	if err != nil {
-		code, msg := startFailure(argv[0], err)
+		code, msg := startFailure(cfg.argv[0], err)
 		writeStderr("airlock: " + msg + "\n")
 		return code
 	}
-	return supervise(pid, start.Add(deadline), deadline)
+	return supervise(pid, start.Add(cfg.deadline), cfg.deadline)
+}
+
+// startForwarder listens on e.listen and starts `airlock-toolbox egress-forward fd:3 SOCKET`
+// (this same binary) with the listening socket as its descriptor 3, /dev/null as stdin and
+// stdout (CMD's input and output are not the forwarder's) and stderr shared, in a process group
+// of its own, with CMD's environment (which names the sandbox, so a leftover is findable). The
+// init keeps no copy of the listener: if the forwarder dies, connections are refused rather
+// than left hanging in a backlog nobody accepts from.
+func startForwarder(e egressConfig) error {
+	lfd, err := listenTCP(e.listen)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(lfd)
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(null)
+	_, err = syscall.ForkExec("/proc/self/exe", []string{os.Args[0], "egress-forward", "fd:3", e.socket}, &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: []uintptr{uintptr(null), uintptr(null), 2, uintptr(lfd)},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	return err
+}
+
+// listenTCP is a close-on-exec TCP socket listening on ap, made with plain system calls (the
+// net package would start the runtime's network poller in the init).
+func listenTCP(ap netip.AddrPort) (int, error) {
+	addr := ap.Addr().Unmap()
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: addr.As16()}
+	if addr.Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: addr.As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Listen(fd, unix.SOMAXCONN); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // startCommand starts argv exactly as runc started a container's process: argv[0] looked up

@@ -19,6 +19,12 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		os.Exit(initMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "egress-forward" {
+		os.Exit(egressForwardMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "egress-client" {
+		os.Exit(egressClientMain(os.Args[2:]))
+	}
 	os.Exit(m.Run())
 }
 
@@ -28,29 +34,47 @@ func TestInitArgs(t *testing.T) {
 		args     []string
 		deadline time.Duration
 		argv     []string
+		egress   string // "LISTEN=SOCKET" as parsed, "" for none
 	}{
-		{"command", []string{"--deadline", "32s", "--", "sh", "-c", "exit 3"}, 32 * time.Second, []string{"sh", "-c", "exit 3"}},
-		{"command that looks like options", []string{"--deadline", "1.5s", "--", "--deadline", "--"}, 1500 * time.Millisecond, []string{"--deadline", "--"}},
-		{"no command", []string{"--deadline", "32s", "--"}, 0, nil},
-		{"empty command", []string{"--deadline", "32s", "--", ""}, 0, nil},
-		{"no separator", []string{"--deadline", "32s", "sh"}, 0, nil},
-		{"no deadline", []string{"--", "sh"}, 0, nil},
-		{"zero deadline", []string{"--deadline", "0s", "--", "sh"}, 0, nil},
-		{"negative deadline", []string{"--deadline", "-1s", "--", "sh"}, 0, nil},
-		{"deadline without unit", []string{"--deadline", "32", "--", "sh"}, 0, nil},
-		{"option form", []string{"--deadline=32s", "--", "sh"}, 0, nil},
+		{"command", []string{"--deadline", "32s", "--", "sh", "-c", "exit 3"}, 32 * time.Second, []string{"sh", "-c", "exit 3"}, ""},
+		{"command that looks like options", []string{"--deadline", "1.5s", "--", "--deadline", "--"}, 1500 * time.Millisecond, []string{"--deadline", "--"}, ""},
+		{"no command", []string{"--deadline", "32s", "--"}, 0, nil, ""},
+		{"empty command", []string{"--deadline", "32s", "--", ""}, 0, nil, ""},
+		{"no separator", []string{"--deadline", "32s", "sh"}, 0, nil, ""},
+		{"no deadline", []string{"--", "sh"}, 0, nil, ""},
+		{"zero deadline", []string{"--deadline", "0s", "--", "sh"}, 0, nil, ""},
+		{"negative deadline", []string{"--deadline", "-1s", "--", "sh"}, 0, nil, ""},
+		{"deadline without unit", []string{"--deadline", "32", "--", "sh"}, 0, nil, ""},
+		{"option form", []string{"--deadline=32s", "--", "sh"}, 0, nil, ""},
+		{"egress", []string{"--deadline", "32s", "--egress", "127.0.0.1:3128=/.airlock/egress.sock", "--", "wget", "x"}, 32 * time.Second,
+			[]string{"wget", "x"}, "127.0.0.1:3128=/.airlock/egress.sock"},
+		{"egress ipv6", []string{"--deadline", "32s", "--egress", "[::1]:3128=/s", "--", "sh"}, 32 * time.Second, []string{"sh"}, "[::1]:3128=/s"},
+		{"egress after the separator is the command's", []string{"--deadline", "1s", "--", "--egress", "127.0.0.1:1=/s"}, time.Second,
+			[]string{"--egress", "127.0.0.1:1=/s"}, ""},
+		{"egress before the deadline", []string{"--egress", "127.0.0.1:3128=/s", "--deadline", "32s", "--", "sh"}, 0, nil, ""},
+		{"egress twice", []string{"--deadline", "32s", "--egress", "127.0.0.1:3128=/s", "--egress", "127.0.0.1:3129=/s", "--", "sh"}, 0, nil, ""},
+		{"egress without value", []string{"--deadline", "32s", "--egress", "--", "sh"}, 0, nil, ""},
+		{"egress host name", []string{"--deadline", "32s", "--egress", "localhost:3128=/s", "--", "sh"}, 0, nil, ""},
+		{"egress port 0", []string{"--deadline", "32s", "--egress", "127.0.0.1:0=/s", "--", "sh"}, 0, nil, ""},
+		{"egress relative socket", []string{"--deadline", "32s", "--egress", "127.0.0.1:3128=s.sock", "--", "sh"}, 0, nil, ""},
+		{"egress without socket", []string{"--deadline", "32s", "--egress", "127.0.0.1:3128", "--", "sh"}, 0, nil, ""},
+		{"egress without command", []string{"--deadline", "32s", "--egress", "127.0.0.1:3128=/s", "--"}, 0, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, argv, err := initArgs(tt.args)
+			c, err := initArgs(tt.args)
 			if tt.argv == nil {
 				if err == nil {
-					t.Fatalf("accepted %q: deadline %v argv %q", tt.args, d, argv)
+					t.Fatalf("accepted %q: %+v", tt.args, c)
 				}
 				return
 			}
-			if err != nil || d != tt.deadline || !slices.Equal(argv, tt.argv) {
-				t.Fatalf("got %v %q %v, want %v %q", d, argv, err, tt.deadline, tt.argv)
+			egress := ""
+			if c.egress != nil {
+				egress = c.egress.listen.String() + "=" + c.egress.socket
+			}
+			if err != nil || c.deadline != tt.deadline || !slices.Equal(c.argv, tt.argv) || egress != tt.egress {
+				t.Fatalf("got %v %q %q %v, want %v %q %q", c.deadline, c.argv, egress, err, tt.deadline, tt.argv, tt.egress)
 			}
 		})
 	}
@@ -100,10 +124,16 @@ type initRun struct {
 // namespace with env and dir, and waits for it. It needs root (CLONE_NEWPID).
 func runInit(t *testing.T, deadline time.Duration, env []string, dir string, argv ...string) initRun {
 	t.Helper()
+	return runInitArgs(t, append([]string{"--deadline", deadline.String(), "--"}, argv...), env, dir)
+}
+
+// runInitArgs is runInit with the init's whole command line after "init".
+func runInitArgs(t *testing.T, args []string, env []string, dir string) initRun {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED, capability missing: a new pid namespace needs root")
 	}
-	cmd := exec.Command(os.Args[0], append([]string{"init", "--deadline", deadline.String(), "--"}, argv...)...)
+	cmd := exec.Command(os.Args[0], append([]string{"init"}, args...)...)
 	cmd.Env, cmd.Dir = env, dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -11,7 +11,12 @@
 // It is also every runc sandbox's pid 1, which starts the command and enforces its deadline
 // even if Airlock is gone (see init.go):
 //
-//	airlock-toolbox init --deadline DURATION -- CMD [ARGS...]
+//	airlock-toolbox init --deadline DURATION [--egress IP:PORT=SOCKET] -- CMD [ARGS...]
+//
+// and, in a sandbox with network proxy, the forwarder the init starts beside the command,
+// which pipes TCP connections to the egress proxy's Unix socket (see egress.go):
+//
+//	airlock-toolbox egress-forward (IP:PORT | fd:N) SOCKET
 package main
 
 import (
@@ -28,6 +33,9 @@ const workspaceRoot = "/workspace"
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		os.Exit(initMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "egress-forward" {
+		os.Exit(egressForwardMain(os.Args[2:]))
 	}
 	os.Exit(run(workspaceRoot, os.Args[1:], os.Stdin, os.Stdout))
 }

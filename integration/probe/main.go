@@ -11,6 +11,9 @@
 //	probe syscalls          try every forbidden operation
 //	probe connect ADDR...   try a TCP connection to each host:port
 //	probe connect-unix P... try a unix socket connection to each path or @abstract name
+//	probe echo ADDR N       N concurrent TCP connections to ADDR, each sending "cI\n" and
+//	                        expecting "echo:cI\n" back (the egress tests' socket server)
+//	probe resolve NAME...   resolve each name with Go's own DNS client
 //	probe pause             sleep (a ptrace target)
 //	probe ids               print real, effective and saved uid/gid
 //	probe pipes             fill pipe buffers up to the descriptor limit, print the bytes held
@@ -18,13 +21,18 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -86,6 +94,36 @@ func main() {
 			}
 			emit("connect-unix "+addr, err)
 		}
+	case "echo":
+		if len(os.Args) != 4 {
+			fmt.Fprintln(os.Stderr, "usage: probe echo ADDR N")
+			os.Exit(2)
+		}
+		n, _ := strconv.Atoi(os.Args[3])
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = echoOnce(os.Args[2], fmt.Sprintf("c%d", i))
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			emit(fmt.Sprintf("echo %s c%d", os.Args[2], i), err)
+		}
+	case "resolve":
+		r := &net.Resolver{PreferGo: true}
+		for _, name := range os.Args[2:] {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			addrs, err := r.LookupHost(ctx, name)
+			cancel()
+			if err == nil && len(addrs) == 0 {
+				err = errors.New("no addresses")
+			}
+			emit("resolve "+name, err)
+		}
 	case "pipes":
 		// Fill as many pipe buffers as the descriptor limit allows and report how many bytes
 		// the kernel is holding for this process: kernel memory the memory cgroup must charge.
@@ -131,6 +169,28 @@ func main() {
 		fmt.Fprintf(os.Stderr, "probe: unknown mode %q\n", os.Args[1])
 		os.Exit(2)
 	}
+}
+
+// echoOnce sends msg and a newline on a new TCP connection to addr and expects "echo:" msg
+// and a newline back.
+func echoOnce(addr, msg string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, msg+"\n"); err != nil {
+		return err
+	}
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if got != "echo:"+msg+"\n" {
+		return fmt.Errorf("got %q, want %q", got, "echo:"+msg+"\n")
+	}
+	return nil
 }
 
 type probe struct {

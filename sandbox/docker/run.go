@@ -123,10 +123,13 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 // is not on this machine: it would mount ITS directories of the same names, not the ones the
 // policy was evaluated against.
 func (b *Backend) checkLocal(spec sandbox.Spec, img sandbox.Image) error {
-	if b.local || (len(img.Binds) == 0 && len(spec.Mounts) == 0) {
+	if b.local || (len(img.Binds) == 0 && len(spec.Mounts) == 0 && spec.Egress == nil) {
 		return nil
 	}
 	what := "mounts of host directories (the workspace)"
+	if spec.Egress != nil {
+		what = "the egress proxy's socket (network proxy)"
+	}
 	if len(img.Binds) > 0 {
 		what = fmt.Sprintf("image %q, which binds host directories,", img.Name)
 	}

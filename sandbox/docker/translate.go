@@ -12,6 +12,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 // Target is what Translate needs besides the OCI spec: where the container's parts come from
@@ -316,6 +318,11 @@ func translateMounts(mounts []specs.Mount, copyRoot string, hc *container.HostCo
 // the spec says rw. Docker's API has no nosuid or nodev for binds: no_new_privileges makes
 // setuid bits and file capabilities inert, and without CAP_MKNOD under Docker's device
 // allowlist a device node found in a bind opens nothing /dev does not already give.
+//
+// The egress proxy's socket (sandbox.EgressSocketTarget) is a bind like any other, of a socket
+// file: the daemon's runc bind-mounts it onto the image's empty file there as the runc backend
+// does. Its noexec cannot be expressed either, and is the one noexec accepted: only a regular
+// file can be executed, so on a socket it changes nothing.
 func bindMount(m specs.Mount) (mount.Mount, error) {
 	ro := false
 	for _, o := range m.Options {
@@ -323,6 +330,10 @@ func bindMount(m specs.Mount) (mount.Mount, error) {
 		case "bind", "rprivate", "nosuid", "nodev", "rw":
 		case "ro":
 			ro = true
+		case "noexec":
+			if m.Destination != sandbox.EgressSocketTarget {
+				return mount.Mount{}, fmt.Errorf("docker: bind %s: option %q is not supported (Docker binds cannot be noexec)", m.Destination, o)
+			}
 		default:
 			return mount.Mount{}, fmt.Errorf("docker: bind %s: option %q is not supported", m.Destination, o)
 		}

@@ -74,6 +74,7 @@ func translateCases(t *testing.T) []translateCase {
 			sandbox.WithEnv("GOFLAGS=-mod=mod"), sandbox.WithLabel("tool", "run_tests"),
 			sandbox.WithStdin([]byte("input")),
 		), busybox, goldenSeccomp, withStdin},
+		{"egress-proxy", mk(sandbox.WithArgv("wget", "-qO-", "https://example.com/"), sandbox.WithEgress("/run/airlock/egress.sock")), busybox, goldenSeccomp, target},
 		{"host-unconfined-runsc", mk(sandbox.WithArgv("git", "status"), sandbox.WithImage("host"),
 			sandbox.WithWorkspace("/home/dev/project", sandbox.ReadOnly), sandbox.WithSeccomp(sandbox.SeccompUnconfined)), host, nil, withRuntime},
 	}
@@ -163,7 +164,7 @@ func TestTranslateParity(t *testing.T) {
 			func(_ *specs.Spec, _ *container.Config, hc *container.HostConfig) error {
 				return check(slices.Contains(hc.SecurityOpt, "no-new-privileges:true"), "SecurityOpt %v", hc.SecurityOpt)
 			}, ""},
-		{"seccomp filter is the spec's", []string{"default", "workspace-ro", "workspace-rw-copy"}, func(s *specs.Spec) bool { return s.Linux.Seccomp != nil },
+		{"seccomp filter is the spec's", []string{"default", "workspace-ro", "workspace-rw-copy", "egress-proxy"}, func(s *specs.Spec) bool { return s.Linux.Seccomp != nil },
 			func(s *specs.Spec, _ *container.Config, hc *container.HostConfig) error {
 				j, err := seccompOpt(hc)
 				if err != nil {
@@ -254,6 +255,21 @@ func TestTranslateParity(t *testing.T) {
 				}
 				return nil
 			}, ""},
+		{"egress: the proxy's socket bound read-only, the init forwards, proxy variables set", []string{"egress-proxy"}, func(s *specs.Spec) bool {
+			m := findMount(s, sandbox.EgressSocketTarget)
+			return m != nil && m.Type == "bind" && slices.Contains(m.Options, "ro") && slices.Contains(s.Process.Args, "--egress") &&
+				slices.Contains(s.Process.Env, "HTTPS_PROXY=http://"+sandbox.EgressListen)
+		}, func(s *specs.Spec, cfg *container.Config, hc *container.HostConfig) error {
+			i := slices.IndexFunc(hc.Mounts, func(d mount.Mount) bool { return d.Target == sandbox.EgressSocketTarget })
+			if i < 0 {
+				return fmt.Errorf("egress socket bind missing")
+			}
+			d := hc.Mounts[i]
+			// Still no network: the namespace holds only loopback, the socket is the way out.
+			return check(d.Type == mount.TypeBind && d.Source == "/run/airlock/egress.sock" && d.ReadOnly &&
+				slices.Equal(cfg.Entrypoint, s.Process.Args) && slices.Equal(cfg.Env, s.Process.Env) &&
+				hc.NetworkMode == "none" && cfg.NetworkDisabled, "egress mount %+v NetworkMode %q", d, hc.NetworkMode)
+		}, ""},
 		{"copy: overlay volume over the run dir, nosuid, nodev, no copy-up", []string{"workspace-rw-copy"}, func(s *specs.Spec) bool { return findMount(s, "/cache") != nil },
 			func(s *specs.Spec, _ *container.Config, hc *container.HostConfig) error {
 				i := slices.IndexFunc(hc.Mounts, func(d mount.Mount) bool { return d.Target == "/cache" })
@@ -405,6 +421,9 @@ func TestTranslateRefuses(t *testing.T) {
 		{"bind option", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/x", Options: []string{"bind", "rshared"}})
 		}, "rshared"},
+		{"noexec bind other than the egress socket", func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/x", Options: []string{"bind", "noexec", "ro"}})
+		}, "noexec"},
 		{"proc options", func(s *specs.Spec) { findMount(s, "/proc").Options = []string{"nosuid"} }, "/proc"},
 		{"sys writable", func(s *specs.Spec) { findMount(s, "/sys").Options = []string{"nosuid", "noexec", "nodev"} }, "/sys"},
 		{"device allowed", func(s *specs.Spec) {

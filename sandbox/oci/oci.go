@@ -155,6 +155,7 @@ func Hardened(spec sandbox.Spec, img sandbox.Image, sc *specs.LinuxSeccomp) []Sp
 		WithTmpfs(spec.Tmpfs),
 		WithBinds(img.Binds, "image bind"),
 		WithSpecMounts(spec.Mounts),
+		WithEgressProxy(spec.Network, spec.Egress),
 		WithMaskedPaths(),
 		WithReadonlyPaths(),
 		WithMemory(spec.Limits.MemoryBytes),
@@ -254,6 +255,71 @@ func WithInit(timeout time.Duration) SpecOpt {
 	return func(s *specs.Spec) error {
 		p := processOf(s)
 		p.Args = append([]string{InitPath, "init", "--deadline", (timeout + InitGrace).String(), "--"}, p.Args...)
+		return nil
+	}
+}
+
+// EgressEnv is what WithEgressProxy sets in the command's environment: the proxy variables every
+// common client reads (curl, wget, pip, npm, git, Go, Python; some only the lower-case ones)
+// pointing at the in-sandbox forwarder, with loopback exempted so servers a tool starts for
+// itself stay reachable directly. It returns a new slice on every call.
+func EgressEnv() []string {
+	proxy := "http://" + sandbox.EgressListen
+	const noProxy = "localhost,127.0.0.1,::1"
+	return []string{
+		"HTTP_PROXY=" + proxy, "HTTPS_PROXY=" + proxy, "http_proxy=" + proxy, "https_proxy=" + proxy,
+		"NO_PROXY=" + noProxy, "no_proxy=" + noProxy,
+	}
+}
+
+// egressBindOptions: read-only (connecting to a socket needs write permission on the inode,
+// which a read-only mount does not take away, while chmod, chown and utimes through it fail),
+// and nosuid, nodev, noexec, though a socket can be none of those things.
+func egressBindOptions() []string {
+	return []string{"bind", "rprivate", "nosuid", "nodev", "noexec", "ro"}
+}
+
+// WithEgressProxy gives a NetworkProxy run its one way out, and does nothing for NetworkNone;
+// apply it after WithProcess and WithInit. The network namespace stays empty (loopback only):
+//
+//   - egress.Socket, the host proxy's Unix socket, is bind-mounted at
+//     sandbox.EgressSocketTarget (the image's empty file there is the mount point);
+//   - the init gets "--egress LISTEN=SOCKET": before it starts the command it listens on
+//     sandbox.EgressListen itself, so the command's first connection cannot race a forwarder
+//     that is not up yet, and hands the listener to a forwarder process
+//     (`airlock-toolbox egress-forward`) that pipes each connection to the socket; the
+//     forwarder dies with the container, and the deadline kills it like everything else;
+//   - the environment gets EgressEnv, replacing any value of the same keys, so every client
+//     that honours proxy variables goes through the proxy, where policy is enforced.
+//
+// Nothing here is a security boundary inside the sandbox: the command could connect to the
+// socket itself. What the run can reach is decided by the proxy on the host.
+func WithEgressProxy(network sandbox.Network, egress *sandbox.Egress) SpecOpt {
+	return func(s *specs.Spec) error {
+		switch {
+		case network == sandbox.NetworkNone && egress == nil:
+			return nil
+		case network != sandbox.NetworkProxy || egress == nil:
+			return fmt.Errorf("%w: network %q with egress %v: an egress proxy goes with network proxy only", sandbox.ErrInvalidSpec, network, egress)
+		}
+		p := processOf(s)
+		if len(p.Args) < 5 || p.Args[0] != InitPath || p.Args[1] != "init" || p.Args[2] != "--deadline" {
+			return fmt.Errorf("egress proxy: the process is not the sandbox init (apply WithEgressProxy after WithInit)")
+		}
+		args := slices.Clone(p.Args[:4])
+		args = append(args, "--egress", sandbox.EgressListen+"="+sandbox.EgressSocketTarget)
+		p.Args = append(args, p.Args[4:]...)
+		env := EgressEnv()
+		p.Env = slices.DeleteFunc(p.Env, func(e string) bool {
+			k, _, _ := strings.Cut(e, "=")
+			return slices.ContainsFunc(env, func(n string) bool { return strings.HasPrefix(n, k+"=") })
+		})
+		p.Env = append(p.Env, env...)
+		src := path.Clean(egress.Socket)
+		if !path.IsAbs(src) {
+			return fmt.Errorf("%w: egress socket %q is not an absolute path", sandbox.ErrInvalidSpec, egress.Socket)
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: sandbox.EgressSocketTarget, Type: "bind", Source: src, Options: egressBindOptions()})
 		return nil
 	}
 }

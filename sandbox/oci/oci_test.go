@@ -264,6 +264,55 @@ func TestWithInit(t *testing.T) {
 	}
 }
 
+// TestWithEgressProxy: network proxy binds the proxy's socket read-only at
+// sandbox.EgressSocketTarget, has the init start the forwarder (the command after "--"
+// unchanged), and sets the proxy variables over any the spec had; network none changes nothing.
+func TestWithEgressProxy(t *testing.T) {
+	spec := mustSpec(t, sandbox.WithArgv("--egress", "x"), sandbox.WithEnv("HTTP_PROXY=http://evil:1", "A=b"), sandbox.WithEgress("/run/airlock/egress.sock"))
+	if !slices.Contains(spec.Loosened, "network:proxy") {
+		t.Errorf("Loosened %v lacks network:proxy", spec.Loosened)
+	}
+	s := apply(t, WithProcess(spec), WithInit(time.Minute), WithEgressProxy(spec.Network, spec.Egress))
+	want := []string{InitPath, "init", "--deadline", "1m2s", "--egress", "127.0.0.1:3128=/.airlock/egress.sock", "--", "--egress", "x"}
+	if !slices.Equal(s.Process.Args, want) {
+		t.Errorf("args %q, want %q", s.Process.Args, want)
+	}
+	for _, e := range append(EgressEnv(), "A=b") {
+		if !slices.Contains(s.Process.Env, e) {
+			t.Errorf("env %q lacks %s", s.Process.Env, e)
+		}
+	}
+	if slices.Contains(s.Process.Env, "HTTP_PROXY=http://evil:1") {
+		t.Errorf("env %q keeps the spec's own HTTP_PROXY", s.Process.Env)
+	}
+	m, ok := mountAt(s, sandbox.EgressSocketTarget)
+	if !ok || m.Type != "bind" || m.Source != "/run/airlock/egress.sock" ||
+		!slices.Equal(m.Options, []string{"bind", "rprivate", "nosuid", "nodev", "noexec", "ro"}) {
+		t.Errorf("egress mount %+v", m)
+	}
+
+	none := mustSpec(t)
+	s = apply(t, WithProcess(none), WithInit(time.Minute), WithEgressProxy(none.Network, none.Egress))
+	if slices.Contains(s.Process.Args, "--egress") || len(s.Mounts) != 0 || slices.ContainsFunc(s.Process.Env, func(e string) bool { return strings.Contains(e, "PROXY") }) {
+		t.Errorf("network none got egress: %+v", s)
+	}
+
+	for name, opt := range map[string]SpecOpt{
+		"proxy without egress": WithEgressProxy(sandbox.NetworkProxy, nil),
+		"egress with none":     WithEgressProxy(sandbox.NetworkNone, &sandbox.Egress{Socket: "/s"}),
+		"relative socket":      WithEgressProxy(sandbox.NetworkProxy, &sandbox.Egress{Socket: "s"}),
+		"not after WithInit":   WithEgressProxy(sandbox.NetworkProxy, &sandbox.Egress{Socket: "/s"}),
+	} {
+		opts := []SpecOpt{WithProcess(none)}
+		if name != "not after WithInit" {
+			opts = append(opts, WithInit(time.Minute))
+		}
+		if err := Apply(&specs.Spec{}, append(opts, opt)...); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
 // TestBuild: Build validates the spec, applies Hardened and then the backend's own options
 // (which may override), and refuses a confined profile without its filter.
 func TestBuild(t *testing.T) {

@@ -8,6 +8,8 @@ package oci
 
 import (
 	"fmt"
+	"io/fs"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -30,8 +32,21 @@ import (
 // outright: runc resolves them against the container's root, not the bind's source, so a
 // workspace link "cache -> /new" would pass a check made in the source and have runc create
 // /new in the image.
+//
+// The bind at sandbox.EgressSocketTarget must have a Unix socket as its source (not followed
+// through a symlink): a regular file or directory there would be shown to the sandbox instead
+// of the proxy, and runc would fail late on a missing one.
 func CheckMountPoints(cfg *specs.Spec) error {
 	for i, m := range cfg.Mounts {
+		if m.Destination == sandbox.EgressSocketTarget && m.Type == "bind" {
+			fi, err := os.Lstat(m.Source)
+			if err == nil && fi.Mode().Type() != fs.ModeSocket {
+				err = fmt.Errorf("it is a %s", fi.Mode().Type())
+			}
+			if err != nil {
+				return fmt.Errorf("%w: egress proxy socket %s is not a unix socket (%v); start the egress proxy before the run", sandbox.ErrInvalidSpec, m.Source, err)
+			}
+		}
 		root, rel := cfg.Root.Path, m.Destination
 		what := "image root " + root
 		noSymlinks := false

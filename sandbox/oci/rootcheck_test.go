@@ -2,6 +2,7 @@ package oci
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,7 @@ import (
 
 func TestCheckMountPoints(t *testing.T) {
 	rootfs, src := t.TempDir(), t.TempDir()
-	for _, d := range []string{"proc", "dev", "sys", "tmp", "workspace", "etc-in-image"} {
+	for _, d := range []string{"proc", "dev", "sys", "tmp", "workspace", "etc-in-image", ".airlock"} {
 		if err := os.Mkdir(filepath.Join(rootfs, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -31,6 +32,23 @@ func TestCheckMountPoints(t *testing.T) {
 	// A link the sandboxed command may have planted in the workspace: runc would resolve it
 	// against the container's root, not the workspace, so it is never followed.
 	if err := os.Symlink("sub", filepath.Join(src, "subl")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, ".airlock", "egress.sock"), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "egress.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	notSock := filepath.Join(src, "plain")
+	if err := os.WriteFile(notSock, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	linkSock := filepath.Join(src, "link.sock")
+	if err := os.Symlink(sock, linkSock); err != nil {
 		t.Fatal(err)
 	}
 	base := []specs.Mount{
@@ -54,6 +72,10 @@ func TestCheckMountPoints(t *testing.T) {
 		{"symlink to a host path is resolved inside the image", specs.Mount{Destination: "/hostetc/ssl", Type: "bind", Source: "/x"}, true},
 		{"symlink in a bind source is not followed", specs.Mount{Destination: "/workspace/subl", Type: "bind", Source: "/x"}, true},
 		{"inside an overlay refused", specs.Mount{Destination: "/cache/x", Type: "bind", Source: "/x"}, true},
+		{"egress socket", specs.Mount{Destination: sandbox.EgressSocketTarget, Type: "bind", Source: sock}, false},
+		{"egress socket missing", specs.Mount{Destination: sandbox.EgressSocketTarget, Type: "bind", Source: sock + ".none"}, true},
+		{"egress source a regular file", specs.Mount{Destination: sandbox.EgressSocketTarget, Type: "bind", Source: notSock}, true},
+		{"egress source a symlink to a socket", specs.Mount{Destination: sandbox.EgressSocketTarget, Type: "bind", Source: linkSock}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

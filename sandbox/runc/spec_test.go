@@ -68,6 +68,7 @@ func goldenCases(t *testing.T) []struct {
 			sandbox.WithTmpfsSize(128<<20), sandbox.WithTimeout(time.Minute),
 			sandbox.WithEnv("GOFLAGS=-mod=mod"), sandbox.WithLabel("tool", "run_tests"),
 		), busybox, goldenSeccomp},
+		{"egress-proxy", mk(sandbox.WithArgv("wget", "-qO-", "https://example.com/"), sandbox.WithEgress("/run/airlock/egress.sock")), busybox, goldenSeccomp},
 		{"host-unconfined", mk(sandbox.WithArgv("git", "status"), sandbox.WithImage("host"),
 			sandbox.WithWorkspace("/home/dev/project", sandbox.ReadOnly), sandbox.WithSeccomp(sandbox.SeccompUnconfined)), host, nil},
 	}

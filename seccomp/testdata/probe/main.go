@@ -72,7 +72,8 @@ func main() {
 	for _, s := range []struct {
 		name   string
 		domain int
-	}{{"socket_inet", unix.AF_INET}, {"socket_netlink", unix.AF_NETLINK}, {"socket_unix", unix.AF_UNIX}} {
+	}{{"socket_inet", unix.AF_INET}, {"socket_inet6", unix.AF_INET6}, {"socket_netlink", unix.AF_NETLINK},
+		{"socket_packet", unix.AF_PACKET}, {"socket_vsock", unix.AF_VSOCK}, {"socket_alg", unix.AF_ALG}, {"socket_unix", unix.AF_UNIX}} {
 		fd, err := unix.Socket(s.domain, unix.SOCK_DGRAM, 0)
 		out[s.name] = result(err)
 		if err == nil {
