@@ -79,6 +79,7 @@ func serveLines(in io.Reader, out io.Writer) {
 			send(map[string]any{"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
 		case "tools/list":
 			reply(map[string]any{"tools": []any{map[string]any{"name": "t", "inputSchema": map[string]any{"type": "object"}}}})
+			send(map[string]any{"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
 		default:
 			if len(msg.ID) > 0 {
 				reply(map[string]any{})
@@ -104,16 +105,24 @@ func TestStdioToolsChangedNamesItsSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	select {
-	case on := <-changed:
-		if on != s {
-			t.Errorf("list_changed reported with session %p, want %p", on, s)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("tools/list_changed was not reported")
-	}
 	if tools, err := s.Tools(ctx); err != nil || len(tools) != 1 {
 		t.Errorf("listing on that session: %d tools, %v", len(tools), err)
+	}
+	// The one sent during the handshake may arrive before the session exists (nil); the one
+	// sent after the listing names it.
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case on := <-changed:
+			if on == s {
+				return
+			}
+			if on != nil {
+				t.Fatalf("list_changed reported with session %p, want %p", on, s)
+			}
+		case <-deadline:
+			t.Fatal("tools/list_changed was not reported with its session")
+		}
 	}
 }
 
