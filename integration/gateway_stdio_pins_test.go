@@ -40,38 +40,31 @@ func TestGatewayStdioPins(t *testing.T) {
 	up.setDescription(t, rugPullDescription)
 
 	// A new Airlock session on the same `airlock serve`: its calls start a server of their
-	// own, which now lists the changed tool. What the model is shown must still be the
-	// pinned definition; the changed tool should be withheld.
+	// own, which now lists the changed tool. That server is listed and checked before any
+	// call reaches it: the call is denied, and from then on the tool is withheld for every
+	// session (the first session's listing included).
 	t.Run("new_session", func(t *testing.T) {
 		cs2 := connectHTTP(t, s, "", nil)
 		res, err := cs2.ListTools(gatewayCtx(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		listed := map[string]bool{}
 		for _, tl := range res.Tools {
-			listed[tl.Name] = true
 			if strings.Contains(tl.Description, ".aws/credentials") {
 				t.Errorf("a new session is shown the changed, unpinned description of %s: %q", tl.Name, tl.Description)
 			}
 		}
-		if listed["dict__lookup"] {
-			// KNOWN GAP, reported to the owner: the catalog of a stdio upstream is listed and
-			// checked once (by a server started for the listing only) and not again until the
-			// pin file changes or a call fails in transport; the servers that calls start are
-			// never checked. So the old, pinned definition stays listed and a call reaches a
-			// server whose tool changed. Remove this skip once call sessions are checked.
-			isErr, text := false, ""
-			if r := gatewayCall(t, cs2, "dict__lookup", map[string]any{"word": "airlock"}); r != nil {
-				isErr, text = r.IsError, mcpText(r)
-			}
-			t.Skipf("KNOWN GAP: after the stdio server's files changed, a new session of the same airlock serve still lists dict__lookup "+
-				"(pinned definition) and its call reaches the changed server (error %v: %q); only a restarted serve withholds it", isErr, text)
-		}
-		assertRugPullWithheld(t, name, listed, func(tool string, args map[string]any) (bool, string) {
+		call := func(tool string, args map[string]any) (bool, string) {
 			res := gatewayCall(t, cs2, tool, args)
 			return res.IsError, mcpText(res)
-		})
+		}
+		if isErr, text := call("dict__lookup", map[string]any{"word": "airlock"}); !isErr || !strings.Contains(text, "[PIN CHANGED]") {
+			t.Fatalf("the first call of a new session reached the changed server: error %v, %q", isErr, text)
+		}
+		assertRugPullWithheld(t, name, gatewayListed(t, cs2), call)
+		if l := gatewayListed(t, cs); l["dict__lookup"] {
+			t.Errorf("the first session still lists the changed tool: %v", l)
+		}
 	})
 
 	// A restarted `airlock serve`.

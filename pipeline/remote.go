@@ -40,6 +40,15 @@ type RemoteTool interface {
 	Invoke(ctx context.Context, args map[string]any, progress func(progress, total float64, message string)) (res *mcp.CallToolResult, sent bool, err error)
 }
 
+// WithheldError is returned by RemoteTool.Invoke, before anything is sent, when the tool turns
+// out not to be callable after all (the server the call would reach lists a definition its
+// pin does not allow). The call is denied with Rule and Message, as a withheld tool is.
+type WithheldError struct {
+	Rule, Message string
+}
+
+func (e *WithheldError) Error() string { return e.Message }
+
 // DefaultRemoteTimeout bounds a call to an upstream tool whose RemoteTool says 0.
 const DefaultRemoteTimeout = 60 * time.Second
 
@@ -102,6 +111,13 @@ func (p *Pipeline) inputRequests(res *mcp.CallToolResult, upstream string, secre
 	return out, nil
 }
 
+// withheld denies a call to a tool its pin withholds.
+func (p *Pipeline) withheld(t *trace, tool, rule, msg string) Result {
+	t.rec.Decision, t.rec.Rule, t.rec.Message = string(policies.Deny), rule, msg
+	p.log.Info().Str("event", "pins.deny").Str("audit_id", t.rec.AuditID).Str("tool", tool).Str("rule", rule).Msg(msg)
+	return t.denied(policies.Decision{Verdict: policies.Deny, Rule: rule}, msg)
+}
+
 // runRemote runs stages 2-6 for a RemoteTool. It is called by Run, which adds stage 7.
 func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 	rt := call.Remote
@@ -111,9 +127,7 @@ func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 	if rule, msg := rt.Withheld(); rule != "" {
 		// A withheld definition is not trusted enough to validate arguments against: refuse
 		// before stage 2.
-		t.rec.Decision, t.rec.Rule, t.rec.Message = string(policies.Deny), rule, msg
-		p.log.Info().Str("event", "pins.deny").Str("audit_id", t.rec.AuditID).Str("tool", call.Tool).Str("rule", rule).Msg(msg)
-		return t.denied(policies.Decision{Verdict: policies.Deny, Rule: rule}, msg)
+		return p.withheld(t, call.Tool, rule, msg)
 	}
 	sch := rt.Schema()
 	if sch == nil {
@@ -164,6 +178,10 @@ func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 	}
 	res, sent, err := rt.Invoke(callCtx, args, progress)
 	t.stage(StageExecute)
+	var we *WithheldError
+	if errors.As(err, &we) {
+		return p.withheld(t, call.Tool, we.Rule, we.Message)
+	}
 	if err != nil {
 		ran = sent
 		switch {

@@ -82,6 +82,9 @@ type upstreamState struct {
 	pinStamp time.Time // the pin file's mtime after the last check
 	catalog  *upstream.Session
 	sessions map[string]*lazySession // Airlock session id -> call session
+	// listed is, for each open call session, what its own server lists: tool name ->
+	// definition hash. A call is sent only if the hash is the one the pins allow.
+	listed map[*upstream.Session]map[string]string
 }
 
 // lazySession is a call session being opened or open.
@@ -396,7 +399,10 @@ func (u *upstreamState) load(ctx context.Context, via *upstream.Session) ([]*rem
 		u.failed()
 		return nil, err
 	}
-	tools := u.check(list)
+	tools := u.check(list, false)
+	if via != nil {
+		u.remember(via, tools)
+	}
 	stamp := u.pinFileTime()
 	u.mu.Lock()
 	u.loaded, u.pinStamp = true, stamp
@@ -440,7 +446,8 @@ func (u *upstreamState) failed() {
 
 // check runs the listed tools through the pins and the naming rules, recording every decision
 // that is not "matches its pin" in the audit log.
-func (u *upstreamState) check(list []*mcp.Tool) []*remoteTool {
+// partial: the list may leave tools out (see pins.Store.CheckListed).
+func (u *upstreamState) check(list []*mcp.Tool, partial bool) []*remoteTool {
 	defs := make([]pins.Definition, 0, len(list))
 	for _, t := range list {
 		d, err := pins.FromTool(t)
@@ -450,7 +457,11 @@ func (u *upstreamState) check(list []*mcp.Tool) []*remoteTool {
 		}
 		defs = append(defs, d)
 	}
-	vs, err := u.g.store.Check(u.name, u.mode, defs)
+	check := u.g.store.Check
+	if partial {
+		check = u.g.store.CheckListed
+	}
+	vs, err := check(u.name, u.mode, defs)
 	if err != nil {
 		u.g.log.Error().Str("event", "pins.error").Str("upstream", u.name).Err(err).Msg("pins could not be checked; every tool of the upstream is withheld")
 	}
@@ -480,6 +491,118 @@ func (u *upstreamState) check(list []*mcp.Tool) []*remoteTool {
 	}
 	return out
 }
+
+// verify lists the tools of a call session that just connected and checks them against the
+// pins, before the session serves any call: a stdio session has a server of its own, started
+// from files that may have changed since the catalog was listed, and a remote server may list
+// differently per session. A session offered elicitation lists everything, so its listing
+// replaces the catalog (as list_changed does); another may be shown fewer tools, so only what
+// it lists is checked, and what it shows changed is withheld from every session.
+func (u *upstreamState) verify(ctx context.Context, s *upstream.Session) error {
+	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	if s.OffersElicitation() {
+		_, err := u.load(ctx, s)
+		return err
+	}
+	list, err := s.Tools(ctx)
+	if err != nil {
+		return err
+	}
+	checked := u.check(list, true)
+	u.remember(s, checked)
+	// Merge into what is served: a tool this server lists withheld (changed, new) is
+	// withheld for every session; the others stay as the catalog has them.
+	u.g.mu.Lock()
+	var merged []*remoteTool
+	byName := map[string]*remoteTool{}
+	for _, t := range u.g.tools {
+		if t.up == u {
+			byName[t.name] = t
+		}
+	}
+	changed := false
+	for _, t := range checked {
+		if cur := byName[t.name]; cur == nil || (t.withheld != "" && cur.withheld == "") {
+			byName[t.name], changed = t, true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		merged = append(merged, byName[name])
+	}
+	u.g.mu.Unlock()
+	if changed {
+		u.g.publish(u, merged)
+	}
+	return nil
+}
+
+// remember notes what session s's server lists; forget drops it when the session ends.
+func (u *upstreamState) remember(s *upstream.Session, tools []*remoteTool) {
+	hashes := make(map[string]string, len(tools))
+	for _, t := range tools {
+		hashes[t.name] = t.verdict.NewHash
+	}
+	u.mu.Lock()
+	if u.listed == nil {
+		u.listed = map[*upstream.Session]map[string]string{}
+	}
+	u.listed[s] = hashes
+	u.mu.Unlock()
+}
+
+func (u *upstreamState) forget(s *upstream.Session) {
+	u.mu.Lock()
+	delete(u.listed, s)
+	u.mu.Unlock()
+}
+
+// admit decides whether a call of tool name (served as exposed) may be sent on session s:
+// only if the tool is served now, and s's server listed the very definition its pin allows.
+// What s listed may be older than the catalog (a remote server changed a tool and the
+// catalog re-listed it, then an operator approved the change): s is listed and checked
+// again once before the call is refused. In warn and off modes a changed definition is
+// allowed anyway, so nothing is compared.
+func (u *upstreamState) admit(ctx context.Context, s *upstream.Session, name, exposed string) error {
+	if u.mode != pins.Enforce {
+		return nil
+	}
+	stale, err := u.admitted(s, name, exposed)
+	if !stale {
+		return err
+	}
+	if verr := u.verify(ctx, s); verr != nil {
+		return fmt.Errorf("listing the tools of upstream %s again before the call: %w", u.name, verr)
+	}
+	_, err = u.admitted(s, name, exposed)
+	return err
+}
+
+// admitted is admit without listing again; stale reports a refusal that listing s again may
+// lift.
+func (u *upstreamState) admitted(s *upstream.Session, name, exposed string) (stale bool, err error) {
+	u.g.mu.Lock()
+	cur := u.g.tools[exposed]
+	u.g.mu.Unlock()
+	u.mu.Lock()
+	hash, listed := u.listed[s][name]
+	u.mu.Unlock()
+	rule := pinRule(u.name, name)
+	switch {
+	case cur == nil || cur.up != u:
+		return false, &pipeline.WithheldError{Rule: rule, Message: fmt.Sprintf("tool %q of upstream %q is no longer served: the upstream no longer lists it", name, u.name)}
+	case cur.withheld != "":
+		return false, &pipeline.WithheldError{Rule: cur.rule, Message: cur.withheld}
+	case !listed:
+		return true, &pipeline.WithheldError{Rule: rule, Message: fmt.Sprintf("the server of upstream %q that serves this session does not list tool %q, so the call was not sent", u.name, name)}
+	case hash != cur.verdict.NewHash:
+		return true, &pipeline.WithheldError{Rule: rule, Message: fmt.Sprintf("the server of upstream %q that serves this session lists a definition of tool %q (%s) other than the one its pin allows now (%s), so the call was not sent; a new session starts a server that is checked again, and `airlock pins diff %s %s` shows the pending change",
+			u.name, name, short(hash), short(cur.verdict.NewHash), u.name, name)}
+	}
+	return false, nil
+}
+
+func short(hash string) string { return hash[:min(len(hash), 12)] }
 
 func pinRule(up, tool string) string { return "/pins/" + up + "/" + tool }
 
@@ -696,6 +819,9 @@ func (b *boundTool) Invoke(ctx context.Context, args map[string]any, progress fu
 		return nil, false, err
 	}
 	defer release()
+	if err := b.up.admit(ctx, s, b.name, b.exposed); err != nil {
+		return nil, false, err
+	}
 	res, sent, err := s.Call(ctx, b.name, args, progress, b.in)
 	if err != nil && ctx.Err() == nil {
 		// The upstream may have restarted, with other tools: connect again next time, and
@@ -716,7 +842,15 @@ func (u *upstreamState) sessionFor(ctx context.Context, id string, ss *mcp.Serve
 		if err != nil {
 			return nil, nil, err
 		}
-		return s, func() { s.Close() }, nil
+		release := func() {
+			s.Close()
+			u.forget(s)
+		}
+		if err := u.verify(ctx, s); err != nil {
+			release()
+			return nil, nil, err
+		}
+		return s, release, nil
 	}
 	for {
 		ls, err := u.lazy(ctx, id, ss)
@@ -749,6 +883,11 @@ func (u *upstreamState) lazy(ctx context.Context, id string, ss *mcp.ServerSessi
 		if ls.err != nil {
 			return
 		}
+		if ls.err = u.verify(ctx, ls.s); ls.err != nil {
+			ls.s.Close()
+			u.forget(ls.s)
+			return
+		}
 		ls.mu.Lock()
 		ls.open, ls.lastUsed = true, time.Now()
 		ls.mu.Unlock()
@@ -769,6 +908,7 @@ func (u *upstreamState) lazy(ctx context.Context, id string, ss *mcp.ServerSessi
 			case <-ls.s.Done():
 			}
 			u.dropSession(id, ls.s)
+			u.forget(ls.s)
 		}()
 	})
 	if ls.err != nil {

@@ -155,6 +155,17 @@ type checked struct {
 // damaged file) and verdicts that withhold every tool: an upstream whose pins cannot be
 // checked must not be trusted by default.
 func (s *Store) Check(upstream string, mode Mode, defs []Definition) (Verdicts, error) {
+	return s.check(upstream, mode, defs, false)
+}
+
+// CheckListed is Check for a listing that may leave tools out (an upstream session whose
+// client cannot answer questions is not shown the tools that ask): it decides and records
+// what is listed, and marks nothing removed.
+func (s *Store) CheckListed(upstream string, mode Mode, defs []Definition) (Verdicts, error) {
+	return s.check(upstream, mode, defs, true)
+}
+
+func (s *Store) check(upstream string, mode Mode, defs []Definition, partial bool) (Verdicts, error) {
 	vs := Verdicts{Upstream: upstream, Mode: mode}
 	prep := prepare(defs)
 	if mode == Off {
@@ -173,7 +184,7 @@ func (s *Store) Check(upstream string, mode Mode, defs []Definition) (Verdicts, 
 	}
 	var out Verdicts
 	err := s.update(upstream, false, func(f *file) (bool, error) {
-		out = decide(f, vs, prep, s.now().UTC())
+		out = decide(f, vs, prep, s.now().UTC(), partial)
 		return true, nil
 	})
 	if err != nil {
@@ -211,8 +222,9 @@ func prepare(defs []Definition) []checked {
 }
 
 // decide compares what the upstream lists with the pin file f (nil: never seen) and updates
-// f. It returns the verdicts; f is written back whatever they are.
-func decide(f *file, vs Verdicts, prep []checked, now time.Time) Verdicts {
+// f. It returns the verdicts; f is written back whatever they are. partial: prep may leave
+// tools out, so none is marked removed.
+func decide(f *file, vs Verdicts, prep []checked, now time.Time, partial bool) Verdicts {
 	first := f.Tools == nil
 	if first {
 		f.Version, f.Upstream, f.Tools = fileVersion, vs.Upstream, map[string]*entry{}
@@ -263,7 +275,7 @@ func decide(f *file, vs Verdicts, prep []checked, now time.Time) Verdicts {
 	}
 	for _, name := range slices.Sorted(maps.Keys(f.Tools)) {
 		e := f.Tools[name]
-		if listed[name] || e.Absent {
+		if partial || listed[name] || e.Absent {
 			continue
 		}
 		v := Verdict{Upstream: vs.Upstream, Tool: name, Decision: Removed, Mode: vs.Mode}
