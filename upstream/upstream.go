@@ -69,7 +69,7 @@ type Server struct {
 	http      *http.Client
 	// progress routes the upstream's progress notifications to the calls that asked for
 	// them, by the token Airlock sent (unique per call).
-	progress sync.Map // string -> func(float64, float64, string)
+	progress sync.Map // string -> *progressRoute
 }
 
 // NewStdio builds the client of a stdio upstream, whose server o.Launch starts for each
@@ -95,7 +95,7 @@ func NewRemote(o Options) (*Server, error) {
 	r := &Server{opts: o, origin: u}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	r.http = &http.Client{
-		Transport: &headerTransport{next: base, origin: u, headers: o.Headers},
+		Transport: &headerTransport{next: base, origin: u, headers: o.Headers, watch: r.watch},
 		// A redirect would take the brokered credentials, or the agent's arguments, to a
 		// place the operator did not name: refused.
 		CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -143,11 +143,22 @@ func (r *Server) newClient(eliciting bool) *mcp.Client {
 			if !ok {
 				return
 			}
-			if f, ok := r.progress.Load(tok); ok {
-				f.(func(float64, float64, string))(req.Params.Progress, req.Params.Total, req.Params.Message)
+			if v, ok := r.progress.Load(tok); ok {
+				v.(*progressRoute).deliver(req.Params.Progress, req.Params.Total, req.Params.Message)
 			}
 		},
 	})
+}
+
+// watch returns rd read through a progressWatch that counts this upstream's progress
+// notifications for the calls that wait for them.
+func (r *Server) watch(rd io.Reader) io.Reader {
+	return &progressWatch{next: rd, route: func(tok string) *progressRoute {
+		if v, ok := r.progress.Load(tok); ok {
+			return v.(*progressRoute)
+		}
+		return nil
+	}}
 }
 
 // Name is the upstream's configured name.
@@ -181,7 +192,7 @@ func (r *Server) Connect(ctx context.Context, peer Peer) (*Session, error) {
 		if p, err = r.opts.Launch(ctx); err != nil {
 			return nil, fmt.Errorf("upstream %s: starting its server: %w", r.opts.Name, err)
 		}
-		t = &mcp.IOTransport{Reader: p.Stdout, Writer: p.Stdin}
+		t = &mcp.IOTransport{Reader: watched{Reader: r.watch(p.Stdout), Closer: p.Stdout}, Writer: p.Stdin}
 	}
 	cs, err := client.Connect(ctx, t, nil)
 	if err != nil {
@@ -262,13 +273,19 @@ func (s *Session) Call(ctx context.Context, name string, args map[string]any, pr
 	if in != nil {
 		params.InputResponses, params.RequestState = in.Responses, in.State
 	}
+	var route *progressRoute
 	if progress != nil {
 		tok := "airlock-" + rand.Text()
-		s.r.progress.Store(tok, progress)
+		route = &progressRoute{fn: progress}
+		s.r.progress.Store(tok, route)
 		defer s.r.progress.Delete(tok)
 		params.SetProgressToken(tok)
 	}
 	res, err = s.cs.CallTool(ctx, params)
+	if route != nil && err == nil {
+		// The progress the upstream sent before its result, delivered before the result.
+		route.settle(ctx)
+	}
 	if err != nil {
 		if s.proc != nil && ctx.Err() == nil && s.lost(err) {
 			// The server died under the call: say how, which is what the operator needs.
@@ -346,6 +363,7 @@ type headerTransport struct {
 	next    http.RoundTripper
 	origin  *url.URL
 	headers map[string]string
+	watch   func(io.Reader) io.Reader
 }
 
 func (t *headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -355,5 +373,9 @@ func (t *headerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Header.Set(k, v)
 		}
 	}
-	return t.next.RoundTrip(req)
+	resp, err := t.next.RoundTrip(req)
+	if err == nil && t.watch != nil && resp.Body != nil {
+		resp.Body = watched{Reader: t.watch(resp.Body), Closer: resp.Body}
+	}
+	return resp, err
 }
