@@ -39,6 +39,9 @@ type Config struct {
 	// OnEvent, if set, receives each Event as it is recorded, in the order of Events. Calls
 	// are serialised; a slow callback holds up the next connection's end, not the traffic.
 	OnEvent func(Event)
+	// Unlisted keeps no event list (Events returns none; OnEvent still hears each one): for
+	// a proxy that lives as long as a server does, whose events are logged as they happen.
+	Unlisted bool
 }
 
 // Event is one connection to the proxy: an allowed or refused destination.
@@ -271,9 +274,11 @@ func (p *Proxy) Stats() Stats {
 func (p *Proxy) emit(ev Event) {
 	p.emitMu.Lock()
 	defer p.emitMu.Unlock()
-	p.mu.Lock()
-	p.events = append(p.events, ev)
-	p.mu.Unlock()
+	if !p.cfg.Unlisted {
+		p.mu.Lock()
+		p.events = append(p.events, ev)
+		p.mu.Unlock()
+	}
 	if p.cfg.OnEvent != nil {
 		p.cfg.OnEvent(ev)
 	}

@@ -30,33 +30,37 @@ const (
 // Record is one audit line. Field order is the canonical order: the hash covers the record as
 // encoding/json writes this struct with Hash empty (and so omitted).
 type Record struct {
-	AuditID      string             `json:"audit_id"`
-	Time         string             `json:"time"` // RFC 3339, UTC, nanoseconds
-	PrevHash     string             `json:"prev_hash"`
-	Hash         string             `json:"hash,omitempty"`
-	Grant        string             `json:"grant"`
-	Session      string             `json:"session"`
-	Tool         string             `json:"tool"`
-	ArgsSHA256   string             `json:"args_sha256"`
-	ArgKeys      []string           `json:"arg_keys"`
-	ArgKeyCount  int                `json:"arg_key_count,omitempty"`
-	Args         json.RawMessage    `json:"args,omitempty"` // only with Config.RecordArgs
-	Decision     string             `json:"decision"`
-	Rule         string             `json:"rule"`
-	Message      string             `json:"message"`
-	PolicySHA256 string             `json:"policy_sha256"`
-	Backend      string             `json:"backend"`
-	Image        string             `json:"image"`
-	Profile      string             `json:"profile"`
-	ContainerID  string             `json:"container_id"`
-	ExitCode     *int               `json:"exit_code"` // null when the tool did not run
-	TimedOut     bool               `json:"timed_out"`
-	OOMKilled    bool               `json:"oom_killed"`
-	Truncated    bool               `json:"truncated"`
-	Redactions   map[string]int     `json:"redactions"`
-	Loosened     []string           `json:"loosened,omitempty"`
-	DurationMS   float64            `json:"duration_ms"`
-	StageMS      map[string]float64 `json:"stage_ms"`
+	AuditID      string          `json:"audit_id"`
+	Time         string          `json:"time"` // RFC 3339, UTC, nanoseconds
+	PrevHash     string          `json:"prev_hash"`
+	Hash         string          `json:"hash,omitempty"`
+	Grant        string          `json:"grant"`
+	Session      string          `json:"session"`
+	Tool         string          `json:"tool"`
+	ArgsSHA256   string          `json:"args_sha256"`
+	ArgKeys      []string        `json:"arg_keys"`
+	ArgKeyCount  int             `json:"arg_key_count,omitempty"`
+	Args         json.RawMessage `json:"args,omitempty"` // only with Config.RecordArgs
+	Decision     string          `json:"decision"`
+	Rule         string          `json:"rule"`
+	Message      string          `json:"message"`
+	PolicySHA256 string          `json:"policy_sha256"`
+	Backend      string          `json:"backend"`
+	Image        string          `json:"image"`
+	Profile      string          `json:"profile"`
+	ContainerID  string          `json:"container_id"`
+	ExitCode     *int            `json:"exit_code"` // null when the tool did not run
+	TimedOut     bool            `json:"timed_out"`
+	OOMKilled    bool            `json:"oom_killed"`
+	Truncated    bool            `json:"truncated"`
+	Redactions   map[string]int  `json:"redactions"`
+	Loosened     []string        `json:"loosened,omitempty"`
+	// Egress lists the connections the call's sandbox made through its egress proxy (the
+	// first MaxRecordEgress; EgressCount says how many there were).
+	Egress      []EgressRecord     `json:"egress,omitempty"`
+	EgressCount int                `json:"egress_count,omitempty"`
+	DurationMS  float64            `json:"duration_ms"`
+	StageMS     map[string]float64 `json:"stage_ms"`
 	// Phase is empty on the record that closes a call. PhaseStarted marks the intent record
 	// written just before the call's sandbox starts; PhaseReaped the record a later Airlock
 	// start writes when it removes the container of a call whose Airlock died mid-call.
@@ -69,6 +73,16 @@ type Record struct {
 	// built-in and configured tools.
 	Upstream     string `json:"upstream,omitempty"`
 	UpstreamTool string `json:"upstream_tool,omitempty"`
+}
+
+// EgressRecord is one connection through a call's egress proxy, allowed or refused.
+type EgressRecord struct {
+	Host          string `json:"host"`
+	Port          int    `json:"port"`
+	Allowed       bool   `json:"allowed"`
+	Code          string `json:"code,omitempty"` // why it was refused or cut (egress.Event.Code)
+	BytesSent     int64  `json:"bytes_sent"`
+	BytesReceived int64  `json:"bytes_received"`
 }
 
 // Record phases (Record.Phase).
@@ -100,6 +114,10 @@ func (r *Record) normalize() {
 	}
 	for i := range r.Loosened {
 		v(&r.Loosened[i])
+	}
+	for i := range r.Egress {
+		v(&r.Egress[i].Host)
+		v(&r.Egress[i].Code)
 	}
 	if !utf8.Valid(r.Args) {
 		r.Args = nil

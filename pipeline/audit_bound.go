@@ -21,8 +21,12 @@ const (
 	MaxRecordKeyBytes = 128
 	// MaxRecordMessageBytes bounds the message.
 	MaxRecordMessageBytes = 2 << 10
-	// MaxRecordNameBytes bounds the tool name, session id, grant and rule.
+	// MaxRecordNameBytes bounds the tool name, session id, grant and rule (and an egress
+	// host, which the sandboxed command chose).
 	MaxRecordNameBytes = 256
+	// MaxRecordEgress is how many egress connections a record lists (the first ones);
+	// egress_count says how many there were.
+	MaxRecordEgress = 64
 )
 
 // bound caps rec's client-controlled fields; every record goes through it before it is
@@ -42,6 +46,16 @@ func (r *Record) bound() {
 	r.Message = cutString(r.Message, MaxRecordMessageBytes)
 	for _, s := range []*string{&r.Tool, &r.Session, &r.Grant, &r.Rule} {
 		*s = cutString(*s, MaxRecordNameBytes)
+	}
+	if r.EgressCount < len(r.Egress) {
+		r.EgressCount = len(r.Egress)
+	}
+	if len(r.Egress) > MaxRecordEgress {
+		r.Egress = r.Egress[:MaxRecordEgress:MaxRecordEgress]
+	}
+	for i := range r.Egress {
+		r.Egress[i].Host = cutString(r.Egress[i].Host, MaxRecordNameBytes)
+		r.Egress[i].Code = cutString(r.Egress[i].Code, MaxRecordNameBytes)
 	}
 }
 

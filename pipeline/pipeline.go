@@ -360,5 +360,6 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	if !ok {
 		return t.withheld(out)
 	}
+	r.Text += t.egressNote(p.sanitize.text)
 	return t.result(r, out)
 }

@@ -145,6 +145,7 @@ func (s executeStage) run(ctx context.Context, t *trace, spec sandbox.Spec, prog
 	}
 	res, err := s.backend.Run(ctx, spec)
 	t.rec.ContainerID = res.ContainerID
+	t.egress(res.Egress)
 	if err != nil {
 		return res, err
 	}

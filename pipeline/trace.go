@@ -10,10 +10,12 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/airlock-mcp/airlock/egress"
 	"github.com/airlock-mcp/airlock/policies"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
@@ -36,6 +38,41 @@ type trace struct {
 	clean *callCleaner
 	// remote: the call is to a RemoteTool (Result.Gateway).
 	remote bool
+	// refused are the reasons the call's egress proxy gave for the connections it refused.
+	refused []string
+}
+
+// maxRefusalNotes is how many egress refusals a result's text names.
+const maxRefusalNotes = 3
+
+// egress records the connections of the call's egress proxy.
+func (t *trace) egress(events []egress.Event) {
+	for _, ev := range events {
+		t.rec.Egress = append(t.rec.Egress, EgressRecord{Host: ev.Host, Port: ev.Port, Allowed: ev.Allowed, Code: ev.Code,
+			BytesSent: ev.BytesSent, BytesReceived: ev.BytesReceived})
+		if !ev.Allowed && ev.Reason != "" && !slices.Contains(t.refused, ev.Reason) {
+			t.refused = append(t.refused, ev.Reason)
+		}
+	}
+	t.rec.EgressCount = len(events)
+}
+
+// egressNote is what the result's text says, in Airlock's voice, about refused connections:
+// which host and why, and that the operator can allow it. clean sanitises the text (the host
+// names came from the sandbox).
+func (t *trace) egressNote(clean func(string) string) string {
+	if len(t.refused) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for i, r := range t.refused {
+		if i == maxRefusalNotes {
+			fmt.Fprintf(&b, "\n[airlock: %d more egress refusal(s); see audit record %s]", len(t.refused)-i, t.rec.AuditID)
+			break
+		}
+		fmt.Fprintf(&b, "\n[airlock: egress refused: %s]", clean(r))
+	}
+	return b.String()
 }
 
 func newTrace(clock func() time.Time, call Call) *trace {
@@ -212,6 +249,17 @@ func (t *trace) standard(st map[string]any, res sandbox.Result) {
 	st["untrusted"] = true
 	if len(res.Loosened) > 0 {
 		st["loosened"] = slices.Clone(res.Loosened)
+	}
+	if len(t.rec.Egress) > 0 {
+		conns := make([]any, 0, min(len(t.rec.Egress), MaxRecordEgress))
+		for _, e := range t.rec.Egress[:min(len(t.rec.Egress), MaxRecordEgress)] {
+			c := map[string]any{"host": e.Host, "port": e.Port, "allowed": e.Allowed, "bytes": e.BytesSent + e.BytesReceived}
+			if e.Code != "" {
+				c["code"] = e.Code
+			}
+			conns = append(conns, c)
+		}
+		st["egress"] = conns
 	}
 }
 

@@ -48,6 +48,8 @@ type Config struct {
 	Results ResultsConfig `yaml:"results"`
 	// Upstreams are third-party MCP servers served through Airlock (docs/gateway.md).
 	Upstreams map[string]UpstreamConfig `yaml:"upstreams"`
+	// Egress configures the proxies of profiles with a network allowlist (docs/egress.md).
+	Egress EgressConfig `yaml:"egress"`
 
 	// File is where the config came from ("" for the built-in default); errors name it.
 	File string `yaml:"-"`
@@ -143,6 +145,7 @@ type Profile struct {
 	Stderr    string         `yaml:"stderr"`  // stderr cap
 	Env       []string       `yaml:"env"`     // KEY=VALUE
 	Mounts    []MountConfig  `yaml:"mounts"`  // extra host directories
+	Network   NetworkConfig  `yaml:"network"` // none, or hosts reached through the egress proxy
 	limits    resolvedLimits `yaml:"-"`
 }
 
@@ -344,6 +347,9 @@ func (c *Config) validate() error {
 	if o := c.Results.Output; o != "" && !slices.Contains(outputPlacements(), o) {
 		return c.errAt(fmt.Sprintf("%q is not a placement; want auto, text or structured", o), "results", "output")
 	}
+	if err := c.checkEgress(); err != nil {
+		return err
+	}
 	for name, p := range c.Profiles {
 		if !toolName.MatchString(name) {
 			return c.errAt(fmt.Sprintf("profile name %q: use letters, digits, _ . -", name), "profiles", name)
@@ -517,6 +523,9 @@ func (c *Config) checkProfile(name string, p *Profile) error {
 		*s.dst = n
 	}
 	if err := c.checkBounds(name, p); err != nil {
+		return err
+	}
+	if err := c.checkNetwork(name, p); err != nil {
 		return err
 	}
 	for i, e := range p.Env {

@@ -253,7 +253,18 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	maxPids, maxMem := hostRunBudget()
 	// One gate for the tools' runs and the stdio upstreams' servers, which hold their share
 	// of the budget for as long as they live.
-	gated := gatedBackend{Backend: backend, gate: newRunGate(maxPids, maxMem)}
+	edir, cleanEgress, err := egressDir(o.StateDir)
+	if err != nil {
+		closeBackend()
+		return nil, err
+	}
+	closeAll := closeBackend
+	closeBackend = func() error {
+		defer cleanEgress()
+		return closeAll()
+	}
+	proxied := egressBackend{Backend: backend, dir: edir, base: cfg.Egress.resolved, log: o.Logger}
+	gated := gatedBackend{Backend: proxied, gate: newRunGate(maxPids, maxMem)}
 	pipe, err := pipeline.New(pipeline.Config{
 		Tools:      ptools,
 		Policy:     engine,

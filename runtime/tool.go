@@ -164,6 +164,7 @@ func profileOptions(p Profile, ws workspaceInfo) ([]sandbox.Option, error) {
 	if len(p.Env) > 0 {
 		opts = append(opts, sandbox.WithEnv(p.Env...))
 	}
+	opts = append(opts, sandbox.WithEgressAllow(p.Network.Allow))
 	for _, m := range p.Mounts {
 		access := sandbox.Access(m.Access)
 		if access == "" {

@@ -109,7 +109,12 @@ func (s Spec) Validate() error {
 			return bad("an egress proxy is set but the network mode is none; use WithEgress")
 		}
 	case NetworkProxy:
-		if s.Egress == nil || !path.IsAbs(s.Egress.Socket) || path.Clean(s.Egress.Socket) != s.Egress.Socket {
+		switch {
+		case s.Egress == nil:
+			return bad("network proxy needs an egress proxy; use WithEgress or WithEgressAllow")
+		case s.Egress.Socket == "" && len(s.Egress.Allow) > 0:
+			// Planned: the runtime starts the proxy and sets the socket before the run.
+		case !path.IsAbs(s.Egress.Socket) || path.Clean(s.Egress.Socket) != s.Egress.Socket:
 			return bad("network proxy needs the absolute, clean host path of the egress proxy's unix socket")
 		}
 		// The forwarder and the command reach the proxy through socket(2); the files
@@ -250,6 +255,22 @@ func WithEgress(socket string) Option {
 		s.loosen("network:proxy")
 		s.Network = NetworkProxy
 		s.Egress = &Egress{Socket: socket}
+		return nil
+	}
+}
+
+// WithEgressAllow gives the run a way out to the hosts allow names (package egress patterns),
+// through an egress proxy that Airlock's runtime starts for this run alone and stops after it
+// (the socket is set then). An empty allow changes nothing: the run keeps no network.
+// Recorded as loosened ("network:proxy").
+func WithEgressAllow(allow []string) Option {
+	return func(s *Spec) error {
+		if len(allow) == 0 {
+			return nil
+		}
+		s.loosen("network:proxy")
+		s.Network = NetworkProxy
+		s.Egress = &Egress{Allow: slices.Clone(allow)}
 		return nil
 	}
 }

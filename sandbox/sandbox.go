@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/airlock-mcp/airlock/egress"
 )
 
 // Backend runs Specs. Each Run uses a new container that no other run has seen and removes
@@ -115,8 +117,12 @@ const (
 // Egress is the host side of a NetworkProxy run.
 type Egress struct {
 	// Socket is the absolute host path of the proxy's Unix socket. The proxy creates it mode
-	// 0666: the sandbox user (65534 by default) must be able to connect.
+	// 0666: the sandbox user (65534 by default) must be able to connect. Empty in a spec
+	// whose proxy Airlock's runtime starts for Allow: it sets Socket before the backend runs.
 	Socket string
+	// Allow is the profile's allowlist (see package egress), for whoever starts the proxy;
+	// the backends do not read it.
+	Allow []string
 }
 
 // Seccomp profile names understood by package seccomp.
@@ -183,6 +189,9 @@ type Result struct {
 	// exist even when Run also returns an error (a cancellation, a failed cleanup). False
 	// when the error means the command never started.
 	Ran bool
+	// Egress lists the connections the run made through its egress proxy, allowed and
+	// refused, when Airlock's runtime ran that proxy (Egress.Allow).
+	Egress []egress.Event
 }
 
 // Truncated reports whether either stream lost bytes to its cap.

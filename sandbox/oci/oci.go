@@ -315,6 +315,9 @@ func WithEgressProxy(network sandbox.Network, egress *sandbox.Egress) SpecOpt {
 			return slices.ContainsFunc(env, func(n string) bool { return strings.HasPrefix(n, k+"=") })
 		})
 		p.Env = append(p.Env, env...)
+		if egress.Socket == "" {
+			return fmt.Errorf("%w: no egress proxy runs for this sandbox (its socket is unset); Airlock's runtime starts one for a profile's network.allow, and the run is refused without it", sandbox.ErrInvalidSpec)
+		}
 		src := path.Clean(egress.Socket)
 		if !path.IsAbs(src) {
 			return fmt.Errorf("%w: egress socket %q is not an absolute path", sandbox.ErrInvalidSpec, egress.Socket)
