@@ -3,7 +3,9 @@ package runtime
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/airlock-mcp/airlock/images"
@@ -14,7 +16,7 @@ import (
 // BuiltinNames lists the built-in tools in the order they are served.
 func BuiltinNames() []string {
 	return []string{"read_file", "list_directory", "search_files", "write_file", "run_command",
-		"git_status", "git_diff", "git_log", "run_tests"}
+		"git_status", "git_diff", "git_log", "run_tests", "http_fetch"}
 }
 
 // builtinSpec is a built-in tool before it is bound to a name, profile and workspace.
@@ -28,6 +30,9 @@ type builtinSpec struct {
 	env                []string // set whatever the profile says
 	envDefaults        []string // set where the profile's env does not
 	progress           bool
+	// network: the tool does nothing without hosts in its profile's network.allow, so a call
+	// under a profile without any is refused at stage 4, saying what to configure.
+	network bool
 
 	// result is the JSON Schema of what the tool prints as its one JSON object on stdout
 	// (the toolbox's file tools), which stage 6 decodes; empty for a tool that prints text.
@@ -120,6 +125,18 @@ func toolboxArgv(tool string, viaStdin bool) func(map[string]any) ([]string, []b
 
 func builtinSpecs() map[string]builtinSpec {
 	return map[string]builtinSpec{
+		"http_fetch": {
+			title:       "Fetch URL",
+			description: "Make one HTTP request (GET by default) to a host the operator allowed, from a sandbox whose only way out is Airlock's egress proxy, and return the status, a few headers and the body (text, at most 512 KiB). Redirects are followed up to 5 times, each through the proxy; a host that is not allowed is refused, and the result says which.",
+			schema: `{"type":"object","properties":{
+				"url":{"type":"string","minLength":1,"maxLength":8192,"description":"http:// or https:// URL."},
+				"method":{"enum":["GET","HEAD","POST","PUT","PATCH","DELETE"],"description":"Default GET."},
+				"headers":{"type":"object","maxProperties":32,"additionalProperties":{"type":"string","maxLength":8192},"description":"Request headers."},
+				"body":{"type":"string","maxLength":1048576,"description":"Request body."}},
+				"required":["url"],"additionalProperties":false}`,
+			profile: "fetch", annotations: Annotations{ReadOnly: false, Destructive: ptr(false), OpenWorld: ptr(true)}, network: true,
+			argv: toolboxArgv("http_fetch", true), render: renderToolbox(renderFetch), result: toolboxResult(fetchResult),
+		},
 		"read_file": {
 			title:       "Read file",
 			description: "Read a text file in the workspace. Paths are relative to the workspace root. Returns up to `limit` lines (default 2000) starting at line `offset` (0-based), at most 160 KiB; when more remain, the result says which offset to continue from. Binary files are reported, not returned. Links are not followed: a symlink in the path, or a file with several hard links, is refused with an error naming the path to ask for instead.",
@@ -305,6 +322,13 @@ const (
 		"truncated":{"type":"boolean","description":"More matches exist than are shown."},
 		"files_scanned":{"type":"integer"}},
 		"required":["truncated","files_scanned"],"additionalProperties":false}`
+	fetchResult = `{"type":"object","properties":{
+		"status":{"type":"integer"},"status_text":{"type":"string"},
+		"headers":{"type":"object","additionalProperties":{"type":"string"}},
+		"body":{"type":"string"},"body_bytes":{"type":"integer"},
+		"body_truncated":{"type":"boolean"},"body_binary":{"type":"boolean"},
+		"final_url":{"type":"string"},"redirects":{"type":["array","null"],"items":{"type":"string"}}},
+		"required":["status"],"additionalProperties":false}`
 	writeResult = `{"type":"object","properties":{
 		"path":{"type":"string"},"bytes":{"type":"integer"},"created":{"type":"boolean"}},
 		"required":["path","bytes","created"],"additionalProperties":false}`
@@ -335,6 +359,30 @@ func renderToolbox(view func(m map[string]any) string) func(pipeline.Output) pip
 		}
 		return pipeline.Rendered{Text: view(m)}
 	}
+}
+
+func renderFetch(m map[string]any) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP %d %s\n", num(m, "status"), str(m, "status_text"))
+	if u := str(m, "final_url"); u != "" {
+		fmt.Fprintf(&b, "URL: %s\n", u)
+	}
+	if h, ok := m["headers"].(map[string]any); ok {
+		for _, k := range slices.Sorted(maps.Keys(h)) {
+			fmt.Fprintf(&b, "%s: %v\n", k, h[k])
+		}
+	}
+	b.WriteString("\n")
+	switch bin, _ := m["body_binary"].(bool); {
+	case bin:
+		fmt.Fprintf(&b, "[binary body, %d bytes; not shown]", num(m, "body_bytes"))
+	default:
+		b.WriteString(str(m, "body"))
+	}
+	if t, _ := m["body_truncated"].(bool); t {
+		fmt.Fprintf(&b, "\n[body cut at %d bytes]", len(str(m, "body")))
+	}
+	return b.String()
 }
 
 func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }

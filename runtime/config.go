@@ -602,6 +602,11 @@ func builtinProfiles() map[string]Profile {
 		// as the workspace owner so the copy is writable, long timeout, more pids and memory.
 		"tests": mk(Profile{Image: "host", Seccomp: sandbox.SeccompDefault, Workspace: "copy", User: "workspace-owner",
 			Memory: "2Gi", CPUs: 2, Pids: 1024, Timeout: Duration(10 * time.Minute), Tmpfs: "1Gi"}),
+		// fetch: http_fetch's toolbox on busybox, no workspace; sockets allowed (seccomp
+		// default) for the egress forwarder. It reaches no host until an operator's profile
+		// of this name lists some under network.allow.
+		"fetch": mk(Profile{Image: "busybox", Seccomp: sandbox.SeccompDefault, Workspace: "none", User: "nobody",
+			Memory: "64Mi", CPUs: 0.5, Pids: 32, Timeout: Duration(60 * time.Second), Tmpfs: "8Mi"}),
 		// upstream: a stdio MCP server (upstreams: command:), long-lived: the host image for
 		// its runtime (node, python), no workspace, no network; its timeout is the longest a
 		// container may live, after which the next call starts a new one.

@@ -139,7 +139,7 @@ func (b egressBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Resu
 	cfg.Allow = spec.Egress.Allow
 	who := spec.Labels[sandbox.LabelTool]
 	if who == "" {
-		who = spec.Labels["airlock.upstream"]
+		who = spec.Labels[LabelUpstream]
 	}
 	auditID := spec.Labels[sandbox.LabelAuditID]
 	if spec.Streams != nil {

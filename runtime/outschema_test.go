@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -101,7 +104,16 @@ func TestOutputSchemas(t *testing.T) {
 			return b, b.Close, nil
 		}}
 	}
-	rt := newTestRuntimeTB(t, "tests:\n  argv: [sh, -c, 'echo ran-tests']\n", outputSchemaPolicy, nil, real)
+	// http_fetch reaches a server on 127.0.0.1 through its profile's egress proxy.
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, "fetched "+r.URL.Path)
+	}))
+	t.Cleanup(site.Close)
+	port := site.Listener.Addr().(*net.TCPAddr).Port
+	netCfg := fmt.Sprintf("profiles:\n  fetch:\n    image: busybox\n    workspace: none\n    pids: 32\n    network:\n      allow: [\"files.test:%d\"]\n"+
+		"egress:\n  allow_private: [127.0.0.1]\n  hosts: {files.test: 127.0.0.1}\n", port)
+	rt := newTestRuntimeTB(t, "tests:\n  argv: [sh, -c, 'echo ran-tests']\n"+netCfg, outputSchemaPolicy, nil, real)
 	ws := rt.cfg.Workspace
 	gitRun := func(args ...string) {
 		cmd := exec.Command("git", append([]string{"-C", ws, "-c", "user.name=T", "-c", "user.email=t@example.com"}, args...)...)
@@ -141,6 +153,8 @@ func TestOutputSchemas(t *testing.T) {
 		{"git_diff", "ok", map[string]any{}, false},
 		{"git_log", "ok", map[string]any{"max_count": 1}, false},
 		{"run_tests", "ok", map[string]any{}, false},
+		{"http_fetch", "ok", map[string]any{"url": fmt.Sprintf("http://files.test:%d/x", port)}, false},
+		{"http_fetch", "refused host", map[string]any{"url": fmt.Sprintf("http://other.test:%d/x", port)}, true},
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {
@@ -175,7 +189,8 @@ func TestOutputSchemas(t *testing.T) {
 		}
 		args := minimalArgs(tl.Name())
 		wres := callTool(t, fcs, tl.Name(), args)
-		if st, _ := wres.StructuredContent.(map[string]any); tl.Name() != "run_tests" && st["withheld"] != true {
+		// run_tests has no test command there and http_fetch no host: their plans fail.
+		if st, _ := wres.StructuredContent.(map[string]any); tl.Name() != "run_tests" && tl.Name() != "http_fetch" && st["withheld"] != true {
 			t.Errorf("%s: 2 MiB of keywords were not withheld: %.200s", tl.Name(), text(wres))
 		}
 		validateStructured(t, fschemas, tl.Name(), "withheld or redacted", wres)
@@ -201,6 +216,8 @@ func minimalArgs(tool string) map[string]any {
 		return map[string]any{"path": "a", "content": "b"}
 	case "run_command":
 		return map[string]any{"command": "true"}
+	case "http_fetch":
+		return map[string]any{"url": "http://files.test/"}
 	}
 	return map[string]any{}
 }

@@ -88,6 +88,11 @@ func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile str
 		annotations: profileHints(spec.annotations, p), profileName: profile, profile: p, ws: ws,
 		argv: spec.argv, render: spec.render, env: spec.env, envDefaults: spec.envDefaults, progress: spec.progress,
 	}
+	if spec.network && len(p.Network.Allow) == 0 {
+		t.argv = func(map[string]any) ([]string, []byte, error) {
+			return nil, nil, fmt.Errorf("its profile %s allows no host; an operator lists the hosts it may reach under profiles.%s.network.allow in the Airlock config (docs/egress.md)", profile, profile)
+		}
+	}
 	if spec.result != "" {
 		t.result = json.RawMessage(spec.result)
 	}
@@ -136,7 +141,7 @@ func (c *Config) commandTool(i int, tc ToolConfig, ws workspaceInfo) (*Tool, err
 	rw := profileWrites(p)
 	return &Tool{
 		name: tc.Name, title: tc.Title, description: tc.Description, schema: schema,
-		annotations: Annotations{ReadOnly: !rw, Destructive: ptr(rw), OpenWorld: ptr(false)},
+		annotations: Annotations{ReadOnly: !rw, Destructive: ptr(rw), OpenWorld: ptr(len(p.Network.Allow) > 0)},
 		profileName: profile, profile: p, ws: ws,
 		argv: func(args map[string]any) ([]string, []byte, error) {
 			argv, err := tmpl.expand(args)

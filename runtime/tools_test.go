@@ -279,9 +279,15 @@ func TestDefaultPolicy(t *testing.T) {
 		})
 	}
 	for _, name := range BuiltinNames() {
-		if !e.Visible(name, g) {
-			t.Errorf("built-in %s is not visible under the default policy", name)
+		// http_fetch reaches the network: the default policy does not list it, so it is
+		// hidden and denied until an operator's policy names it.
+		if want := name != "http_fetch"; e.Visible(name, g) != want {
+			t.Errorf("built-in %s: visible %v under the default policy, want %v", name, !want, want)
 		}
+	}
+	if d, res := e.Decide(policies.Request{Tool: "http_fetch", Args: map[string]any{"url": "https://example.com/"}, Grant: g, Session: "s"}); d.Verdict != policies.Deny {
+		res.Rollback()
+		t.Errorf("http_fetch under the default policy: %s, want deny", d.Verdict)
 	}
 }
 

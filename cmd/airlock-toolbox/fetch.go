@@ -105,6 +105,10 @@ func httpFetch(a fetchArgs, client *http.Client) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the response body: %v", err)
 	}
+	if refused := resp.Header.Get("X-Airlock-Egress"); refused != "" && resp.StatusCode == http.StatusForbidden {
+		// Airlock's egress proxy answered, not the destination: the request never left.
+		return nil, fmt.Errorf("%s %s: refused by Airlock's egress proxy: %s", method, resp.Request.URL.Redacted(), strings.TrimSpace(string(data)))
+	}
 	res := fetchResult{Status: resp.StatusCode, StatusText: http.StatusText(resp.StatusCode), Headers: map[string]string{},
 		FinalURL: resp.Request.URL.String(), Redirects: redirects, BodyBytes: int64(len(data))}
 	if res.Redirects == nil {
