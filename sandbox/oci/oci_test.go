@@ -301,6 +301,7 @@ func TestWithEgressProxy(t *testing.T) {
 		"proxy without egress": WithEgressProxy(sandbox.NetworkProxy, nil),
 		"egress with none":     WithEgressProxy(sandbox.NetworkNone, &sandbox.Egress{Socket: "/s"}),
 		"relative socket":      WithEgressProxy(sandbox.NetworkProxy, &sandbox.Egress{Socket: "s"}),
+		"planned, no proxy":    WithEgressProxy(sandbox.NetworkProxy, &sandbox.Egress{Allow: []string{"a.example"}}),
 		"not after WithInit":   WithEgressProxy(sandbox.NetworkProxy, &sandbox.Egress{Socket: "/s"}),
 	} {
 		opts := []SpecOpt{WithProcess(none)}

@@ -1,0 +1,145 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/airlock-mcp/airlock/egress"
+	"github.com/airlock-mcp/airlock/sandbox"
+)
+
+// proxyGet sends one plain-HTTP proxy request for url over the Unix socket at sock, as the
+// in-sandbox forwarder would pass it on, and returns the status line.
+func proxyGet(sock, url string) (string, error) {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	host := strings.TrimPrefix(url, "http://")
+	host, _, _ = strings.Cut(host, "/")
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", url, host)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	_, _ = io.Copy(io.Discard, c)
+	return strings.TrimSpace(line), err
+}
+
+// Each run whose spec carries an allowlist gets a proxy of its own on a fresh socket, reachable
+// while the run lasts and gone after it; its connections come back in Result.Egress.
+func TestEgressBackendProxyPerRun(t *testing.T) {
+	var hits int
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		fmt.Fprint(w, "hello")
+	}))
+	defer site.Close()
+	port := site.Listener.Addr().(*net.TCPAddr).Port
+	allowed := fmt.Sprintf("http://files.test:%d/x", port)
+	refused := fmt.Sprintf("http://other.test:%d/x", port)
+
+	var sock string
+	var statuses []string
+	fb := &fakeBackend{respond: func(ctx context.Context, s sandbox.Spec) (sandbox.Result, error) {
+		sock = s.Egress.Socket
+		for _, u := range []string{allowed, refused} {
+			st, err := proxyGet(sock, u)
+			if err != nil {
+				return sandbox.Result{}, err
+			}
+			statuses = append(statuses, st)
+		}
+		return sandbox.Result{}, nil
+	}}
+	lo := netip.MustParseAddr("127.0.0.1")
+	b := egressBackend{Backend: fb, dir: t.TempDir(), log: zerolog.Nop(), base: egress.Config{
+		AllowPrivate: []netip.Prefix{netip.PrefixFrom(lo, 32)},
+		Hosts:        map[string][]netip.Addr{"files.test": {lo}, "other.test": {lo}},
+	}}
+	spec, err := sandbox.New(sandbox.WithImage("busybox"), sandbox.WithArgv("true"), sandbox.WithPids(32),
+		sandbox.WithEgressAllow([]string{fmt.Sprintf("files.test:%d", port)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Egress.Socket != "" {
+		t.Fatalf("a planned spec already has a socket: %q", spec.Egress.Socket)
+	}
+	res, err := b.Run(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(statuses) != 2 || !strings.Contains(statuses[0], " 200 ") || !strings.Contains(statuses[1], " 403 ") {
+		t.Errorf("statuses through the run's proxy: %q, want 200 then 403", statuses)
+	}
+	if hits != 1 {
+		t.Errorf("the site saw %d requests, want 1 (the refused one must not arrive)", hits)
+	}
+	if len(res.Egress) != 2 || !res.Egress[0].Allowed || res.Egress[1].Allowed || res.Egress[1].Code != "not_allowed" ||
+		res.Egress[0].BytesReceived == 0 {
+		t.Errorf("events: %+v", res.Egress)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the proxy's socket %s outlived its run: %v", sock, err)
+	}
+	if _, err := proxyGet(sock, allowed); err == nil {
+		t.Error("the proxy still answers after its run")
+	}
+
+	// A spec without an allowlist passes through untouched, with no proxy.
+	fb.respond = nil
+	plain, _ := sandbox.New(sandbox.WithImage("busybox"), sandbox.WithArgv("true"))
+	if res, err := b.Run(context.Background(), plain); err != nil || res.Egress != nil {
+		t.Errorf("a run without network: %v, events %v", err, res.Egress)
+	}
+	if got := fb.runs(); got[len(got)-1].Egress != nil || got[len(got)-1].Network != sandbox.NetworkNone {
+		t.Errorf("a run without network reached the backend with %v %+v", got[len(got)-1].Network, got[len(got)-1].Egress)
+	}
+}
+
+// An allowlist makes a planned proxy spec (whose socket the runtime sets: the backends refuse
+// one without, TestWithEgressProxy); an empty one leaves the network none.
+func TestEgressAllowPlansProxy(t *testing.T) {
+	spec, err := sandbox.New(sandbox.WithImage("busybox"), sandbox.WithArgv("true"), sandbox.WithPids(32),
+		sandbox.WithEgressAllow([]string{"files.test"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Network != sandbox.NetworkProxy || !strings.Contains(strings.Join(spec.Loosened, ","), "network:proxy") {
+		t.Errorf("network %q, loosened %v", spec.Network, spec.Loosened)
+	}
+	empty, err := sandbox.New(sandbox.WithImage("busybox"), sandbox.WithArgv("true"), sandbox.WithEgressAllow(nil))
+	if err != nil || empty.Network != sandbox.NetworkNone || empty.Egress != nil {
+		t.Errorf("an empty allowlist: %v, network %q, egress %+v", err, empty.Network, empty.Egress)
+	}
+}
+
+// A socket path too long for sun_path moves to a private temporary directory.
+func TestEgressDirShortPaths(t *testing.T) {
+	dir, cleanup, err := egressDir("/var/lib/airlock")
+	if err != nil || dir != "/var/lib/airlock/egress" {
+		t.Errorf("short state dir: %q %v", dir, err)
+	}
+	cleanup()
+	long := "/tmp/" + strings.Repeat("a", 120)
+	dir, cleanup, err = egressDir(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	if strings.HasPrefix(dir, long) || len(dir)+len("/0123456789abcdef.sock") >= 108 {
+		t.Errorf("long state dir: sockets go to %q", dir)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory %s: %v %v", dir, fi.Mode(), err)
+	}
+}
