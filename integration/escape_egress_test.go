@@ -21,12 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
-	"github.com/airlock-mcp/airlock/sandbox/backends"
 )
 
 // egressServer is the stand-in proxy: on each connection it reads one line; for an HTTP
@@ -116,43 +113,27 @@ func TestEgressSandbox(t *testing.T) {
 		testenv.Unavailable(t, "image busybox predates network proxy (no %s mount point; run `airlock images build busybox`): %v", sandbox.EgressSocketTarget, err)
 	}
 	probeDir := escBuildProbe(t)
-	reg := backends.Default()
-	for _, name := range reg.Names() {
-		t.Run(name, func(t *testing.T) {
-			o := sandbox.OpenOptions{
-				StateDir:     testenv.StateDir(),
-				RunDir:       t.TempDir(),
-				CgroupParent: fmt.Sprintf("airlock-test-%d-egress-%s", os.Getpid(), name),
-				Logger:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-			}
-			b, closeBackend, err := reg.Open(ctx, name, o)
-			if err != nil {
-				testenv.Unavailable(t, "backend %s: %v", name, err)
-			}
-			s := &escapeSuite{
-				name: name, backend: b, host: escapeHostFor(t, name, runcBin, o), runc: runcBin,
-				cgroupParent: o.CgroupParent, marker: "egress-" + escRandomToken(t), images: store, busybox: bb, probeDir: probeDir,
-			}
-			t.Cleanup(func() {
-				if err := closeBackend(); err != nil {
-					t.Errorf("closing the backend: %v", err)
-				}
-				s.checkNoLeftovers(t)
-			})
-			par := func(f func(*testing.T, *escapeSuite)) func(*testing.T) {
-				return func(t *testing.T) { t.Parallel(); f(t, s) }
-			}
-			t.Run("ReachesHostSocketOnly", par(testEgressReachesSocket))
-			t.Run("ManyConnectionsAtOnce", par(testEgressManyConnections))
-			t.Run("NoOtherRoute", par(testEgressNoOtherRoute))
-			t.Run("NoDNS", par(testEgressNoDNS))
-			t.Run("OnlyLoopback", par(testEgressOnlyLoopback))
-			t.Run("ProxyEnvironment", par(testEgressEnvironment))
-			t.Run("NoneModeUnchanged", par(testEgressNoneUnchanged))
-			t.Run("ForwarderDiesWithContainer", par(testEgressForwarderDies))
-			t.Run("TimeoutKillsForwarder", par(testEgressTimeout))
+	forEachBackend(t, "egress", func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions) {
+		s := &escapeSuite{
+			name: name, backend: b, host: escapeHostFor(t, name, runcBin, o), runc: runcBin,
+			cgroupParent: o.CgroupParent, marker: "egress-" + escRandomToken(t), images: store, busybox: bb, probeDir: probeDir,
+		}
+		t.Cleanup(func() {
+			s.checkNoLeftovers(t)
 		})
-	}
+		par := func(f func(*testing.T, *escapeSuite)) func(*testing.T) {
+			return func(t *testing.T) { t.Parallel(); f(t, s) }
+		}
+		t.Run("ReachesHostSocketOnly", par(testEgressReachesSocket))
+		t.Run("ManyConnectionsAtOnce", par(testEgressManyConnections))
+		t.Run("NoOtherRoute", par(testEgressNoOtherRoute))
+		t.Run("NoDNS", par(testEgressNoDNS))
+		t.Run("OnlyLoopback", par(testEgressOnlyLoopback))
+		t.Run("ProxyEnvironment", par(testEgressEnvironment))
+		t.Run("NoneModeUnchanged", par(testEgressNoneUnchanged))
+		t.Run("ForwarderDiesWithContainer", par(testEgressForwarderDies))
+		t.Run("TimeoutKillsForwarder", par(testEgressTimeout))
+	})
 }
 
 // proxyRun runs argv with network proxy through server e, the probe in /workspace.

@@ -5,6 +5,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,6 +25,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/airlock-mcp/airlock/internal/testenv"
+	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/backends"
+	"github.com/rs/zerolog"
 )
 
 // escCgroupDirs lists the per-controller directories of cgroup path rel (v1 hybrid and v2).
@@ -291,4 +297,36 @@ func escTCPListener(t *testing.T) (targets []string, stop func() []string) {
 	}
 	t.Cleanup(func() { stop() })
 	return targets, stop
+}
+
+// forEachBackend runs fn as a subtest per registered backend (runc, docker, containerd), each
+// with the backend opened on a run directory and cgroup parent of its own (named after label)
+// and closed, its error reported, once the subtest and all its parallel cases are done, before
+// the cleanups fn registered. A
+// backend that cannot open here is unavailable: a skip, or a failure under
+// AIRLOCK_REQUIRE_SANDBOX.
+func forEachBackend(t *testing.T, label string, fn func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions)) {
+	reg := backends.Default()
+	for _, name := range reg.Names() {
+		t.Run(name, func(t *testing.T) {
+			o := sandbox.OpenOptions{
+				StateDir:     testenv.StateDir(),
+				RunDir:       t.TempDir(),
+				CgroupParent: fmt.Sprintf("airlock-%s-%d-%s", label, os.Getpid(), name),
+				Logger:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+			}
+			b, closeBackend, err := reg.Open(context.Background(), name, o)
+			if err != nil {
+				testenv.Unavailable(t, "backend %s: %v", name, err)
+			}
+			// Registered after fn's own cleanups, so it runs before them: the suite's
+			// leftover checks see the backend closed.
+			defer t.Cleanup(func() {
+				if err := closeBackend(); err != nil {
+					t.Errorf("closing the backend: %v", err)
+				}
+			})
+			fn(t, name, b, o)
+		})
+	}
 }

@@ -18,12 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
-	"github.com/airlock-mcp/airlock/sandbox/backends"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
@@ -113,44 +110,28 @@ func TestEscape(t *testing.T) {
 	// into a container, the canary would show up there.
 	t.Setenv(escapeCanaryEnv, canary)
 	probeDir := escBuildProbe(t)
-	reg := backends.Default()
-	for _, name := range reg.Names() {
-		t.Run(name, func(t *testing.T) {
-			o := sandbox.OpenOptions{
-				StateDir:     testenv.StateDir(),
-				RunDir:       t.TempDir(),
-				CgroupParent: fmt.Sprintf("airlock-test-%d-%s", os.Getpid(), name),
-				Logger:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-			}
-			b, closeBackend, err := reg.Open(ctx, name, o)
-			if err != nil {
-				testenv.Unavailable(t, "backend %s: %v", name, err)
-			}
-			s := &escapeSuite{
-				name:         name,
-				backend:      b,
-				host:         escapeHostFor(t, name, runcBin, o),
-				runc:         runcBin,
-				cgroupParent: o.CgroupParent,
-				marker:       "escape-" + escRandomToken(t),
-				canary:       canary,
-				images:       store,
-				busybox:      bb,
-				probeDir:     probeDir,
-				binOnce:      &sync.Once{},
-				bin:          new(string),
-			}
-			// Registered before the cases run; runs after every parallel case has finished.
-			t.Cleanup(func() {
-				if err := closeBackend(); err != nil {
-					t.Errorf("closing the backend: %v", err)
-				}
-				s.checkNoLeftovers(t)
-			})
-			s.runCases(t)
-			s.runLongLivedCases(t)
+	forEachBackend(t, "escape", func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions) {
+		s := &escapeSuite{
+			name:         name,
+			backend:      b,
+			host:         escapeHostFor(t, name, runcBin, o),
+			runc:         runcBin,
+			cgroupParent: o.CgroupParent,
+			marker:       "escape-" + escRandomToken(t),
+			canary:       canary,
+			images:       store,
+			busybox:      bb,
+			probeDir:     probeDir,
+			binOnce:      &sync.Once{},
+			bin:          new(string),
+		}
+		// Registered before the cases run; runs after every parallel case has finished.
+		t.Cleanup(func() {
+			s.checkNoLeftovers(t)
 		})
-	}
+		s.runCases(t)
+		s.runLongLivedCases(t)
+	})
 }
 
 func (s *escapeSuite) runCases(t *testing.T) {

@@ -10,19 +10,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
-	"github.com/airlock-mcp/airlock/sandbox/backends"
 )
 
 // processWait bounds every wait of these tests for a stream or an exit: a long-lived run
@@ -52,47 +48,31 @@ func TestProcess(t *testing.T) {
 	if _, err := store.Resolve(ctx, "busybox"); err != nil {
 		testenv.Unavailable(t, "image busybox (run `make images`): %v", err)
 	}
-	reg := backends.Default()
-	for _, name := range reg.Names() {
-		t.Run(name, func(t *testing.T) {
-			o := sandbox.OpenOptions{
-				StateDir:     testenv.StateDir(),
-				RunDir:       t.TempDir(),
-				CgroupParent: fmt.Sprintf("airlock-proc-%d-%s", os.Getpid(), name),
-				Logger:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	forEachBackend(t, "proc", func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions) {
+		s := &processSuite{name: name, backend: b, host: escapeHostFor(t, name, runcBin, o),
+			marker: "process-" + escRandomToken(t)}
+		t.Cleanup(func() {
+			for _, l := range s.host.leftovers(t) {
+				t.Errorf("left behind by the %s backend: %s", name, l)
 			}
-			b, closeBackend, err := reg.Open(ctx, name, o)
-			if err != nil {
-				testenv.Unavailable(t, "backend %s: %v", name, err)
+			if left := escProcessesWith(s.marker); len(left) > 0 {
+				t.Errorf("processes of the suite still running: %v", left)
 			}
-			s := &processSuite{name: name, backend: b, host: escapeHostFor(t, name, runcBin, o),
-				marker: "process-" + escRandomToken(t)}
-			t.Cleanup(func() {
-				if err := closeBackend(); err != nil {
-					t.Errorf("closing the backend: %v", err)
-				}
-				for _, l := range s.host.leftovers(t) {
-					t.Errorf("left behind by the %s backend: %s", name, l)
-				}
-				if left := escProcessesWith(s.marker); len(left) > 0 {
-					t.Errorf("processes of the suite still running: %v", left)
-				}
-				s.logLatencies(t)
-			})
-			par := func(f func(*testing.T, *processSuite)) func(*testing.T) {
-				return func(t *testing.T) { t.Parallel(); f(t, s) }
-			}
-			t.Run("Echo", par(testProcessEcho))
-			t.Run("StdinEOFEndsIt", par(testProcessStdinEOF))
-			t.Run("StopClosesStdinFirst", par(testProcessStopGraceful))
-			t.Run("StopKillsAfterGrace", par(testProcessStopKills))
-			t.Run("KillIsImmediate", par(testProcessKill))
-			t.Run("Crash", par(testProcessCrash))
-			t.Run("TimeoutBoundsIt", par(testProcessTimeout))
-			t.Run("StderrIsLive", par(testProcessStderr))
-			t.Run("RefusedSpecEnds", par(testProcessRefused))
+			s.logLatencies(t)
 		})
-	}
+		par := func(f func(*testing.T, *processSuite)) func(*testing.T) {
+			return func(t *testing.T) { t.Parallel(); f(t, s) }
+		}
+		t.Run("Echo", par(testProcessEcho))
+		t.Run("StdinEOFEndsIt", par(testProcessStdinEOF))
+		t.Run("StopClosesStdinFirst", par(testProcessStopGraceful))
+		t.Run("StopKillsAfterGrace", par(testProcessStopKills))
+		t.Run("KillIsImmediate", par(testProcessKill))
+		t.Run("Crash", par(testProcessCrash))
+		t.Run("TimeoutBoundsIt", par(testProcessTimeout))
+		t.Run("StderrIsLive", par(testProcessStderr))
+		t.Run("RefusedSpecEnds", par(testProcessRefused))
+	})
 }
 
 // start starts a process of the suite's backend with the case's marker; stderr, when nil,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/airlock-mcp/airlock/internal/lines"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/sys/unix"
@@ -51,7 +52,7 @@ func (t *StdioTransport) Connect(ctx context.Context) (mcp.Connection, error) {
 	f := &cancelFilter{cancelled: map[jsonrpc.ID]bool{}}
 	w := &stdoutFilter{w: out, f: f, wakeR: p[0], wakeW: p[1], watched: make(chan struct{})}
 	go w.watch(int(out.Fd()), in)
-	return (&mcp.IOTransport{Reader: &stdinTap{r: in, f: f}, Writer: w}).Connect(ctx)
+	return (&mcp.IOTransport{Reader: newStdinTap(in, f), Writer: w}).Connect(ctx)
 }
 
 // pollable returns f as a file the Go runtime polls, so that closing it ends a Read blocked
@@ -118,34 +119,20 @@ func (f *cancelFilter) empty() bool {
 // cancels. It sees every byte before the SDK does, so a cancellation is noted before the
 // SDK cancels the handler whose response it concerns.
 type stdinTap struct {
-	r    io.ReadCloser
-	f    *cancelFilter
-	line []byte
-	long bool // the current line is longer than maxTapLine: not a cancellation
+	r     io.ReadCloser
+	f     *cancelFilter
+	lines *lines.Splitter // lines longer than maxTapLine are not cancellations
+}
+
+func newStdinTap(r io.ReadCloser, f *cancelFilter) *stdinTap {
+	t := &stdinTap{r: r, f: f}
+	t.lines = &lines.Splitter{Max: maxTapLine, Line: t.inspect}
+	return t
 }
 
 func (t *stdinTap) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
-	for rest := p[:n]; len(rest) > 0; {
-		i := bytes.IndexByte(rest, '\n')
-		chunk := rest
-		if i >= 0 {
-			chunk = rest[:i]
-		}
-		if !t.long && len(t.line)+len(chunk) <= maxTapLine {
-			t.line = append(t.line, chunk...)
-		} else {
-			t.long, t.line = true, t.line[:0]
-		}
-		if i < 0 {
-			break
-		}
-		if !t.long {
-			t.inspect(t.line)
-		}
-		t.line, t.long = t.line[:0], false
-		rest = rest[i+1:]
-	}
+	t.lines.Feed(p[:n])
 	return n, err
 }
 

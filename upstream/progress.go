@@ -7,6 +7,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/airlock-mcp/airlock/internal/lines"
 )
 
 // Progress ordering. The SDK hands a call's response to the caller as soon as it is read, but
@@ -82,39 +84,19 @@ func (r *progressRoute) settle(ctx context.Context) {
 type progressWatch struct {
 	next  io.Reader
 	route func(token string) *progressRoute
-	line  []byte // the current line so far
-	skip  bool   // the current line is longer than maxWatchedLine
+	lines *lines.Splitter // a line longer than maxWatchedLine is not a notification
+}
+
+func newProgressWatch(next io.Reader, route func(string) *progressRoute) *progressWatch {
+	w := &progressWatch{next: next, route: route}
+	w.lines = &lines.Splitter{Max: maxWatchedLine, Line: w.inspect}
+	return w
 }
 
 func (w *progressWatch) Read(p []byte) (int, error) {
 	n, err := w.next.Read(p)
-	w.scan(p[:n])
+	w.lines.Feed(p[:n])
 	return n, err
-}
-
-func (w *progressWatch) scan(b []byte) {
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		chunk := b
-		if i >= 0 {
-			chunk = b[:i]
-		}
-		if !w.skip {
-			if len(w.line)+len(chunk) > maxWatchedLine {
-				w.skip, w.line = true, w.line[:0]
-			} else {
-				w.line = append(w.line, chunk...)
-			}
-		}
-		if i < 0 {
-			return
-		}
-		if !w.skip {
-			w.inspect(w.line)
-		}
-		w.line, w.skip = w.line[:0], false
-		b = b[i+1:]
-	}
 }
 
 // inspect counts line if it is a progress notification for a call Airlock routes.

@@ -25,7 +25,7 @@ func TestProgressWatchCounts(t *testing.T) {
 	for _, size := range []int{1, 7, 4096, len(stream)} {
 		r := routes["airlock-a"]
 		r.pending = 0
-		w := &progressWatch{next: &chunked{s: stream, n: size}, route: func(tok string) *progressRoute { return routes[tok] }}
+		w := newProgressWatch(&chunked{s: stream, n: size}, func(tok string) *progressRoute { return routes[tok] })
 		if _, err := io.Copy(io.Discard, w); err != nil {
 			t.Fatal(err)
 		}

@@ -153,12 +153,12 @@ func (r *Server) newClient(eliciting bool) *mcp.Client {
 // watch returns rd read through a progressWatch that counts this upstream's progress
 // notifications for the calls that wait for them.
 func (r *Server) watch(rd io.Reader) io.Reader {
-	return &progressWatch{next: rd, route: func(tok string) *progressRoute {
+	return newProgressWatch(rd, func(tok string) *progressRoute {
 		if v, ok := r.progress.Load(tok); ok {
 			return v.(*progressRoute)
 		}
 		return nil
-	}}
+	})
 }
 
 // Name is the upstream's configured name.
