@@ -24,7 +24,10 @@ import "encoding/json"
 //
 // The keywords used read the same in JSON Schema draft 2020-12 (MCP's default) and draft-07
 // (what the TypeScript SDK's validator assumes), so the schema names no $schema.
-func OutputSchema(result json.RawMessage) json.RawMessage {
+//
+// fields are the schemas of the extra structuredContent fields a tool's rendering adds
+// (Rendered.Fields) to a result whose command ran, by name; each is optional.
+func OutputSchema(result json.RawMessage, fields map[string]json.RawMessage) json.RawMessage {
 	str := map[string]any{"type": "string"}
 	integer := map[string]any{"type": "integer"}
 	standard := func() map[string]any {
@@ -56,6 +59,9 @@ func OutputSchema(result json.RawMessage) json.RawMessage {
 
 	text := standard()
 	text["stdout"] = map[string]any{"type": "string", "description": "Standard output, sanitised."}
+	for k, v := range fields {
+		text[k] = v
+	}
 	shapes := []any{object(text, ranRequired...)}
 	if result != nil {
 		decoded := standard()

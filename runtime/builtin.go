@@ -34,6 +34,9 @@ type builtinSpec struct {
 	// under a profile without any is refused at stage 4, saying what to configure.
 	network bool
 
+	// fields are the JSON Schemas of the structuredContent fields render adds.
+	fields map[string]json.RawMessage
+
 	// result is the JSON Schema of what the tool prints as its one JSON object on stdout
 	// (the toolbox's file tools), which stage 6 decodes; empty for a tool that prints text.
 	result string
@@ -268,9 +271,10 @@ func builtinSpecs() map[string]builtinSpec {
 		},
 		"run_tests": {
 			title:       "Run tests",
-			description: "Run the project's configured test command on a throwaway copy-on-write copy of the workspace (tests may write files; the workspace is not changed), with no network and a long time limit. Reports progress while it runs and returns the test output and exit code.",
+			description: "Run the project's configured test command on a throwaway copy-on-write copy of the workspace (tests may write files; the workspace is not changed), with no network and a long time limit. Reports progress while it runs. When the output is a test report Airlock reads (go test -json, JUnit XML, TAP, pytest, jest), returns a summary: passed, failed and skipped counts and each failure's name, file, line and message (also in structuredContent.tests); otherwise the test output and exit code.",
 			schema:      `{"type":"object","properties":{},"additionalProperties":false}`,
 			profile:     "tests", annotations: readOnlyHints, progress: true,
+			render: renderTests, fields: map[string]json.RawMessage{"tests": json.RawMessage(testsField)},
 			envDefaults: append([]string{"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 				"GOCACHE=/tmp/go-cache", "GOPATH=/tmp/go", "GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local",
 				"CI=1", "npm_config_cache=/tmp/npm-cache"}, gitSafeWorkspace...),

@@ -87,6 +87,7 @@ func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile str
 		name: name, title: spec.title, description: spec.description, schema: json.RawMessage(spec.schema),
 		annotations: profileHints(spec.annotations, p), profileName: profile, profile: p, ws: ws,
 		argv: spec.argv, render: spec.render, env: spec.env, envDefaults: spec.envDefaults, progress: spec.progress,
+		fields: spec.fields,
 	}
 	if spec.network && len(p.Network.Allow) == 0 {
 		t.argv = func(map[string]any) ([]string, []byte, error) {
@@ -199,11 +200,16 @@ func detectTestCommand(dir string) []string {
 	}
 	switch {
 	case exists("go.mod"):
-		return []string{"go", "test", "./..."}
+		// -json: each test's outcome and output, which run_tests summarises.
+		return []string{"go", "test", "-json", "./..."}
 	case exists("package.json"):
 		return []string{"npm", "test"}
 	case exists("Cargo.toml"):
 		return []string{"cargo", "test", "--offline"}
+	case exists("pyproject.toml"), exists("setup.py"), exists("setup.cfg"), exists("pytest.ini"), exists("tox.ini"):
+		// -rA: a summary line per test, which run_tests reads; -p no:cacheprovider: the
+		// workspace copy is thrown away, a cache in it would only cost time.
+		return []string{"python3", "-m", "pytest", "-rA", "-p", "no:cacheprovider"}
 	case exists("Makefile"):
 		return []string{"make", "test"}
 	}

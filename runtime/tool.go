@@ -29,6 +29,8 @@ type Tool struct {
 	render func(out pipeline.Output) pipeline.Rendered
 	// result is the schema of the JSON object the tool prints on stdout; nil for text output.
 	result json.RawMessage
+	// fields are the schemas of the structuredContent fields render adds (Rendered.Fields).
+	fields map[string]json.RawMessage
 	// env is added on top of the profile's env (hardening no profile may undo).
 	env []string
 	// envDefaults fills only the keys that neither the profile's env nor env sets: the
@@ -60,7 +62,7 @@ func (t *Tool) InputSchema() json.RawMessage { return t.schema }
 
 // OutputSchema is the JSON Schema of the tool's structuredContent, every shape a call can
 // return included (see pipeline.OutputSchema).
-func (t *Tool) OutputSchema() json.RawMessage { return pipeline.OutputSchema(t.result) }
+func (t *Tool) OutputSchema() json.RawMessage { return pipeline.OutputSchema(t.result, t.fields) }
 
 // StdoutIsJSON says the tool prints one JSON object, which stage 6 decodes before sanitising
 // (pipeline.JSONOutput).

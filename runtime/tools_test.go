@@ -124,7 +124,7 @@ func TestBuiltinPlans(t *testing.T) {
 		{tool: "git_log", args: `{"max_count":5}`, image: "host", seccomp: "default",
 			argv: []string{"/bin/sh", "-c", gitFilterGuard, "airlock-git", "git"}, argvTail: []string{"-n", "5", "--"}, mounts: workspace(sandbox.ReadOnly)},
 		{tool: "run_tests", args: `{}`, image: "host", seccomp: "default",
-			argv: []string{"go", "test", "./..."}, mounts: workspace(sandbox.CopyOnWrite), root: true},
+			argv: []string{"go", "test", "-json", "./..."}, mounts: workspace(sandbox.CopyOnWrite), root: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.tool, func(t *testing.T) {
