@@ -54,6 +54,8 @@ type Config struct {
 	// File is where the config came from ("" for the built-in default); errors name it.
 	File string `yaml:"-"`
 	root *yaml.Node
+	// stateDir is Options.StateDir, once Resolve ran ("" before: no test caches).
+	stateDir string
 }
 
 // ResultsConfig configures what a tool result carries.
@@ -187,6 +189,13 @@ type TestsConfig struct {
 	// package.json → npm test, Cargo.toml → cargo test --offline, Makefile → make test).
 	Argv    []string `yaml:"argv"`
 	Profile string   `yaml:"profile"` // default "tests"
+	// Cache keeps the toolchains' caches (Go build and modules, npm, pip) between runs, per
+	// workspace, under $AIRLOCK_STATE_DIR/cache (package testcache); default true.
+	Cache *bool `yaml:"cache"`
+	// CacheSize is a workspace's cache size past which it is cleared; default 2Gi.
+	CacheSize string `yaml:"cache_size"`
+
+	cacheMax int64
 }
 
 // Duration is a time.Duration written as "30s" or "10m" in YAML.
@@ -422,6 +431,13 @@ func (c *Config) validate() error {
 	}
 	if err := c.validateUpstreams(); err != nil {
 		return err
+	}
+	if s := c.Tests.CacheSize; s != "" {
+		n, err := sandbox.ParseBytes(s)
+		if err != nil || n < 1<<20 {
+			return c.errAt(fmt.Sprintf("cache_size %q: want a size of at least 1Mi, such as 2Gi", s), "tests", "cache_size")
+		}
+		c.Tests.cacheMax = n
 	}
 	if c.Tests.Profile != "" {
 		if _, ok := c.profile(c.Tests.Profile); !ok {

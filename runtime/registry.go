@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/testcache"
 )
 
 // BuildTools makes the tools cfg serves for its (resolved) workspace, in a stable order:
@@ -99,6 +100,9 @@ func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile str
 	}
 	if builtin == "write_file" {
 		t.argv = guardOwnFiles(spec.argv, ws.dir, c.ownFiles())
+	}
+	if builtin == "run_tests" && c.stateDir != "" && (c.Tests.Cache == nil || *c.Tests.Cache) {
+		t.cache = testcache.New(c.stateDir, ws.dir, c.Tests.cacheMax)
 	}
 	if builtin == "run_tests" {
 		argv := c.Tests.Argv

@@ -81,6 +81,7 @@ func (c *Config) Resolve(o Overrides) error {
 	if o.Backend != "" {
 		c.Backend = o.Backend
 	}
+	c.stateDir = o.StateDir
 	if c.Backend == "" {
 		c.Backend = "runc"
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/pipeline"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/testcache"
 )
 
 // Tool is one tool Airlock serves. It implements pipeline.Tool: it only turns validated
@@ -31,6 +32,9 @@ type Tool struct {
 	result json.RawMessage
 	// fields are the schemas of the structuredContent fields render adds (Rendered.Fields).
 	fields map[string]json.RawMessage
+	// cache, when not nil, is mounted read-write at testcache.Target and named by the
+	// toolchains' cache variables (run_tests).
+	cache *testcache.Cache
 	// env is added on top of the profile's env (hardening no profile may undo).
 	env []string
 	// envDefaults fills only the keys that neither the profile's env nor env sets: the
@@ -96,7 +100,20 @@ func (t *Tool) Plan(ctx context.Context, args map[string]any) ([]sandbox.Option,
 	if len(t.env) > 0 {
 		opts = append(opts, sandbox.WithEnv(t.env...))
 	}
-	if env := unsetEnv(t.envDefaults, t.profile.Env, t.env); len(env) > 0 {
+	defaults := t.envDefaults
+	if t.cache != nil {
+		uid, gid := 65534, 65534
+		if t.profile.User == "workspace-owner" {
+			uid, gid = int(t.ws.uid), int(t.ws.gid)
+		}
+		// A cache that cannot be prepared costs time, not correctness: the run goes on
+		// without it, cold.
+		if dir, err := t.cache.Prepare(uid, gid); err == nil {
+			opts = append(opts, sandbox.WithMount(sandbox.Mount{Source: dir, Target: testcache.Target, Access: sandbox.ReadWrite}))
+			defaults = append(testcache.Env(), unsetEnv(defaults, testcache.Env())...)
+		}
+	}
+	if env := unsetEnv(defaults, t.profile.Env, t.env); len(env) > 0 {
 		opts = append(opts, sandbox.WithEnv(env...))
 	}
 	opts = append(opts, sandbox.WithArgv(argv...), sandbox.WithLabel("airlock.tool", t.name))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/testcache"
 )
 
 // planEnv builds the spec a tool's call would run and returns its environment.
@@ -96,12 +97,23 @@ tests:
 			}
 		}
 	}
-	// Without a profile env, the defaults are all there.
+	// Without a profile env, the defaults are all there: the test cache's (tests.cache is on
+	// by default), or without it the sandbox's own /tmp.
 	plain := toolsOf(t, "tests:\n  argv: [go, test, ./...]\n")
 	env := planEnv(t, plain["run_tests"], nil)
-	for _, w := range []string{"GOCACHE=/tmp/go-cache", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local"} {
+	for _, w := range append(testcache.Env(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local") {
 		if !slices.Contains(env, w) {
 			t.Errorf("run_tests default env lacks %s: %v", w, env)
+		}
+	}
+	if slices.Contains(env, "GOCACHE=/tmp/go-cache") {
+		t.Errorf("run_tests env names two build caches: %v", env)
+	}
+	uncached := toolsOf(t, "tests:\n  argv: [go, test, ./...]\n  cache: false\n")
+	env = planEnv(t, uncached["run_tests"], nil)
+	for _, w := range []string{"GOCACHE=/tmp/go-cache", "GOFLAGS=-mod=mod", "npm_config_cache=/tmp/npm-cache"} {
+		if !slices.Contains(env, w) {
+			t.Errorf("run_tests without a cache: env lacks %s: %v", w, env)
 		}
 	}
 	env = planEnv(t, plain["run_command"], map[string]any{"command": "git status"})

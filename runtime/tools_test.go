@@ -12,6 +12,7 @@ import (
 	"github.com/airlock-mcp/airlock/pipeline"
 	"github.com/airlock-mcp/airlock/policies"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/testcache"
 )
 
 func TestArgvTemplate(t *testing.T) {
@@ -150,6 +151,14 @@ func TestBuiltinPlans(t *testing.T) {
 			}
 			if len(spec.Argv) < len(tc.argvTail) || !slices.Equal(spec.Argv[len(spec.Argv)-len(tc.argvTail):], tc.argvTail) {
 				t.Errorf("argv = %q, want suffix %q", spec.Argv, tc.argvTail)
+			}
+			if tc.tool == "run_tests" {
+				// The workspace's test cache, read-write, after the workspace.
+				last := spec.Mounts[len(spec.Mounts)-1]
+				if last.Target != testcache.Target || last.Access != sandbox.ReadWrite || !strings.Contains(last.Source, "/cache/") {
+					t.Errorf("run_tests' last mount %+v is not its test cache", last)
+				}
+				spec.Mounts = spec.Mounts[:len(spec.Mounts)-1]
 			}
 			if !slices.Equal(spec.Mounts, tc.mounts) {
 				t.Errorf("mounts = %+v, want %+v", spec.Mounts, tc.mounts)

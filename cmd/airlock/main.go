@@ -25,6 +25,7 @@ func commands() map[string]command {
 		"audit":     {"verify and read the audit log", cmdAudit},
 		"pins":      {"review and approve upstream tools' pins", cmdPins},
 		"upstreams": {"list and check upstream MCP servers", cmdUpstreams},
+		"cache":     {"list and clear run_tests' caches", cmdCache},
 		"images":    {"build and list sandbox images", cmdImages},
 		"doctor":    {"report what works on this machine", cmdDoctor},
 		"version":   {"print the versions of airlock, Go and runc", cmdVersion},
@@ -75,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: airlock COMMAND [flags]")
 	fmt.Fprintln(w)
-	for _, name := range []string{"serve", "call", "exec", "policy", "audit", "upstreams", "pins", "images", "doctor", "version"} {
+	for _, name := range []string{"serve", "call", "exec", "policy", "audit", "upstreams", "pins", "cache", "images", "doctor", "version"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, cmds[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'airlock COMMAND -h' for the flags of one command.")
