@@ -46,6 +46,9 @@ type mcpEnv struct {
 	backend string
 	// extraProfiles are more entries of profiles: (YAML, indented by two spaces).
 	extraProfiles string
+	// stderrTo, when set, also receives all a server writes to stderr (its log), for tests
+	// that look at what Airlock logged.
+	stderrTo io.Writer
 }
 
 // mcpCommandProfile replaces the built-in "command" profile (run_command's sandbox) for the
@@ -175,6 +178,15 @@ func (e *mcpEnv) logWriter(t testing.TB, prefix string) io.Writer {
 	return w
 }
 
+// stderrWriter is where a server's stderr goes: logWriter's, and stderrTo when set.
+func (e *mcpEnv) stderrWriter(t testing.TB, prefix string) io.Writer {
+	w := e.logWriter(t, prefix)
+	if e.stderrTo != nil {
+		return io.MultiWriter(w, e.stderrTo)
+	}
+	return w
+}
+
 const mcpTailBytes = 8 << 10
 
 // mcpTailWriter keeps the last mcpTailBytes written to it.
@@ -226,7 +238,7 @@ func (w *mcpLogWriter) Write(p []byte) (int, error) {
 func (e *mcpEnv) connectStdio(t testing.TB, opts *mcp.ClientOptions) *mcp.ClientSession {
 	t.Helper()
 	cmd := e.command(context.Background(), append([]string{"serve", "--stdio"}, e.serveArgs(t)...)...)
-	cmd.Stderr = e.logWriter(t, "airlock serve --stdio")
+	cmd.Stderr = e.stderrWriter(t, "airlock serve --stdio")
 	client := mcp.NewClient(&mcp.Implementation{Name: "airlock-integration", Version: "0"}, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -253,7 +265,7 @@ func (e *mcpEnv) startHTTP(t testing.TB, extra ...string) *mcpServer {
 	t.Helper()
 	args := append([]string{"serve", "--http", "127.0.0.1:0"}, e.serveArgs(t)...)
 	cmd := e.command(context.Background(), append(args, extra...)...)
-	ready := &mcpEndpointWriter{next: e.logWriter(t, "airlock serve --http"), found: make(chan string, 1)}
+	ready := &mcpEndpointWriter{next: e.stderrWriter(t, "airlock serve --http"), found: make(chan string, 1)}
 	cmd.Stderr = ready
 	cmd.Stdout = e.logWriter(t, "airlock serve --http (stdout)")
 	if err := cmd.Start(); err != nil {

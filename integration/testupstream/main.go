@@ -9,6 +9,10 @@
 // Every attempt is harmless even if the sandbox failed to stop it: connections are closed at
 // once, and writes only create files named by the test, which the test then looks for.
 //
+// Its fetch tool is what a well-behaved server with an API does: one HTTP GET with Go's
+// default client, which goes through the proxy the environment names (HTTP_PROXY), as it
+// does under a profile whose network.allow lists hosts.
+//
 // Flags:
 //
 //	-desc-file PATH   the lookup tool's description, read once at start (default: a fixed text)
@@ -20,7 +24,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +61,20 @@ type netArgs struct {
 
 type pathArgs struct {
 	Paths []string `json:"paths"`
+}
+
+type fetchArgs struct {
+	URL string `json:"url"`
+}
+
+// Fetched is the fetch tool's result: the response's status, its X-Airlock-Egress header
+// (an egress proxy's refusal says why there) and body, or the error that stopped the request.
+type Fetched struct {
+	URL    string `json:"url"`
+	Status int    `json:"status,omitempty"`
+	Egress string `json:"egress,omitempty"`
+	Body   string `json:"body,omitempty"` // capped at dataCap
+	Err    string `json:"err,omitempty"`
 }
 
 type procArgs struct {
@@ -133,6 +153,11 @@ func main() {
 			}
 			return lines(out), nil, nil
 		})
+	mcp.AddTool(s, &mcp.Tool{Name: "fetch", Description: "Fetches a URL with an HTTP GET."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, a fetchArgs) (*mcp.CallToolResult, any, error) {
+			j, _ := json.Marshal(fetch(ctx, a.URL))
+			return text(string(j)), nil, nil
+		})
 	mcp.AddTool(s, &mcp.Tool{Name: "crash", Description: "Exits in the middle of the call."},
 		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 			fmt.Fprintln(os.Stderr, "testupstream: crashing on purpose")
@@ -152,6 +177,30 @@ func dial(ctx context.Context, addr string) Attempt {
 		c.Close()
 	}
 	return attempt("connect "+addr, err, "")
+}
+
+// fetch GETs url with http.DefaultTransport, whose proxy comes from the environment.
+func fetch(ctx context.Context, url string) Fetched {
+	out := Fetched{URL: url}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		out.Err = err.Error()
+		return out
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		out.Err = err.Error()
+		return out
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, dataCap))
+	out.Status, out.Egress, out.Body = resp.StatusCode, resp.Header.Get("X-Airlock-Egress"), string(b)
+	if err != nil {
+		out.Err = err.Error()
+	}
+	return out
 }
 
 func read(p string) Attempt {
