@@ -3,6 +3,7 @@ package egress
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -159,6 +160,10 @@ func requestTarget(req *http.Request, target string, hostHdrs []string) (string,
 	host, port, err := splitHostPort(hostport, 80)
 	if err != nil {
 		return bad("request host %q: %v", trunc(hostport), err)
+	}
+	if _, err := canonicalHost(host); errors.Is(err, errIPLiteral) {
+		// Refused as what it is (ip_literal) by the allowlist check, whatever the Host header.
+		return host, port, nil
 	}
 	if len(hostHdrs) == 1 && req.URL.IsAbs() {
 		hh, hport, herr := splitHostPort(hostHdrs[0], 80)

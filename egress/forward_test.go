@@ -106,6 +106,8 @@ func TestHTTPRefusals(t *testing.T) {
 		{"not on the allowlist", "GET http://other.test:" + fmt.Sprint(port) + "/ HTTP/1.1\r\n\r\n", "not_allowed", "network.allow", 403},
 		{"origin form, refused host", "GET / HTTP/1.1\r\nHost: other.test\r\n\r\n", "not_allowed", "other.test:80", 403},
 		{"IP literal", "GET http://127.0.0.1:" + fmt.Sprint(port) + "/ HTTP/1.1\r\n\r\n", "ip_literal", "IP address", 403},
+		{"IP literal named twice", "GET http://127.0.0.1:" + fmt.Sprint(port) + "/ HTTP/1.1\r\nHost: 127.0.0.1:" + fmt.Sprint(port) + "\r\n\r\n", "ip_literal", "IP address", 403},
+		{"origin form to an IP literal", "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + fmt.Sprint(port) + "\r\n\r\n", "ip_literal", "IP address", 403},
 		{"https in a plain request", "GET https://" + allowed + "/ HTTP/1.1\r\n\r\n", "bad_request", "CONNECT", 400},
 		{"ftp", "GET ftp://" + allowed + "/ HTTP/1.1\r\n\r\n", "bad_request", "scheme", 400},
 		{"userinfo", "GET http://u:p@" + allowed + "/ HTTP/1.1\r\n\r\n", "bad_request", "userinfo", 400},

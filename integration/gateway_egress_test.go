@@ -242,13 +242,8 @@ func testGatewayEgress(t *testing.T, backend string) {
 		// plain request and in a CONNECT tunnel (https), whose refusal Go's client reports as
 		// an error naming the status.
 		if hostIP != "" {
-			// A plain request to an address names it twice (URL and Host header), and the
-			// proxy refuses it before it looks at the address itself: the code is host_mismatch
-			// rather than ip_literal (either refuses; the log case checks the event).
 			f := fetch(t, "e__fetch", "http://"+net.JoinHostPort(hostIP, strconv.Itoa(other.port))+"/ip")
-			if !strings.HasPrefix(f.Egress, "host_mismatch;") {
-				refused(t, f, "ip_literal")
-			}
+			refused(t, f, "ip_literal")
 			if f := fetch(t, "e__fetch", "https://"+net.JoinHostPort(hostIP, strconv.Itoa(api.port))+"/ip-tls"); f.Status != 0 || !strings.Contains(f.Err, "Forbidden") {
 				t.Errorf("https to an IP literal: want the proxy's CONNECT refusal (Forbidden), got status %d err %q", f.Status, f.Err)
 			}
@@ -313,7 +308,7 @@ func testGatewayEgress(t *testing.T, backend string) {
 		}
 		if hostIP != "" {
 			want = append(want,
-				wantEvent{net.JoinHostPort(hostIP, strconv.Itoa(other.port)), "false", []string{"ip_literal", "host_mismatch"}, "WRN"},
+				wantEvent{net.JoinHostPort(hostIP, strconv.Itoa(other.port)), "false", []string{"ip_literal"}, "WRN"},
 				wantEvent{net.JoinHostPort(hostIP, strconv.Itoa(api.port)), "false", []string{"ip_literal"}, "WRN"})
 		}
 		evs := egressEvents(log.String())
@@ -358,8 +353,18 @@ func testGatewayEgress(t *testing.T, backend string) {
 		}
 		s.stop()
 		waitNoLeftovers(t, backend, up, name, nameNone)
-		if left := gwSockets(sockDir); !slices.Equal(left, socketsBefore) {
-			t.Errorf("egress sockets in %s after Airlock stopped: %v (before it started: %v)", sockDir, left, socketsBefore)
+		// Other Airlock processes (tests running beside this one) share the directory: a
+		// socket something still listens on is theirs. One nobody answers on, and that was
+		// not there before, is a proxy this serve left behind.
+		for _, n := range gwSockets(sockDir) {
+			if slices.Contains(socketsBefore, n) {
+				continue
+			}
+			if c, err := net.DialTimeout("unix", filepath.Join(sockDir, n), time.Second); err == nil {
+				c.Close()
+				continue
+			}
+			t.Errorf("egress socket %s left in %s after Airlock stopped", n, sockDir)
 		}
 	})
 	t.Logf("%s: %s from airlock serve's start to its containers' removal", backend, time.Since(start).Round(time.Millisecond))

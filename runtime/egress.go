@@ -3,13 +3,17 @@ package runtime
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -147,10 +151,13 @@ func (b egressBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Resu
 	}
 	cfg.OnEvent = func(ev egress.Event) {
 		e := b.log.Info()
-		if !ev.Allowed {
-			e = b.log.Warn()
+		if !ev.Allowed || ev.Code != "" {
+			e = b.log.Warn() // refused, or allowed and then failed (dial_failed, byte_cap)
 		}
-		e.Str("event", "egress").Str("tool", who).Str("audit_id", auditID).Str("host", ev.Host).Int("port", ev.Port).
+		if auditID != "" {
+			e = e.Str("audit_id", auditID) // a tool's call; a server's connections have none
+		}
+		e.Str("event", "egress").Str("tool", who).Str("host", ev.Host).Int("port", ev.Port).
 			Bool("allowed", ev.Allowed).Str("code", ev.Code).Int64("bytes_sent", ev.BytesSent).Int64("bytes_received", ev.BytesReceived).Msg(ev.Reason)
 	}
 	p, err := egress.New(cfg)
@@ -185,6 +192,7 @@ func (b egressBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Resu
 func egressDir(stateDir string) (dir string, cleanup func(), err error) {
 	dir = filepath.Join(stateDir, "egress")
 	if len(dir)+len("/0123456789abcdef.sock") < 100 {
+		reapSockets(dir)
 		return dir, func() {}, nil
 	}
 	dir, err = os.MkdirTemp("", "airlock-egress-")
@@ -192,4 +200,21 @@ func egressDir(stateDir string) (dir string, cleanup func(), err error) {
 		return "", nil, fmt.Errorf("egress socket directory: %w", err)
 	}
 	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// reapSockets removes the sockets an Airlock that died (SIGKILL, a crash) left in dir: those
+// nothing listens on any more. Other live processes share the directory (every serve and
+// call), so a socket that still answers is theirs and stays.
+func reapSockets(dir string) {
+	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+	for _, s := range socks {
+		c, err := net.DialTimeout("unix", s, time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			os.Remove(s)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -130,6 +131,37 @@ func TestEgressDirShortPaths(t *testing.T) {
 		t.Errorf("short state dir: %q %v", dir, err)
 	}
 	cleanup()
+
+	// A socket nobody listens on (its Airlock died) is removed; a live one stays.
+	state := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(state, "egress"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(state, "egress", "dead.sock")
+	l, err := net.Listen("unix", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	live := filepath.Join(state, "egress", "live.sock")
+	ll, err := net.Listen("unix", live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ll.Close()
+	if _, c, err := egressDir(state); err != nil {
+		t.Fatal(err)
+	} else {
+		c()
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("a dead proxy's socket was kept: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a live proxy's socket was removed: %v", err)
+	}
+
 	long := "/tmp/" + strings.Repeat("a", 120)
 	dir, cleanup, err = egressDir(long)
 	if err != nil {
