@@ -320,6 +320,7 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 
 	// Stage 5: execution in a fresh container.
 	out, err := p.execute.run(ctx, t, spec, call.Progress)
+	t.cleanEgress(p.sanitize.text)
 	if err != nil && ctx.Err() != nil {
 		// Cancelled, not a sandbox failure. A container that started did run the tool:
 		// its units stay spent and the record names it.

@@ -38,8 +38,10 @@ type trace struct {
 	clean *callCleaner
 	// remote: the call is to a RemoteTool (Result.Gateway).
 	remote bool
-	// refused are the reasons the call's egress proxy gave for the connections it refused.
-	refused []string
+	// refused are the first distinct destinations the call's egress proxy refused (at most
+	// maxRefusalNotes), and refusedMore how many other refusals there were.
+	refused     []EgressRecord
+	refusedMore int
 }
 
 // maxRefusalNotes is how many egress refusals a result's text names.
@@ -48,32 +50,74 @@ const maxRefusalNotes = 3
 // egress records the connections of the call's egress proxy.
 func (t *trace) egress(events []egress.Event) {
 	for _, ev := range events {
-		t.rec.Egress = append(t.rec.Egress, EgressRecord{Host: ev.Host, Port: ev.Port, Allowed: ev.Allowed, Code: ev.Code,
-			BytesSent: ev.BytesSent, BytesReceived: ev.BytesReceived})
-		if !ev.Allowed && ev.Reason != "" && !slices.Contains(t.refused, ev.Reason) {
-			t.refused = append(t.refused, ev.Reason)
+		r := EgressRecord{Host: ev.Host, Port: ev.Port, Allowed: ev.Allowed, Code: ev.Code,
+			BytesSent: ev.BytesSent, BytesReceived: ev.BytesReceived}
+		if len(t.rec.Egress) < MaxRecordEgress {
+			t.rec.Egress = append(t.rec.Egress, r)
+		}
+		if ev.Allowed {
+			continue
+		}
+		seen := slices.ContainsFunc(t.refused, func(o EgressRecord) bool { return o.Host == r.Host && o.Port == r.Port && o.Code == r.Code })
+		switch {
+		case seen:
+		case len(t.refused) < maxRefusalNotes:
+			t.refused = append(t.refused, r)
+		default:
+			t.refusedMore++
 		}
 	}
-	t.rec.EgressCount = len(events)
+	t.rec.EgressCount += len(events)
+}
+
+// refusalWhy says what an egress refusal code means, for the agent.
+func refusalWhy(code string) string {
+	switch code {
+	case "not_allowed":
+		return "not on this tool's network allowlist"
+	case "ip_literal":
+		return "an IP address; only allowed host names can be reached"
+	case "private_address":
+		return "it resolves to a private or special-purpose address"
+	case "sni_mismatch", "no_sni", "ech", "not_tls", "bad_hello":
+		return "the TLS handshake did not name the host the tunnel was opened to (" + code + ")"
+	case "host_mismatch":
+		return "the Host header named another host"
+	case "conn_cap", "byte_cap":
+		return "the call's egress cap was reached (" + code + ")"
+	}
+	return code
+}
+
+// cleanEgress cuts and sanitises the host names of the call's egress records, which the
+// sandbox chose, before the record and the result show them.
+func (t *trace) cleanEgress(clean func(string) string) {
+	for i := range t.rec.Egress {
+		t.rec.Egress[i].Host = clean(cutString(t.rec.Egress[i].Host, maxNoteHost))
+	}
 }
 
 // egressNote is what the result's text says, in Airlock's voice, about refused connections:
-// which host and why, and that the operator can allow it. clean sanitises the text (the host
-// names came from the sandbox).
+// which destination and why, and that the operator can allow a host. Host names come from
+// the sandbox: clean sanitises them; the proxy's own reasons, which quote what the sandbox
+// sent, stay in the log.
 func (t *trace) egressNote(clean func(string) string) string {
 	if len(t.refused) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	for i, r := range t.refused {
-		if i == maxRefusalNotes {
-			fmt.Fprintf(&b, "\n[airlock: %d more egress refusal(s); see audit record %s]", len(t.refused)-i, t.rec.AuditID)
-			break
-		}
-		fmt.Fprintf(&b, "\n[airlock: egress refused: %s]", clean(r))
+	for _, r := range t.refused {
+		fmt.Fprintf(&b, "\n[airlock: egress refused: %s:%d: %s]", clean(cutString(r.Host, maxNoteHost)), r.Port, refusalWhy(r.Code))
 	}
+	if t.refusedMore > 0 {
+		fmt.Fprintf(&b, "\n[airlock: %d more egress refusal(s); see audit record %s]", t.refusedMore, t.rec.AuditID)
+	}
+	b.WriteString("\n[airlock: an operator can allow a host by adding it to the profile's network.allow]")
 	return b.String()
 }
+
+// maxNoteHost bounds a host name as a result shows it.
+const maxNoteHost = 128
 
 func newTrace(clock func() time.Time, call Call) *trace {
 	now := clock()

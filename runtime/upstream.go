@@ -511,8 +511,10 @@ func (u *upstreamState) verify(ctx context.Context, s *upstream.Session) error {
 	}
 	checked := u.check(list, true)
 	u.remember(s, checked)
-	// Merge into what is served: a tool this server lists withheld (changed, new) is
-	// withheld for every session; the others stay as the catalog has them.
+	// Merge into what is served, under one hold of the lock (a catalog published meanwhile
+	// is merged into, not overwritten): a tool this server lists withheld (changed, new) is
+	// withheld for every session; one it lists as its pin allows now replaces an entry
+	// that still names an older allowed definition; the others stay as the catalog has them.
 	u.g.mu.Lock()
 	var merged []*remoteTool
 	byName := map[string]*remoteTool{}
@@ -523,17 +525,45 @@ func (u *upstreamState) verify(ctx context.Context, s *upstream.Session) error {
 	}
 	changed := false
 	for _, t := range checked {
-		if cur := byName[t.name]; cur == nil || (t.withheld != "" && cur.withheld == "") {
+		cur := byName[t.name]
+		stale := cur != nil && t.withheld == "" && cur.withheld == "" && t.verdict.NewHash != cur.verdict.NewHash
+		if cur == nil || (t.withheld != "" && cur.withheld == "") || stale {
 			byName[t.name], changed = t, true
 		}
+	}
+	if !changed {
+		u.g.mu.Unlock()
+		return nil
 	}
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		merged = append(merged, byName[name])
 	}
+	collided := u.g.install(u, merged)
 	u.g.mu.Unlock()
-	if changed {
-		u.g.publish(u, merged)
+	u.g.published(collided)
+	return nil
+}
+
+// relist lists session s's tools again and notes their definitions' hashes, without the
+// pins: what a session's own server lists is compared with the pins by admit. A server that
+// now serves an older definition than the one approved (a session started before the
+// approval) is refused its calls, and does not undo the approval for the others.
+func (u *upstreamState) relist(ctx context.Context, s *upstream.Session) error {
+	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	list, err := s.Tools(ctx)
+	if err != nil {
+		return err
 	}
+	hashes := make(map[string]string, len(list))
+	for _, t := range list {
+		if d, err := pins.FromTool(t); err == nil {
+			if h, err := pins.Hash(d); err == nil {
+				hashes[t.Name] = h
+			}
+		}
+	}
+	u.setListed(s, hashes)
 	return nil
 }
 
@@ -543,12 +573,21 @@ func (u *upstreamState) remember(s *upstream.Session, tools []*remoteTool) {
 	for _, t := range tools {
 		hashes[t.name] = t.verdict.NewHash
 	}
+	u.setListed(s, hashes)
+}
+
+// setListed notes hashes as what session s's server lists, unless s has ended meanwhile (its
+// forget already ran).
+func (u *upstreamState) setListed(s *upstream.Session, hashes map[string]string) {
 	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !s.Open() {
+		return
+	}
 	if u.listed == nil {
 		u.listed = map[*upstream.Session]map[string]string{}
 	}
 	u.listed[s] = hashes
-	u.mu.Unlock()
 }
 
 func (u *upstreamState) forget(s *upstream.Session) {
@@ -571,7 +610,7 @@ func (u *upstreamState) admit(ctx context.Context, s *upstream.Session, name, ex
 	if !stale {
 		return err
 	}
-	if verr := u.verify(ctx, s); verr != nil {
+	if verr := u.relist(ctx, s); verr != nil {
 		return fmt.Errorf("listing the tools of upstream %s again before the call: %w", u.name, verr)
 	}
 	_, err = u.admitted(s, name, exposed)
@@ -674,6 +713,14 @@ func (g *gateway) record(rt *remoteTool, decision, rule, msg string) {
 // one of Airlock's own tools or another upstream's is withheld (and recorded).
 func (g *gateway) publish(u *upstreamState, tools []*remoteTool) {
 	g.mu.Lock()
+	collided := g.install(u, tools)
+	g.mu.Unlock()
+	g.published(collided)
+}
+
+// install replaces u's tools in g.tools (g.mu held) and returns those withheld for a name
+// taken by another tool, for published.
+func (g *gateway) install(u *upstreamState, tools []*remoteTool) []*remoteTool {
 	for name, t := range g.tools {
 		if t.up == u {
 			delete(g.tools, name)
@@ -693,7 +740,11 @@ func (g *gateway) publish(u *upstreamState, tools []*remoteTool) {
 		}
 		g.tools[t.exposed] = t
 	}
-	g.mu.Unlock()
+	return collided
+}
+
+// published records the name collisions of an install and updates every attached server.
+func (g *gateway) published(collided []*remoteTool) {
 	for _, t := range collided {
 		g.record(t, "name_collision", t.rule, t.withheld)
 	}
