@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -372,10 +371,12 @@ func testGatewayEgress(t *testing.T, backend string) {
 
 // gwSockets lists the proxies' sockets in dir.
 func gwSockets(dir string) []string {
-	ents, _ := os.ReadDir(dir)
+	// Each Airlock process keeps its proxies' sockets in a directory of its own under dir.
+	socks, _ := filepath.Glob(filepath.Join(dir, "*", "*.sock"))
 	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
+	for _, s := range socks {
+		rel, _ := filepath.Rel(dir, s)
+		out = append(out, rel)
 	}
 	return out
 }

@@ -3,21 +3,20 @@ package runtime
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/egress"
+	"github.com/airlock-mcp/airlock/internal/flock"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -186,35 +185,67 @@ func (b egressBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Resu
 	return res, err
 }
 
-// egressDir is where the proxies' sockets go: under the state directory, or, when that path
-// is too long for a Unix socket's name (108 bytes), a private directory under the system's
-// temporary directory.
+// egressDir is where this process's proxies put their sockets: a directory of its own under
+// $AIRLOCK_STATE_DIR/egress (every serve and every call of a machine share the state
+// directory), holding a lock file that stays flocked while the process lives. At start, the
+// directories of processes that died (SIGKILL, a crash: their lock is free) are removed,
+// without touching a live process's sockets. When the state directory's path is too long for
+// a socket's name (108 bytes), the directory is a private one under the system's temporary
+// directory instead. cleanup removes it.
 func egressDir(stateDir string) (dir string, cleanup func(), err error) {
-	dir = filepath.Join(stateDir, "egress")
-	if len(dir)+len("/0123456789abcdef.sock") < 100 {
-		reapSockets(dir)
-		return dir, func() {}, nil
+	root := filepath.Join(stateDir, "egress")
+	if len(root)+len("/0123456789abcdef/0123456789abcdef.sock") >= 100 {
+		dir, err = os.MkdirTemp("", "airlock-egress-")
+		if err != nil {
+			return "", nil, fmt.Errorf("egress socket directory: %w", err)
+		}
+		return dir, func() { os.RemoveAll(dir) }, nil
 	}
-	dir, err = os.MkdirTemp("", "airlock-egress-")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return "", nil, fmt.Errorf("egress socket directory: %w", err)
+	}
+	reapEgressDirs(root)
+	dir, err = os.MkdirTemp(root, "")
 	if err != nil {
 		return "", nil, fmt.Errorf("egress socket directory: %w", err)
 	}
-	return dir, func() { os.RemoveAll(dir) }, nil
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		err = flock.Apply(lock, unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("egress socket directory: %w", err)
+	}
+	return dir, func() {
+		os.RemoveAll(dir)
+		lock.Close()
+	}, nil
 }
 
-// reapSockets removes the sockets an Airlock that died (SIGKILL, a crash) left in dir: those
-// nothing listens on any more. Other live processes share the directory (every serve and
-// call), so a socket that still answers is theirs and stays.
-func reapSockets(dir string) {
-	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
-	for _, s := range socks {
-		c, err := net.DialTimeout("unix", s, time.Second)
-		if err == nil {
-			c.Close()
+// reapEgressDirs removes the socket directories under root whose owner died: those whose lock
+// file can be locked, and that did not change in the last minute (a directory that new may
+// not have its lock yet).
+func reapEgressDirs(root string) {
+	des, _ := os.ReadDir(root)
+	for _, de := range des {
+		p := filepath.Join(root, de.Name())
+		if !de.IsDir() {
+			os.Remove(p) // a socket of an older Airlock, which kept them all here
 			continue
 		}
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			os.Remove(s)
+		if fi, err := de.Info(); err != nil || time.Since(fi.ModTime()) < time.Minute {
+			// Possibly being created (its owner has not locked it yet): left for a later
+			// start.
+			continue
 		}
+		f, err := os.Open(filepath.Join(p, "lock"))
+		if err != nil {
+			continue // not Airlock's
+		}
+		if flock.Apply(f, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(p)
+		}
+		f.Close()
 	}
 }

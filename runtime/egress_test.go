@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -124,46 +125,60 @@ func TestEgressAllowPlansProxy(t *testing.T) {
 	}
 }
 
-// A socket path too long for sun_path moves to a private temporary directory.
-func TestEgressDirShortPaths(t *testing.T) {
-	dir, cleanup, err := egressDir("/var/lib/airlock")
-	if err != nil || dir != "/var/lib/airlock/egress" {
-		t.Errorf("short state dir: %q %v", dir, err)
-	}
-	cleanup()
-
-	// A socket nobody listens on (its Airlock died) is removed; a live one stays.
+// Each process's sockets go in a directory of its own, locked while it lives: a start removes
+// the directories of dead processes and leaves live ones alone; a state directory too long for
+// a socket's name moves them to a private temporary directory.
+func TestEgressDirs(t *testing.T) {
 	state := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(state, "egress"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	dead := filepath.Join(state, "egress", "dead.sock")
-	l, err := net.Listen("unix", dead)
+	root := filepath.Join(state, "egress")
+	live, cleanLive, err := egressDir(state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	l.Close()
-	live := filepath.Join(state, "egress", "live.sock")
-	ll, err := net.Listen("unix", live)
+	defer cleanLive()
+	if filepath.Dir(live) != root {
+		t.Fatalf("sockets go to %s, want a directory under %s", live, root)
+	}
+	if fi, err := os.Stat(live); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory %s: %v", live, err)
+	}
+	// A dead process's directory: unlocked, and older than a minute.
+	dead := filepath.Join(root, "dead")
+	if err := os.MkdirAll(dead, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dead, "lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	young := filepath.Join(root, "young")
+	if err := os.MkdirAll(young, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(young, "lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	for _, d := range []string{dead, live} {
+		if err := os.Chtimes(d, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, clean, err := egressDir(state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ll.Close()
-	if _, c, err := egressDir(state); err != nil {
-		t.Fatal(err)
-	} else {
-		c()
-	}
+	clean()
 	if _, err := os.Stat(dead); !os.IsNotExist(err) {
-		t.Errorf("a dead proxy's socket was kept: %v", err)
+		t.Errorf("a dead process's socket directory was kept: %v", err)
 	}
-	if _, err := os.Stat(live); err != nil {
-		t.Errorf("a live proxy's socket was removed: %v", err)
+	for _, d := range []string{live, young} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
 	}
 
 	long := "/tmp/" + strings.Repeat("a", 120)
-	dir, cleanup, err = egressDir(long)
+	dir, cleanup, err := egressDir(long)
 	if err != nil {
 		t.Fatal(err)
 	}
