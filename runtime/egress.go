@@ -249,3 +249,18 @@ func reapEgressDirs(root string) {
 		f.Close()
 	}
 }
+
+// WithEgress returns backend wrapped so that runs whose profile lists hosts get their egress
+// proxy (as a Runtime's runs do), for commands that run a config's profiles outside a Runtime
+// (airlock upstreams check, airlock doctor --config). close removes the sockets' directory.
+func WithEgress(backend sandbox.Backend, cfg *Config, stateDir string, log zerolog.Logger) (b sandbox.Backend, close func(), err error) {
+	dir, cleanup, err := egressDir(stateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var base egress.Config
+	if cfg != nil {
+		base = cfg.Egress.resolved
+	}
+	return egressBackend{Backend: backend, dir: dir, base: base, log: log}, cleanup, nil
+}

@@ -1110,6 +1110,14 @@ func CheckUpstream(ctx context.Context, cfg *Config, backend sandbox.Backend, st
 	}
 	sub := *cfg
 	sub.Upstreams = map[string]UpstreamConfig{name: uc}
+	if backend != nil {
+		proxied, closeEgress, err := WithEgress(backend, cfg, stateDir, zerolog.Nop())
+		if err != nil {
+			return nil, err
+		}
+		defer closeEgress()
+		backend = proxied
+	}
 	g, err := newGateway(&sub, nil, backend, stateDir, reserved, zerolog.Nop())
 	if err != nil {
 		return nil, err

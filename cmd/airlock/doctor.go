@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/images"
+	"github.com/airlock-mcp/airlock/runtime"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/backends"
 	"github.com/airlock-mcp/airlock/sandbox/runc"
@@ -236,7 +237,13 @@ func runDoctor(ctx context.Context, env doctorEnv) []checkRow {
 		return append(rows, profileRows(ctx, uses, nil, 0, err.Error())...)
 	}
 	defer func() { _ = closeBackend() }()
-	return append(rows, profileRows(ctx, uses, backend, env.smokeTime, "")...)
+	// Profiles with network.allow run with their egress proxy, as a call's would.
+	proxied, closeEgress, err := runtime.WithEgress(backend, env.config.cfg, stateDir(), zerolog.Nop())
+	if err != nil {
+		return append(rows, profileRows(ctx, uses, nil, 0, err.Error())...)
+	}
+	defer closeEgress()
+	return append(rows, profileRows(ctx, uses, proxied, env.smokeTime, "")...)
 }
 
 func checkRoot(euid int) checkRow {
