@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"github.com/airlock-mcp/airlock/egress"
 	"github.com/airlock-mcp/airlock/internal/flock"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/testcache"
 )
 
 // NetworkConfig is a profile's network: none (the default), or the hosts its runs may reach
@@ -263,4 +265,39 @@ func WithEgress(backend sandbox.Backend, cfg *Config, stateDir string, log zerol
 		base = cfg.Egress.resolved
 	}
 	return egressBackend{Backend: backend, dir: dir, base: base, log: log}, cleanup, nil
+}
+
+// cacheGuardBackend stops a run that writes its test cache (a read-write mount at
+// testcache.Target) until the cache's file system is nearly full, and clears that cache: the
+// cache's size is measured between runs, so without this one run could fill the disk that
+// holds the audit log, after which no call runs at all.
+type cacheGuardBackend struct {
+	sandbox.Backend
+}
+
+func (b cacheGuardBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
+	i := slices.IndexFunc(spec.Mounts, func(m sandbox.Mount) bool {
+		return m.Target == testcache.Target && m.Access == sandbox.ReadWrite
+	})
+	if i < 0 {
+		return b.Backend.Run(ctx, spec)
+	}
+	dir := spec.Mounts[i].Source
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		testcache.Guard(dir, 500*time.Millisecond, done, cancel)
+	}()
+	res, err := b.Backend.Run(ctx, spec)
+	close(done)
+	<-watched
+	if errors.Is(context.Cause(ctx), testcache.ErrDiskLow) {
+		_ = os.RemoveAll(filepath.Dir(dir))
+		return res, fmt.Errorf("the run was stopped and its test cache cleared: %w (%d MiB must stay free on the file system of %s)",
+			testcache.ErrDiskLow, testcache.Reserve>>20, dir)
+	}
+	return res, err
 }

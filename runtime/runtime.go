@@ -264,7 +264,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		defer cleanEgress()
 		return closeAll()
 	}
-	proxied := egressBackend{Backend: backend, dir: edir, base: cfg.Egress.resolved, log: o.Logger}
+	proxied := egressBackend{Backend: cacheGuardBackend{Backend: backend}, dir: edir, base: cfg.Egress.resolved, log: o.Logger}
 	gated := gatedBackend{Backend: proxied, gate: newRunGate(maxPids, maxMem)}
 	pipe, err := pipeline.New(pipeline.Config{
 		Tools:      ptools,

@@ -101,17 +101,9 @@ func (t *Tool) Plan(ctx context.Context, args map[string]any) ([]sandbox.Option,
 		opts = append(opts, sandbox.WithEnv(t.env...))
 	}
 	defaults := t.envDefaults
-	if t.cache != nil {
-		uid, gid := 65534, 65534
-		if t.profile.User == "workspace-owner" {
-			uid, gid = int(t.ws.uid), int(t.ws.gid)
-		}
-		// A cache that cannot be prepared costs time, not correctness: the run goes on
-		// without it, cold.
-		if dir, err := t.cache.Prepare(uid, gid); err == nil {
-			opts = append(opts, sandbox.WithMount(sandbox.Mount{Source: dir, Target: testcache.Target, Access: sandbox.ReadWrite}))
-			defaults = append(testcache.Env(), unsetEnv(defaults, testcache.Env())...)
-		}
+	if dir := t.cacheDir(); dir != "" {
+		opts = append(opts, sandbox.WithMount(sandbox.Mount{Source: dir, Target: testcache.Target, Access: sandbox.ReadWrite}))
+		defaults = append(testcache.Env(), unsetEnv(defaults, testcache.Env())...)
 	}
 	if env := unsetEnv(defaults, t.profile.Env, t.env); len(env) > 0 {
 		opts = append(opts, sandbox.WithEnv(env...))
@@ -121,6 +113,28 @@ func (t *Tool) Plan(ctx context.Context, args map[string]any) ([]sandbox.Option,
 		opts = append(opts, sandbox.WithStdin(stdin))
 	}
 	return opts, nil
+}
+
+// cacheDir prepares the tool's test cache for this run and returns the host directory to
+// mount, or "" to run without one: no cache configured, one that cannot be prepared, or a
+// disk with too little room left (the cache's guard would stop the run; cold is better).
+// A cache costs time, not correctness, so the run goes on either way.
+func (t *Tool) cacheDir() string {
+	if t.cache == nil {
+		return ""
+	}
+	if free, err := testcache.Free(t.cache.Root()); err != nil || free < 2*testcache.Reserve {
+		return ""
+	}
+	uid, gid := 65534, 65534
+	if t.profile.User == "workspace-owner" {
+		uid, gid = int(t.ws.uid), int(t.ws.gid)
+	}
+	dir, err := t.cache.Prepare(uid, gid)
+	if err != nil {
+		return ""
+	}
+	return dir
 }
 
 // Render turns the sanitised run into the agent's view.

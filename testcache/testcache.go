@@ -79,6 +79,9 @@ func New(stateDir, workspace string, max int64) *Cache {
 	return &Cache{dir: filepath.Join(Root(stateDir), Key(workspace)), workspace: workspace, max: max, size: -1}
 }
 
+// Root is the state directory the caches live under, whose file system they fill.
+func (c *Cache) Root() string { return filepath.Dir(filepath.Dir(c.dir)) }
+
 // Dir is the cache's host directory.
 func (c *Cache) Dir() string { return c.dir }
 
@@ -179,8 +182,11 @@ func size(dir string) (int64, error) {
 // clearDir removes dir and everything in it. Go makes its module cache read-only, so
 // directories are made writable first where a removal is refused.
 func clearDir(dir string) error {
-	if err := os.RemoveAll(dir); err == nil {
-		return nil
+	err := os.RemoveAll(dir)
+	if err == nil || os.Geteuid() == 0 {
+		// Root needs no write permission to remove; and chmod by name follows a symlink a
+		// test run might swap in.
+		return err
 	}
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
@@ -242,4 +248,40 @@ func ClearAll(stateDir string) (int, error) {
 		errs = append(errs, clearDir(e.Dir))
 	}
 	return len(es), errors.Join(errs...)
+}
+
+// Reserve is the free space a test run must leave on the file system that holds the caches
+// (and usually Airlock's audit log): below it, Guard stops the run.
+const Reserve = 1 << 30
+
+// Free reports the bytes available to unprivileged writers on dir's file system.
+func Free(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// ErrDiskLow is the cause of a run Guard stopped.
+var ErrDiskLow = errors.New("the test cache's file system fell below its free-space reserve")
+
+// Guard watches dir's file system while a run writes its cache there, and calls stop with
+// ErrDiskLow when its free space falls below Reserve: a single run can write past its cache's
+// size (which is measured between runs), but never fill the disk that holds the audit log.
+// It returns when done is closed.
+func Guard(dir string, interval time.Duration, done <-chan struct{}, stop func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if free, err := Free(dir); err == nil && free < Reserve {
+			stop(ErrDiskLow)
+			return
+		}
+	}
 }
