@@ -380,6 +380,20 @@ type mcpAuditRecord struct {
 	Cancelled   bool   `json:"cancelled"`
 	ContainerID string `json:"container_id"`
 	Message     string `json:"message"`
+	// Egress is the call's connections through its egress proxy (the first 64); EgressCount
+	// is how many there were.
+	Egress      []mcpEgressRecord `json:"egress"`
+	EgressCount int               `json:"egress_count"`
+}
+
+// mcpEgressRecord is one connection of a call's egress proxy in its audit record.
+type mcpEgressRecord struct {
+	Host          string `json:"host"`
+	Port          int    `json:"port"`
+	Allowed       bool   `json:"allowed"`
+	Code          string `json:"code"`
+	BytesSent     int64  `json:"bytes_sent"`
+	BytesReceived int64  `json:"bytes_received"`
 }
 
 // redactions is the record's total number of redacted secrets.

@@ -14,6 +14,10 @@
 //	probe echo ADDR N       N concurrent TCP connections to ADDR, each sending "cI\n" and
 //	                        expecting "echo:cI\n" back (the egress tests' socket server)
 //	probe resolve NAME...   resolve each name with Go's own DNS client
+//	probe tunnel PROXY HOST:PORT SNI
+//	                        through the HTTP proxy at PROXY, CONNECT HOST:PORT, then a TLS
+//	                        handshake naming SNI (verified against the system roots, which
+//	                        SSL_CERT_FILE can replace) and one GET / (domain-fronting tests)
 //	probe pause             sleep (a ptrace target)
 //	probe ids               print real, effective and saved uid/gid
 //	probe pipes             fill pipe buffers up to the descriptor limit, print the bytes held
@@ -23,6 +27,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +37,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -124,6 +130,12 @@ func main() {
 			}
 			emit("resolve "+name, err)
 		}
+	case "tunnel":
+		if len(os.Args) != 5 {
+			fmt.Fprintln(os.Stderr, "usage: probe tunnel PROXY HOST:PORT SNI")
+			os.Exit(2)
+		}
+		emit(fmt.Sprintf("tunnel %s %s", os.Args[3], os.Args[4]), tunnel(os.Args[2], os.Args[3], os.Args[4]))
 	case "pipes":
 		// Fill as many pipe buffers as the descriptor limit allows and report how many bytes
 		// the kernel is holding for this process: kernel memory the memory cgroup must charge.
@@ -189,6 +201,60 @@ func echoOnce(addr, msg string) error {
 	}
 	if got != "echo:"+msg+"\n" {
 		return fmt.Errorf("got %q, want %q", got, "echo:"+msg+"\n")
+	}
+	return nil
+}
+
+// tunnel asks the HTTP proxy at proxy for a CONNECT tunnel to target, then runs a TLS
+// handshake that names sni and one GET / over it. A client that fronts a domain does exactly
+// this: it names an allowed host to the proxy and another one to the TLS server.
+func tunnel(proxy, target, sni string) error {
+	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target); err != nil {
+		return err
+	}
+	br := bufio.NewReader(c)
+	status, err := br.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("reading the proxy's answer: %w", err)
+	}
+	var refused string
+	for {
+		h, err := br.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("reading the proxy's headers: %w", err)
+		}
+		if h == "\r\n" || h == "\n" {
+			break
+		}
+		if k, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(k, "X-Airlock-Egress") {
+			refused = strings.TrimSpace(v)
+		}
+	}
+	if !strings.HasPrefix(status, "HTTP/1.1 200") {
+		return fmt.Errorf("proxy answered %q (X-Airlock-Egress: %s)", strings.TrimSpace(status), refused)
+	}
+	if br.Buffered() > 0 {
+		return fmt.Errorf("the proxy sent %d bytes after its answer", br.Buffered())
+	}
+	tc := tls.Client(c, &tls.Config{ServerName: sni, NextProtos: []string{"http/1.1"}})
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake naming %s: %w", sni, err)
+	}
+	if _, err := fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", sni); err != nil {
+		return err
+	}
+	resp, err := bufio.NewReader(tc).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("reading the response through the tunnel: %w", err)
+	}
+	if !strings.HasPrefix(resp, "HTTP/1.1 200") {
+		return fmt.Errorf("the server answered %q", strings.TrimSpace(resp))
 	}
 	return nil
 }
