@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -23,8 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-mcp/airlock/internal/flock"
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // gwHTTPServer is a destination of the test: a plain HTTP server that answers every request
@@ -352,18 +355,23 @@ func testGatewayEgress(t *testing.T, backend string) {
 		}
 		s.stop()
 		waitNoLeftovers(t, backend, up, name, nameNone)
-		// Other Airlock processes (tests running beside this one) share the directory: a
-		// socket something still listens on is theirs. One nobody answers on, and that was
-		// not there before, is a proxy this serve left behind.
+		// Other Airlock processes (tests running beside this one) share the directory, each
+		// in a subdirectory it keeps locked while it lives. One that was not there before
+		// and whose lock is free belongs to no live process: this serve left it behind.
+		// (Connecting to a socket to see whether it is live would be a connection in
+		// another process's call.)
 		for _, n := range gwSockets(sockDir) {
 			if slices.Contains(socketsBefore, n) {
 				continue
 			}
-			if c, err := net.DialTimeout("unix", filepath.Join(sockDir, n), time.Second); err == nil {
-				c.Close()
+			f, err := os.Open(filepath.Join(sockDir, filepath.Dir(n), "lock"))
+			if err != nil {
 				continue
 			}
-			t.Errorf("egress socket %s left in %s after Airlock stopped", n, sockDir)
+			if flock.Apply(f, unix.LOCK_EX|unix.LOCK_NB) == nil {
+				t.Errorf("egress socket %s left in %s after Airlock stopped", n, sockDir)
+			}
+			f.Close()
 		}
 	})
 	t.Logf("%s: %s from airlock serve's start to its containers' removal", backend, time.Since(start).Round(time.Millisecond))

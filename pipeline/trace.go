@@ -107,12 +107,21 @@ func (t *trace) egressNote(clean func(string) string) string {
 	}
 	var b strings.Builder
 	for _, r := range t.refused {
-		fmt.Fprintf(&b, "\n[airlock: egress refused: %s:%d: %s]", clean(cutString(r.Host, maxNoteHost)), r.Port, refusalWhy(r.Code))
+		host := clean(cutString(r.Host, maxNoteHost))
+		fmt.Fprintf(&b, "\n[airlock: egress refused: %s:%d: %s", host, r.Port, refusalWhy(r.Code))
+		if r.Code == "not_allowed" {
+			// The exact entry that would allow it (a name: the proxy quotes what is not one).
+			entry := host
+			if r.Port != 80 && r.Port != 443 {
+				entry = fmt.Sprintf("%s:%d", host, r.Port)
+			}
+			fmt.Fprintf(&b, "; an operator can allow it by adding %q to the profile's network.allow", entry)
+		}
+		b.WriteString("]")
 	}
 	if t.refusedMore > 0 {
 		fmt.Fprintf(&b, "\n[airlock: %d more egress refusal(s); see audit record %s]", t.refusedMore, t.rec.AuditID)
 	}
-	b.WriteString("\n[airlock: an operator can allow a host by adding it to the profile's network.allow]")
 	return b.String()
 }
 
