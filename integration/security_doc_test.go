@@ -107,7 +107,8 @@ func secDocSection(doc, heading string) []string {
 }
 
 // secDocTests lists the Test functions of the _test.go files in dir, and for each the
-// subtests it starts with t.Run("Literal", ...), as "TestX/Literal".
+// subtests it starts with t.Run("Literal", ...), as "TestX/Literal" (those of testX, the
+// per-backend body of TestX declared before it in the same file, count as TestX's).
 func secDocTests(t *testing.T, dir string) map[string]bool {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
@@ -131,6 +132,10 @@ func secDocTests(t *testing.T, dir string) map[string]bool {
 				// The escape suite's cases, which TestEscape runs once per backend
 				// (TestEscape/<backend>/<case>): README names them TestEscape/<case>.
 				name = "TestEscape"
+			} else if rest, ok := strings.CutPrefix(name, "test"); ok && fn.Recv == nil && rest != "" && tests["Test"+rest] {
+				// testX holds the cases TestX runs once per backend (TestX/<backend>/<case>):
+				// the docs name them TestX/<case>.
+				name = "Test" + rest
 			} else if fn.Recv != nil || !strings.HasPrefix(name, "Test") {
 				continue
 			}
