@@ -273,6 +273,7 @@ func WithEgress(backend sandbox.Backend, cfg *Config, stateDir string, log zerol
 // holds the audit log, after which no call runs at all.
 type cacheGuardBackend struct {
 	sandbox.Backend
+	reserve uint64 // 0: testcache.Reserve
 }
 
 func (b cacheGuardBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
@@ -289,7 +290,11 @@ func (b cacheGuardBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		testcache.Guard(dir, 500*time.Millisecond, done, cancel)
+		reserve := b.reserve
+		if reserve == 0 {
+			reserve = testcache.Reserve
+		}
+		testcache.Guard(dir, reserve, 500*time.Millisecond, done, cancel)
 	}()
 	res, err := b.Backend.Run(ctx, spec)
 	close(done)

@@ -3,8 +3,10 @@ package runtime
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/egress"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/testcache"
 )
 
 // proxyGet sends one plain-HTTP proxy request for url over the Unix socket at sock, as the
@@ -188,5 +191,39 @@ func TestEgressDirs(t *testing.T) {
 	}
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("socket directory %s: %v %v", dir, fi.Mode(), err)
+	}
+}
+
+// A run that writes its test cache while the cache's file system runs low is stopped, and the
+// cache cleared; a run without a cache is not watched.
+func TestCacheGuardStopsRun(t *testing.T) {
+	state := t.TempDir()
+	data := filepath.Join(state, "cache", "k", "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fb := &fakeBackend{respond: func(ctx context.Context, s sandbox.Spec) (sandbox.Result, error) {
+		select {
+		case <-ctx.Done():
+			return sandbox.Result{Ran: true}, ctx.Err()
+		case <-time.After(10 * time.Second):
+			return sandbox.Result{}, nil
+		}
+	}}
+	b := cacheGuardBackend{Backend: fb, reserve: math.MaxUint64} // never enough room
+	spec, _ := sandbox.New(sandbox.WithImage("host"), sandbox.WithArgv("true"),
+		sandbox.WithMount(sandbox.Mount{Source: data, Target: testcache.Target, Access: sandbox.ReadWrite}))
+	start := time.Now()
+	res, err := b.Run(context.Background(), spec)
+	if err == nil || !errors.Is(err, testcache.ErrDiskLow) || !res.Ran || time.Since(start) > 5*time.Second {
+		t.Fatalf("run: %v, ran %v, after %s", err, res.Ran, time.Since(start))
+	}
+	if _, err := os.Stat(filepath.Dir(data)); !os.IsNotExist(err) {
+		t.Errorf("the cache was kept: %v", err)
+	}
+	plain, _ := sandbox.New(sandbox.WithImage("host"), sandbox.WithArgv("true"))
+	fb.respond = nil
+	if _, err := b.Run(context.Background(), plain); err != nil {
+		t.Errorf("a run without a cache: %v", err)
 	}
 }

@@ -267,10 +267,10 @@ func Free(dir string) (uint64, error) {
 var ErrDiskLow = errors.New("the test cache's file system fell below its free-space reserve")
 
 // Guard watches dir's file system while a run writes its cache there, and calls stop with
-// ErrDiskLow when its free space falls below Reserve: a single run can write past its cache's
-// size (which is measured between runs), but never fill the disk that holds the audit log.
-// It returns when done is closed.
-func Guard(dir string, interval time.Duration, done <-chan struct{}, stop func(error)) {
+// ErrDiskLow when its free space falls below reserve (Reserve in Airlock): a single run can
+// write past its cache's size (which is measured between runs), but never fill the disk that
+// holds the audit log. It returns when done is closed.
+func Guard(dir string, reserve uint64, interval time.Duration, done <-chan struct{}, stop func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -279,7 +279,7 @@ func Guard(dir string, interval time.Duration, done <-chan struct{}, stop func(e
 			return
 		case <-t.C:
 		}
-		if free, err := Free(dir); err == nil && free < Reserve {
+		if free, err := Free(dir); err == nil && free < reserve {
 			stop(ErrDiskLow)
 			return
 		}
