@@ -202,3 +202,31 @@ func TestHTTPResponseHopByHop(t *testing.T) {
 		t.Errorf("end-to-end header lost: %v", resp.Header)
 	}
 }
+
+// A connection closed before its first byte asked for nothing: no Event (so no refusal for
+// the agent or the audit record), though it counts against the connection cap. One that sent
+// a partial request is a refusal.
+func TestEmptyConnectionNotRecorded(t *testing.T) {
+	p, addr := startProxy(t, testConfig("allowed.test"))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c, err = net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("GET http://allowed"))
+	c.(*net.TCPConn).CloseWrite()
+	io.Copy(io.Discard, c)
+	c.Close()
+	p.Close()
+	evs := p.Events()
+	if len(evs) != 1 || evs[0].Code != "bad_request" {
+		t.Errorf("events: %+v, want one bad_request (the partial request)", evs)
+	}
+	if st := p.Stats(); st.Connections != 2 {
+		t.Errorf("connections counted: %d, want 2", st.Connections)
+	}
+}

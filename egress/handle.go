@@ -24,10 +24,21 @@ type refusal struct {
 
 func (r *refusal) Error() string { return r.msg }
 
-// handle serves one client connection: one request, then close.
+// errEmptyConn: the client closed its connection without sending a byte.
+var errEmptyConn = errors.New("the connection closed before a request")
+
+// handle serves one client connection: one request, then close. A connection closed before
+// its first byte asked for nothing, so nothing was refused: it counts against MaxConns but
+// records no Event (a refusal would tell the agent, and the audit record, of a destination
+// nobody named).
 func (p *Proxy) handle(c net.Conn, overCap bool) {
 	ev := Event{Start: time.Now()}
+	empty := false
 	defer func() {
+		if empty {
+			c.Close()
+			return
+		}
 		ev.End = time.Now()
 		p.emit(ev)
 	}()
@@ -41,6 +52,10 @@ func (p *Proxy) handle(c net.Conn, overCap bool) {
 	if err != nil && p.ctx.Err() != nil {
 		ev.Kind = "http"
 		p.refuse(c, &ev, &refusal{0, "closed", "the connection was cut before a request because the call ended"})
+		return
+	}
+	if errors.Is(err, errEmptyConn) {
+		empty = true
 		return
 	}
 	if err != nil {
@@ -133,7 +148,7 @@ func readHead(br *bufio.Reader) ([]byte, error) {
 		}
 		if err != nil {
 			if len(head) == 0 && errors.Is(err, io.EOF) {
-				return nil, errors.New("the connection closed before a request")
+				return nil, errEmptyConn
 			}
 			return nil, fmt.Errorf("reading the request head: %v", err)
 		}
