@@ -23,6 +23,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
+	"github.com/airlock-mcp/airlock/testcache"
 )
 
 // mcpEnv is one test's private Airlock: its own workspace, policy, config and audit log. Only
@@ -83,6 +84,12 @@ func newMCPEnv(t testing.TB, policyJSON string, files map[string]string) *mcpEnv
 	if err := os.MkdirAll(e.workspace, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// run_tests keeps a toolchain cache per workspace in the shared state directory.
+	t.Cleanup(func() {
+		if real, err := filepath.EvalSymlinks(e.workspace); err == nil {
+			_, _ = testcache.Clear(testenv.StateDir(), real)
+		}
+	})
 	for name, content := range files {
 		p := filepath.Join(e.workspace, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
