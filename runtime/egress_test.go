@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,33 @@ func TestCacheGuardStopsRun(t *testing.T) {
 	fb.respond = nil
 	if _, err := b.Run(context.Background(), plain); err != nil {
 		t.Errorf("a run without a cache: %v", err)
+	}
+}
+
+// A gateway-style policy on http_fetch's URL and the fetch profile's allowlist both hold: the
+// policy refuses a URL before any sandbox starts; a URL it allows runs under the profile's
+// egress proxy, with only the profile's hosts.
+func TestHTTPFetchPolicyAndAllowlist(t *testing.T) {
+	const policy = `{"version":"1","default":"deny","tools":{"http_fetch":{"require":[{"conditions":[
+		{"path":"args.url","op":"host_in","value":["docs.acme.test"]}],"on_deny":"http_fetch reaches docs.acme.test only."}]}}}`
+	const cfg = "profiles:\n  fetch:\n    image: busybox\n    workspace: none\n    pids: 32\n    network:\n      allow: [docs.acme.test]\n"
+	fb := &fakeBackend{}
+	rt := newTestRuntime(t, cfg, policy, fb)
+	cs := connect(t, rt, nil, "")
+	res, text := callText(t, cs, "http_fetch", map[string]any{"url": "https://evil.test/x"})
+	if !res.IsError || !strings.Contains(text, "http_fetch reaches docs.acme.test only.") || len(fb.runs()) != 0 {
+		t.Fatalf("a URL the policy refuses: error %v %q, %d sandbox runs", res.IsError, text, len(fb.runs()))
+	}
+	fb.respond = func(ctx context.Context, s sandbox.Spec) (sandbox.Result, error) {
+		return sandbox.Result{Stdout: []byte(`{"status":200,"status_text":"OK","headers":{},"body":"docs","body_bytes":4,"body_truncated":false,"body_binary":false,"final_url":"https://docs.acme.test/x","redirects":[]}`)}, nil
+	}
+	res, text = callText(t, cs, "http_fetch", map[string]any{"url": "https://docs.acme.test/x"})
+	if res.IsError || !strings.Contains(text, "HTTP 200 OK") || !strings.Contains(text, "docs") {
+		t.Fatalf("an allowed URL: error %v %q", res.IsError, text)
+	}
+	runs := fb.runs()
+	if len(runs) != 1 || runs[0].Network != sandbox.NetworkProxy || runs[0].Egress == nil || runs[0].Egress.Socket == "" ||
+		!slices.Equal(runs[0].Egress.Allow, []string{"docs.acme.test"}) {
+		t.Fatalf("the run's network: %q %+v", runs[0].Network, runs[0].Egress)
 	}
 }
