@@ -370,7 +370,9 @@ func (b *Backend) oomKilled(ctx context.Context, id string, maybeOOM bool) bool 
 		if err == nil && ins.Container.State != nil && ins.Container.State.OOMKilled {
 			return true
 		}
-		if !maybeOOM || attempt == 10 || ictx.Err() != nil {
+		// Up to 2 s: under load (a CI host running three backends' suites at once) the event
+		// took longer than half a second to reach the daemon.
+		if !maybeOOM || attempt == 40 || ictx.Err() != nil {
 			return false
 		}
 		time.Sleep(50 * time.Millisecond)
