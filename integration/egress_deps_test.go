@@ -12,7 +12,6 @@ package integration
 import (
 	"archive/tar"
 	"archive/zip"
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -24,7 +23,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,55 +286,22 @@ func depsGoEnv(proxy string) []string {
 	return []string{"GOPROXY=http://" + proxy, "GOSUMDB=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local"}
 }
 
-// depsAudit is what the tests read of run_tests' closing audit record.
-type depsAudit struct {
-	Tool        string         `json:"tool"`
-	Phase       string         `json:"phase"`
-	Decision    string         `json:"decision"`
-	ExitCode    *int           `json:"exit_code"`
-	Egress      []depsEgressEv `json:"egress"`
-	EgressCount int            `json:"egress_count"`
-}
-
-// exit is the record's exit code as text, "null" when it has none.
-func (r depsAudit) exit() string {
+// depsExit is a record's exit code as text, "null" when it has none.
+func depsExit(r mcpAuditRecord) string {
 	if r.ExitCode == nil {
 		return "null"
 	}
 	return strconv.Itoa(*r.ExitCode)
 }
 
-type depsEgressEv struct {
-	Host          string `json:"host"`
-	Port          int    `json:"port"`
-	Allowed       bool   `json:"allowed"`
-	Code          string `json:"code"`
-	BytesSent     int64  `json:"bytes_sent"`
-	BytesReceived int64  `json:"bytes_received"`
-}
-
 // readDepsAudit returns the closing record of the one run_tests call in an audit log.
-func readDepsAudit(t *testing.T, path string) depsAudit {
+func readDepsAudit(t *testing.T, path string) mcpAuditRecord {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("audit log: %v", err)
-	}
-	defer f.Close()
-	var found []depsAudit
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var r depsAudit
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("audit log %s: %v\n%s", path, err, sc.Text())
-		}
+	var found []mcpAuditRecord
+	for _, r := range readAuditAll(t, path) {
 		if r.Tool == "run_tests" && r.Phase == "" {
 			found = append(found, r)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if len(found) != 1 {
 		t.Fatalf("audit log %s has %d closing records of run_tests, want 1", path, len(found))
@@ -354,7 +319,7 @@ type depsCase struct {
 
 // depsRun serves c's workspace with a real `airlock serve --http` on backend, calls run_tests
 // once with the Go SDK client, and returns the result, its text and the call's audit record.
-func depsRun(t *testing.T, backend string, c depsCase) (*mcp.CallToolResult, string, depsAudit) {
+func depsRun(t *testing.T, backend string, c depsCase) (*mcp.CallToolResult, string, mcpAuditRecord) {
 	t.Helper()
 	e := newMCPEnv(t, `{"version":"1","default":"allow"}`, c.files)
 	e.backend = backend
@@ -396,7 +361,7 @@ func checkNoRefusalNote(t *testing.T, text string) {
 // checkAllowedEgress asserts the record lists the proxy's connections, every one to
 // host:port and allowed, and that together they brought at least
 // minReceived bytes in.
-func checkAllowedEgress(t *testing.T, rec depsAudit, host string, port int, minReceived int) {
+func checkAllowedEgress(t *testing.T, rec mcpAuditRecord, host string, port int, minReceived int) {
 	t.Helper()
 	if len(rec.Egress) == 0 || rec.EgressCount != len(rec.Egress) {
 		t.Fatalf("audit record lists %d egress connections (egress_count %d), want the run's connections: %+v", len(rec.Egress), rec.EgressCount, rec)
@@ -458,7 +423,7 @@ func testDepsNPM(t *testing.T, backend string) {
 	reg.checkRequests(t, depsRegistryHost, npm.files, npm.tarball)
 	checkAllowedEgress(t, rec, depsRegistryHost, reg.port, npm.size)
 	if rec.ExitCode == nil || *rec.ExitCode != 0 {
-		t.Errorf("audit exit_code %s, want 0", rec.exit())
+		t.Errorf("audit exit_code %s, want 0", depsExit(rec))
 	}
 }
 
@@ -488,7 +453,7 @@ func testDepsGo(t *testing.T, backend string) {
 	proxy.checkRequests(t, depsModulesHost, mods.files, mods.mod, mods.zip)
 	checkAllowedEgress(t, rec, depsModulesHost, proxy.port, mods.size)
 	if rec.ExitCode == nil || *rec.ExitCode != 0 {
-		t.Errorf("audit exit_code %s, want 0", rec.exit())
+		t.Errorf("audit exit_code %s, want 0", depsExit(rec))
 	}
 }
 
@@ -529,6 +494,6 @@ func testDepsRefused(t *testing.T, backend string) {
 		}
 	}
 	if rec.ExitCode == nil || *rec.ExitCode == 0 {
-		t.Errorf("audit exit_code %s, want npm ci's failure", rec.exit())
+		t.Errorf("audit exit_code %s, want npm ci's failure", depsExit(rec))
 	}
 }

@@ -61,11 +61,14 @@ func testForkBomb(t *testing.T, s *escapeSuite) {
 	if p.current > pids || p.procs > pids {
 		t.Errorf("the container had %d tasks (%d processes seen); the pids limit is %d", p.current, p.procs, pids)
 	}
-	if p.current < pids {
-		t.Errorf("pids.current peaked at %d: the bomb never reached the limit, so the limit was not tested", p.current)
-	}
-	if !bytes.Contains(res.Stderr, []byte("can't fork")) {
-		t.Errorf("no fork failure in stderr: %q", escTruncate(res.Stderr, 500))
+	// The limit was reached when the kernel refused forks; the host's 10 ms samples of
+	// pids.current can miss the moments at the limit on a loaded host (seen: peak 62 of 64,
+	// with fork failures in stderr).
+	forkFailed := bytes.Contains(res.Stderr, []byte("can't fork"))
+	if !forkFailed {
+		t.Errorf("no fork failure in stderr: the bomb never reached the limit, so the limit was not tested (pids.current peak %d): %q", p.current, escTruncate(res.Stderr, 500))
+	} else if p.current < pids {
+		t.Logf("pids.current sampled at most %d of %d, and forks failed at the limit", p.current, pids)
 	}
 	if res.TimedOut || elapsed > 20*time.Second {
 		t.Errorf("the run took %s (timed out %v); the bomb should end when pid 1 does, after 4s", elapsed, res.TimedOut)
