@@ -29,6 +29,34 @@ type Backend interface {
 	Reap(ctx context.Context) ([]Reaped, error)
 }
 
+// Prestarter is a Backend that can create and start a sandbox before the command it will run
+// is known, so a call finds its container ready (package pool keeps a few per shape). The
+// prestarted sandbox runs exactly one command and is removed: it is a fresh container all the
+// same, only started earlier.
+type Prestarter interface {
+	// WarmKey is the shape of spec's sandbox: two specs with the same key get identical
+	// containers (root, mounts, namespaces, limits, identity, seccomp...) and differ only in
+	// what a warm sandbox takes with its command: argv, environment, working directory,
+	// stdin, timeout, output caps and labels. ok is false for a spec a prestarted sandbox
+	// cannot run (a live stream, an egress proxy, copy-on-write mounts).
+	WarmKey(ctx context.Context, spec Spec) (key string, ok bool, err error)
+	// Prestart creates and starts a sandbox of spec's shape whose init waits for one
+	// command; spec's own command is not run.
+	Prestart(ctx context.Context, spec Spec) (Warm, error)
+}
+
+// Warm is a prestarted sandbox waiting for its one command.
+type Warm interface {
+	// Key is the shape it was started for (Prestarter.WarmKey).
+	Key() string
+	// Run runs spec's command in the sandbox and removes the sandbox, as Backend.Run does;
+	// spec must have the sandbox's key. A Result whose Ran is false (with an error) means
+	// the command never started and the caller may run it elsewhere. A second Run fails.
+	Run(ctx context.Context, spec Spec) (Result, error)
+	// Close removes the sandbox if Run has not; it is safe to call more than once.
+	Close() error
+}
+
 // Labels every container of a tool call carries, so whoever reaps a leftover can tell which
 // call it belonged to and append that call's closing record to the right audit log.
 const (
@@ -189,6 +217,8 @@ type Result struct {
 	// exist even when Run also returns an error (a cancellation, a failed cleanup). False
 	// when the error means the command never started.
 	Ran bool
+	// Warm: the command ran in a sandbox started before the call (Prestarter).
+	Warm bool
 	// Egress lists the connections the run made through its egress proxy, allowed and
 	// refused, when Airlock's runtime ran that proxy (Egress.Allow).
 	Egress []egress.Event

@@ -65,6 +65,10 @@ type initConfig struct {
 	deadline time.Duration
 	egress   *egressConfig // nil without --egress
 	argv     []string
+	// warm: the command comes later, over the control socket (warm.go); idle bounds the
+	// wait for it. deadline and argv are then the request's.
+	warm bool
+	idle time.Duration
 }
 
 // egressConfig is --egress LISTEN=SOCKET: the TCP address the forwarder listens on inside the
@@ -78,7 +82,14 @@ type egressConfig struct {
 // D a positive Go duration, LISTEN a numeric IP:port, SOCKET an absolute path, CMD non-empty.
 // Nothing else is accepted, so no part of CMD can ever be read as an option of the init.
 func initArgs(args []string) (initConfig, error) {
-	const usage = "usage: airlock-toolbox init --deadline DURATION [--egress IP:PORT=SOCKET] -- CMD [ARGS...]"
+	const usage = "usage: airlock-toolbox init --deadline DURATION [--egress IP:PORT=SOCKET] -- CMD [ARGS...] | init --warm --idle DURATION"
+	if len(args) == 3 && args[0] == "--warm" && args[1] == "--idle" {
+		d, err := time.ParseDuration(args[2])
+		if err != nil || d <= 0 {
+			return initConfig{}, errors.New(usage + ": the idle limit must be a positive duration such as 10m")
+		}
+		return initConfig{warm: true, idle: d}, nil
+	}
 	if len(args) < 4 || args[0] != "--deadline" {
 		return initConfig{}, errors.New(usage)
 	}
@@ -139,6 +150,9 @@ func initMain(args []string) int {
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	ignoreSignals()
 
+	if cfg.warm {
+		return warmMain(cfg.idle)
+	}
 	if cfg.egress != nil {
 		// Before CMD: its first connection must find the listener there.
 		if err := startForwarder(*cfg.egress); err != nil {

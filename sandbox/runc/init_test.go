@@ -189,33 +189,45 @@ func TestInitRuns(t *testing.T) {
 			"f() { sleep 3 & f & f & }; f; sleep 1; grep ^Threads /proc/1/status; exit 9")}, code: 9},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			res, err := b.Run(context.Background(), spec(t, append([]sandbox.Option{sandbox.WithTimeout(20 * time.Second)}, tt.opts...)...))
-			if err != nil {
-				t.Fatal(err)
+		for _, warm := range []bool{false, true} {
+			name := tt.name
+			if warm {
+				name = "warm/" + name
 			}
-			if res.ExitCode != tt.code || res.TimedOut || res.OOMKilled {
-				t.Errorf("exit %d timed_out %v oom %v, want %d (stdout %q stderr %q)", res.ExitCode, res.TimedOut, res.OOMKilled, tt.code, res.Stdout, res.Stderr)
-			}
-			if tt.name == "fork bomb at the pids limit" {
-				// The bomb filled the limit, and the init needed no new thread to go on: the
-				// run ends with the command's status, not a runtime crash of pid 1.
-				if !bytes.Contains(res.Stderr, []byte("can't fork")) || bytes.Contains(res.Stderr, []byte("runtime:")) {
-					t.Errorf("stderr %q: want the bomb's fork failures and no runtime error", truncate(res.Stderr, 600))
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				res, err := runMode(t, b, warm, spec(t, append([]sandbox.Option{sandbox.WithTimeout(20 * time.Second)}, tt.opts...)...))
+				if err != nil {
+					t.Fatal(err)
 				}
-				t.Logf("init after the bomb: %s", bytes.TrimSpace(res.Stdout))
-				return
-			}
-			if string(res.Stdout) != tt.stdout {
-				t.Errorf("stdout %q, want %q", res.Stdout, tt.stdout)
-			}
-			if tt.stderr != "" && (string(res.Stderr) != tt.stderr || res.StderrTruncated) {
-				t.Errorf("stderr %q, want %q", res.Stderr, tt.stderr)
-			}
-		})
+				checkInitRun(t, res, tt.name, tt.code, tt.stdout, tt.stderr)
+			})
+		}
 	}
 	t.Cleanup(func() { assertNoLeftovers(t, b) })
+}
+
+// checkInitRun checks one TestInitRuns case's result.
+func checkInitRun(t *testing.T, res sandbox.Result, name string, code int, stdout, stderr string) {
+	t.Helper()
+	if res.ExitCode != code || res.TimedOut || res.OOMKilled {
+		t.Errorf("exit %d timed_out %v oom %v, want %d (stdout %q stderr %q)", res.ExitCode, res.TimedOut, res.OOMKilled, code, res.Stdout, res.Stderr)
+	}
+	if name == "fork bomb at the pids limit" {
+		// The bomb filled the limit, and the init needed no new thread to go on: the
+		// run ends with the command's status, not a runtime crash of pid 1.
+		if !bytes.Contains(res.Stderr, []byte("can't fork")) || bytes.Contains(res.Stderr, []byte("runtime:")) {
+			t.Errorf("stderr %q: want the bomb's fork failures and no runtime error", truncate(res.Stderr, 600))
+		}
+		t.Logf("init after the bomb: %s", bytes.TrimSpace(res.Stdout))
+		return
+	}
+	if string(res.Stdout) != stdout {
+		t.Errorf("stdout %q, want %q", res.Stdout, stdout)
+	}
+	if stderr != "" && (string(res.Stderr) != stderr || res.StderrTruncated) {
+		t.Errorf("stderr %q, want %q", res.Stderr, stderr)
+	}
 }
 
 func truncate(b []byte, n int) string {

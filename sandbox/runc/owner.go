@@ -156,10 +156,22 @@ func bundleLabels(bundle string) map[string]string {
 	}
 	// The config is Airlock's own file in a root-only directory; the cap only guards against
 	// a damaged one.
-	if json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&cfg) != nil || cfg.Annotations == nil {
+	if json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&cfg) != nil {
 		return map[string]string{}
 	}
+	if cfg.Annotations == nil {
+		cfg.Annotations = map[string]string{}
+	}
 	delete(cfg.Annotations, AnnotationOwner)
+	// A warm container gets its call's labels only when the call claims it (warm.go).
+	if raw, err := os.ReadFile(filepath.Join(bundle, claimLabels)); err == nil {
+		var claimed map[string]string
+		if json.Unmarshal(raw, &claimed) == nil {
+			for k, v := range claimed {
+				cfg.Annotations[k] = v
+			}
+		}
+	}
 	return cfg.Annotations
 }
 

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/cgroup"
 	"github.com/airlock-mcp/airlock/sandbox/inflight"
@@ -52,49 +54,18 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	}
 	defer b.startPriming()() // let runc's cgroup migration find the RCU grace period passed
 
-	sc, err := b.seccompFor(spec.Seccomp, spec.Network)
-	if err != nil {
-		// Never run without the filter the profile asked for.
-		return res, fmt.Errorf("seccomp profile %q: %w; refusing to run the sandbox without it", spec.Seccomp, err)
-	}
-	img, err := b.images.Resolve(ctx, spec.Image)
+	p, err := b.prepare(ctx, spec, nil)
 	if err != nil {
 		return res, err
 	}
-	id := fmt.Sprintf("airlock-%s-%d", b.token, b.seq.Add(1))
-	cfg, err := OCIConfig(spec, img, id, sc)
-	if err != nil {
+	st := &runState{id: p.id}
+	defer inflight.Cleanup(b.log, p.id, &err, func() error { return b.cleanup(st, p.bundle) })
+	if err := p.write(spec); err != nil {
 		return res, err
 	}
-	cfg.Linux.CgroupsPath = cgroup.Path(b.cgroupParent, id)
-	if err := oci.CheckMountPoints(cfg); err != nil {
-		return res, fmt.Errorf("image %s: %w", img.Name, err)
-	}
-	if err := oci.CheckWorkdir(cfg); err != nil {
-		return res, fmt.Errorf("image %s: %w", img.Name, err)
-	}
+	id, img := p.id, p.img
 
-	bundle := filepath.Join(b.bundles, id)
-	if err := os.Mkdir(bundle, 0o700); err != nil {
-		return res, fmt.Errorf("creating bundle for %s: %w", id, err)
-	}
-	st := &runState{id: id}
-	defer inflight.Cleanup(b.log, id, &err, func() error { return b.cleanup(st, bundle) })
-	if err := rundir.PrepareCopies(bundle, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
-		return res, err
-	}
-	if err := oci.WithCopyDirsUnder(bundle)(cfg); err != nil {
-		return res, err
-	}
-	cfgJSON, err := json.Marshal(cfg)
-	if err != nil {
-		return res, err
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfgJSON, 0o600); err != nil {
-		return res, fmt.Errorf("writing bundle for %s: %w", id, err)
-	}
-
-	res, err = b.execute(ctx, spec, st, bundle)
+	res, err = b.execute(ctx, spec, st, p.bundle)
 	res.ContainerID = id
 	res.Loosened = append([]string(nil), spec.Loosened...)
 	res.Duration = time.Since(started)
@@ -102,6 +73,77 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		Int("exit_code", res.ExitCode).Bool("timed_out", res.TimedOut).Bool("oom_killed", res.OOMKilled).
 		Bool("truncated", res.Truncated()).Dur("duration", res.Duration).Err(err).Msg("container finished")
 	return res, err
+}
+
+// prepared is a container's id, its bundle directory (created, empty) and its configuration.
+type prepared struct {
+	id, bundle string
+	img        sandbox.Image
+	cfg        *specs.Spec
+}
+
+// prepare is the common start of Run and Prestart: it compiles spec's seccomp profile,
+// resolves its image, builds and checks its OCI configuration for a new container id
+// (process, when not nil, then rewrites the process), and creates the bundle directory. The
+// caller removes the bundle (cleanup) once prepare succeeded.
+func (b *Backend) prepare(ctx context.Context, spec sandbox.Spec, process func(*specs.Process)) (prepared, error) {
+	id := fmt.Sprintf("airlock-%s-%d", b.token, b.seq.Add(1))
+	cfg, img, err := b.config(ctx, spec, id)
+	if err != nil {
+		return prepared{}, err
+	}
+	if process != nil {
+		process(cfg.Process)
+	}
+	if err := oci.CheckWorkdir(cfg); err != nil {
+		return prepared{}, fmt.Errorf("image %s: %w", img.Name, err)
+	}
+	p := prepared{id: id, img: img, cfg: cfg}
+	p.bundle = filepath.Join(b.bundles, p.id)
+	if err := os.Mkdir(p.bundle, 0o700); err != nil {
+		return prepared{}, fmt.Errorf("creating bundle for %s: %w", p.id, err)
+	}
+	return p, nil
+}
+
+// config is the checked OCI configuration of spec as container id, and spec's image.
+func (b *Backend) config(ctx context.Context, spec sandbox.Spec, id string) (*specs.Spec, sandbox.Image, error) {
+	sc, err := b.seccompFor(spec.Seccomp, spec.Network)
+	if err != nil {
+		// Never run without the filter the profile asked for.
+		return nil, sandbox.Image{}, fmt.Errorf("seccomp profile %q: %w; refusing to run the sandbox without it", spec.Seccomp, err)
+	}
+	img, err := b.images.Resolve(ctx, spec.Image)
+	if err != nil {
+		return nil, img, err
+	}
+	cfg, err := OCIConfig(spec, img, id, sc)
+	if err != nil {
+		return nil, img, err
+	}
+	cfg.Linux.CgroupsPath = cgroup.Path(b.cgroupParent, id)
+	if err := oci.CheckMountPoints(cfg); err != nil {
+		return nil, img, fmt.Errorf("image %s: %w", img.Name, err)
+	}
+	return cfg, img, nil
+}
+
+// write fills the bundle: the copy-on-write layers of spec's copy mounts and config.json.
+func (p prepared) write(spec sandbox.Spec) error {
+	if err := rundir.PrepareCopies(p.bundle, spec.Mounts, spec.Limits.MemoryBytes); err != nil {
+		return err
+	}
+	if err := oci.WithCopyDirsUnder(p.bundle)(p.cfg); err != nil {
+		return err
+	}
+	cfgJSON, err := json.Marshal(p.cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(p.bundle, "config.json"), cfgJSON, 0o600); err != nil {
+		return fmt.Errorf("writing bundle for %s: %w", p.id, err)
+	}
+	return nil
 }
 
 // runState is what cleanup needs to know about how far a run got.
@@ -138,21 +180,8 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 	// exits; if something does, stop waiting for it rather than hang the call.
 	cmd.WaitDelay = killGrace
 
-	// The parent-death signal fires when the OS thread that forked runc exits, not the
-	// process; the Go runtime may end a thread under us, so the fork happens on a thread
-	// locked to a goroutine that lives exactly as long as runc.
-	startErr, waited := make(chan error, 1), make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			startErr <- err
-			return
-		}
-		startErr <- nil
-		waited <- cmd.Wait()
-	}()
-	if err := <-startErr; err != nil {
+	waited, err := startPinned(cmd)
+	if err != nil {
 		return res, fmt.Errorf("%w: starting %s: %v", sandbox.ErrUnavailable, b.runc, err)
 	}
 	st.started = true
@@ -246,6 +275,25 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		return res, fmt.Errorf("sandbox run %s killed: %w", st.id, context.Cause(ctx))
 	}
 	return res, nil
+}
+
+// startPinned starts cmd, which asks for a parent-death signal, and returns the channel its
+// Wait's error arrives on. The parent-death signal fires when the OS thread that forked the
+// process exits, not the process; the Go runtime may end a thread under us, so the fork
+// happens on a thread locked to a goroutine that lives exactly as long as the process.
+func startPinned(cmd *exec.Cmd) (<-chan error, error) {
+	startErr, waited := make(chan error, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			startErr <- err
+			return
+		}
+		startErr <- nil
+		waited <- cmd.Wait()
+	}()
+	return waited, <-startErr
 }
 
 // kill SIGKILLs the container's init; the kernel then kills every other process of its pid
