@@ -19,6 +19,8 @@ import (
 
 	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/pool"
+	runcbackend "github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
 // Config is Airlock's configuration file. The zero value plus Defaults is the built-in setup:
@@ -50,6 +52,8 @@ type Config struct {
 	Upstreams map[string]UpstreamConfig `yaml:"upstreams"`
 	// Egress configures the proxies of profiles with a network allowlist (docs/egress.md).
 	Egress EgressConfig `yaml:"egress"`
+	// Pool keeps sandboxes started ahead of the calls that will use them (docs/pool.md).
+	Pool PoolConfig `yaml:"pool"`
 
 	// File is where the config came from ("" for the built-in default); errors name it.
 	File string `yaml:"-"`
@@ -181,6 +185,49 @@ type Annotations struct {
 	Destructive *bool `yaml:"destructive"`
 	Idempotent  bool  `yaml:"idempotent"`
 	OpenWorld   *bool `yaml:"open_world"`
+}
+
+// PoolConfig sizes the pool of prestarted sandboxes (package pool): the runc backend's, the
+// others run every call cold.
+type PoolConfig struct {
+	// Size is how many sandboxes are kept started per sandbox shape in use; default 2, 0
+	// turns the pool off.
+	Size *int `yaml:"size"`
+	// MaxShapes is how many shapes (profiles, in effect) are kept warm at once; default 8.
+	MaxShapes int `yaml:"max_shapes"`
+	// MaxAge is how long a started sandbox waits for a call before it is replaced, and how
+	// long an unused shape stays warm; default 10m.
+	MaxAge Duration `yaml:"max_age"`
+}
+
+// Pool limits the config accepts.
+const (
+	maxPoolSize   = 32
+	maxPoolShapes = 64
+	minPoolAge    = 10 * time.Second
+	maxPoolAge    = 14 * time.Minute // under runc.WarmIdleLimit, when the waiting init gives up
+)
+
+// size is the configured pool size, or pool.DefaultSize.
+func (p PoolConfig) size() int {
+	if p.Size == nil {
+		return pool.DefaultSize
+	}
+	return *p.Size
+}
+
+// validatePool checks the pool section.
+func (c *Config) validatePool() error {
+	if n := c.Pool.size(); n < 0 || n > maxPoolSize {
+		return c.errAt(fmt.Sprintf("size %d: want 0 (no pool) to %d sandboxes per shape", n, maxPoolSize), "pool", "size")
+	}
+	if n := c.Pool.MaxShapes; n < 0 || n > maxPoolShapes {
+		return c.errAt(fmt.Sprintf("max_shapes %d: want 1 to %d", n, maxPoolShapes), "pool", "max_shapes")
+	}
+	if d := time.Duration(c.Pool.MaxAge); d != 0 && (d < minPoolAge || d > maxPoolAge) {
+		return c.errAt(fmt.Sprintf("max_age %s: want %s to %s (a waiting sandbox's init gives up after %s)", d, minPoolAge, maxPoolAge, runcbackend.WarmIdleLimit), "pool", "max_age")
+	}
+	return nil
 }
 
 // TestsConfig is run_tests' command.
@@ -430,6 +477,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.validateUpstreams(); err != nil {
+		return err
+	}
+	if err := c.validatePool(); err != nil {
 		return err
 	}
 	if s := c.Tests.CacheSize; s != "" {

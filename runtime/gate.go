@@ -37,12 +37,18 @@ func (g gatedBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Resul
 	return g.Backend.Run(ctx, spec)
 }
 
-// runGate is a two-resource counting semaphore.
+// runGate is a two-resource counting semaphore. Besides runs, it holds the shares of the
+// sandboxes the pool keeps started (TryReserve), which never make a run wait: a run that does
+// not fit asks the pool to shed one first, and no sandbox is reserved while a run waits.
 type runGate struct {
 	maxPids, maxMem int64
+	// shed, when set, removes one sandbox the pool keeps started and releases its share;
+	// false when there is none.
+	shed func() bool
 
 	mu        sync.Mutex
-	running   int
+	running   int // runs and reserved sandboxes
+	waiting   int // runs waiting for room
 	pids, mem int64
 	wake      chan struct{} // closed and replaced on every release
 }
@@ -52,23 +58,63 @@ func newRunGate(maxPids, maxMem int64) *runGate {
 }
 
 func (g *runGate) acquire(ctx context.Context, pids, mem int64) error {
+	counted := false
+	defer func() {
+		if counted {
+			g.mu.Lock()
+			g.waiting--
+			g.mu.Unlock()
+		}
+	}()
 	for {
 		g.mu.Lock()
-		if g.running == 0 || (g.pids+pids <= g.maxPids && g.mem+mem <= g.maxMem) {
-			g.running++
-			g.pids += pids
-			g.mem += mem
+		if g.running == 0 || g.fits(pids, mem) {
+			g.take(pids, mem)
 			g.mu.Unlock()
 			return nil
 		}
+		if !counted {
+			counted = true
+			g.waiting++
+		}
 		wake := g.wake
 		g.mu.Unlock()
+		if g.shed != nil && g.shed() {
+			continue
+		}
 		select {
 		case <-wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// TryReserve takes a share for a sandbox started ahead of its call when it fits now and no run
+// is waiting.
+func (g *runGate) TryReserve(pids, mem int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.waiting > 0 || !g.fits(pids, mem) {
+		return false
+	}
+	g.take(pids, mem)
+	return true
+}
+
+// Release gives back a share TryReserve took.
+func (g *runGate) Release(pids, mem int64) { g.release(pids, mem) }
+
+// fits reports whether pids and mem fit beside what is held. g.mu held.
+func (g *runGate) fits(pids, mem int64) bool {
+	return g.pids+pids <= g.maxPids && g.mem+mem <= g.maxMem
+}
+
+// take counts a run or a reservation. g.mu held.
+func (g *runGate) take(pids, mem int64) {
+	g.running++
+	g.pids += pids
+	g.mem += mem
 }
 
 func (g *runGate) release(pids, mem int64) {

@@ -16,6 +16,7 @@ import (
 	"github.com/airlock-mcp/airlock/pipeline"
 	"github.com/airlock-mcp/airlock/policies"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/sandbox/pool"
 )
 
 //go:embed defaultpolicy.json
@@ -259,13 +260,21 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		closeBackend()
 		return nil, err
 	}
+	gate := newRunGate(maxPids, maxMem)
+	// Sandboxes started ahead of calls hold their share of the budget while they wait and
+	// give it up before a call would wait for it.
+	pooled := pool.New(backend, pool.Config{Size: cfg.Pool.size(), MaxShapes: cfg.Pool.MaxShapes,
+		MaxAge: time.Duration(cfg.Pool.MaxAge), Budget: gate, Logger: o.Logger})
+	gate.shed = pooled.Shed
 	closeAll := closeBackend
 	closeBackend = func() error {
 		defer cleanEgress()
+		// The ready sandboxes go before the backend, which waits for every run it has.
+		_ = pooled.Close()
 		return closeAll()
 	}
-	proxied := egressBackend{Backend: cacheGuardBackend{Backend: backend}, dir: edir, base: cfg.Egress.resolved, log: o.Logger}
-	gated := gatedBackend{Backend: proxied, gate: newRunGate(maxPids, maxMem)}
+	proxied := egressBackend{Backend: cacheGuardBackend{Backend: pooled}, dir: edir, base: cfg.Egress.resolved, log: o.Logger}
+	gated := gatedBackend{Backend: proxied, gate: gate}
 	pipe, err := pipeline.New(pipeline.Config{
 		Tools:      ptools,
 		Policy:     engine,
