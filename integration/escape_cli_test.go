@@ -24,7 +24,7 @@ import (
 func testCLI(t *testing.T, s *escapeSuite) {
 	bin := s.airlockBin(t)
 	// The CLI opens the backend as an operator's airlock does: default state and cgroups.
-	cliHost := escapeHostFor(t, s.name, s.runc, sandbox.OpenOptions{StateDir: testenv.StateDir()})
+	cliHost := escapeHostFor(t, registryName(s.name), s.runc, sandbox.OpenOptions{StateDir: testenv.StateDir()})
 	ws := s.workspace(t)
 	escWriteFile(t, filepath.Join(ws, "data.txt"), "original\n", 0o666)
 	escChmod(t, ws, 0o777)
@@ -48,7 +48,7 @@ func testCLI(t *testing.T, s *escapeSuite) {
 	cli := func(args ...string) (int, escExecJSON) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, append([]string{"exec", "--json", "--backend", s.name}, args...)...)
+		cmd := exec.CommandContext(ctx, bin, append([]string{"exec", "--json", "--backend", registryName(s.name)}, args...)...)
 		// The test's own environment (canary included) plus where runc and the images are.
 		cmd.Env = append(os.Environ(), "AIRLOCK_STATE_DIR="+testenv.StateDir(), "AIRLOCK_RUNC="+s.runc)
 		var stdout, stderr bytes.Buffer

@@ -29,6 +29,7 @@ import (
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/backends"
+	"github.com/airlock-mcp/airlock/sandbox/pool"
 	"github.com/rs/zerolog"
 )
 
@@ -302,12 +303,32 @@ func escTCPListener(t *testing.T) (targets []string, stop func() []string) {
 // forEachBackend runs fn as a subtest per registered backend (runc, docker, containerd), each
 // with the backend opened on a run directory and cgroup parent of its own (named after label)
 // and closed, its error reported, once the subtest and all its parallel cases are done, before
-// the cleanups fn registered. A
-// backend that cannot open here is unavailable: a skip, or a failure under
-// AIRLOCK_REQUIRE_SANDBOX.
+// the cleanups fn registered. A backend that cannot open here is unavailable: a skip, or a
+// failure under AIRLOCK_REQUIRE_SANDBOX.
 func forEachBackend(t *testing.T, label string, fn func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions)) {
+	forBackends(t, label, backends.Default().Names(), fn)
+}
+
+// poolVariant is one more backend for the escape suite: runc behind a pool (package pool), so
+// that every case a prestarted sandbox can run runs in one, as `airlock serve` runs them.
+const poolVariant = "runc-pool"
+
+// registryName is the registry's name of a backend forBackends ran as name.
+func registryName(name string) string {
+	if name == poolVariant {
+		return "runc"
+	}
+	return name
+}
+
+// forEachBackendAndPool is forEachBackend plus poolVariant.
+func forEachBackendAndPool(t *testing.T, label string, fn func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions)) {
+	forBackends(t, label, append(backends.Default().Names(), poolVariant), fn)
+}
+
+func forBackends(t *testing.T, label string, names []string, fn func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions)) {
 	reg := backends.Default()
-	for _, name := range reg.Names() {
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			o := sandbox.OpenOptions{
 				StateDir:     testenv.StateDir(),
@@ -315,9 +336,20 @@ func forEachBackend(t *testing.T, label string, fn func(t *testing.T, name strin
 				CgroupParent: fmt.Sprintf("airlock-%s-%d-%s", label, os.Getpid(), name),
 				Logger:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 			}
-			b, closeBackend, err := reg.Open(context.Background(), name, o)
+			b, closeBackend, err := reg.Open(context.Background(), registryName(name), o)
 			if err != nil {
 				testenv.Unavailable(t, "backend %s: %v", name, err)
+			}
+			if name == poolVariant {
+				p := pool.New(b, pool.Config{Size: 2, Logger: o.Logger})
+				closeRunc := closeBackend
+				closeBackend = func() error {
+					if err := p.Close(); err != nil {
+						return err
+					}
+					return closeRunc()
+				}
+				b = p
 			}
 			// Registered after fn's own cleanups, so it runs before them: the suite's
 			// leftover checks see the backend closed.

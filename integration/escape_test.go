@@ -64,7 +64,7 @@ type escapeHost interface {
 // backend in the registry must have one: the suite runs on all of them.
 func escapeHostFor(t *testing.T, name, runcBin string, o sandbox.OpenOptions) escapeHost {
 	switch name {
-	case "runc":
+	case "runc", poolVariant:
 		run := o.RunDir
 		if run == "" {
 			run = filepath.Join(o.StateDir, "run")
@@ -110,7 +110,7 @@ func TestEscape(t *testing.T) {
 	// into a container, the canary would show up there.
 	t.Setenv(escapeCanaryEnv, canary)
 	probeDir := escBuildProbe(t)
-	forEachBackend(t, "escape", func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions) {
+	forEachBackendAndPool(t, "escape", func(t *testing.T, name string, b sandbox.Backend, o sandbox.OpenOptions) {
 		s := &escapeSuite{
 			name:         name,
 			backend:      b,
@@ -130,7 +130,10 @@ func TestEscape(t *testing.T) {
 			s.checkNoLeftovers(t)
 		})
 		s.runCases(t)
-		s.runLongLivedCases(t)
+		if name != poolVariant {
+			// A live stream never runs in a prestarted sandbox: these would be runc's again.
+			s.runLongLivedCases(t)
+		}
 	})
 }
 
@@ -202,9 +205,23 @@ func (s *escapeSuite) runErr(t *testing.T, opts ...sandbox.Option) (sandbox.Resu
 	if err != nil {
 		return res, fmt.Errorf("%q: %w", spec.Argv, err)
 	}
+	if s.name == poolVariant && !s.longLived && escWarmable(spec) && !res.Warm {
+		t.Errorf("%q ran cold behind the pool: the case did not test a prestarted sandbox", spec.Argv)
+	}
 	t.Logf("%q: exit %d timed_out %v oom %v truncated %v in %s (%s)", spec.Argv, res.ExitCode, res.TimedOut,
 		res.OOMKilled, res.Truncated(), res.Duration.Round(time.Millisecond), res.ContainerID)
 	return res, nil
+}
+
+// escWarmable: a spec the pool runs in a prestarted sandbox (no live stream, no egress proxy,
+// no copy-on-write mount).
+func escWarmable(spec sandbox.Spec) bool {
+	for _, m := range spec.Mounts {
+		if m.Access == sandbox.CopyOnWrite {
+			return false
+		}
+	}
+	return spec.Streams == nil && spec.Network == sandbox.NetworkNone
 }
 
 // caseMarker is the escapeMarkerEnv value of t's containers.

@@ -240,6 +240,10 @@ var (
 	ErrUnavailable = errors.New("sandbox backend unavailable")
 	// ErrInvalidSpec: the Spec violates an invariant (relative path, empty argv, ...).
 	ErrInvalidSpec = errors.New("invalid sandbox spec")
+	// ErrStale: a prestarted sandbox (Warm) could not take its command because it is gone
+	// (its init gave up waiting, or was killed); nothing ran, and the command may run in
+	// another sandbox.
+	ErrStale = errors.New("prestarted sandbox gone")
 )
 
 // Image is a root file system a backend can run, as resolved by package images.

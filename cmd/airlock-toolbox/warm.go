@@ -17,6 +17,8 @@ package main
 // are raw system calls on the one goroutine, so the runtime starts no thread while it waits.
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"strings"
 	"syscall"
@@ -38,7 +40,7 @@ func warmMain(idle time.Duration) int {
 	if err != nil {
 		return replyError(err.Error())
 	}
-	if err := os.Chdir(req.Dir); err != nil {
+	if err := enterDir(req.Dir); err != nil {
 		return replyError("working directory " + req.Dir + ": " + unwrapPathError(err))
 	}
 	os.Clearenv()
@@ -63,6 +65,21 @@ func warmMain(idle time.Duration) int {
 		return reply(warmproto.Reply{Code: code})
 	}
 	return reply(warmproto.Reply{Code: supervise(pid, start.Add(req.Deadline), req.Deadline)})
+}
+
+// enterDir makes dir the working directory, creating it if it is missing, as runc does for a
+// container's cwd. Airlock checked on the host that a missing one lies in a file system that
+// exists for this run only (a tmpfs), so nothing outside the run is created; unlike runc, the
+// init creates it as the command's user, not as root.
+func enterDir(dir string) error {
+	err := os.Chdir(dir)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.Chdir(dir)
 }
 
 // readRequest reads fd to end of stream, waiting until deadline for it to begin; ok is false

@@ -38,9 +38,6 @@ const (
 	DefaultFillers   = 1
 )
 
-// retryAfter bounds the back-off of a shape whose prestarts keep failing.
-const retryAfter = time.Minute
-
 // Budget is the host's run budget (pids and memory of all sandboxes at once). The pool never
 // waits for it: a ready sandbox is started only when its share fits now.
 type Budget interface {
@@ -103,8 +100,6 @@ type shape struct {
 	ready    []ready      // oldest first
 	starting int
 	lastUse  time.Time
-	fails    int
-	retryAt  time.Time
 }
 
 type ready struct {
@@ -161,11 +156,11 @@ func (p *Pool) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, erro
 	if w := p.take(key, spec); w != nil {
 		p.hits.Add(1)
 		res, err := w.Run(ctx, spec)
-		if err == nil || res.Ran {
+		if !errors.Is(err, sandbox.ErrStale) || res.Ran {
 			return res, err
 		}
-		// The sandbox was unusable and nothing ran (its init had gone): the call is not
-		// to fail for that, it runs in a fresh one.
+		// The sandbox was gone and nothing ran (its init had given up or been killed):
+		// the call is not to fail for that, it runs in a fresh one.
 		p.log.Warn().Err(err).Str("event", "pool.stale").Str("container", res.ContainerID).Msg("ready sandbox unusable; running the call in a fresh one")
 	} else {
 		p.misses.Add(1)
@@ -320,9 +315,8 @@ func (p *Pool) nextJob() (*shape, sandbox.Spec, int64, int64) {
 	if p.closed {
 		return nil, sandbox.Spec{}, 0, 0
 	}
-	now := time.Now()
 	for _, s := range p.shapes {
-		if len(s.ready)+s.starting >= p.cfg.Size || now.Before(s.retryAt) {
+		if len(s.ready)+s.starting >= p.cfg.Size {
 			continue
 		}
 		pids, mem := s.spec.Limits.Pids, s.spec.Limits.MemoryBytes
@@ -342,17 +336,20 @@ func (p *Pool) finish(s *shape, w sandbox.Warm, err error, pids, mem int64) {
 	s.starting--
 	r := ready{w: w, at: time.Now(), pids: pids, mem: mem}
 	if err != nil {
+		// Dropped rather than retried: what made it fail (a workspace that is gone, a
+		// rebuilt image, a full disk) would make a retry fail too. The next call of the
+		// shape brings it back, starting its own sandbox and meeting the error itself.
 		p.release(r)
 		p.failures.Add(1)
-		s.fails++
-		s.retryAt = time.Now().Add(min(time.Duration(1<<min(s.fails, 6))*time.Second, retryAfter))
+		if p.shapes[s.key] == s {
+			p.dropShape(s)
+		}
 		if !errors.Is(err, context.Canceled) {
-			p.log.Warn().Err(err).Str("event", "pool.prestart_failed").Int("failures", s.fails).Msg("could not prestart a sandbox; calls of this shape start their own meanwhile")
+			p.log.Info().Err(err).Str("event", "pool.prestart_failed").Msg("could not prestart a sandbox; the shape is no longer kept warm until its next call")
 		}
 		return
 	}
 	p.prestarts.Add(1)
-	s.fails = 0
 	if p.closed || p.shapes[s.key] != s {
 		p.release(r)
 		p.removeLater(w)

@@ -271,11 +271,20 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("sandbox run not started: %w", context.Cause(ctx))
 	}
-	key, ok, err := w.b.WarmKey(ctx, spec)
+	// The call's own configuration, checked as a cold run's is (its working directory
+	// must exist in the image or a mount), and then compared with the sandbox's shape.
+	cfg, _, err := w.b.config(ctx, spec, w.id)
+	if err == nil {
+		err = oci.CheckWorkdir(cfg)
+	}
+	if err != nil {
+		return res, err
+	}
+	key, err := shapeKey(cfg)
 	switch {
 	case err != nil:
 		return res, err
-	case !ok || key != w.key:
+	case !warmable(spec) || key != w.key:
 		// Never run a call in a sandbox built for another shape: its limits, mounts or
 		// filter would not be the ones its profile asked for.
 		return res, fmt.Errorf("%w: warm sandbox %s has another shape than this spec", sandbox.ErrInvalidSpec, w.id)
@@ -290,7 +299,7 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	}
 	if _, err := w.ctrl.Write(req); err != nil {
 		// The init is gone (it timed out idle, or something killed it): nothing ran.
-		return res, fmt.Errorf("warm sandbox %s: sending the command: %w", w.id, err)
+		return res, fmt.Errorf("%w: warm sandbox %s: sending the command: %v", sandbox.ErrStale, w.id, err)
 	}
 	_ = unix.Shutdown(int(w.ctrl.Fd()), unix.SHUT_WR)
 	res.Ran = true
