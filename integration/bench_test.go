@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,12 +96,23 @@ func (bm *benchMedians) get(name string) time.Duration {
 
 // benchMeasure runs call once to warm up, then b.Loop times, and reports median and p95 in ms.
 func benchMeasure(b *testing.B, medians *benchMedians, name string, call func() error) benchLatencies {
+	return benchMeasurePaced(b, medians, name, nil, call)
+}
+
+// benchMeasurePaced is benchMeasure with pace, when not nil, run before each call outside the
+// timer (an agent's think time between calls).
+func benchMeasurePaced(b *testing.B, medians *benchMedians, name string, pace func(), call func() error) benchLatencies {
 	b.Helper()
 	if err := call(); err != nil {
 		b.Fatalf("%s (warm-up): %v", name, err)
 	}
 	var l benchLatencies
 	for b.Loop() {
+		if pace != nil {
+			b.StopTimer()
+			pace()
+			b.StartTimer()
+		}
 		start := time.Now()
 		if err := call(); err != nil {
 			b.Fatalf("%s: %v", name, err)
@@ -197,20 +209,7 @@ func benchCalls(b *testing.B, runc string) (calls map[string]func() error, audit
 	b.Helper()
 	ctx := context.Background()
 
-	bundle := benchBundle(b)
-	runcRoot := b.TempDir()
-	n := 0
-	runcRun := func() error {
-		n++
-		id := fmt.Sprintf("airlock-bench-%d-%d", os.Getpid(), n)
-		cmd := exec.Command(runc, "--root", runcRoot, "run", "--bundle", bundle, id)
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("runc run: %v: %s", err, stderr.String())
-		}
-		return nil
-	}
+	runcRun := benchRuncRun(b, runc)
 
 	store, err := images.Open(testenv.StateDir())
 	if err != nil {
@@ -299,6 +298,25 @@ func benchCalls(b *testing.B, runc string) (calls map[string]func() error, audit
 		"mcp_http_token_denied": denied(connectHTTP(b, withToken.startHTTP(b), token, nil)),
 		"mcp_stdio_denied":      denied(stdio.connectStdio(b, nil)),
 	}, e.audit
+}
+
+// benchRuncRun returns one raw `runc run` of benchBundle's container (the floor every variant
+// is compared with); it is safe for concurrent use.
+func benchRuncRun(b *testing.B, runc string) func() error {
+	b.Helper()
+	bundle := benchBundle(b)
+	runcRoot := b.TempDir()
+	var n atomic.Int64
+	return func() error {
+		id := fmt.Sprintf("airlock-bench-%d-%d", os.Getpid(), n.Add(1))
+		cmd := exec.Command(runc, "--root", runcRoot, "run", "--bundle", bundle, id)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("runc run: %v: %s", err, stderr.String())
+		}
+		return nil
+	}
 }
 
 // benchBundle writes an OCI bundle that runs /bin/true on the busybox image's rootfs with

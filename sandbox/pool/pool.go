@@ -21,6 +21,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,6 +154,9 @@ func (p *Pool) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, erro
 		p.cold.Add(1)
 		return p.backend.Run(ctx, spec)
 	}
+	// The replacement starts once this call is done: started now, `runc run` would take
+	// the CPU the call's own command needs (on a small host, all of it) for its whole run.
+	defer p.signal()
 	if w := p.take(key, spec); w != nil {
 		p.hits.Add(1)
 		res, err := w.Run(ctx, spec)
@@ -173,10 +177,10 @@ func (p *Pool) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, erro
 }
 
 // take marks key's shape used and returns its oldest ready sandbox, if any, releasing its
-// share of the budget (the call holds its own). It wakes the fillers either way.
+// share of the budget (the call holds its own). The caller wakes the fillers once its command
+// is done.
 func (p *Pool) take(key string, spec sandbox.Spec) sandbox.Warm {
 	p.mu.Lock()
-	defer p.signal()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil
@@ -186,6 +190,9 @@ func (p *Pool) take(key string, spec sandbox.Spec) sandbox.Warm {
 		p.evictForNewShape()
 		tmpl := spec
 		tmpl.Labels, tmpl.Stdin, tmpl.Streams = nil, nil, nil
+		// Its own copies: the caller's spec is the caller's to change.
+		tmpl.Argv, tmpl.Env, tmpl.Loosened = slices.Clone(spec.Argv), slices.Clone(spec.Env), slices.Clone(spec.Loosened)
+		tmpl.Mounts, tmpl.Tmpfs = slices.Clone(spec.Mounts), slices.Clone(spec.Tmpfs)
 		s = &shape{key: key, spec: tmpl}
 		p.shapes[key] = s
 	}

@@ -104,6 +104,7 @@ func spec(t testing.TB, opts ...sandbox.Option) sandbox.Spec {
 // assertNoLeftovers checks that no container, bundle or cgroup of b remains.
 func assertNoLeftovers(t testing.TB, b *Backend) {
 	t.Helper()
+	b.removals.Wait() // warm runs remove their records after they return
 	for _, dir := range []string{b.root, b.bundles} {
 		entries, err := os.ReadDir(dir)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -57,6 +58,8 @@ type Backend struct {
 	priming atomic.Bool // a no-op cgroup migration is under way (see startPriming)
 
 	runs inflight.Runs
+	// removals are warm sandboxes' records being removed after their call returned.
+	removals sync.WaitGroup
 
 	// seccompFor compiles a Spec's seccomp profile; seccomp.OCI outside of tests.
 	seccompFor func(profile string, network sandbox.Network) (*specs.LinuxSeccomp, error)

@@ -35,15 +35,17 @@ import (
 // comes. Its stdin, stdout and stderr are pipes whose other ends the warm sandbox keeps.
 //
 // A claim (warmRun.Run) sends the command over the socket, copies the pipes into the Result's
-// capped buffers, waits for the init's reply under the same host timer as Run, then removes
-// the container without runc (its cgroups and state), as Run removes a stopped one. The
+// capped buffers, waits for the init's reply under the same host timer as Run and for the init
+// to be gone (and with it every process of the sandbox), then returns; the container's records
+// (its cgroup directories and runc state, removed without runc as Run removes a stopped one,
+// and the bundle) go in the background, and Close waits for them. The
 // container's configuration is the cold one but for the process's argv, environment and
 // directory, which TestWarmConfigIsColdConfig pins; the shapes are compared on every claim.
 
 // WarmIdleLimit is how long a warm sandbox's init waits for its command before it exits on its
 // own; a pool replaces its sandboxes well before (pool.DefaultMaxAge). It bounds what a stuck
 // or leaking Airlock leaves running; a dead one closes the socket and the init exits at once.
-const WarmIdleLimit = 15 * time.Minute
+const WarmIdleLimit = 20 * time.Minute
 
 // shapePlaceholderID is the container id the configuration a shape key hashes is built for.
 const shapePlaceholderID = "airlock-0-0"
@@ -254,7 +256,20 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	if !w.used.CompareAndSwap(false, true) {
 		return res, fmt.Errorf("%w: warm sandbox %s was used already; a sandbox runs one command", sandbox.ErrInvalidSpec, w.id)
 	}
+	finished := false // the command ran and every process of the sandbox is gone
 	defer func() {
+		if finished {
+			// What is left is records (cgroup directories, runc's state, the bundle), not
+			// processes: they go off the call's path, before the backend closes.
+			w.b.removals.Add(1)
+			go func() {
+				defer w.b.removals.Done()
+				if err := w.remove(); err != nil {
+					w.b.log.Error().Err(err).Str("event", "sandbox.cleanup_failed").Str("container", w.id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
+				}
+			}()
+			return
+		}
 		if rerr := w.remove(); rerr != nil {
 			w.b.log.Error().Err(rerr).Str("event", "sandbox.cleanup_failed").Str("container", w.id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
 			if err == nil {
@@ -367,6 +382,7 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		res.OOMKilled = true
 		w.b.log.Info().Str("event", "sandbox.oom").Str("container", w.id).Int64("oom_kills", n).Msg("memory limit hit")
 	}
+	finished = gone
 	if !res.TimedOut && !cancelled && code == sandbox.ExitTimeout && time.Since(started) >= spec.Timeout {
 		res.TimedOut = true
 	}
