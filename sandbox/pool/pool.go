@@ -39,6 +39,9 @@ const (
 	DefaultFillers   = 1
 )
 
+// refillDelay is how long after a call the filler waits before it starts a replacement.
+const refillDelay = 30 * time.Millisecond
+
 // Budget is the host's run budget (pids and memory of all sandboxes at once). The pool never
 // waits for it: a ready sandbox is started only when its share fits now.
 type Budget interface {
@@ -300,6 +303,13 @@ func (p *Pool) fill() {
 		case <-p.done:
 			return
 		case <-p.wake:
+			// Let the call that took a sandbox answer first: `runc run` would take the
+			// CPU its response needs (on a small host, all of it).
+			select {
+			case <-time.After(refillDelay):
+			case <-p.done:
+				return
+			}
 		case <-tick.C:
 			p.expire()
 		}

@@ -304,9 +304,6 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		// filter would not be the ones its profile asked for.
 		return res, fmt.Errorf("%w: warm sandbox %s has another shape than this spec", sandbox.ErrInvalidSpec, w.id)
 	}
-	if err := w.writeLabels(spec.Labels); err != nil {
-		return res, err
-	}
 	req, err := warmproto.Encode(warmproto.Request{Argv: spec.Argv, Env: spec.Env, Dir: spec.Workdir,
 		Deadline: spec.Timeout + oci.InitGrace, Stdin: spec.Stdin != nil})
 	if err != nil {
@@ -318,6 +315,11 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	}
 	_ = unix.Shutdown(int(w.ctrl.Fd()), unix.SHUT_WR)
 	res.Ran = true
+	// While the command starts: should this process die before the call ends, the reaper
+	// ties the container to its call by these.
+	if err := w.writeLabels(spec.Labels); err != nil {
+		w.b.log.Warn().Err(err).Str("container", w.id).Msg("the call's labels could not be recorded; a leftover of this run would not name its call")
+	}
 
 	stdout, stderr, collect := spec.Outputs()
 	var copies sync.WaitGroup
