@@ -40,6 +40,9 @@ type mcpEnv struct {
 	quiet bool
 	// commandProfile is run_command's sandbox profile (YAML); mcpCommandProfile by default.
 	commandProfile string
+	// stateDir, when set, is the server's AIRLOCK_STATE_DIR instead of the shared one (see
+	// privateStateDir).
+	stateDir string
 	// extraYAML is appended to the config (top-level keys); extraEnv to the server's environment.
 	extraYAML string
 	extraEnv  []string
@@ -141,8 +144,12 @@ func mcpRequireImages(t testing.TB, names ...string) {
 // env is the server's environment: the images' state dir and the runc to use.
 func (e *mcpEnv) env() []string {
 	env := append(os.Environ(), e.extraEnv...)
+	state := e.stateDir
+	if state == "" {
+		state = testenv.StateDir()
+	}
 	return append(env,
-		"AIRLOCK_STATE_DIR="+testenv.StateDir(),
+		"AIRLOCK_STATE_DIR="+state,
 		"AIRLOCK_RUNC="+e.runc,
 		"PATH="+filepath.Dir(e.bin)+string(os.PathListSeparator)+filepath.Dir(e.runc)+string(os.PathListSeparator)+os.Getenv("PATH"),
 	)
