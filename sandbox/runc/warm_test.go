@@ -16,6 +16,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/oci"
+	"github.com/airlock-mcp/airlock/sandbox/warmproto"
 )
 
 // runMode runs s cold (Run) or in a sandbox prestarted for it (Prestart, then the warm Run).
@@ -227,4 +228,59 @@ func TestWarmUnwarmable(t *testing.T) {
 	if a != c || a == d || len(a) != 32 {
 		t.Errorf("keys %q %q %q: want the first two equal (command, env, labels, timeout differ) and the third other (limits differ)", a, c, d)
 	}
+}
+
+// TestWarmTimeoutHoldsWithoutAirlock: Airlock sends a warm sandbox its command and dies (its
+// end of the socket and of the pipes close; no host timer is left). The command and everything
+// it started still run past Spec.Timeout, and none is left by Spec.Timeout + oci.InitGrace +
+// 1 s: the waiting init took the deadline with the command and enforced it.
+func TestWarmTimeoutHoldsWithoutAirlock(t *testing.T) {
+	b := newTestBackend(t)
+	const timeout = 2 * time.Second
+	marker := uniqueSleep(t)
+	s := spec(t, sandbox.WithTimeout(timeout), sandbox.WithEnv(markerEnv+"="+marker), sandbox.WithArgv("sh", "-c",
+		"sleep "+marker+" & (trap '' TERM; sleep "+marker+") & setsid sleep "+marker+" & sleep "+marker))
+	w, err := b.Prestart(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wr := w.(*warmRun)
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("removing %s: %v", wr.id, err)
+		}
+		assertNoLeftovers(t, b)
+	})
+	req, err := warmproto.Encode(warmproto.Request{Argv: s.Argv, Env: s.Env, Dir: s.Workdir, Deadline: timeout + oci.InitGrace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := wr.ctrl.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	// Airlock dies: the kernel closes everything it held.
+	for _, f := range []*os.File{wr.ctrl, wr.stdin, wr.stdout, wr.stderr} {
+		f.Close()
+	}
+	container := func() []string { return processesOf(b, wr.id, marker) }
+	for len(container()) < 5 {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("the command never started its processes: %v", container())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	procs := container()
+	time.Sleep(time.Until(start.Add(timeout + 500*time.Millisecond)))
+	if now := container(); len(now) < len(procs) {
+		t.Fatalf("%s after the request only %d of %d processes run: something but the init's deadline ended them", time.Since(start).Round(time.Millisecond), len(now), len(procs))
+	}
+	limit := start.Add(timeout + oci.InitGrace + time.Second)
+	for left := container(); len(left) > 0; left = container() {
+		if time.Now().After(limit) {
+			t.Fatalf("%s after the request, %d processes of the warm sandbox still run with no Airlock: %v", time.Since(start).Round(time.Millisecond), len(left), left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("all %d processes gone %s after the request", len(procs), time.Since(start).Round(time.Millisecond))
 }
