@@ -180,27 +180,35 @@ func BenchmarkCallLatency(b *testing.B) {
 	}
 
 	b.Run("paired", func(b *testing.B) {
-		order := []string{"backend_run", "airlock_exec", "mcp_http_run_command"}
 		var vsBackend, vsExec benchLatencies
-		round := 0
-		for b.Loop() {
-			took := map[string]time.Duration{}
-			for i := range order {
-				name := order[(round+i)%len(order)]
-				start := time.Now()
-				if err := calls[name](); err != nil {
-					b.Fatalf("%s: %v", name, err)
-				}
-				took[name] = time.Since(start)
-			}
-			round++
+		benchPaired(b, calls, []string{"backend_run", "airlock_exec", "mcp_http_run_command"}, func(took map[string]time.Duration) {
 			vsBackend = append(vsBackend, took["mcp_http_run_command"]-took["backend_run"])
 			vsExec = append(vsExec, took["mcp_http_run_command"]-took["airlock_exec"])
-		}
+		})
 		b.ReportMetric(benchMS(vsBackend.median()), "added-ms-vs-backend")
 		b.ReportMetric(benchMS(vsExec.median()), "added-ms-vs-exec")
 		b.ReportMetric(benchMS(vsBackend.quantile(0.95)), "p95-added-ms-vs-backend")
 	})
+}
+
+// benchPaired runs, per b.Loop round, one call of each variant in order, rotating which goes
+// first so machine load hits all alike, and hands round the time each took.
+func benchPaired(b *testing.B, calls map[string]func() error, order []string, round func(took map[string]time.Duration)) {
+	b.Helper()
+	n := 0
+	for b.Loop() {
+		took := map[string]time.Duration{}
+		for i := range order {
+			name := order[(n+i)%len(order)]
+			start := time.Now()
+			if err := calls[name](); err != nil {
+				b.Fatalf("%s: %v", name, err)
+			}
+			took[name] = time.Since(start)
+		}
+		n++
+		round(took)
+	}
 }
 
 // benchCalls sets up every variant once (the servers and backends live for the whole

@@ -85,22 +85,11 @@ func BenchmarkGatewayStdioEcho(b *testing.B) {
 	b.Run("paired", func(b *testing.B) {
 		order := []string{"direct", "sandboxed", "airlock", "airlock_denied", "airlock_shm"}
 		vsDirect := map[string]benchLatencies{}
-		round := 0
-		for b.Loop() {
-			took := map[string]time.Duration{}
-			for i := range order {
-				name := order[(round+i)%len(order)]
-				start := time.Now()
-				if err := calls[name](); err != nil {
-					b.Fatalf("%s: %v", name, err)
-				}
-				took[name] = time.Since(start)
-			}
-			round++
+		benchPaired(b, calls, order, func(took map[string]time.Duration) {
 			for _, name := range order[1:] {
 				vsDirect[name] = append(vsDirect[name], took[name]-took["direct"])
 			}
-		}
+		})
 		b.ReportMetric(benchMS(vsDirect["airlock"].median()), "added-ms")
 		b.ReportMetric(benchMS(vsDirect["airlock"].quantile(0.95)), "p95-added-ms")
 		for _, name := range order[1:] {

@@ -24,25 +24,7 @@ type stdioTSOutput struct {
 		Name         string         `json:"name"`
 		OutputSchema map[string]any `json:"outputSchema"`
 	} `json:"tools"`
-	Calls []struct {
-		Name   string `json:"name"`
-		Error  string `json:"error"`
-		Result *struct {
-			IsError bool `json:"isError"`
-			Content []struct {
-				Type     string `json:"type"`
-				Text     string `json:"text"`
-				Data     string `json:"data"`
-				MIMEType string `json:"mimeType"`
-			} `json:"content"`
-			StructuredContent map[string]any `json:"structuredContent"`
-			Meta              map[string]any `json:"_meta"`
-		} `json:"result"`
-		Progress []struct {
-			Progress float64 `json:"progress"`
-			Total    float64 `json:"total"`
-		} `json:"progress"`
-	} `json:"calls"`
+	Calls []tsCallResult `json:"calls"`
 }
 
 // TestGatewayStdioTypeScriptClient calls server-everything, run by Airlock as a stdio upstream
@@ -80,23 +62,8 @@ func TestGatewayStdioTypeScriptClient(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		t.Fatalf("client.mjs printed no JSON result: %v\n%s", err, stdout.String())
 	}
-	if len(out.Calls) != len(calls) {
-		t.Fatalf("client reported %d calls, want %d", len(out.Calls), len(calls))
-	}
-	for i, c := range out.Calls {
-		if c.Error != "" || c.Result == nil {
-			t.Fatalf("call %d %s: the SDK reported %q", i, c.Name, c.Error)
-		}
-	}
-	text := func(i int) string {
-		var parts []string
-		for _, b := range out.Calls[i].Result.Content {
-			if b.Type == "text" {
-				parts = append(parts, b.Text)
-			}
-		}
-		return strings.Join(parts, "\n")
-	}
+	checkTSCalls(t, out.Calls, len(calls))
+	text := func(i int) string { return out.Calls[i].text() }
 	want := []struct {
 		isError bool
 		text    string

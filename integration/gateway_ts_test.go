@@ -29,23 +29,8 @@ func TestGatewayTypeScriptClient(t *testing.T) {
 	}
 	out := runTSClient(t, node, dir, tsPlan{Transport: "http", URL: s.endpoint, Calls: calls})
 	s.stop()
-	if len(out.Calls) != len(calls) {
-		t.Fatalf("client reported %d calls, want %d", len(out.Calls), len(calls))
-	}
-	for i, c := range out.Calls {
-		if c.Error != "" || c.Result == nil {
-			t.Fatalf("call %d %s: the SDK reported %q", i, c.Name, c.Error)
-		}
-	}
-	text := func(i int) string {
-		var parts []string
-		for _, b := range out.Calls[i].Result.Content {
-			if b.Type == "text" {
-				parts = append(parts, b.Text)
-			}
-		}
-		return strings.Join(parts, "\n")
-	}
+	checkTSCalls(t, out.Calls, len(calls))
+	text := func(i int) string { return out.Calls[i].text() }
 	want := []struct {
 		isError bool
 		text    string

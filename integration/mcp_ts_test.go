@@ -41,18 +41,52 @@ type tsOutput struct {
 	Tools        []struct {
 		Name string `json:"name"`
 	} `json:"tools"`
-	Calls []struct {
-		Name   string `json:"name"`
-		Error  string `json:"error"`
-		Result *struct {
-			IsError bool `json:"isError"`
-			Content []struct {
-				Type string `json:"type"`
-				Text string `json:"text"`
-			} `json:"content"`
-			StructuredContent map[string]any `json:"structuredContent"`
-		} `json:"result"`
-	} `json:"calls"`
+	Calls []tsCallResult `json:"calls"`
+}
+
+// tsCallResult is one call as the TypeScript client reports it.
+type tsCallResult struct {
+	Name   string `json:"name"`
+	Error  string `json:"error"`
+	Result *struct {
+		IsError bool `json:"isError"`
+		Content []struct {
+			Type     string `json:"type"`
+			Text     string `json:"text"`
+			Data     string `json:"data"`
+			MIMEType string `json:"mimeType"`
+		} `json:"content"`
+		StructuredContent map[string]any `json:"structuredContent"`
+		Meta              map[string]any `json:"_meta"`
+	} `json:"result"`
+	Progress []struct {
+		Progress float64 `json:"progress"`
+		Total    float64 `json:"total"`
+	} `json:"progress"`
+}
+
+// text joins the call's text blocks.
+func (c tsCallResult) text() string {
+	var parts []string
+	for _, b := range c.Result.Content {
+		if b.Type == "text" {
+			parts = append(parts, b.Text)
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
+// checkTSCalls fails unless the client reported want calls, each with a result.
+func checkTSCalls(t *testing.T, calls []tsCallResult, want int) {
+	t.Helper()
+	if len(calls) != want {
+		t.Fatalf("client reported %d calls, want %d", len(calls), want)
+	}
+	for i, c := range calls {
+		if c.Error != "" || c.Result == nil {
+			t.Fatalf("call %d %s: the SDK reported %q", i, c.Name, c.Error)
+		}
+	}
 }
 
 // tsClient finds node and the installed TypeScript SDK, or skips loudly.
