@@ -46,12 +46,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	}
 	defer b.running.Done()
 
-	sc, err := seccomp.OCI(spec.Seccomp, spec.Network)
-	if err != nil {
-		// Never run without the filter the profile asked for.
-		return res, fmt.Errorf("seccomp profile %q: %w; refusing to run the sandbox without it", spec.Seccomp, err)
-	}
-	img, err := b.images.Resolve(ctx, spec.Image)
+	sc, img, err := oci.Inputs(ctx, spec, seccomp.OCI, b.images)
 	if err != nil {
 		return res, err
 	}

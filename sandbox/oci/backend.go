@@ -1,12 +1,28 @@
 package oci
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/airlock-mcp/airlock/sandbox"
 )
+
+// Inputs is the common start of every backend's run: spec's seccomp filter, compiled by
+// compile (package seccomp's OCI outside of tests), and spec's image, resolved by images. A
+// filter that cannot be compiled refuses the run: never without the filter the profile asked
+// for.
+func Inputs(ctx context.Context, spec sandbox.Spec, compile func(string, sandbox.Network) (*specs.LinuxSeccomp, error), images sandbox.ImageResolver) (*specs.LinuxSeccomp, sandbox.Image, error) {
+	sc, err := compile(spec.Seccomp, spec.Network)
+	if err != nil {
+		return nil, sandbox.Image{}, fmt.Errorf("seccomp profile %q: %w; refusing to run the sandbox without it", spec.Seccomp, err)
+	}
+	img, err := images.Resolve(ctx, spec.Image)
+	return sc, img, err
+}
 
 // Options a backend adds to Build's spec for one run: where its cgroup is, whose it is, and
 // where its copy layers are.

@@ -108,12 +108,7 @@ func (b *Backend) prepare(ctx context.Context, spec sandbox.Spec, process func(*
 
 // config is the checked OCI configuration of spec as container id, and spec's image.
 func (b *Backend) config(ctx context.Context, spec sandbox.Spec, id string) (*specs.Spec, sandbox.Image, error) {
-	sc, err := b.seccompFor(spec.Seccomp, spec.Network)
-	if err != nil {
-		// Never run without the filter the profile asked for.
-		return nil, sandbox.Image{}, fmt.Errorf("seccomp profile %q: %w; refusing to run the sandbox without it", spec.Seccomp, err)
-	}
-	img, err := b.images.Resolve(ctx, spec.Image)
+	sc, img, err := oci.Inputs(ctx, spec, b.seccompFor, b.images)
 	if err != nil {
 		return nil, img, err
 	}
