@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/airlock-mcp/airlock/sandbox"
 )
@@ -84,6 +85,8 @@ func (g *runGate) acquire(ctx context.Context, pids, mem int64) error {
 		}
 		select {
 		case <-wake:
+		case <-g.tick():
+			// A sandbox that finished starting meanwhile is shed on the next turn.
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -100,6 +103,24 @@ func (g *runGate) TryReserve(pids, mem int64) bool {
 	}
 	g.take(pids, mem)
 	return true
+}
+
+// Contended reports whether a run waits for room.
+func (g *runGate) Contended() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiting > 0
+}
+
+// shedRetry is how often a waiting run looks again for ready sandboxes to shed.
+const shedRetry = 100 * time.Millisecond
+
+// tick is a waiting run's reminder to shed again; nil (never) without a pool.
+func (g *runGate) tick() <-chan time.Time {
+	if g.shed == nil {
+		return nil
+	}
+	return time.After(shedRetry)
 }
 
 // Release gives back a share TryReserve took.

@@ -204,6 +204,9 @@ type Options struct {
 	Logger   zerolog.Logger
 	// ProgressInterval is how often a running tool reports MCP progress; 0 means 1 s.
 	ProgressInterval time.Duration
+	// Prestart keeps sandboxes started ahead of calls (the config's pool): for a server,
+	// not for a one-shot command, whose sandboxes would only be started to be removed.
+	Prestart bool
 }
 
 // Runtime is a resolved config bound to a policy engine, a backend and a pipeline.
@@ -263,7 +266,11 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	gate := newRunGate(maxPids, maxMem)
 	// Sandboxes started ahead of calls hold their share of the budget while they wait and
 	// give it up before a call would wait for it.
-	pooled := pool.New(backend, pool.Config{Size: cfg.Pool.size(), MaxShapes: cfg.Pool.MaxShapes,
+	size := cfg.Pool.size()
+	if !o.Prestart {
+		size = 0
+	}
+	pooled := pool.New(backend, pool.Config{Size: size, MaxShapes: cfg.Pool.MaxShapes,
 		MaxAge: time.Duration(cfg.Pool.MaxAge), Budget: gate, Logger: o.Logger})
 	gate.shed = pooled.Shed
 	closeAll := closeBackend

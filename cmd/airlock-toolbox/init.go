@@ -147,7 +147,9 @@ func initMain(args []string) int {
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	// runc hands over stdin, stdout and stderr only; should anything else arrive open, it
 	// stays out of CMD.
-	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) != nil {
+		cloexecEach() // close_range is newer than 5.11, or an outer filter refuses it
+	}
 	ignoreSignals()
 
 	if cfg.warm {
@@ -167,6 +169,19 @@ func initMain(args []string) int {
 		return code
 	}
 	return supervise(pid, start.Add(cfg.deadline), cfg.deadline)
+}
+
+// cloexecEach marks every open descriptor from 3 up close-on-exec, one by one.
+func cloexecEach() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= 3 {
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }
 
 // startForwarder listens on e.listen and starts `airlock-toolbox egress-forward fd:3 SOCKET`

@@ -2,10 +2,10 @@ package main
 
 // The warm sandbox init: a runc sandbox pre-started by Airlock's pool runs
 //
-//	airlock-toolbox init --warm --idle 11m
+//	airlock-toolbox init --warm --idle 20m
 //
 // as its pid 1 with one end of a Unix socket pair as descriptor 3 (see package warmproto). It
-// waits, at most the idle limit, for its one request: the command's argv, environment, working
+// makes sure the socket is close-on-exec, says it is ready (one byte), then waits, at most the idle limit, for its one request: the command's argv, environment, working
 // directory, deadline and whether it reads stdin. It then enters the directory, takes the
 // environment, starts the command as the plain init does and supervises it under the same
 // deadline rules, writes the exit status back and exits: the container ends with its one
@@ -20,6 +20,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,20 @@ import (
 
 // warmMain serves the one request of a warm sandbox and returns the init's exit code.
 func warmMain(idle time.Duration) int {
+	// The socket must never reach the command: with it, the command could write the
+	// reply itself. The init's blanket close-on-exec (close_range) is not on every kernel or
+	// under every outer filter, so this one is made sure of, or nothing runs.
+	if _, err := unix.FcntlInt(uintptr(warmproto.ControlFD), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		writeStderr("airlock: the control socket cannot be kept from the command: " + err.Error() + "\n")
+		return exitInitFail
+	}
+	if flags, err := unix.FcntlInt(uintptr(warmproto.ControlFD), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
+		writeStderr("airlock: the control socket cannot be kept from the command\n")
+		return exitInitFail
+	}
+	if !send([]byte{warmproto.Ready}) {
+		return 0 // Airlock is gone already
+	}
 	raw, ok := readRequest(warmproto.ControlFD, time.Now().Add(idle))
 	if !ok {
 		return 0 // drained, closed or idle: nothing ran
@@ -48,6 +63,11 @@ func warmMain(idle time.Duration) int {
 		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
 			_ = os.Setenv(k, v)
 		}
+	}
+	if _, ok := os.LookupEnv("HOME"); !ok {
+		// What runc gives a process without one: the user's home in the image's
+		// /etc/passwd, or /.
+		_ = os.Setenv("HOME", homeOf(os.Getuid()))
 	}
 	if !req.Stdin {
 		null, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -96,8 +116,10 @@ func readRequest(fd int, deadline time.Time) (b []byte, ok bool) {
 		if len(b) == 0 {
 			// Only the wait for the first byte is bounded by the idle limit: Airlock writes
 			// the whole request at once.
+			// Every signal blocked while it waits, as in supervise: the runtime's
+			// preemption signal would otherwise wake an idle sandbox many times a second.
 			ts := unix.NsecToTimespec(int64(left))
-			_, _, e := syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+			_, _, e := syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1, uintptr(unsafe.Pointer(&ts)), uintptr(unsafe.Pointer(&blockAll)), 8, 0)
 			if e == syscall.EINTR {
 				continue
 			}
@@ -124,22 +146,45 @@ func readRequest(fd int, deadline time.Time) (b []byte, ok bool) {
 	}
 }
 
+// blockAll is ppoll's signal mask while the init waits for its request.
+var blockAll = ^uint64(0)
+
 // reply writes r to the control socket and returns r.Code, the init's exit code.
 func reply(r warmproto.Reply) int {
-	b, err := warmproto.Encode(r)
-	if err == nil {
-		for len(b) > 0 {
-			n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, warmproto.ControlFD, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != 0 {
-				break // Airlock is gone: the exit status is all that is left
-			}
-			b = b[n:]
-		}
+	if b, err := warmproto.Encode(r); err == nil {
+		send(b) // if Airlock is gone, the exit status is all that is left
 	}
 	return r.Code
+}
+
+// send writes b to the control socket; false when it could not.
+func send(b []byte) bool {
+	for len(b) > 0 {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, warmproto.ControlFD, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// homeOf is uid's home directory in /etc/passwd, or /.
+func homeOf(uid int) string {
+	raw, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return "/"
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 6 && f[2] == strconv.Itoa(uid) && strings.HasPrefix(f[5], "/") {
+			return f[5]
+		}
+	}
+	return "/"
 }
 
 // replyError reports that the command could not be started at all.

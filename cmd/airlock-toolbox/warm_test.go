@@ -74,7 +74,8 @@ func TestWarmInitArgsCommandIsNotWarm(t *testing.T) {
 // warmRun is one run of the warm init: its exit, its output, and what it replied on the socket.
 type warmRun struct {
 	initRun
-	reply []byte
+	ready bool   // the init wrote warmproto.Ready first
+	reply []byte // what it wrote after that
 }
 
 // runWarm starts the test binary as `init --warm --idle idle` as pid 1 of a new pid namespace,
@@ -133,6 +134,9 @@ func runWarm(t *testing.T, idle time.Duration, stdin string, send func(*net.Unix
 	}
 	err = cmd.Wait()
 	r := warmRun{initRun: initRun{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}, reply: reply}
+	if len(reply) > 0 && reply[0] == warmproto.Ready {
+		r.ready, r.reply = true, reply[1:]
+	}
 	if readErr != nil {
 		t.Fatalf("reading the reply: %v (stdout %q stderr %q)", readErr, r.stdout, r.stderr)
 	}
@@ -228,7 +232,10 @@ func TestWarmInitRuns(t *testing.T) {
 			r.Env = []string{"PATH=" + dir + "/bin:/usr/bin:/bin"}
 		}), stdout: "hello world\n"},
 		{name: "environment is exactly the request's", req: req("env"), stdout: strings.Join(warmEnv, "\n") + "\n"},
-		{name: "empty environment", req: with(req("/usr/bin/env"), func(r *warmproto.Request) { r.Env = nil }), stdout: ""},
+		{name: "empty environment gets HOME as runc gives it", req: with(req("/usr/bin/env"), func(r *warmproto.Request) { r.Env = nil }),
+			stdout: "HOME=" + homeOf(os.Getuid()) + "\n"},
+		{name: "a HOME of the request's own stays", req: with(req("/usr/bin/env"), func(r *warmproto.Request) { r.Env = []string{"HOME=/tmp"} }),
+			stdout: "HOME=/tmp\n"},
 		{name: "working directory", req: req("readlink", "/proc/self/cwd"), stdout: dir + "\n"},
 		{name: "without stdin the command reads /dev/null", req: req("readlink", "/proc/self/fd/0"), stdin: "secret\n",
 			stdout: "/dev/null\n"},
@@ -285,6 +292,9 @@ func TestWarmInitRuns(t *testing.T) {
 				raw = encode(t, tt.req)
 			}
 			r := runWarm(t, time.Minute, tt.stdin, sendRequest(t, raw))
+			if !r.ready {
+				t.Errorf("the init did not say it was ready before its reply %q", r.reply)
+			}
 			reply, ok, err := warmproto.DecodeReply(r.reply)
 			if err != nil || !ok {
 				t.Fatalf("reply %q: ok %v, %v (exit %d, stdout %q, stderr %q)", r.reply, ok, err, r.code, r.stdout, r.stderr)

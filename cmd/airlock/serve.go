@@ -100,7 +100,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (cod
 		}
 	}
 	log := newLogger(stderr)
-	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends.Default(), Logger: log})
+	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends.Default(), Logger: log, Prestart: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock serve: %v\n", err)
 		return 2

@@ -47,6 +47,9 @@ const refillDelay = 30 * time.Millisecond
 type Budget interface {
 	TryReserve(pids, mem int64) bool
 	Release(pids, mem int64)
+	// Contended reports that a run waits for room: a sandbox that finishes starting then
+	// gives its share up at once instead of being filed as ready.
+	Contended() bool
 }
 
 // Config sizes a Pool.
@@ -174,7 +177,15 @@ func (p *Pool) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, erro
 	}
 	w, err := p.pre.Prestart(ctx, spec)
 	if err != nil {
-		return sandbox.Result{}, err
+		if ctx.Err() != nil {
+			return sandbox.Result{}, err
+		}
+		// Whatever keeps this backend from prestarting (an image whose init predates
+		// prestarted sandboxes, a kernel without pidfds), the call runs as it always could:
+		// cold.
+		p.log.Warn().Err(err).Str("event", "pool.prestart_failed").Msg("running the call cold")
+		p.cold.Add(1)
+		return p.backend.Run(ctx, spec)
 	}
 	return w.Run(ctx, spec)
 }
@@ -367,7 +378,10 @@ func (p *Pool) finish(s *shape, w sandbox.Warm, err error, pids, mem int64) {
 		return
 	}
 	p.prestarts.Add(1)
-	if p.closed || p.shapes[s.key] != s {
+	contended := p.cfg.Budget != nil && p.cfg.Budget.Contended()
+	if p.closed || p.shapes[s.key] != s || w.Key() != s.key || contended {
+		// Closed, dropped meanwhile, started for another shape than the template's (an
+		// image rebuilt in between), or a run waits for the room it holds.
 		p.release(r)
 		p.removeLater(w)
 		return

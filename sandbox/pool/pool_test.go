@@ -184,11 +184,18 @@ func (w *fakeWarm) failRun(res sandbox.Result, err error) {
 type fakeBudget struct {
 	mu        sync.Mutex
 	refuse    bool
+	contended bool
 	tries     int
 	asked     [][2]int64 // pids, mem of every TryReserve
 	pids, mem int64      // held now
 	reserves  int
 	releases  int
+}
+
+func (g *fakeBudget) Contended() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.contended
 }
 
 func (g *fakeBudget) TryReserve(pids, mem int64) bool {
@@ -758,14 +765,18 @@ func TestPrestartFailure(t *testing.T) {
 		t.Errorf("%d prestarts in 200ms with no call, want none", n)
 	}
 
-	// Calls while it is broken: each fails with the cause; the filler tries at most once
-	// per call.
+	// Calls while it is broken: each runs cold, as it could without a pool; the filler
+	// tries at most once per call.
 	calls := 0
+	coldBefore := p.Stats().Cold
 	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); calls++ {
-		if _, err := p.Run(context.Background(), spec); !errors.Is(err, errBoom) {
-			t.Fatalf("Run = %v, want %v", err, errBoom)
+		if _, err := p.Run(context.Background(), spec); err != nil {
+			t.Fatalf("Run = %v, want the call run cold", err)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+	if n := p.Stats().Cold - coldBefore; n != int64(calls) {
+		t.Errorf("%d of %d calls ran cold while prestarts failed, want all", n, calls)
 	}
 	filler := func() int { return b.prestarts() - before - calls }
 	eventually(t, "the filler's attempts end, each dropping the shape", func() bool {
@@ -912,4 +923,22 @@ func TestExpire(t *testing.T) {
 		t.Errorf("Ready = %d, want 1", n)
 	}
 	budget.checkHeld(t, specA, 1)
+}
+
+// TestContendedBudget: a sandbox that finishes starting while a run waits for room is not
+// filed as ready; its share goes back at once, so the waiting run gets in.
+func TestContendedBudget(t *testing.T) {
+	b := &fakeBackend{}
+	budget := &fakeBudget{}
+	p := newPool(t, b, Config{Size: 2, Budget: budget})
+	spec := newSpec(t)
+	budget.mu.Lock()
+	budget.contended = true
+	budget.mu.Unlock()
+	run(t, p, spec)
+	eventually(t, "the filler tried", func() bool { return budget.tried() >= 1 && b.prestarts() >= 2 })
+	eventually(t, "every share given back", func() bool { pids, mem := budget.held(); return pids == 0 && mem == 0 })
+	if st := p.Stats(); st.Ready != 0 {
+		t.Errorf("Ready = %d while a run waits for room, want 0", st.Ready)
+	}
 }

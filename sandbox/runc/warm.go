@@ -142,7 +142,11 @@ func (b *Backend) Prestart(ctx context.Context, spec sandbox.Spec) (w sandbox.Wa
 	if err := p.write(spec); err != nil {
 		return nil, err
 	}
-	wr := &warmRun{b: b, key: key, id: p.id, bundle: p.bundle, st: st, pidfd: -1}
+	sources, err := identify(spec.Mounts)
+	if err != nil {
+		return nil, err
+	}
+	wr := &warmRun{b: b, key: key, id: p.id, bundle: p.bundle, st: st, pidfd: -1, sources: sources}
 	if err := wr.start(ctx); err != nil {
 		wr.closeFiles()
 		return nil, err
@@ -158,6 +162,7 @@ type warmRun struct {
 	id, bundle string
 	st         *runState
 
+	sources               []fileID // the identity of each mount source when it was mounted
 	ctrl                  *os.File // Airlock's end of the socket pair
 	stdin, stdout, stderr *os.File // the pipes' ends Airlock keeps
 	pidfd                 int      // the container init's
@@ -175,17 +180,25 @@ func (w *warmRun) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("warm sandbox %s: socket pair: %w", w.id, err)
 	}
+	// Airlock's end non-blocking, so reads can have deadlines; the init's stays blocking.
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return fmt.Errorf("warm sandbox %s: socket pair: %w", w.id, err)
+	}
 	w.ctrl = os.NewFile(uintptr(fds[0]), "warm-control")
 	child := os.NewFile(uintptr(fds[1]), "warm-control-init")
-	defer child.Close()
 	var ends [3]*os.File // the init's: stdin's read end, stdout's and stderr's write ends
-	defer func() {
-		for _, f := range ends {
+	// Once runc is done, the init holds the only copies: its exit is then the end of
+	// every stream.
+	closeEnds := func() {
+		for _, f := range append(ends[:], child) {
 			if f != nil {
 				f.Close()
 			}
 		}
-	}()
+	}
+	defer closeEnds()
 	if ends[0], w.stdin, err = os.Pipe(); err != nil {
 		return err
 	}
@@ -222,6 +235,7 @@ func (w *warmRun) start(ctx context.Context) error {
 		<-waited
 		err = fmt.Errorf("warm sandbox %s not started: %w", w.id, context.Cause(ctx))
 	}
+	closeEnds()
 	if err != nil {
 		w.st.orphan = true
 		if msg := runcError(logFile); msg != "" {
@@ -239,11 +253,32 @@ func (w *warmRun) start(ctx context.Context) error {
 		w.st.orphan = true
 		return fmt.Errorf("warm container %s: bad pid file %q", w.id, raw)
 	}
+	// The init says it waits. An image built before warm sandboxes existed has an init
+	// that refuses --warm and exits; it must not be filed as ready.
+	if err := w.awaitReady(); err != nil {
+		w.st.orphan = true
+		return err
+	}
+	// Opened while the init is known to wait, so the pid is still its own.
 	if w.pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
 		w.st.orphan = true
 		return fmt.Errorf("warm container %s: pidfd of its init: %w", w.id, err)
 	}
 	w.created = time.Now()
+	return nil
+}
+
+// readyTimeout bounds the wait for a started init's Ready byte.
+const readyTimeout = 10 * time.Second
+
+// awaitReady reads the init's Ready byte.
+func (w *warmRun) awaitReady() error {
+	_ = w.ctrl.SetReadDeadline(time.Now().Add(readyTimeout))
+	defer w.ctrl.SetReadDeadline(time.Time{})
+	var b [1]byte
+	if _, err := io.ReadFull(w.ctrl, b[:]); err != nil || b[0] != warmproto.Ready {
+		return fmt.Errorf("warm container %s: its sandbox init did not report ready (%v): an image built before prestarted sandboxes has an init without them; rebuild it with `airlock images build`", w.id, err)
+	}
 	return nil
 }
 
@@ -259,6 +294,9 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	finished := false // the command ran and every process of the sandbox is gone
 	defer func() {
 		if finished {
+			// The call is over: a reaper finding what is left must not record it as
+			// interrupted.
+			_ = os.Remove(filepath.Join(w.bundle, claimLabels))
 			// What is left is records (cgroup directories, runc's state, the bundle), not
 			// processes: they go off the call's path, before the backend closes.
 			w.b.removals.Add(1)
@@ -304,6 +342,14 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		// filter would not be the ones its profile asked for.
 		return res, fmt.Errorf("%w: warm sandbox %s has another shape than this spec", sandbox.ErrInvalidSpec, w.id)
 	}
+	if err := w.sameSources(spec.Mounts); err != nil {
+		return res, err
+	}
+	// Before the command: should this process die during the call, the reaper ties the
+	// container to its call by these, as it does a cold run's by its config.
+	if err := w.writeLabels(spec.Labels); err != nil {
+		return res, err
+	}
 	req, err := warmproto.Encode(warmproto.Request{Argv: spec.Argv, Env: spec.Env, Dir: spec.Workdir,
 		Deadline: spec.Timeout + oci.InitGrace, Stdin: spec.Stdin != nil})
 	if err != nil {
@@ -313,13 +359,10 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		// The init is gone (it timed out idle, or something killed it): nothing ran.
 		return res, fmt.Errorf("%w: warm sandbox %s: sending the command: %v", sandbox.ErrStale, w.id, err)
 	}
-	_ = unix.Shutdown(int(w.ctrl.Fd()), unix.SHUT_WR)
-	res.Ran = true
-	// While the command starts: should this process die before the call ends, the reaper
-	// ties the container to its call by these.
-	if err := w.writeLabels(spec.Labels); err != nil {
-		w.b.log.Warn().Err(err).Str("container", w.id).Msg("the call's labels could not be recorded; a leftover of this run would not name its call")
+	if rc, err := w.ctrl.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_WR) })
 	}
+	res.Ran = true
 
 	stdout, stderr, collect := spec.Outputs()
 	var copies sync.WaitGroup
@@ -422,6 +465,38 @@ func (w *warmRun) writeLabels(labels map[string]string) error {
 		return fmt.Errorf("warm sandbox %s: recording the call's labels: %w", w.id, err)
 	}
 	return os.Rename(tmp, filepath.Join(w.bundle, claimLabels))
+}
+
+// fileID is a file's identity: a directory replaced at the same path has another.
+type fileID struct{ dev, ino uint64 }
+
+// identify is the identity of each mount's source.
+func identify(mounts []sandbox.Mount) ([]fileID, error) {
+	ids := make([]fileID, len(mounts))
+	for i, m := range mounts {
+		var st unix.Stat_t
+		if err := unix.Stat(m.Source, &st); err != nil {
+			return nil, fmt.Errorf("mount source %s: %w", m.Source, err)
+		}
+		ids[i] = fileID{dev: st.Dev, ino: st.Ino}
+	}
+	return ids, nil
+}
+
+// sameSources checks that the call's mount sources are still the directories the sandbox
+// mounted: one removed and made again (a re-cloned workspace, a cleared cache) would leave
+// the sandbox on the old, deleted tree. Another one makes the sandbox stale; nothing ran.
+func (w *warmRun) sameSources(mounts []sandbox.Mount) error {
+	now, err := identify(mounts)
+	if err != nil || len(now) != len(w.sources) {
+		return fmt.Errorf("%w: warm sandbox %s: its mount sources changed (%v)", sandbox.ErrStale, w.id, err)
+	}
+	for i := range now {
+		if now[i] != w.sources[i] {
+			return fmt.Errorf("%w: warm sandbox %s: %s was replaced since it was mounted", sandbox.ErrStale, w.id, mounts[i].Source)
+		}
+	}
+	return nil
 }
 
 // claimLabels is the bundle file with the labels of the call that claimed a warm container.

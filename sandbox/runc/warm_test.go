@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -283,4 +284,52 @@ func TestWarmTimeoutHoldsWithoutAirlock(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("all %d processes gone %s after the request", len(procs), time.Since(start).Round(time.Millisecond))
+}
+
+// TestWarmStaleSource: a workspace removed and made again at the same path after a sandbox
+// mounted it is not the sandbox's any more: the claim is refused as stale (the pool then runs
+// the call in a fresh sandbox), and nothing ran on the old tree.
+func TestWarmStaleSource(t *testing.T) {
+	b := newTestBackend(t)
+	ws := filepath.Join(t.TempDir(), "ws")
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, sandbox.WithWorkspace(ws, sandbox.ReadOnly), sandbox.WithArgv("ls", "/workspace"))
+	w, err := b.Prestart(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(ws, ws+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Run(context.Background(), s)
+	if !errors.Is(err, sandbox.ErrStale) || res.Ran {
+		t.Errorf("claim after the workspace was replaced: ran %v, err %v; want ErrStale", res.Ran, err)
+	}
+	assertNoLeftovers(t, b)
+}
+
+// TestWarmImageWithoutWarmInit: an image whose init predates prestarted sandboxes (it refuses
+// --warm and exits) is found out when the sandbox starts, with an error that says to rebuild
+// the image, rather than failing a call later.
+func TestWarmImageWithoutWarmInit(t *testing.T) {
+	b := newTestBackend(t)
+	root := b.images.(testImages).rootfs
+	old := filepath.Join(t.TempDir(), "rootfs")
+	if out, err := exec.Command("cp", "-a", root, old).CombinedOutput(); err != nil {
+		t.Fatalf("copying the rootfs: %v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(old, oci.InitPath), []byte("#!/bin/sh\necho 'usage: airlock-toolbox init --deadline D -- CMD' >&2\nexit 2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b.images = testImages{rootfs: old}
+	_, err := b.Prestart(context.Background(), spec(t, sandbox.WithArgv("true")))
+	if err == nil || !strings.Contains(err.Error(), "airlock images build") {
+		t.Errorf("Prestart on an image without a warm init: %v; want an error saying to rebuild it", err)
+	}
+	assertNoLeftovers(t, b)
 }

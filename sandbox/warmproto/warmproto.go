@@ -3,8 +3,8 @@
 //
 // A warm sandbox is created and started before any call needs it, with the sandbox init
 // (airlock-toolbox init --warm) as its pid 1 and one end of a Unix stream socket pair as the
-// init's descriptor 3. Airlock writes exactly one Request as JSON and shuts down its sending
-// side; the init runs the command and writes exactly one Reply as JSON before it exits. End of
+// init's descriptor 3. The init first writes the byte Ready; Airlock then writes exactly one
+// Request as JSON and shuts down its sending side; the init runs the command and writes exactly one Reply as JSON before it exits. End of
 // stream before a request (Airlock closed its end or died) makes the init exit without running
 // anything. Nothing else ever crosses the socket, and the init accepts nothing after its request:
 // no container runs a second command.
@@ -20,6 +20,12 @@ import (
 
 // ControlFD is the init's descriptor of the socket (runc's --preserve-fds 1).
 const ControlFD = 3
+
+// Ready is the one byte the init writes once it waits for its request, before anything else:
+// Airlock files a sandbox as ready only after it, so an image whose init has no warm mode (built
+// before it) or an init that died is found out before a call depends on it.
+const Ready = 'R'
+
 
 // MaxRequest bounds a request on the wire: argv strings are at most 128 KiB each (Linux's
 // MAX_ARG_STRLEN) and the whole argv and environment at most a few MiB.
