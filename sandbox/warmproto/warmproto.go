@@ -26,7 +26,6 @@ const ControlFD = 3
 // before it) or an init that died is found out before a call depends on it.
 const Ready = 'R'
 
-
 // MaxRequest bounds a request on the wire: argv strings are at most 128 KiB each (Linux's
 // MAX_ARG_STRLEN) and the whole argv and environment at most a few MiB.
 const MaxRequest = 8 << 20
