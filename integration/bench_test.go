@@ -191,6 +191,23 @@ func BenchmarkCallLatency(b *testing.B) {
 	})
 }
 
+// benchBackend is a runc backend over the shared images and a run directory of the
+// benchmark's own, closed when it ends.
+func benchBackend(b *testing.B, runc string) *runcbackend.Backend {
+	b.Helper()
+	store, err := images.Open(testenv.StateDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	backend, err := runcbackend.New(runcbackend.Config{Runc: runc, StateDir: filepath.Join(b.TempDir(), "run"),
+		Images: store, Logger: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { backend.Close() })
+	return backend
+}
+
 // benchPaired runs, per b.Loop round, one call of each variant in order, rotating which goes
 // first so machine load hits all alike, and hands round the time each took.
 func benchPaired(b *testing.B, calls map[string]func() error, order []string, round func(took map[string]time.Duration)) {
@@ -219,16 +236,7 @@ func benchCalls(b *testing.B, runc string) (calls map[string]func() error, audit
 
 	runcRun := benchRuncRun(b, runc)
 
-	store, err := images.Open(testenv.StateDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	backend, err := runcbackend.New(runcbackend.Config{Runc: runc, StateDir: filepath.Join(b.TempDir(), "run"),
-		Images: store, Logger: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { backend.Close() })
+	backend := benchBackend(b, runc)
 	ws := b.TempDir()
 	spec, err := sandbox.New(sandbox.WithImage(benchImage), sandbox.WithArgv("true"), sandbox.WithWorkspace(ws, sandbox.ReadOnly))
 	if err != nil {

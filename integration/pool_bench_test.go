@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,11 +16,9 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/rs/zerolog"
 
-	"github.com/airlock-mcp/airlock/images"
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/pool"
-	runcbackend "github.com/airlock-mcp/airlock/sandbox/runc"
 )
 
 // benchClients is how many MCP clients call at once in the throughput variants.
@@ -56,18 +53,10 @@ func BenchmarkPool(b *testing.B) {
 	ctx := context.Background()
 	runcRun := benchRuncRun(b, runc)
 
-	store, err := images.Open(testenv.StateDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	backend, err := runcbackend.New(runcbackend.Config{Runc: runc, StateDir: filepath.Join(b.TempDir(), "run"),
-		Images: store, Logger: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	backend := benchBackend(b, runc)
 	const size = 2
 	p := pool.New(backend, pool.Config{Size: size, Logger: zerolog.Nop()})
-	b.Cleanup(func() { p.Close(); backend.Close() })
+	b.Cleanup(func() { p.Close() }) // before the backend's, registered first
 	spec, err := sandbox.New(sandbox.WithImage(benchImage), sandbox.WithArgv("true"), sandbox.WithWorkspace(b.TempDir(), sandbox.ReadOnly))
 	if err != nil {
 		b.Fatal(err)

@@ -41,3 +41,23 @@ func TestEgressValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestExitCodeOf(t *testing.T) {
+	for _, tc := range []struct {
+		code                         int
+		timedOut, cancelled, oomKill bool
+		want                         int
+	}{
+		{3, false, false, false, 3},
+		{0, false, false, false, 0},
+		{0, true, false, false, ExitTimeout},
+		{137, true, true, true, ExitTimeout},
+		{0, false, true, false, ExitKilled},
+		{0, false, false, true, ExitKilled},
+		{1, false, false, true, 1},
+	} {
+		if got := ExitCodeOf(tc.code, tc.timedOut, tc.cancelled, tc.oomKill); got != tc.want {
+			t.Errorf("ExitCodeOf(%d, timedOut %v, cancelled %v, oom %v) = %d, want %d", tc.code, tc.timedOut, tc.cancelled, tc.oomKill, got, tc.want)
+		}
+	}
+}

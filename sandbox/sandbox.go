@@ -233,6 +233,20 @@ const (
 	ExitKilled  = 137
 )
 
+// ExitCodeOf is a Result's ExitCode from what a backend saw of a run: ExitTimeout when its
+// timeout killed it; ExitKilled when the caller's cancellation did (not the command's own exit)
+// or when the OOM killer ended a process and the command still reported success; otherwise the
+// command's own code.
+func ExitCodeOf(code int, timedOut, cancelled, oomKilled bool) int {
+	switch {
+	case timedOut:
+		return ExitTimeout
+	case cancelled, oomKilled && code == 0:
+		return ExitKilled
+	}
+	return code
+}
+
 // Errors callers branch on.
 var (
 	// ErrUnavailable: the backend cannot run containers here (runtime missing, no cgroups...).

@@ -149,14 +149,7 @@ func runInitArgs(t *testing.T, args []string, env []string, dir string) initRun 
 	start := time.Now()
 	err = cmd.Run()
 	r := initRun{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("running the init: %v", err)
-	}
+	r.code = initExitCode(t, err)
 	return r
 }
 
@@ -240,6 +233,20 @@ func TestInitAsPid1(t *testing.T) {
 			}
 		})
 	}
+}
+
+// initExitCode is the exit code of an init that ended with err (from Wait).
+func initExitCode(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	t.Fatalf("running the init: %v", err)
+	return 0
 }
 
 // TestInitRefusesOutsidePid1: anywhere but pid 1 of its own namespace, the deadline's

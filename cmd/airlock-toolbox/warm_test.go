@@ -140,14 +140,7 @@ func runWarm(t *testing.T, idle time.Duration, stdin string, send func(*net.Unix
 	if readErr != nil {
 		t.Fatalf("reading the reply: %v (stdout %q stderr %q)", readErr, r.stdout, r.stderr)
 	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("running the init: %v", err)
-	}
+	r.code = initExitCode(t, err)
 	return r
 }
 

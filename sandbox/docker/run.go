@@ -260,17 +260,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		b.log.Info().Str("event", "sandbox.oom").Str("container", st.name).Msg("memory limit hit")
 	}
 
-	switch {
-	case res.TimedOut:
-		res.ExitCode = sandbox.ExitTimeout
-	case cancelled:
-		// Killed on the caller's behalf: not a timeout, and not the command's own exit.
-		res.ExitCode = sandbox.ExitKilled
-	case res.OOMKilled && code == 0:
-		res.ExitCode = sandbox.ExitKilled
-	default:
-		res.ExitCode = int(code)
-	}
+	res.ExitCode = sandbox.ExitCodeOf(int(code), res.TimedOut, cancelled, res.OOMKilled)
 	if cancelled {
 		return res, fmt.Errorf("sandbox run %s killed: %w", st.name, context.Cause(ctx))
 	}

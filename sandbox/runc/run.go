@@ -242,17 +242,7 @@ func (b *Backend) execute(ctx context.Context, spec sandbox.Spec, st *runState, 
 		b.log.Info().Str("event", "sandbox.oom").Str("container", st.id).Int64("oom_kills", n).Msg("memory limit hit")
 	}
 
-	switch {
-	case res.TimedOut:
-		res.ExitCode = sandbox.ExitTimeout
-	case cancelled:
-		// Killed on the caller's behalf: not a timeout, and not the command's own exit.
-		res.ExitCode = sandbox.ExitKilled
-	case res.OOMKilled && code == 0:
-		res.ExitCode = sandbox.ExitKilled
-	default:
-		res.ExitCode = code
-	}
+	res.ExitCode = sandbox.ExitCodeOf(code, res.TimedOut, cancelled, res.OOMKilled)
 	if !res.TimedOut && !res.OOMKilled && !cancelled {
 		if msg := runcError(logFile); msg != "" {
 			// runc itself failed (a bad mount, a working directory it cannot enter...): the

@@ -431,16 +431,7 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	if !res.TimedOut && !cancelled && code == sandbox.ExitTimeout && time.Since(started) >= spec.Timeout {
 		res.TimedOut = true
 	}
-	switch {
-	case res.TimedOut:
-		res.ExitCode = sandbox.ExitTimeout
-	case cancelled:
-		res.ExitCode = sandbox.ExitKilled
-	case res.OOMKilled && code == 0:
-		res.ExitCode = sandbox.ExitKilled
-	default:
-		res.ExitCode = code
-	}
+	res.ExitCode = sandbox.ExitCodeOf(code, res.TimedOut, cancelled, res.OOMKilled)
 	w.b.log.Debug().Str("event", "sandbox.run").Str("container", w.id).Bool("warm", true).
 		Int("exit_code", res.ExitCode).Bool("timed_out", res.TimedOut).Bool("oom_killed", res.OOMKilled).
 		Bool("truncated", res.Truncated()).Dur("duration", res.Duration).Msg("container finished")
