@@ -238,8 +238,7 @@ func (p *Pool) evictForNewShape() {
 func (p *Pool) dropShape(s *shape) {
 	delete(p.shapes, s.key)
 	for _, r := range s.ready {
-		p.release(r)
-		p.removeLater(r.w)
+		p.discard(r)
 	}
 	s.ready = nil
 }
@@ -249,6 +248,12 @@ func (p *Pool) release(r ready) {
 	if p.cfg.Budget != nil {
 		p.cfg.Budget.Release(r.pids, r.mem)
 	}
+}
+
+// discard gives r's share back and removes its sandbox off the caller's path. p.mu held.
+func (p *Pool) discard(r ready) {
+	p.release(r)
+	p.removeLater(r.w)
 }
 
 // removeLater removes an unused sandbox off the caller's path.
@@ -276,10 +281,8 @@ func (p *Pool) Shed() bool {
 	if oldest == nil {
 		return false
 	}
-	r := oldest.ready[0]
+	p.discard(oldest.ready[0])
 	oldest.ready = oldest.ready[1:]
-	p.release(r)
-	p.removeLater(r.w)
 	return true
 }
 
@@ -382,8 +385,7 @@ func (p *Pool) finish(s *shape, w sandbox.Warm, err error, pids, mem int64) {
 	if p.closed || p.shapes[s.key] != s || w.Key() != s.key || contended {
 		// Closed, dropped meanwhile, started for another shape than the template's (an
 		// image rebuilt in between), or a run waits for the room it holds.
-		p.release(r)
-		p.removeLater(w)
+		p.discard(r)
 		return
 	}
 	s.ready = append(s.ready, r)
@@ -400,8 +402,7 @@ func (p *Pool) expire() {
 			continue
 		}
 		for len(s.ready) > 0 && now.Sub(s.ready[0].at) > p.cfg.MaxAge {
-			p.release(s.ready[0])
-			p.removeLater(s.ready[0].w)
+			p.discard(s.ready[0])
 			s.ready = s.ready[1:]
 		}
 	}

@@ -124,10 +124,6 @@ func (b *Backend) Prestart(ctx context.Context, spec sandbox.Spec) (w sandbox.Wa
 	}()
 	defer b.startPriming()()
 	spec.Labels = nil
-	key, ok, err := b.WarmKey(ctx, spec)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("warm sandbox: shape: %w", err)
-	}
 	p, err := b.prepare(ctx, spec, warmProcess)
 	if err != nil {
 		return nil, err
@@ -139,6 +135,11 @@ func (b *Backend) Prestart(ctx context.Context, spec sandbox.Spec) (w sandbox.Wa
 			inflight.Cleanup(b.log, p.id, &err, cleanup)
 		}
 	}()
+	// The shape leaves out the process warmProcess rewrote: this is spec's WarmKey.
+	key, err := shapeKey(p.cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := p.write(spec); err != nil {
 		return nil, err
 	}
@@ -166,7 +167,6 @@ type warmRun struct {
 	ctrl                  *os.File // Airlock's end of the socket pair
 	stdin, stdout, stderr *os.File // the pipes' ends Airlock keeps
 	pidfd                 int      // the container init's
-	created               time.Time
 	used                  atomic.Bool
 	removeOnce            sync.Once
 	removeErr             error
@@ -264,7 +264,6 @@ func (w *warmRun) start(ctx context.Context) error {
 		w.st.orphan = true
 		return fmt.Errorf("warm container %s: pidfd of its init: %w", w.id, err)
 	}
-	w.created = time.Now()
 	return nil
 }
 
@@ -302,18 +301,12 @@ func (w *warmRun) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 			w.b.removals.Add(1)
 			go func() {
 				defer w.b.removals.Done()
-				if err := w.remove(); err != nil {
-					w.b.log.Error().Err(err).Str("event", "sandbox.cleanup_failed").Str("container", w.id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
-				}
+				var rerr error
+				inflight.Cleanup(w.b.log, w.id, &rerr, w.remove)
 			}()
 			return
 		}
-		if rerr := w.remove(); rerr != nil {
-			w.b.log.Error().Err(rerr).Str("event", "sandbox.cleanup_failed").Str("container", w.id).Msg("container leftovers remain; they are reaped when this process exits and another starts")
-			if err == nil {
-				err = rerr
-			}
-		}
+		inflight.Cleanup(w.b.log, w.id, &err, w.remove)
 	}()
 	res.ContainerID = w.id
 	res.Warm = true
@@ -542,7 +535,6 @@ func (w *warmRun) remove() error {
 			}
 		}
 		w.closeFiles()
-		w.st.exited = true
 		w.removeErr = w.b.cleanup(w.st, w.bundle)
 	})
 	return w.removeErr
