@@ -175,9 +175,11 @@ func (c egtCaller) call(t *testing.T, tool string, args map[string]any) egtCall 
 	return out
 }
 
-// wantEgress checks the call's connections, in order, in the audit record and in the
-// structured egress the agent gets: host, port, verdict and code, and bytes moved by every
-// connection that went through and by none that was refused.
+// wantEgress checks the call's connections in the audit record and in the structured egress
+// the agent gets: host, port, verdict and code, and bytes moved by every connection that went
+// through and by none that was refused. Each wanted connection must be there exactly once, in
+// any order: the proxy records a connection when it ends, so one a client keeps alive (the
+// first hop of a redirect) can come after one opened later.
 func (c egtCall) wantEgress(t *testing.T, want ...egtWant) {
 	t.Helper()
 	got := c.rec.Egress
@@ -190,7 +192,20 @@ func (c egtCall) wantEgress(t *testing.T, want ...egtWant) {
 		t.Errorf("structuredContent egress %v; want %d connections", c.st["egress"], len(want))
 		return
 	}
-	for i, w := range want {
+	taken := make([]bool, len(got))
+	for _, w := range want {
+		i := -1
+		for k, g := range got {
+			if !taken[k] && g.Host == w.host && g.Port == w.port && g.Allowed == w.allowed && g.Code == w.code {
+				i = k
+				break
+			}
+		}
+		if i < 0 {
+			t.Errorf("audit record egress %+v lacks %+v", got, w)
+			continue
+		}
+		taken[i] = true
 		c.wantEgressAt(t, i, w)
 	}
 }

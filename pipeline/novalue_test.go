@@ -58,6 +58,30 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// measuredKeys are the fields of audit records and log lines that Airlock computes: ids,
+// digests, times and durations. They are hex or decimal digits that an argument's digits (the
+// "666" of an address) can match by chance, and no argument value reaches them verbatim.
+var measuredKeys = []string{"audit_id", "prev_hash", "hash", "args_sha256", "policy_sha256", "time", "duration_ms", "stage_ms"}
+
+// withoutMeasures is s, JSON lines, without measuredKeys; a line that is not a JSON object
+// stays whole.
+func withoutMeasures(s string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			out = append(out, line)
+			continue
+		}
+		for _, k := range measuredKeys {
+			delete(m, k)
+		}
+		b, _ := json.Marshal(m)
+		out = append(out, string(b))
+	}
+	return strings.Join(out, "\n")
+}
+
 // TestNoArgumentValueInRecordOrLogs sends a secret-looking value through every schema keyword
 // and the strict decoder. The agent is told what is wrong and what would be right; the value
 // itself appears nowhere Airlock writes: not in the audit record (RecordArgs is off), not in
@@ -110,7 +134,7 @@ func TestNoArgumentValueInRecordOrLogs(t *testing.T) {
 			record := string(after[len(before):])
 			structured, _ := json.Marshal(res.Structured)
 			for _, v := range tc.values {
-				for where, s := range map[string]string{"audit record": record, "logs": logs.String(), "agent text": res.Text, "structured result": string(structured)} {
+				for where, s := range map[string]string{"audit record": withoutMeasures(record), "logs": withoutMeasures(logs.String()), "agent text": res.Text, "structured result": string(structured)} {
 					if strings.Contains(s, v) {
 						t.Errorf("%s contains the value %q: %s", where, v, s)
 					}
