@@ -289,7 +289,9 @@ func testProcessStopKills(t *testing.T, s *processSuite) {
 // testProcessKill: Kill ends a running server without the grace, even with stdout unread.
 func testProcessKill(t *testing.T, s *processSuite) {
 	// yes fills the stdout pipe, which nobody reads: Kill must not wait on the blocked copy.
-	p, stderr := s.start(t, sandbox.WithArgv("sh", "-c", "echo running >&2; exec yes airlock"))
+	// The pause lets "running" through first: Docker multiplexes both streams on one
+	// connection, and under load a flood of stdout read first blocks stderr behind it.
+	p, stderr := s.start(t, sandbox.WithArgv("sh", "-c", "echo running >&2; sleep 0.5; exec yes airlock"))
 	stderr.waitFor(t, "running\n", p)
 	time.Sleep(500 * time.Millisecond)
 	begin := time.Now()
