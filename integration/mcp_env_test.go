@@ -35,6 +35,9 @@ type mcpEnv struct {
 	policy    string // path of the policy JSON
 	config    string // path of the config YAML
 	audit     string // path of the audit log (JSON lines)
+	// state is the config's state: (counters, grants, kill switches); this test's own
+	// directory unless a test shares one between servers.
+	state string
 	// quiet keeps a server's diagnostics out of the log unless the test fails (benchmarks
 	// always print their logs).
 	quiet bool
@@ -81,6 +84,7 @@ func newMCPEnv(t testing.TB, policyJSON string, files map[string]string) *mcpEnv
 		policy:    filepath.Join(dir, "policy.json"),
 		config:    filepath.Join(dir, "airlock.yaml"),
 		audit:     filepath.Join(dir, "audit.jsonl"),
+		state:     filepath.Join(dir, "state"),
 
 		commandProfile: mcpCommandProfile,
 	}
@@ -122,8 +126,8 @@ func (e *mcpEnv) configYAML() string {
 	for _, line := range strings.Split(e.commandProfile, "\n") {
 		profile.WriteString("    " + line + "\n")
 	}
-	return fmt.Sprintf("workspace: %q\nbackend: %s\npolicy: %q\naudit:\n  path: %q\nprofiles:\n  command:\n%s%s%s",
-		e.workspace, backend, e.policy, e.audit, profile.String(), e.extraProfiles, e.extraYAML)
+	return fmt.Sprintf("workspace: %q\nbackend: %s\npolicy: %q\nstate: %q\naudit:\n  path: %q\nprofiles:\n  command:\n%s%s%s",
+		e.workspace, backend, e.policy, e.state, e.audit, profile.String(), e.extraProfiles, e.extraYAML)
 }
 
 // mcpRequireImages skips (fails under make test) when an image the built-in tools run on has

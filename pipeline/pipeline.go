@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,8 +19,10 @@ import (
 
 // Config wires a Pipeline.
 type Config struct {
-	Tools       []Tool
-	Policy      *policies.Engine
+	Tools  []Tool
+	Policy *policies.Engine
+	// Stop is the operator's kill switch, asked at stage 3 before the policy; nil means none.
+	Stop        Stopper
 	Backend     sandbox.Backend
 	AuditPath   string // append-only, hash-chained JSON lines
 	Workspace   string // host path of the workspace, scrubbed from results as /workspace
@@ -72,11 +75,12 @@ func New(cfg Config) (*Pipeline, error) {
 	p := &Pipeline{
 		tools:   map[string]*toolEntry{},
 		parse:   parseStage{maxBytes: cfg.MaxArgBytes, recordArgs: cfg.RecordArgs},
-		policy:  policyStage{engine: cfg.Policy},
+		policy:  policyStage{engine: &atomic.Pointer[policies.Engine]{}, stop: cfg.Stop},
 		execute: executeStage{backend: cfg.Backend, interval: cfg.ProgressInterval},
 		log:     cfg.Logger,
 		now:     cfg.Now,
 	}
+	p.policy.engine.Store(cfg.Policy)
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -131,6 +135,20 @@ func New(cfg Config) (*Pipeline, error) {
 	return p, nil
 }
 
+// SetPolicy replaces the policy engine: calls that reach stage 3 afterwards are decided by e,
+// calls already past it keep the verdict they had. A nil engine is refused (it would deny
+// everything silently; an operator who wants that writes a policy saying so).
+func (p *Pipeline) SetPolicy(e *policies.Engine) error {
+	if e == nil || e.Policy() == nil {
+		return errors.New("pipeline: no policy engine; keeping the current policy")
+	}
+	p.policy.engine.Store(e)
+	return nil
+}
+
+// Policy is the engine deciding calls now.
+func (p *Pipeline) Policy() *policies.Engine { return p.policy.engine.Load() }
+
 // Close flushes and closes the audit log.
 func (p *Pipeline) Close() error { return p.trace.audit.Close() }
 
@@ -138,7 +156,7 @@ func (p *Pipeline) Close() error { return p.trace.audit.Close() }
 func (p *Pipeline) Tools(g policies.Grant) []Tool {
 	var out []Tool
 	for _, name := range p.order {
-		if p.policy.engine.Visible(name, g) {
+		if p.policy.engine.Load().Visible(name, g) {
 			out = append(out, p.tools[name].tool)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -51,14 +52,39 @@ func (s parseStage) run(t *trace, schema *jsonschema.Schema, raw json.RawMessage
 // policyStage is stage 3: the static verdict with rate-limit units, and for approve verdicts
 // the human's answer.
 type policyStage struct {
-	engine *policies.Engine
+	// engine is swapped whole by a policy reload: a call is decided by one version, never
+	// by half of each.
+	engine *atomic.Pointer[policies.Engine]
+	stop   Stopper
+}
+
+// Stopper is the operator's kill switch. Stopped reports whether a switch stops a call of tool
+// by grant in session, with the switch's rule pointer (/kill/...) and the caller's message.
+// A Stopper that cannot tell (its state store unreachable) stops the call: fail closed.
+type Stopper interface {
+	Stopped(tool, grant, session string) (rule, message string, stopped bool)
 }
 
 func (s policyStage) run(t *trace, req policies.Request) (policies.Decision, *policies.Reservation) {
 	defer t.stage(StagePolicy)
-	d, resv := s.engine.Decide(req)
+	e := s.engine.Load()
+	var d policies.Decision
+	var resv *policies.Reservation
+	if rule, msg, stopped := s.stopped(req); stopped {
+		// Before the policy, so a stopped call reserves no rate-limit units.
+		d = policies.Decision{Verdict: policies.Deny, Rule: rule, Message: msg, PolicySHA256: e.Policy().SHA256()}
+	} else {
+		d, resv = e.Decide(req)
+	}
 	t.rec.Decision, t.rec.Rule, t.rec.Message, t.rec.PolicySHA256 = string(d.Verdict), d.Rule, d.Message, d.PolicySHA256
 	return d, resv
+}
+
+func (s policyStage) stopped(req policies.Request) (string, string, bool) {
+	if s.stop == nil {
+		return "", "", false
+	}
+	return s.stop.Stopped(req.Tool, req.Grant.ID, req.Session)
 }
 
 // approve asks the caller's Approver. It returns "" when approved, else why not. No approver

@@ -54,6 +54,9 @@ type Config struct {
 	Egress EgressConfig `yaml:"egress"`
 	// Pool keeps sandboxes started ahead of the calls that will use them (docs/pool.md).
 	Pool PoolConfig `yaml:"pool"`
+	// State is where rate-limit counters, grants and kill switches live (docs/operate.md): a
+	// directory (default $AIRLOCK_STATE_DIR/state) or redis://host:port/db, shared by replicas.
+	State string `yaml:"state"`
 
 	// File is where the config came from ("" for the built-in default); errors name it.
 	File string `yaml:"-"`

@@ -38,26 +38,38 @@ type inflight struct {
 	mu   sync.Mutex
 	n    int           // calls in flight
 	idle chan struct{} // closed when n drops to 0; a new one when it rises from 0
+	// running is every call in flight by what a kill switch or a revocation can target.
+	running map[*runningCall]struct{}
+}
+
+// callKey is what kill switches and revocations match a call in flight by.
+type callKey struct{ tool, grant, session string }
+
+type runningCall struct {
+	key    callKey
+	cancel context.CancelCauseFunc
 }
 
 func newInflight() *inflight {
 	stop, cancel := context.WithCancelCause(context.Background())
 	idle := make(chan struct{})
 	close(idle)
-	return &inflight{stop: stop, cancel: cancel, idle: idle}
+	return &inflight{stop: stop, cancel: cancel, idle: idle, running: map[*runningCall]struct{}{}}
 }
 
 // begin registers a call and returns its context: ctx, also cancelled on shutdown (at once
 // for a call that begins after it). done must be called when the call has finished
 // (recorded).
-func (f *inflight) begin(ctx context.Context) (context.Context, func()) {
+func (f *inflight) begin(ctx context.Context, key callKey) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	rc := &runningCall{key: key, cancel: cancel}
 	f.mu.Lock()
 	if f.n == 0 {
 		f.idle = make(chan struct{})
 	}
 	f.n++
+	f.running[rc] = struct{}{}
 	f.mu.Unlock()
-	ctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(f.stop, func() { cancel(context.Cause(f.stop)) })
 	if f.stop.Err() != nil {
 		cancel(context.Cause(f.stop)) // AfterFunc would, but on another goroutine
@@ -68,12 +80,31 @@ func (f *inflight) begin(ctx context.Context) (context.Context, func()) {
 			stop()
 			cancel(nil)
 			f.mu.Lock()
+			delete(f.running, rc)
 			if f.n--; f.n == 0 {
 				close(f.idle)
 			}
 			f.mu.Unlock()
 		})
 	}
+}
+
+// cancelWhere cancels each call in flight for which match returns a cause, and reports how
+// many it cancelled. A cancelled call kills its container and writes its record as it returns.
+func (f *inflight) cancelWhere(match func(callKey) error) int {
+	f.mu.Lock()
+	var hit []*runningCall
+	var causes []error
+	for rc := range f.running {
+		if err := match(rc.key); err != nil {
+			hit, causes = append(hit, rc), append(causes, err)
+		}
+	}
+	f.mu.Unlock()
+	for i, rc := range hit {
+		rc.cancel(causes[i])
+	}
+	return len(hit)
 }
 
 // shutdown cancels every call in flight and every later one at once.

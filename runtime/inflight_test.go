@@ -11,7 +11,7 @@ import (
 // begins afterwards at once, and wait returns when the last one is done.
 func TestInflightShutdown(t *testing.T) {
 	f := newInflight()
-	ctx, done := f.begin(context.Background())
+	ctx, done := f.begin(context.Background(), callKey{})
 	if f.wait(0) {
 		t.Fatal("wait reported no call in flight")
 	}
@@ -20,7 +20,7 @@ func TestInflightShutdown(t *testing.T) {
 	if !errors.Is(context.Cause(ctx), errShuttingDown) {
 		t.Errorf("cause %v, want errShuttingDown", context.Cause(ctx))
 	}
-	late, lateDone := f.begin(context.Background())
+	late, lateDone := f.begin(context.Background(), callKey{})
 	if late.Err() == nil {
 		t.Error("a call that began after shutdown was not cancelled")
 	}
@@ -37,9 +37,9 @@ func TestInflightBeginDuringWait(t *testing.T) {
 	f := newInflight()
 	deadline := time.Now().Add(500 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		_, done := f.begin(context.Background())
+		_, done := f.begin(context.Background(), callKey{})
 		go func() {
-			_, d2 := f.begin(context.Background())
+			_, d2 := f.begin(context.Background(), callKey{})
 			d2()
 		}()
 		go done()

@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-mcp/airlock/policies"
 	"github.com/airlock-mcp/airlock/sandbox"
 	"github.com/airlock-mcp/airlock/sandbox/pool"
+	"github.com/airlock-mcp/airlock/state"
 )
 
 //go:embed defaultpolicy.json
@@ -99,6 +100,22 @@ func (c *Config) Resolve(o Overrides) error {
 		c.Audit.Path = filepath.Join(o.StateDir, "audit", "audit.jsonl")
 	} else {
 		c.Audit.Path = abs(c.Audit.Path, base)
+	}
+	switch {
+	case isRedisURL(c.State):
+	case c.State == "":
+		if o.StateDir == "" {
+			return errors.New("state: no state in the config and no state directory (set AIRLOCK_STATE_DIR)")
+		}
+		c.State = filepath.Join(o.StateDir, "state")
+	default:
+		c.State = abs(c.State, base)
+		if within(realPath(c.State), ws) {
+			// Inside the workspace, write_file could lift kill switches, mint grants and
+			// refill budgets.
+			return &ConfigError{File: c.File, Line: c.line("state"), Path: "state",
+				Msg: fmt.Sprintf("state directory %s lies inside the workspace %s, where tools can rewrite it; put it outside (default $AIRLOCK_STATE_DIR/state)", c.State, ws)}
+		}
 	}
 	if within(realPath(c.Audit.Path), ws) {
 		// write_file runs as the workspace's owner, who then owns the log too: an agent could
@@ -214,8 +231,10 @@ type Runtime struct {
 	cfg          *Config
 	tools        []*Tool
 	byName       map[string]*Tool
-	engine       *policies.Engine
 	pipe         *pipeline.Pipeline
+	store        state.Store
+	control      *control
+	stopWatch    func()
 	closeBackend func() error
 	log          zerolog.Logger
 	approvals    *approvals
@@ -236,14 +255,31 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	}
 	// path_within judges absolute paths against /workspace: that is the path agents see, and
 	// the one the file tools accept.
-	engine := policies.NewEngine(pol, policies.NewMemoryCounters(), policies.WithWorkspace(sandbox.WorkspaceTarget))
+	store, err := cfg.OpenState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctl := newControl(store, o.Logger)
+	// path_within judges absolute paths against /workspace: that is the path agents see, and
+	// the one the file tools accept.
+	engine := policies.NewEngine(pol, store, policies.WithWorkspace(sandbox.WorkspaceTarget))
 	backend, closeBackend, err := o.Backends.Open(ctx, cfg.Backend, sandbox.OpenOptions{StateDir: o.StateDir, Logger: o.Logger})
 	var unknown *sandbox.UnknownBackendError
 	if errors.As(err, &unknown) {
+		store.Close()
 		return nil, &ConfigError{File: cfg.File, Line: cfg.line("backend"), Path: "backend", Msg: unknown.Error()}
 	}
 	if err != nil {
+		store.Close()
 		return nil, fmt.Errorf("sandbox backend %s is not usable, refusing to start (tools never run unsandboxed): %w", cfg.Backend, err)
+	}
+	closeSandbox := closeBackend
+	closeBackend = func() error {
+		err := closeSandbox()
+		if serr := store.Close(); err == nil {
+			err = serr
+		}
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Audit.Path), 0o700); err != nil {
 		closeBackend()
@@ -285,6 +321,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	pipe, err := pipeline.New(pipeline.Config{
 		Tools:      ptools,
 		Policy:     engine,
+		Stop:       ctl,
 		Backend:    gated,
 		AuditPath:  cfg.Audit.Path,
 		Workspace:  cfg.Workspace,
@@ -314,8 +351,14 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		return nil, err
 	}
 	ReapLeftovers(ctx, backend, o.Logger)
-	return &Runtime{cfg: cfg, tools: tools, byName: byName, engine: engine, pipe: pipe,
-		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw}, nil
+	r := &Runtime{cfg: cfg, tools: tools, byName: byName, pipe: pipe, store: store, control: ctl,
+		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw}
+	// The watcher lives as long as the runtime: Close stops it.
+	wctx, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() { defer close(watched); ctl.watch(wctx, r.calls) }()
+	r.stopWatch = func() { stopWatch(); <-watched }
+	return r, nil
 }
 
 // ReapLeftovers removes what dead Airlock processes left in backend and closes, in each
@@ -339,6 +382,7 @@ func (r *Runtime) Shutdown(cause error) { r.calls.shutdown(cause) }
 // and write their audit records, then closes the backend and the pipeline (flushing the audit
 // log).
 func (r *Runtime) Close() error {
+	r.stopWatch()
 	r.calls.shutdown(errShuttingDown)
 	if !r.calls.wait(closeWait) {
 		r.log.Error().Str("event", "runtime.close_timeout").Dur("waited", closeWait).
@@ -367,7 +411,7 @@ func (r *Runtime) Tool(name string) (*Tool, bool) {
 func (r *Runtime) VisibleTools(g policies.Grant) []*Tool {
 	var out []*Tool
 	for _, t := range r.tools {
-		if r.engine.Visible(t.Name(), g) {
+		if r.pipe.Policy().Visible(t.Name(), g) {
 			out = append(out, t)
 		}
 	}
@@ -377,7 +421,7 @@ func (r *Runtime) VisibleTools(g policies.Grant) []*Tool {
 // Run runs one call through the pipeline. The call is cancelled when ctx ends or the runtime
 // shuts down, whichever comes first.
 func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
-	ctx, done := r.calls.begin(ctx)
+	ctx, done := r.calls.begin(ctx, callKey{tool: call.Tool, grant: call.Grant.ID, session: call.Session})
 	defer done()
 	if call.Remote == nil && r.byName[call.Tool] == nil {
 		// An upstream tool called without an MCP session of its own (the CLI, or a call the

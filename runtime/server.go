@@ -79,7 +79,7 @@ func (r *Runtime) newMCPServer(g policies.Grant, authorize authorizeFunc) *mcp.S
 			return next(ctx, method, req)
 		}
 	})
-	r.gw.attach(srv, visibleTo(r.engine, g))
+	r.gw.attach(srv, visibleTo(r.pipe.Policy, g))
 	return srv
 }
 
@@ -239,7 +239,7 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 	if !ok {
 		return sessionApprover{ss: req.Session}, nil, nil
 	}
-	d := h.rt.engine.Policy().Evaluate(policies.Request{Tool: name, Args: m, Grant: h.grant, Session: session})
+	d := h.rt.pipe.Policy().Policy().Evaluate(policies.Request{Tool: name, Args: m, Grant: h.grant, Session: session})
 	if d.Verdict != policies.Approve {
 		return sessionApprover{ss: req.Session}, nil, nil
 	}

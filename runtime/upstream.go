@@ -1080,8 +1080,9 @@ func (u *upstreamState) reapIdle() {
 }
 
 // visibleTo is the gateway's visibility filter for a grant: the policy's.
-func visibleTo(e *policies.Engine, g policies.Grant) func(string) bool {
-	return func(name string) bool { return e.Visible(name, g) }
+func visibleTo(engine func() *policies.Engine, g policies.Grant) func(string) bool {
+	// The engine is looked up per question: a policy reload changes the answer.
+	return func(name string) bool { return engine().Visible(name, g) }
 }
 
 // UpstreamTool is one tool of an upstream as `airlock upstreams check` reports it.
