@@ -380,18 +380,20 @@ func connectHTTP(t testing.TB, s *mcpServer, token string, opts *mcp.ClientOptio
 
 // mcpAuditRecord is the part of an audit record the tests look at.
 type mcpAuditRecord struct {
-	AuditID    string             `json:"audit_id"`
-	Grant      string             `json:"grant"`
-	Tool       string             `json:"tool"`
-	Decision   string             `json:"decision"`
-	Rule       string             `json:"rule"`
-	Redactions map[string]int     `json:"redactions"` // rule -> count
-	TimedOut   bool               `json:"timed_out"`
-	ExitCode   *int               `json:"exit_code"` // null when the tool did not run
-	PrevHash   string             `json:"prev_hash"`
-	Hash       string             `json:"hash"`
-	DurationMS float64            `json:"duration_ms"`
-	StageMS    map[string]float64 `json:"stage_ms"`
+	AuditID  string `json:"audit_id"`
+	Grant    string `json:"grant"`
+	Tool     string `json:"tool"`
+	Decision string `json:"decision"`
+	Rule     string `json:"rule"`
+	// PolicySHA256 is the hash of the policy that decided the call.
+	PolicySHA256 string             `json:"policy_sha256"`
+	Redactions   map[string]int     `json:"redactions"` // rule -> count
+	TimedOut     bool               `json:"timed_out"`
+	ExitCode     *int               `json:"exit_code"` // null when the tool did not run
+	PrevHash     string             `json:"prev_hash"`
+	Hash         string             `json:"hash"`
+	DurationMS   float64            `json:"duration_ms"`
+	StageMS      map[string]float64 `json:"stage_ms"`
 	// Phase is "" on a call's closing record, "started" on its intent record, "reaped" on the
 	// record a later start writes for a call whose Airlock died.
 	Phase       string `json:"phase"`

@@ -34,6 +34,22 @@ func (c *Config) OpenState(ctx context.Context) (state.Store, error) {
 	return s, nil
 }
 
+// HaveGrants reports whether the state store holds a grant with a token that is still
+// active, or cannot say (then HTTP asks every caller for a token: fail closed).
+func (r *Runtime) HaveGrants(ctx context.Context) bool {
+	cur, err := r.control.get(ctx)
+	if err != nil {
+		return true
+	}
+	now := time.Now()
+	for _, g := range cur.Grants {
+		if g.TokenSHA256 != "" && g.Active(now) {
+			return true
+		}
+	}
+	return false
+}
+
 // controlPoll is how often a server looks for grants revoked and kill switches set by another
 // process (`airlock grant revoke`, another replica): the bound on how long a call of a revoked
 // grant or a killed target may go on running when no admin socket told this server at once.
@@ -155,14 +171,15 @@ func (c *control) byUID(ctx context.Context, uid uint32) (policies.Grant, error)
 func tokenSum(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
 
 // apply stops the calls in flight that the current kill switches or revocations no longer
-// allow, once per version. It returns how many it stopped.
-func (c *control) apply(ctx context.Context, calls *inflight) (int, error) {
+// allow, once per version (or again, forced). It returns how many it stopped: with force, every
+// call of a stopped target still in flight, including those already stopping.
+func (c *control) apply(ctx context.Context, calls *inflight, force bool) (int, error) {
 	cur, err := c.get(ctx)
 	if err != nil {
 		return 0, err
 	}
 	c.mu.Lock()
-	if c.applied == cur.Version {
+	if c.applied == cur.Version && !force {
 		c.mu.Unlock()
 		return 0, nil
 	}
@@ -204,7 +221,7 @@ func (c *control) watch(ctx context.Context, calls *inflight) {
 			return
 		case <-t.C:
 		}
-		_, err := c.apply(ctx, calls)
+		_, err := c.apply(ctx, calls, false)
 		switch {
 		case err != nil && !down && ctx.Err() == nil:
 			down = true

@@ -90,12 +90,13 @@ type grantKey struct{}
 // streamable handler with one MCP server per grant.
 type httpFront struct {
 	rt      *Runtime
+	control *control
 	port    string
 	hosts   map[string]bool
 	origins map[string]bool
 	tokens  []bearer
-	// local is the grant of token-less callers; nil when tokens are configured (then every
-	// request must present one, loopback or not).
+	// local is the grant of token-less callers on loopback; nil when the config has tokens
+	// or the server listens beyond loopback (then every request must present one).
 	local *policies.Grant
 	// uid is Airlock's own uid; peerUID finds a loopback client's (replaced in tests).
 	uid     uint32
@@ -135,16 +136,18 @@ func (r *Runtime) newHTTPFront(listenAddr string) (*httpFront, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckBind(listenAddr, len(tokens) > 0); err != nil {
+	if err := CheckBind(listenAddr, len(tokens) > 0 || r.HaveGrants(context.Background())); err != nil {
 		return nil, err
 	}
 	host, port, err := net.SplitHostPort(listenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", listenAddr, err)
 	}
-	f := &httpFront{rt: r, port: port, hosts: map[string]bool{}, origins: map[string]bool{}, tokens: tokens, servers: map[string]*mcp.Server{},
+	f := &httpFront{rt: r, control: r.control, port: port, hosts: map[string]bool{}, origins: map[string]bool{}, tokens: tokens, servers: map[string]*mcp.Server{},
 		uid: uint32(os.Getuid()), peerUID: peerUID, sessions: newSessionTable(r.cfg.HTTP.sessionLimits(), time.Now)}
-	if len(tokens) == 0 {
+	// Grants of the state store add callers with tokens; they do not take token-less access
+	// away from the operator's own uid on loopback (only config tokens do, as before).
+	if len(tokens) == 0 && IsLoopback(listenAddr) {
 		g := r.Grant()
 		f.local = &g
 	}
@@ -190,7 +193,8 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed (add it to http.allowed_origins)", o), http.StatusForbidden)
 		return
 	}
-	if f.local != nil {
+	hdr := req.Header.Get("Authorization")
+	if f.local != nil && hdr == "" {
 		// Without tokens the caller acts as the operator's grant, and write_file runs as the
 		// workspace's owner: any other local user who reaches the loopback port (a shared dev
 		// box, a CI runner) would write the operator's workspace, answer its own approval
@@ -201,10 +205,9 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	g, ok := f.authenticate(req.Header.Get("Authorization"))
-	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="airlock"`)
-		http.Error(w, "Unauthorized: send Authorization: Bearer <token>", http.StatusUnauthorized)
+	g, err := f.authenticate(req.Context(), hdr)
+	if err != nil {
+		f.refuse(w, err)
 		return
 	}
 	if req.URL.Path != MCPPath {
@@ -415,16 +418,31 @@ func (f *httpFront) hostAllowed(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// authenticate maps an Authorization header to a grant.
-func (f *httpFront) authenticate(header string) (policies.Grant, bool) {
-	if len(f.tokens) == 0 {
-		return *f.local, true
+// errNoToken is a request without a bearer token where one is needed.
+var errNoToken = errors.New("send Authorization: Bearer <token>")
+
+// errStateDown wraps a state store that could not say whether a token is good.
+type errStateDown struct{ err error }
+
+func (e *errStateDown) Error() string { return e.err.Error() }
+func (e *errStateDown) Unwrap() error { return e.err }
+
+// authenticate maps an Authorization header to a grant: a token of the config, then a grant
+// of the state store (revoked and expired ones refused); no header is the local grant where
+// token-less callers are served (their uid checked by the caller).
+func (f *httpFront) authenticate(ctx context.Context, header string) (policies.Grant, error) {
+	if header == "" {
+		if f.local != nil {
+			return *f.local, nil
+		}
+		return policies.Grant{}, errNoToken
 	}
 	tok, ok := strings.CutPrefix(header, "Bearer ")
+	tok = strings.TrimSpace(tok)
 	if !ok || tok == "" {
-		return policies.Grant{}, false
+		return policies.Grant{}, errNoToken
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	sum := tokenSum(tok)
 	var found *bearer
 	for i := range f.tokens {
 		// Check every token (no early exit) so timing does not reveal which one matched.
@@ -432,10 +450,36 @@ func (f *httpFront) authenticate(header string) (policies.Grant, bool) {
 			found = &f.tokens[i]
 		}
 	}
-	if found == nil {
-		return policies.Grant{}, false
+	if found != nil {
+		return found.grant, nil
 	}
-	return found.grant, true
+	g, err := f.control.byToken(ctx, sum)
+	if err != nil && !errors.Is(err, errNoGrant) && !isGrantError(err) {
+		return policies.Grant{}, &errStateDown{err}
+	}
+	return g, err
+}
+
+func isGrantError(err error) bool {
+	var ge *grantError
+	return errors.As(err, &ge)
+}
+
+// refuse answers a request whose credentials were not accepted: 401 with a challenge, or 503
+// when the state store could not tell (the client may retry; nothing is let through).
+func (f *httpFront) refuse(w http.ResponseWriter, err error) {
+	var down *errStateDown
+	if errors.As(err, &down) {
+		f.rt.log.Error().Err(err).Str("event", "http.auth_unavailable").Msg("bearer token not checked: state store unavailable")
+		http.Error(w, "Service unavailable: grants cannot be checked now; try again", http.StatusServiceUnavailable)
+		return
+	}
+	if errors.Is(err, errNoToken) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="airlock"`)
+	} else {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="airlock", error="invalid_token"`)
+	}
+	http.Error(w, "Unauthorized: "+err.Error(), http.StatusUnauthorized)
 }
 
 // serverFor returns the MCP server of the request's grant, built once per grant.
@@ -456,8 +500,11 @@ func (f *httpFront) serverFor(req *http.Request) *mcp.Server {
 		if call.Extra == nil {
 			return errors.New("unauthorized: no HTTP request context")
 		}
-		cg, ok := f.authenticate(call.Extra.Header.Get("Authorization"))
-		if !ok || cg.ID != g.ID {
+		cg, err := f.authenticate(context.Background(), call.Extra.Header.Get("Authorization"))
+		if err != nil {
+			return fmt.Errorf("unauthorized: %w", err)
+		}
+		if cg.ID != g.ID {
 			return errors.New("unauthorized: this session belongs to another grant")
 		}
 		return nil

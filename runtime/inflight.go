@@ -107,6 +107,13 @@ func (f *inflight) cancelWhere(match func(callKey) error) int {
 	return len(hit)
 }
 
+// count is the number of calls in flight.
+func (f *inflight) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
 // shutdown cancels every call in flight and every later one at once.
 func (f *inflight) shutdown(cause error) { f.cancel(cause) }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -101,21 +102,14 @@ func (c *Config) Resolve(o Overrides) error {
 	} else {
 		c.Audit.Path = abs(c.Audit.Path, base)
 	}
-	switch {
-	case isRedisURL(c.State):
-	case c.State == "":
-		if o.StateDir == "" {
-			return errors.New("state: no state in the config and no state directory (set AIRLOCK_STATE_DIR)")
-		}
-		c.State = filepath.Join(o.StateDir, "state")
-	default:
-		c.State = abs(c.State, base)
-		if within(realPath(c.State), ws) {
-			// Inside the workspace, write_file could lift kill switches, mint grants and
-			// refill budgets.
-			return &ConfigError{File: c.File, Line: c.line("state"), Path: "state",
-				Msg: fmt.Sprintf("state directory %s lies inside the workspace %s, where tools can rewrite it; put it outside (default $AIRLOCK_STATE_DIR/state)", c.State, ws)}
-		}
+	if err := c.resolveState(base, o.StateDir); err != nil {
+		return err
+	}
+	if !isRedisURL(c.State) && within(realPath(c.State), ws) {
+		// Inside the workspace, write_file could lift kill switches, mint grants and refill
+		// budgets.
+		return &ConfigError{File: c.File, Line: c.line("state"), Path: "state",
+			Msg: fmt.Sprintf("state directory %s lies inside the workspace %s, where tools can rewrite it; put it outside (default $AIRLOCK_STATE_DIR/state)", c.State, ws)}
 	}
 	if within(realPath(c.Audit.Path), ws) {
 		// write_file runs as the workspace's owner, who then owns the log too: an agent could
@@ -151,6 +145,38 @@ func (c *Config) Resolve(o Overrides) error {
 		}
 	}
 	return nil
+}
+
+// resolveState makes c.State a Redis URL or an absolute directory (default stateDir/state);
+// relative paths are relative to base, the config file's directory.
+func (c *Config) resolveState(base, stateDir string) error {
+	switch {
+	case isRedisURL(c.State):
+	case c.State == "":
+		if stateDir == "" {
+			return errors.New("state: no state in the config and no state directory (set AIRLOCK_STATE_DIR)")
+		}
+		c.State = filepath.Join(stateDir, "state")
+	case !filepath.IsAbs(c.State):
+		c.State = filepath.Join(base, c.State)
+	}
+	return nil
+}
+
+// ResolveState resolves only the config's state, for commands that use nothing else (airlock
+// grant, kill, resume): they need no workspace.
+func (c *Config) ResolveState(stateDir string) error {
+	base, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("current directory: %w", err)
+	}
+	if c.File != "" {
+		base = filepath.Dir(c.File)
+	}
+	if c.Grant.ID == "" {
+		c.Grant.ID = DefaultGrant
+	}
+	return c.resolveState(base, stateDir)
 }
 
 // checkNotHostRoot refuses to mount the host root or a directory holding Airlock's state. A
@@ -235,6 +261,8 @@ type Runtime struct {
 	store        state.Store
 	control      *control
 	stopWatch    func()
+	servers      liveServers
+	reloadMu     sync.Mutex
 	closeBackend func() error
 	log          zerolog.Logger
 	approvals    *approvals
@@ -357,7 +385,9 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watched := make(chan struct{})
 	go func() { defer close(watched); ctl.watch(wctx, r.calls) }()
-	r.stopWatch = func() { stopWatch(); <-watched }
+	policyWatched := make(chan struct{})
+	go func() { defer close(policyWatched); r.watchPolicy(wctx) }()
+	r.stopWatch = func() { stopWatch(); <-watched; <-policyWatched }
 	return r, nil
 }
 

@@ -48,17 +48,13 @@ func (r *Runtime) newMCPServer(g policies.Grant, authorize authorizeFunc) *mcp.S
 	srv := mcp.NewServer(&mcp.Implementation{Name: "airlock", Title: "Airlock", Version: Version}, &mcp.ServerOptions{
 		Instructions: instructions,
 		// Tools only: no logging capability (diagnostics go to stderr, never to the agent).
-		// Upstream tools come and go (tools/list_changed).
-		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: r.gw != nil}},
+		// Tools come and go (tools/list_changed): upstream tools, and a policy reload.
+		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
 	})
-	listed := map[string]bool{}
-	for _, t := range r.VisibleTools(g) {
-		// A raw ToolHandler: the SDK hands over the arguments untouched, so the pipeline's
-		// strict decoder (duplicate keys, case-folded keys, NUL, depth) sees the bytes the
-		// client sent, not a re-encoding that already lost the evidence.
-		srv.AddTool(mcpTool(t), h.handle)
-		listed[t.Name()] = true
-	}
+	ls := &liveServer{srv: srv, grant: g, h: h, listed: map[string]bool{}}
+	r.servers.add(ls)
+	r.resync(ls)
+	listed := ls.isListed
 	// The SDK answers a call to an unregistered tool with a protocol error before any handler
 	// runs, which would leave no audit record for an agent probing hidden or unknown tools.
 	// Route those calls through the pipeline instead: it denies them (rule /hide, /default) or
@@ -70,7 +66,7 @@ func (r *Runtime) newMCPServer(g policies.Grant, authorize authorizeFunc) *mcp.S
 				// to tools that are not Airlock's own, so a slow upstream never delays those).
 				r.gw.ensure(ctx)
 			}
-			if ctr, ok := req.(*mcp.CallToolRequest); ok && method == "tools/call" && ctr.Params != nil && !listed[ctr.Params.Name] {
+			if ctr, ok := req.(*mcp.CallToolRequest); ok && method == "tools/call" && ctr.Params != nil && !listed(ctr.Params.Name) {
 				if t := r.gw.lookup(ctx, ctr.Params.Name); t != nil {
 					return h.handleRemote(ctx, ctr, t)
 				}
@@ -129,6 +125,7 @@ func (r *Runtime) ServeTransport(ctx context.Context, t mcp.Transport) error {
 	stop := context.AfterFunc(ctx, func() { r.Shutdown(shutdownCause(ctx)) })
 	defer stop()
 	srv := r.NewMCPServer(r.Grant())
+	defer r.servers.remove(srv)
 	defer r.gw.detach(srv)
 	err := srv.Run(ctx, t)
 	if err != nil && ctx.Err() != nil {

@@ -25,6 +25,9 @@ func commands() map[string]command {
 		"audit":     {"verify and read the audit log", cmdAudit},
 		"pins":      {"review and approve upstream tools' pins", cmdPins},
 		"upstreams": {"list and check upstream MCP servers", cmdUpstreams},
+		"grant":     {"create, list and revoke grants", cmdGrant},
+		"kill":      {"stop a tool, grant, session or everything now", cmdKill},
+		"resume":    {"turn a kill switch off", cmdResume},
 		"cache":     {"list and clear run_tests' caches", cmdCache},
 		"images":    {"build and list sandbox images", cmdImages},
 		"doctor":    {"report what works on this machine", cmdDoctor},
@@ -42,7 +45,7 @@ func main() {
 	// After the first signal the defaults return, so a second one stops Airlock at once.
 	// Under nohup SIGHUP arrives ignored, and must stay so: registering it would undo that.
 	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT}
-	if !signal.Ignored(syscall.SIGHUP) {
+	if !signal.Ignored(syscall.SIGHUP) && !hangupReloads(os.Args[1:]) {
 		sigs = append(sigs, syscall.SIGHUP)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
@@ -50,6 +53,21 @@ func main() {
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// hangupReloads reports whether the command is a server without a terminal (serve --http or
+// --socket), for which SIGHUP means what it means to daemons: reload the policy. A stdio
+// server keeps SIGHUP as the end of its terminal.
+func hangupReloads(args []string) bool {
+	if len(args) == 0 || args[0] != "serve" {
+		return false
+	}
+	for _, a := range args[1:] {
+		if a == "--stdio" || a == "-stdio" {
+			return false
+		}
+	}
+	return true
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -76,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: airlock COMMAND [flags]")
 	fmt.Fprintln(w)
-	for _, name := range []string{"serve", "call", "exec", "policy", "audit", "upstreams", "pins", "cache", "images", "doctor", "version"} {
+	for _, name := range []string{"serve", "call", "exec", "policy", "grant", "kill", "resume", "audit", "upstreams", "pins", "cache", "images", "doctor", "version"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, cmds[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'airlock COMMAND -h' for the flags of one command.")

@@ -28,6 +28,12 @@ const policyUsage = `usage:
   airlock policy test FILE CASES.yaml
       Run a table of cases against the policy; print each failure and "N passed, M failed".
       Exit 0 all passed, 1 a case failed, 2 error.
+  airlock policy reload
+      Make every running server (serve --http, --socket or --stdio) sharing this state
+      directory read its policy file again. A valid policy takes over for the next call;
+      an invalid one leaves the current policy in force and the error is printed.
+      Servers also reload on SIGHUP (serve --http, --socket) and when the file changes.
+      Exit 0 reloaded (or unchanged) everywhere, 1 a server kept its policy, 2 no server.
 `
 
 func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -42,6 +48,8 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return policyEval(args[1:], stdout, stderr)
 	case "test":
 		return policyTest(args[1:], stdout, stderr)
+	case "reload":
+		return policyReload(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, policyUsage)
 		return 0

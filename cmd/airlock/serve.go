@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/rs/zerolog"
 
@@ -92,13 +94,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (cod
 		return 2
 	}
 	var ln net.Listener
-	if *httpAddr != "" {
-		// Checked before listening too, so a refused bind never opens the port.
-		if err := runtime.CheckBind(*httpAddr, len(cfg.HTTP.Tokens) > 0); err != nil {
-			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
-			return 2
-		}
-	}
 	log := newLogger(stderr)
 	rt, err := runtime.Open(ctx, cfg, runtime.Options{StateDir: stateDir(), Backends: backends.Default(), Logger: log, Prestart: true})
 	if err != nil {
@@ -115,8 +110,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (cod
 			}
 		}
 	}()
+	if *httpAddr != "" {
+		// Checked before listening, so a refused bind never opens the port.
+		if err := runtime.CheckBind(*httpAddr, len(cfg.HTTP.Tokens) > 0 || rt.HaveGrants(ctx)); err != nil {
+			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+			return 2
+		}
+	}
 	warnImages(ctx, stderr)
 	warnPolicyTools(stderr, cfg)
+	stopAdmin := serveAdmin(ctx, rt, log)
+	defer stopAdmin()
+	if hangupReloads(append([]string{"serve"}, args...)) {
+		defer reloadOnHangup(ctx, rt)()
+	}
 	if *httpAddr != "" {
 		ln, err = net.Listen("tcp", *httpAddr)
 		if err != nil {
@@ -232,4 +239,44 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// serveAdmin serves this process's admin socket (airlock kill, resume, policy reload) until
+// the returned function is called. Without it those commands still take effect through the
+// state store, within a poll; so a socket that cannot be made is a warning.
+func serveAdmin(ctx context.Context, rt *runtime.Runtime, log zerolog.Logger) func() {
+	ln, err := runtime.ListenAdmin(runtime.AdminDir(stateDir()))
+	if err != nil {
+		log.Warn().Err(err).Str("event", "admin.unavailable").Msg("no admin socket: kill switches and revocations apply within 0.25 s instead of at once; policy reload only by SIGHUP or a file change")
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := rt.ServeAdmin(ctx, ln); err != nil {
+			log.Warn().Err(err).Str("event", "admin.stopped").Msg("admin socket stopped")
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// reloadOnHangup reloads the policy on each SIGHUP until the returned function is called.
+func reloadOnHangup(ctx context.Context, rt *runtime.Runtime) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_, _ = rt.ReloadPolicy() // logged either way
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); cancel(); <-done }
 }
