@@ -113,8 +113,8 @@ func (c *control) Stopped(tool, grant, session string) (string, string, bool) {
 	return "", "", false
 }
 
-// errNoGrant is the answer for a bearer token that names no grant.
-var errNoGrant = errors.New("the bearer token matches no grant")
+// errNoGrant is the answer for a bearer token or a uid that names no grant.
+var errNoGrant = errors.New("no grant matches")
 
 // grantError is a token of a grant that may no longer be used.
 type grantError struct{ name, status string }
@@ -142,7 +142,7 @@ func (c *control) byToken(ctx context.Context, sum [32]byte) (policies.Grant, er
 	}
 	switch {
 	case found == nil:
-		return policies.Grant{}, errNoGrant
+		return policies.Grant{}, fmt.Errorf("%w the bearer token", errNoGrant)
 	case !found.Active(time.Now()):
 		return policies.Grant{}, &grantError{found.Name, found.Status(time.Now())}
 	}
@@ -153,7 +153,7 @@ func (c *control) byToken(ctx context.Context, sum [32]byte) (policies.Grant, er
 func (c *control) byUID(ctx context.Context, uid uint32) (policies.Grant, error) {
 	cur, err := c.get(ctx)
 	if err != nil {
-		return policies.Grant{}, fmt.Errorf("grants cannot be read (%s): %w", c.store.Describe(), err)
+		return policies.Grant{}, &errStateDown{fmt.Errorf("grants cannot be read (%s): %w", c.store.Describe(), err)}
 	}
 	for _, g := range cur.Grants {
 		if g.UID == nil || *g.UID != uid {
@@ -164,7 +164,7 @@ func (c *control) byUID(ctx context.Context, uid uint32) (policies.Grant, error)
 		}
 		return g.Policy(), nil
 	}
-	return policies.Grant{}, fmt.Errorf("uid %d has no grant; the operator runs airlock grant create NAME --uid %d", uid, uid)
+	return policies.Grant{}, fmt.Errorf("%w uid %d; the operator runs airlock grant create NAME --uid %d --no-token", errNoGrant, uid, uid)
 }
 
 // tokenSum is how a bearer token is compared: by its sha256, which is all the store keeps.

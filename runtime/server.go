@@ -122,9 +122,15 @@ func mcpTool(t *Tool) *mcp.Tool {
 // When the client goes away (stdin EOF, broken stdout), the SDK cancels the calls in flight
 // and Run returns once each has finished.
 func (r *Runtime) ServeTransport(ctx context.Context, t mcp.Transport) error {
+	return r.serveAs(ctx, t, r.Grant(), nil)
+}
+
+// serveAs serves one MCP connection whose caller acts as g; authorize, when set, is asked
+// before each call (a daemon client's grant may be revoked while it is connected).
+func (r *Runtime) serveAs(ctx context.Context, t mcp.Transport, g policies.Grant, authorize authorizeFunc) error {
 	stop := context.AfterFunc(ctx, func() { r.Shutdown(shutdownCause(ctx)) })
 	defer stop()
-	srv := r.NewMCPServer(r.Grant())
+	srv := r.newMCPServer(g, authorize)
 	defer r.servers.remove(srv)
 	defer r.gw.detach(srv)
 	err := srv.Run(ctx, t)

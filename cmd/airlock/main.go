@@ -20,7 +20,8 @@ func commands() map[string]command {
 	return map[string]command{
 		"exec":      {"run one command in a fresh sandbox", cmdExec},
 		"call":      {"run one tool call through all seven stages", cmdCall},
-		"serve":     {"serve MCP over stdio or streamable HTTP", cmdServe},
+		"serve":     {"serve MCP over stdio, streamable HTTP or a daemon socket", cmdServe},
+		"connect":   {"connect an agent's stdio to a daemon socket", cmdConnect},
 		"policy":    {"check, evaluate and test policies", cmdPolicy},
 		"audit":     {"verify and read the audit log", cmdAudit},
 		"pins":      {"review and approve upstream tools' pins", cmdPins},
@@ -94,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: airlock COMMAND [flags]")
 	fmt.Fprintln(w)
-	for _, name := range []string{"serve", "call", "exec", "policy", "grant", "kill", "resume", "audit", "upstreams", "pins", "cache", "images", "doctor", "version"} {
+	for _, name := range []string{"serve", "connect", "call", "exec", "policy", "grant", "kill", "resume", "audit", "upstreams", "pins", "cache", "images", "doctor", "version"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, cmds[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'airlock COMMAND -h' for the flags of one command.")

@@ -21,13 +21,16 @@ import (
 	"github.com/airlock-mcp/airlock/sandbox/backends"
 )
 
-const serveUsage = `usage: airlock serve (--stdio | --http ADDR) [--config F] [--workspace DIR] [--policy F]
+const serveUsage = `usage: airlock serve (--stdio | --http ADDR | --socket PATH) [--config F] [--workspace DIR] [--policy F]
 
 Serves Airlock's tools over MCP. Every tool call runs through the policy and a fresh sandbox.
 
   --stdio           MCP over stdin/stdout (for Claude Code, Cursor and other local clients)
   --http ADDR       streamable HTTP at http://ADDR/mcp (e.g. 127.0.0.1:8811); beyond loopback
-                    it needs bearer tokens (http.tokens in the config)
+                    it needs bearer tokens (http.tokens in the config, or airlock grant)
+  --socket PATH     a daemon for agents of other users: each runs airlock connect --socket
+                    PATH as its MCP stdio command and acts as the grant of its uid
+                    (airlock grant create NAME --uid N --no-token); runs as root
   --config F        YAML config (docs/config.md); default: built-in tools, safe default policy
   --workspace DIR   directory the tools see at /workspace (default: the config's, else .)
   --policy F        policy file, overriding the config's (default: the embedded safe policy)
@@ -76,6 +79,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (cod
 	rf.register(fs)
 	stdio := fs.Bool("stdio", false, "serve over stdio")
 	httpAddr := fs.String("http", "", "serve streamable HTTP on ADDR")
+	socket := fs.String("socket", "", "serve airlock connect clients on a Unix socket")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, serveUsage)
@@ -84,8 +88,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (cod
 		fmt.Fprintf(stderr, "airlock serve: %v\n\n%s", err, serveUsage)
 		return 2
 	}
-	if fs.NArg() > 0 || *stdio == (*httpAddr != "") {
-		fmt.Fprintf(stderr, "airlock serve: give exactly one of --stdio or --http ADDR\n\n%s", serveUsage)
+	modes := 0
+	for _, on := range []bool{*stdio, *httpAddr != "", *socket != ""} {
+		if on {
+			modes++
+		}
+	}
+	if fs.NArg() > 0 || modes != 1 {
+		fmt.Fprintf(stderr, "airlock serve: give exactly one of --stdio, --http ADDR or --socket PATH\n\n%s", serveUsage)
 		return 2
 	}
 	cfg, err := rf.loadConfig()
@@ -132,6 +142,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (cod
 		}
 		printConnect(stderr, cfg, rf, ln.Addr().String())
 		if err := rt.ServeHTTP(ctx, ln); err != nil {
+			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stderr, "airlock serve: shut down")
+		return 0
+	}
+	if *socket != "" {
+		dl, err := runtime.ListenDaemon(*socket)
+		if err != nil {
+			fmt.Fprintf(stderr, "airlock serve: --socket: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "airlock serve: daemon socket %s: clients run `airlock connect --socket %s`; each acts as the grant of its uid (airlock grant create NAME --uid N)\n", *socket, *socket)
+		if err := rt.ServeDaemon(ctx, dl); err != nil {
 			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
 			return 1
 		}
