@@ -35,8 +35,8 @@ func TestCallUsage(t *testing.T) {
 		{"call unknown backend", callCmd, []string{"--config", noBackend, "--workspace", dir, "read_file", "{}"}, `unknown sandbox backend "nosuch"`},
 		{"call --backend overrides the config", callCmd, []string{"--backend", "podman", "--workspace", dir, "read_file", "{}"}, `unknown sandbox backend "podman"; available: containerd, docker, runc`},
 		{"serve --backend unknown", serveCmd, []string{"--stdio", "--backend", "podman", "--workspace", dir}, `unknown sandbox backend "podman"`},
-		{"serve neither mode", serveCmd, nil, "exactly one of --stdio or --http"},
-		{"serve both modes", serveCmd, []string{"--stdio", "--http", "127.0.0.1:0"}, "exactly one of --stdio or --http"},
+		{"serve neither mode", serveCmd, nil, "exactly one of --stdio, --http ADDR or --socket PATH"},
+		{"serve both modes", serveCmd, []string{"--stdio", "--http", "127.0.0.1:0"}, "exactly one of --stdio, --http ADDR or --socket PATH"},
 		{"serve public bind without token", serveCmd, []string{"--http", "0.0.0.0:8811", "--workspace", dir}, "without a bearer token"},
 	}
 	for _, tc := range tests {
