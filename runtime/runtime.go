@@ -247,6 +247,9 @@ type Options struct {
 	Logger   zerolog.Logger
 	// ProgressInterval is how often a running tool reports MCP progress; 0 means 1 s.
 	ProgressInterval time.Duration
+	// State, when set, is used instead of the store the config names (cfg.State); the
+	// runtime closes it.
+	State state.Store
 	// Prestart keeps sandboxes started ahead of calls (the config's pool): for a server,
 	// not for a one-shot command, whose sandboxes would only be started to be removed.
 	Prestart bool
@@ -283,9 +286,11 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	}
 	// path_within judges absolute paths against /workspace: that is the path agents see, and
 	// the one the file tools accept.
-	store, err := cfg.OpenState(ctx)
-	if err != nil {
-		return nil, err
+	store := o.State
+	if store == nil {
+		if store, err = cfg.OpenState(ctx); err != nil {
+			return nil, err
+		}
 	}
 	ctl := newControl(store, o.Logger)
 	// path_within judges absolute paths against /workspace: that is the path agents see, and
