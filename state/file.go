@@ -28,7 +28,8 @@ import (
 //	               loses none)
 //	lock           the flock every change takes
 type File struct {
-	dir string
+	dir  string
+	docs string // the root of documents' directories (Docs); dir unless WithDocsDir
 	// mu orders this process's goroutines before they queue on the flock, which is per
 	// open file description and so would not exclude them from each other.
 	mu sync.Mutex
@@ -49,7 +50,7 @@ func idOf(st *unix.Stat_t) fileID {
 }
 
 // OpenFile opens (creating) the file store in dir.
-func OpenFile(dir string) (*File, error) {
+func OpenFile(dir string, opts ...FileOption) (*File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -57,7 +58,10 @@ func OpenFile(dir string) (*File, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	f := &File{dir: dir}
+	f := &File{dir: dir, docs: dir}
+	for _, o := range opts {
+		o(f)
+	}
 	// Fail now, not on the first call, when the directory cannot be locked or read.
 	if err := f.locked(func() error { _, err := f.readControl(); return err }); err != nil {
 		return nil, err
@@ -106,42 +110,13 @@ func (f *File) readControl() (Control, error) {
 }
 
 // writeFile replaces name atomically: a reader sees the old or the new file, never half.
-func (f *File) writeFile(name string, v any, sync bool) error {
+// With durable, the file and the directory are fsynced too.
+func (f *File) writeFile(name string, v any, durable bool) error {
 	b, err := json.MarshalIndent(v, "", " ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(f.dir, "."+name+".*")
-	if err != nil {
-		return fmt.Errorf("state store %s: %w", f.dir, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("state store %s: %w", f.dir, err)
-	}
-	if sync {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return fmt.Errorf("state store %s: %w", f.dir, err)
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("state store %s: %w", f.dir, err)
-	}
-	if err := os.Rename(tmp.Name(), f.path(name)); err != nil {
-		return fmt.Errorf("state store %s: %w", f.dir, err)
-	}
-	if sync {
-		if d, err := os.Open(f.dir); err == nil {
-			err = d.Sync()
-			d.Close()
-			if err != nil {
-				return fmt.Errorf("state store %s: %w", f.dir, err)
-			}
-		}
-	}
-	return nil
+	return replaceFile(f.dir, name, append(b, '\n'), durable)
 }
 
 // changeControl applies fn to control.json under the lock.

@@ -38,10 +38,47 @@ type Store interface {
 	// Version is Control's version without the contents: cheap enough to ask per request.
 	Version(ctx context.Context) (string, error)
 
+	// Docs are the gateway's pins: one document per upstream.
+	Docs
+
 	// Describe names the store for messages ("file /var/lib/airlock/state",
 	// "redis 127.0.0.1:6379/0"), without credentials.
 	Describe() string
 	Close() error
+}
+
+// Docs are small named documents of one kind (e.g. "pins"), each changed under a lock every
+// process sharing the store takes, so two writers never lose each other's change.
+type Docs interface {
+	// UpdateDoc runs fn on the current bytes of the document (nil when there is none) while
+	// holding its lock. fn returns the new bytes (nil deletes the document) and whether to
+	// write them at all.
+	UpdateDoc(ctx context.Context, kind, name string, fn func(old []byte) (new []byte, write bool, err error)) error
+	// ReadDoc returns the document's bytes, nil when there is none. A reader never sees
+	// half of a change.
+	ReadDoc(ctx context.Context, kind, name string) ([]byte, error)
+	// ListDocs returns the names of the documents of a kind, sorted.
+	ListDocs(ctx context.Context, kind string) ([]string, error)
+	// DocLocation names where a document lives, for messages (a file path, a Redis key).
+	DocLocation(kind, name string) string
+}
+
+// MaxDocBytes bounds one document read back.
+const MaxDocBytes = 256 << 20
+
+// CheckDocName says what is wrong with a document kind or name, or nil: both become file
+// names, so no separators, no leading dot.
+func CheckDocName(s string) error {
+	if s == "" || len(s) > 128 || s[0] == '.' || s[0] == '-' || s[0] == '_' {
+		return fmt.Errorf("document name %q: want 1-128 of A-Z a-z 0-9 _ . - starting with a letter or digit", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return fmt.Errorf("document name %q: want 1-128 of A-Z a-z 0-9 _ . - starting with a letter or digit", s)
+		}
+	}
+	return nil
 }
 
 // ErrGrantExists is AddGrant's error for a name that is taken by an active grant.

@@ -24,6 +24,65 @@ func Run(t *testing.T, opener Opener) {
 	t.Run("CountersReleaseAndWindows", func(t *testing.T) { countersRelease(t, opener(t)) })
 	t.Run("Grants", func(t *testing.T) { grants(t, opener(t)) })
 	t.Run("Kills", func(t *testing.T) { kills(t, opener(t)) })
+	t.Run("Docs", func(t *testing.T) { docs(t, opener(t)) })
+}
+
+// docs: read-modify-write under the document's lock loses no change, across handles.
+func docs(t *testing.T, open func() state.Store) {
+	ctx := context.Background()
+	a, b := open(), open()
+	defer a.Close()
+	defer b.Close()
+	if got, err := a.ReadDoc(ctx, "pins", "github"); err != nil || got != nil {
+		t.Fatalf("absent document: %q %v; want nil", got, err)
+	}
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			err := s.UpdateDoc(ctx, "pins", "github", func(old []byte) ([]byte, bool, error) {
+				return append(old, 'x'), true, nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := b.ReadDoc(ctx, "pins", "github")
+	if err != nil || len(got) != n {
+		t.Fatalf("after %d appends under the lock: %d bytes, %v", n, len(got), err)
+	}
+	// write=false changes nothing; an error is returned as is; nil deletes.
+	boom := errors.New("boom")
+	if err := a.UpdateDoc(ctx, "pins", "github", func([]byte) ([]byte, bool, error) { return []byte("no"), false, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.UpdateDoc(ctx, "pins", "github", func([]byte) ([]byte, bool, error) { return []byte("no"), true, boom }); !errors.Is(err, boom) {
+		t.Fatalf("fn's error: %v", err)
+	}
+	if got, _ := a.ReadDoc(ctx, "pins", "github"); len(got) != n {
+		t.Fatalf("a refused update changed the document: %q", got)
+	}
+	if err := a.UpdateDoc(ctx, "pins", "gitlab", func([]byte) ([]byte, bool, error) { return []byte("{}"), true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := b.ListDocs(ctx, "pins"); err != nil || len(names) != 2 || names[0] != "github" || names[1] != "gitlab" {
+		t.Fatalf("ListDocs: %v %v", names, err)
+	}
+	if err := b.UpdateDoc(ctx, "pins", "github", func([]byte) ([]byte, bool, error) { return nil, true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.ReadDoc(ctx, "pins", "github"); err != nil || got != nil {
+		t.Fatalf("deleted document: %q %v", got, err)
+	}
+	if err := a.UpdateDoc(ctx, "pins", "../etc", func([]byte) ([]byte, bool, error) { return []byte("x"), true, nil }); err == nil {
+		t.Fatal("a document named ../etc was written")
+	}
 }
 
 func key(counter, subject string, window time.Time) policies.CounterKey {
