@@ -6,7 +6,7 @@ TOOLS        := $(CURDIR)/.tools
 BIN          := $(CURDIR)/bin
 RUNC_VERSION := v1.5.2
 CONTAINERD_VERSION := v2.4.2
-APT_PACKAGES := libseccomp-dev pkg-config busybox-static git
+APT_PACKAGES := libseccomp-dev pkg-config busybox-static git redis-server
 
 export AIRLOCK_STATE_DIR ?= /var/lib/airlock
 export AIRLOCK_RUNC      ?= $(TOOLS)/bin/runc
@@ -20,12 +20,18 @@ GO_TEST_FLAGS ?= -race -count=1 -timeout 45m
 
 setup: apt runc docker containerd build images node upstreams
 
-# Debian packages: only apt-get when one is missing.
+# Debian packages: only apt-get when one is missing. redis-server is for the redis state
+# store's tests, which start servers of their own: the system service its install starts is
+# stopped and disabled, so it holds no port and keeps no data.
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "setup: installing $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  if echo "$$missing" | grep -qx redis-server; then \
+	    systemctl disable redis-server >/dev/null 2>&1 || true; \
+	    service redis-server stop >/dev/null 2>&1 || true; \
+	  fi; \
 	fi
 
 # runc from the Go module proxy, with seccomp (without the tag runc silently lacks it).
