@@ -52,7 +52,8 @@ type Store interface {
 type Docs interface {
 	// UpdateDoc runs fn on the current bytes of the document (nil when there is none) while
 	// holding its lock. fn returns the new bytes (nil deletes the document) and whether to
-	// write them at all.
+	// write them at all. A store with optimistic transactions runs fn again when another
+	// writer got in first, so fn must depend on nothing but its argument.
 	UpdateDoc(ctx context.Context, kind, name string, fn func(old []byte) (new []byte, write bool, err error)) error
 	// ReadDoc returns the document's bytes, nil when there is none. A reader never sees
 	// half of a change.
