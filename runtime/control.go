@@ -15,6 +15,7 @@ import (
 
 	"github.com/airlock-mcp/airlock/policies"
 	"github.com/airlock-mcp/airlock/state"
+	redisstate "github.com/airlock-mcp/airlock/state/redis"
 )
 
 // isRedisURL reports whether a config's state names a Redis server rather than a directory.
@@ -25,7 +26,12 @@ func isRedisURL(s string) bool {
 // OpenState opens the store a resolved config names.
 func (c *Config) OpenState(ctx context.Context) (state.Store, error) {
 	if isRedisURL(c.State) {
-		return nil, &ConfigError{File: c.File, Line: c.line("state"), Path: "state", Msg: "this build of airlock has no Redis store"}
+		s, err := redisstate.Open(ctx, c.State)
+		if err != nil {
+			// The error names the address, never the password.
+			return nil, &ConfigError{File: c.File, Line: c.line("state"), Path: "state", Msg: err.Error()}
+		}
+		return s, nil
 	}
 	s, err := state.OpenFile(c.State)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 // A password never appears in Describe or in any error; errors name the address and the fix.
 func TestOpenErrorsHidePassword(t *testing.T) {
 	srv := startRedis(t, "--requirepass", "s3cret-pw")
-	addr := "127.0.0.1:" + strconv.Itoa(srv.port)
+	addr := "127.0.0.1:" + strconv.Itoa(srv.Port)
 
 	s, err := Open(t.Context(), "redis://:s3cret-pw@"+addr+"/2")
 	if err != nil {

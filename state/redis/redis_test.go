@@ -27,11 +27,11 @@ func TestConformanceUnixPrefix(t *testing.T) {
 	statetest.Run(t, func(t *testing.T) func() state.Store {
 		srv := startRedis(t)
 		return func() state.Store {
-			s, err := Open(t.Context(), "unix://"+srv.sock+"?db=3&prefix=team1")
+			s, err := Open(t.Context(), "unix://"+srv.Sock+"?db=3&prefix=team1")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := "redis unix:" + srv.sock + "?db=3 prefix team1:"; s.Describe() != want {
+			if want := "redis unix:" + srv.Sock + "?db=3 prefix team1:"; s.Describe() != want {
 				t.Fatalf("Describe() = %q; want %q", s.Describe(), want)
 			}
 			return s
@@ -178,7 +178,7 @@ func TestOutage(t *testing.T) {
 	if ok || err == nil {
 		t.Fatalf("Reserve during an outage: %v %v; want refused with an error", ok, err)
 	}
-	want := "state store redis 127.0.0.1:" + strconv.Itoa(srv.port) + "/0 unavailable"
+	want := "state store redis 127.0.0.1:" + strconv.Itoa(srv.Port) + "/0 unavailable"
 	if !strings.Contains(err.Error(), want) {
 		t.Fatalf("outage error %q; want it to say %q", err, want)
 	}

@@ -36,7 +36,7 @@ func TestTLS(t *testing.T) {
 		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no")
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	addr := "127.0.0.1:" + strconv.Itoa(srv.port)
+	addr := "127.0.0.1:" + strconv.Itoa(srv.Port)
 
 	s, err := Open(t.Context(), "rediss://"+addr+"/0", WithTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
 	if err != nil {
