@@ -222,7 +222,7 @@ func (s *keySource) due(gap time.Duration) bool {
 // reload loads the set again unless a load started less than gap ago. With wait, it waits for
 // a load in progress (whose result the caller then sees); without, it leaves that load alone.
 // A failed load keeps the last good set: an issuer that is down, or answers garbage, must not
-// turn off authentication for tokens that were valid a minute ago.
+// lock out every caller whose token was valid a minute ago.
 func (s *keySource) reload(ctx context.Context, gap time.Duration, wait bool) {
 	if wait {
 		s.fetching.Lock()

@@ -100,8 +100,8 @@ func (v *Validator) Validate(ctx context.Context, token string) (Identity, error
 	switch strings.Count(token, ".") {
 	case 2:
 	case 4:
-		// A JWE is encrypted, not signed by the issuer's published key: accepting it would
-		// need a decryption key here, and its integrity would rest on that shared secret.
+		// A JWE proves only that its sender knew the encryption key, not that the issuer made
+		// it: only a signature by one of the issuer's published keys is accepted.
 		return Identity{}, fmt.Errorf("%w: got a JWE (five parts); configure the issuer to sign access tokens (JWS)", ErrEncrypted)
 	default:
 		return Identity{}, fmt.Errorf("%w: want a JWS in compact serialization (three dot-separated parts)", ErrMalformed)
