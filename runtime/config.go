@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-mcp/airlock/identity"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/airlock-mcp/airlock/images"
@@ -97,6 +99,12 @@ type HTTPConfig struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// Tokens map bearer tokens to grants. With any token configured, every request needs one.
 	Tokens []TokenConfig `yaml:"tokens"`
+	// JWT accepts OIDC/JWT bearer tokens of an issuer (docs/operate.md); with it, every
+	// request needs a token.
+	JWT *identity.JWTConfig `yaml:"jwt"`
+	// Resource is the MCP endpoint's public URL (https://airlock.example.com/mcp): the
+	// resource of the protected-resource metadata clients discover. Default: the listen URL.
+	Resource string `yaml:"resource"`
 	// MaxSessions caps the MCP sessions open at once over all grants; default 1024.
 	MaxSessions int `yaml:"max_sessions"`
 	// MaxSessionsPerGrant caps the MCP sessions open at once per grant; default 256 (at most
@@ -481,6 +489,15 @@ func (c *Config) validate() error {
 	}
 	if err := c.validateUpstreams(); err != nil {
 		return err
+	}
+	if c.HTTP.JWT != nil {
+		if err := c.HTTP.JWT.Validate(); err != nil {
+			var ce *identity.ConfigError
+			if errors.As(err, &ce) {
+				return c.errAt(ce.Msg, "http", "jwt", ce.Field)
+			}
+			return c.errAt(err.Error(), "http", "jwt")
+		}
 	}
 	if err := c.validatePool(); err != nil {
 		return err

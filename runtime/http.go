@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/airlock-mcp/airlock/identity"
+
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-mcp/airlock/policies"
@@ -95,6 +97,11 @@ type httpFront struct {
 	hosts   map[string]bool
 	origins map[string]bool
 	tokens  []bearer
+	// jwt validates OIDC/JWT bearer tokens (http.jwt); nil without. resource is the MCP
+	// endpoint's public URL and metadata where its protected-resource metadata is served.
+	jwt      *identity.Validator
+	resource string
+	metadata string
 	// local is the grant of token-less callers on loopback; nil when the config has tokens
 	// or the server listens beyond loopback (then every request must present one).
 	local *policies.Grant
@@ -136,7 +143,8 @@ func (r *Runtime) newHTTPFront(listenAddr string) (*httpFront, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckBind(listenAddr, len(tokens) > 0 || r.HaveGrants(context.Background())); err != nil {
+	jwtOn := r.cfg.HTTP.JWT != nil
+	if err := CheckBind(listenAddr, len(tokens) > 0 || jwtOn || r.HaveGrants(context.Background())); err != nil {
 		return nil, err
 	}
 	host, port, err := net.SplitHostPort(listenAddr)
@@ -147,9 +155,14 @@ func (r *Runtime) newHTTPFront(listenAddr string) (*httpFront, error) {
 		uid: uint32(os.Getuid()), peerUID: peerUID, sessions: newSessionTable(r.cfg.HTTP.sessionLimits(), time.Now)}
 	// Grants of the state store add callers with tokens; they do not take token-less access
 	// away from the operator's own uid on loopback (only config tokens do, as before).
-	if len(tokens) == 0 && IsLoopback(listenAddr) {
+	if len(tokens) == 0 && !jwtOn && IsLoopback(listenAddr) {
 		g := r.Grant()
 		f.local = &g
+	}
+	if jwtOn {
+		if err := f.setupJWT(listenAddr); err != nil {
+			return nil, err
+		}
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
 		f.hosts[strings.ToLower(net.JoinHostPort(host, port))] = true
@@ -179,6 +192,37 @@ func (r *Runtime) newHTTPFront(listenAddr string) (*httpFront, error) {
 	return f, nil
 }
 
+// setupJWT builds the validator of http.jwt and the resource's metadata location. A key set
+// that cannot be loaded yet is not fatal: every token is refused until it loads (fail closed),
+// and the operator is told now.
+func (f *httpFront) setupJWT(listenAddr string) error {
+	cfg := f.rt.cfg
+	f.resource = cfg.HTTP.Resource
+	if f.resource == "" {
+		f.resource = URL(listenAddr)
+	}
+	mu, err := identity.MetadataURL(f.resource)
+	if err != nil {
+		return cfg.errAt(err.Error(), "http", "resource")
+	}
+	u, err := url.Parse(mu)
+	if err != nil {
+		return cfg.errAt(err.Error(), "http", "resource")
+	}
+	f.metadata = u.Path
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := identity.NewValidator(ctx, *cfg.HTTP.JWT)
+	if v == nil {
+		return cfg.errAt(err.Error(), "http", "jwt")
+	}
+	if err != nil {
+		f.rt.log.Error().Err(err).Str("event", "http.jwks_unavailable").Msg("JWT key set not loaded; every JWT is refused until it loads")
+	}
+	f.jwt = v
+	return nil
+}
+
 func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// DNS rebinding: a web page on evil.example whose name later resolves to 127.0.0.1 reaches
 	// this port from the victim's browser with Host: evil.example. Only names that cannot be
@@ -191,6 +235,17 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// tools even on loopback. Non-browser clients send none.
 	if o := req.Header.Get("Origin"); o != "" && !f.origins[strings.TrimSuffix(o, "/")] {
 		http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed (add it to http.allowed_origins)", o), http.StatusForbidden)
+		return
+	}
+	if f.jwt != nil && req.URL.Path == f.metadata && req.Method == http.MethodGet {
+		// Clients discover where to get a token here, before they have one.
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(f.jwt.Metadata(f.resource))
+		return
+	}
+	if len(req.Header.Values("Authorization")) > 1 {
+		// Two credentials: which one would be judged is a parser's accident.
+		http.Error(w, "Bad request: more than one Authorization header", http.StatusBadRequest)
 		return
 	}
 	hdr := req.Header.Get("Authorization")
@@ -457,7 +512,48 @@ func (f *httpFront) authenticate(ctx context.Context, header string) (policies.G
 	if err != nil && !errors.Is(err, errNoGrant) && !isGrantError(err) {
 		return policies.Grant{}, &errStateDown{err}
 	}
+	if f.jwt != nil && errors.Is(err, errNoGrant) && strings.Count(tok, ".") == 2 {
+		return f.authenticateJWT(ctx, tok)
+	}
 	return g, err
+}
+
+// errInvalidToken is the challenge's reason for a token refused outside JWT validation.
+var errInvalidToken = errors.New("invalid token")
+
+// jwtError is a JWT that was refused; its Error never holds the token.
+type jwtError struct{ err error }
+
+func (e *jwtError) Error() string { return e.err.Error() }
+func (e *jwtError) Unwrap() error { return e.err }
+
+// authenticateJWT maps a valid JWT to its grant. A grant of the same name revoked in the state
+// store refuses the token too: the operator's revocation holds without waiting for the
+// issuer to stop signing.
+func (f *httpFront) authenticateJWT(ctx context.Context, tok string) (policies.Grant, error) {
+	id, err := f.jwt.Validate(ctx, tok)
+	if err != nil {
+		return policies.Grant{}, &jwtError{err}
+	}
+	cur, err := f.control.get(ctx)
+	if err != nil {
+		return policies.Grant{}, &errStateDown{err}
+	}
+	for _, g := range cur.Grants {
+		if g.Name == id.Grant && !g.Active(time.Now()) {
+			return policies.Grant{}, &grantError{g.Name, g.Status(time.Now())}
+		}
+	}
+	return policies.Grant{ID: id.Grant, Labels: id.Labels}, nil
+}
+
+// metadataURL is the absolute URL of the protected-resource metadata.
+func (f *httpFront) metadataURL() string {
+	u, err := identity.MetadataURL(f.resource)
+	if err != nil {
+		return ""
+	}
+	return u
 }
 
 func isGrantError(err error) bool {
@@ -474,9 +570,20 @@ func (f *httpFront) refuse(w http.ResponseWriter, err error) {
 		http.Error(w, "Service unavailable: grants cannot be checked now; try again", http.StatusServiceUnavailable)
 		return
 	}
-	if errors.Is(err, errNoToken) {
+	switch {
+	case f.jwt != nil:
+		// MCP authorization: the challenge says where the protected-resource metadata is,
+		// which names the authorization servers that issue tokens for this resource.
+		challenge := err
+		if errors.Is(err, errNoToken) {
+			challenge = nil
+		} else if !errors.As(err, new(*jwtError)) {
+			challenge = errInvalidToken // a revoked grant, a token of no grant
+		}
+		w.Header().Set("WWW-Authenticate", identity.Challenge(f.metadataURL(), challenge))
+	case errors.Is(err, errNoToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="airlock"`)
-	} else {
+	default:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="airlock", error="invalid_token"`)
 	}
 	http.Error(w, "Unauthorized: "+err.Error(), http.StatusUnauthorized)

@@ -122,7 +122,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) (cod
 	}()
 	if *httpAddr != "" {
 		// Checked before listening, so a refused bind never opens the port.
-		if err := runtime.CheckBind(*httpAddr, len(cfg.HTTP.Tokens) > 0 || rt.HaveGrants(ctx)); err != nil {
+		if err := runtime.CheckBind(*httpAddr, len(cfg.HTTP.Tokens) > 0 || cfg.HTTP.JWT != nil || rt.HaveGrants(ctx)); err != nil {
 			fmt.Fprintf(stderr, "airlock serve: %v\n", err)
 			return 2
 		}
