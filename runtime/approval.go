@@ -180,10 +180,15 @@ var errNoElicitation = errors.New("approval required, but this MCP client cannot
 // the input-request pre-check did not foresee on a newer client.
 type sessionApprover struct {
 	ss *mcp.ServerSession
+	// noElicit asks when the client cannot: the console, or a refusal.
+	noElicit pipeline.Approver
 }
 
 func (s sessionApprover) Approve(ctx context.Context, req pipeline.ApprovalRequest) (bool, error) {
 	if s.ss == nil || !canElicit(s.ss) {
+		if s.noElicit != nil {
+			return s.noElicit.Approve(ctx, req)
+		}
 		return false, errNoElicitation
 	}
 	params, err := approvalParams(req.Tool, req.Args, req.Decision)

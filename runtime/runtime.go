@@ -265,6 +265,8 @@ type Runtime struct {
 	control      *control
 	stopWatch    func()
 	servers      liveServers
+	// pending are the calls waiting for an answer in the console; nil without a console.
+	pending *pendingApprovals
 	reloadMu     sync.Mutex
 	closeBackend func() error
 	log          zerolog.Logger

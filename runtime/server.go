@@ -230,21 +230,22 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 		// Clients before 2026-07-28: ask with elicitation/create while the call is in the
 		// pipeline, so an unanswerable or failed request is a recorded denial, not a
 		// protocol error that skips the audit log.
-		return sessionApprover{ss: req.Session}, nil, nil
+		return sessionApprover{ss: req.Session, noElicit: h.noElicit(session)}, nil, nil
 	}
 	if caps := req.ClientCapabilities(); caps == nil || caps.Elicitation == nil {
 		// A client that cannot show an input request fails the call on its side, so the
-		// attempt would reach no audit record. Let the pipeline deny it instead (fail closed,
-		// recorded), exactly as for older clients without elicitation.
-		return fixedApprover{err: errNoElicitation}, nil, nil
+		// attempt would reach no audit record. The console asks instead when it is on;
+		// otherwise the pipeline denies it (fail closed, recorded), exactly as for older
+		// clients without elicitation.
+		return h.noElicit(session), nil, nil
 	}
 	m, hash, ok := canonicalArgs(args)
 	if !ok {
-		return sessionApprover{ss: req.Session}, nil, nil
+		return sessionApprover{ss: req.Session, noElicit: h.noElicit(session)}, nil, nil
 	}
 	d := h.rt.pipe.Policy().Policy().Evaluate(policies.Request{Tool: name, Args: m, Grant: h.grant, Session: session})
 	if d.Verdict != policies.Approve {
-		return sessionApprover{ss: req.Session}, nil, nil
+		return sessionApprover{ss: req.Session, noElicit: h.noElicit(session)}, nil, nil
 	}
 	params, err := approvalParams(name, m, d)
 	if err != nil {
@@ -259,6 +260,15 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 		InputRequests: mcp.InputRequestMap{approvalKey: params},
 		RequestState:  token,
 	}, nil
+}
+
+// noElicit is who approves a call whose client cannot ask its user: the console's humans when
+// the console is on, else nobody (the call is denied and recorded).
+func (h *mcpHandler) noElicit(session string) pipeline.Approver {
+	if h.rt.pending == nil {
+		return fixedApprover{err: errNoElicitation}
+	}
+	return consoleApprover{p: h.rt.pending, grant: h.grant.ID, session: session}
 }
 
 // CallToolResult maps the pipeline's result to MCP, with its output placed as p says (see

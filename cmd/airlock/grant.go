@@ -120,21 +120,6 @@ func (f *controlFlags) open(ctx context.Context) (*runtime.Config, state.Store, 
 	return cfg, s, err
 }
 
-// parseFlags parses args with NAME arguments allowed before or after the flags.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 func grantCreate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("airlock grant create", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -145,7 +130,7 @@ func grantCreate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	expires := fs.String("expires", "", "lifetime")
 	uid := fs.Int64("uid", -1, "daemon client uid")
 	noToken := fs.Bool("no-token", false, "no bearer token")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) != 1 {
 		if err == nil {
 			err = errors.New("give exactly one grant NAME")
@@ -299,7 +284,7 @@ func grantRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.SetOutput(io.Discard)
 	var cf controlFlags
 	cf.register(fs)
-	pos, err := parseFlags(fs, args)
+	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) != 1 {
 		fmt.Fprintf(stderr, "airlock grant revoke: give exactly one grant NAME\n\n%s", grantUsage)
 		return 2
