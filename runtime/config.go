@@ -56,6 +56,8 @@ type Config struct {
 	Egress EgressConfig `yaml:"egress"`
 	// Pool keeps sandboxes started ahead of the calls that will use them (docs/pool.md).
 	Pool PoolConfig `yaml:"pool"`
+	// Console is the web console on the HTTP listener (docs/console.md).
+	Console ConsoleConfig `yaml:"console"`
 	// State is where rate-limit counters, grants and kill switches live (docs/operate.md): a
 	// directory (default $AIRLOCK_STATE_DIR/state) or redis://host:port/db, shared by replicas.
 	State string `yaml:"state"`
@@ -498,6 +500,9 @@ func (c *Config) validate() error {
 			}
 			return c.errAt(err.Error(), "http", "jwt")
 		}
+	}
+	if err := c.validateConsole(); err != nil {
+		return err
 	}
 	if err := c.validatePool(); err != nil {
 		return err

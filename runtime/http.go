@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/airlock-mcp/airlock/console"
+
 	"github.com/airlock-mcp/airlock/identity"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -114,6 +116,8 @@ type httpFront struct {
 	// sessions is Airlock's bookkeeping of the SDK's sessions: caps, expiry, and the calls in
 	// flight of each, cancelled when the session ends.
 	sessions *sessionTable
+	// console serves /console when the config turns it on; nil otherwise.
+	console http.Handler
 	// posts maps the postHeader value of each POST in progress to its request context, so a
 	// tools/call it carries can be cancelled when the client goes away.
 	posts   sync.Map // string -> *postState
@@ -163,6 +167,13 @@ func (r *Runtime) newHTTPFront(listenAddr string) (*httpFront, error) {
 		if err := f.setupJWT(listenAddr); err != nil {
 			return nil, err
 		}
+	}
+	if r.cfg.Console.Enabled {
+		c, err := console.New(consoleBackend{rt: r, front: f})
+		if err != nil {
+			return nil, err
+		}
+		f.console = c
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
 		f.hosts[strings.ToLower(net.JoinHostPort(host, port))] = true
@@ -235,6 +246,12 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// tools even on loopback. Non-browser clients send none.
 	if o := req.Header.Get("Origin"); o != "" && !f.origins[strings.TrimSuffix(o, "/")] {
 		http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed (add it to http.allowed_origins)", o), http.StatusForbidden)
+		return
+	}
+	if f.console != nil && (req.URL.Path == console.Prefix || strings.HasPrefix(req.URL.Path, console.Prefix+"/")) {
+		// The console authenticates its own way (a login that opens a cookie session), after
+		// the same Host and Origin checks as MCP.
+		f.console.ServeHTTP(w, req)
 		return
 	}
 	if f.jwt != nil && req.URL.Path == f.metadata && req.Method == http.MethodGet {

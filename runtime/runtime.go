@@ -257,16 +257,18 @@ type Options struct {
 
 // Runtime is a resolved config bound to a policy engine, a backend and a pipeline.
 type Runtime struct {
-	cfg          *Config
-	tools        []*Tool
-	byName       map[string]*Tool
-	pipe         *pipeline.Pipeline
-	store        state.Store
-	control      *control
-	stopWatch    func()
-	servers      liveServers
+	cfg       *Config
+	tools     []*Tool
+	byName    map[string]*Tool
+	pipe      *pipeline.Pipeline
+	store     state.Store
+	control   *control
+	stopWatch func()
+	servers   liveServers
 	// pending are the calls waiting for an answer in the console; nil without a console.
-	pending *pendingApprovals
+	pending      *pendingApprovals
+	counts       callCounts
+	started      time.Time
 	reloadMu     sync.Mutex
 	closeBackend func() error
 	log          zerolog.Logger
@@ -387,7 +389,14 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	}
 	ReapLeftovers(ctx, backend, o.Logger)
 	r := &Runtime{cfg: cfg, tools: tools, byName: byName, pipe: pipe, store: store, control: ctl,
-		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw}
+		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw, started: time.Now()}
+	if cfg.Console.Enabled {
+		timeout := time.Duration(cfg.Console.ApprovalTimeout)
+		if timeout == 0 {
+			timeout = approvalTTL
+		}
+		r.pending = newPendingApprovals(timeout)
+	}
 	// The watcher lives as long as the runtime: Close stops it.
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watched := make(chan struct{})
@@ -467,7 +476,9 @@ func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
 			call.Remote = r.gw.bind(t, "", nil, nil)
 		}
 	}
-	return r.pipe.Run(ctx, call)
+	res := r.pipe.Run(ctx, call)
+	r.counts.add(res)
+	return res
 }
 
 // Grant is the identity of stdio and CLI callers.
