@@ -58,6 +58,8 @@ func (s policyStage) run(t *trace, req policies.Request) (policies.Decision, *po
 	defer t.stage(StagePolicy)
 	d, resv := s.engine.Decide(req)
 	t.rec.Decision, t.rec.Rule, t.rec.Message, t.rec.PolicySHA256 = string(d.Verdict), d.Rule, d.Message, d.PolicySHA256
+	t.recordSession(&req.State)
+	t.labels = d.Labels
 	return d, resv
 }
 
