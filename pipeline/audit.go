@@ -73,6 +73,13 @@ type Record struct {
 	// built-in and configured tools.
 	Upstream     string `json:"upstream,omitempty"`
 	UpstreamTool string `json:"upstream_tool,omitempty"`
+	// SessionTainted: when the policy judged the call, its MCP session had run an untrusted
+	// tool; SessionTaintedBy names the first MaxRecordSessionNames of them. Labels are those
+	// the call gave its session by executing (label_if; the first MaxRecordSessionNames).
+	// Absent when false or empty, so records without them keep their canonical form.
+	SessionTainted   bool     `json:"session_tainted,omitempty"`
+	SessionTaintedBy []string `json:"session_tainted_by,omitempty"`
+	Labels           []string `json:"labels,omitempty"`
 }
 
 // EgressRecord is one connection through a call's egress proxy, allowed or refused.
@@ -112,8 +119,10 @@ func (r *Record) normalize() {
 	for i := range r.ArgKeys {
 		v(&r.ArgKeys[i])
 	}
-	for i := range r.Loosened {
-		v(&r.Loosened[i])
+	for _, list := range [][]string{r.Loosened, r.SessionTaintedBy, r.Labels} {
+		for i := range list {
+			v(&list[i])
+		}
 	}
 	for i := range r.Egress {
 		v(&r.Egress[i].Host)

@@ -53,6 +53,16 @@ func (r *Record) bound() {
 	if len(r.Egress) > MaxRecordEgress {
 		r.Egress = r.Egress[:MaxRecordEgress:MaxRecordEgress]
 	}
+	// Tool names and labels come from the config and the policy, but a record is bounded
+	// whatever produced it.
+	for _, list := range []*[]string{&r.SessionTaintedBy, &r.Labels} {
+		if len(*list) > MaxRecordSessionNames {
+			*list = (*list)[:MaxRecordSessionNames:MaxRecordSessionNames]
+		}
+		for i, s := range *list {
+			(*list)[i] = cutString(s, MaxRecordNameBytes)
+		}
+	}
 	for i := range r.Egress {
 		r.Egress[i].Host = cutString(r.Egress[i].Host, MaxRecordNameBytes)
 		r.Egress[i].Code = cutString(r.Egress[i].Code, MaxRecordNameBytes)

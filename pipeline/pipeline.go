@@ -192,6 +192,9 @@ type Call struct {
 	// RemoteProgress receives a remote tool's progress reports, message sanitised (nil: none
 	// are asked for).
 	RemoteProgress func(progress, total float64, message string)
+	// History is the call's MCP session as the runtime keeps it (nil: a session without
+	// history, such as a one-shot CLI call). See SessionHistory.
+	History SessionHistory
 }
 
 // Result is what goes back to the agent: a text block plus structured content
@@ -232,7 +235,7 @@ const (
 // returns the reservation of rate-limit units (to commit if the tool runs, else roll back)
 // and, when the call may not go on, its result.
 func (p *Pipeline) decide(ctx context.Context, t *trace, call Call, args map[string]any) (*policies.Reservation, *Result) {
-	d, resv := p.policy.run(t, policies.Request{Tool: call.Tool, Args: args, Grant: call.Grant, Session: call.Session})
+	d, resv := p.policy.run(t, policies.Request{Tool: call.Tool, Args: args, Grant: call.Grant, Session: call.Session, State: call.sessionState()})
 	switch d.Verdict {
 	case policies.Allow:
 	case policies.Approve:
@@ -310,6 +313,7 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 	defer func() {
 		if ran {
 			resv.Commit()
+			t.executed(&call)
 		} else {
 			resv.Rollback()
 		}

@@ -143,6 +143,7 @@ func (p *Pipeline) runRemote(ctx context.Context, t *trace, call Call) Result {
 	defer func() {
 		if ran {
 			resv.Commit()
+			t.executed(&call)
 		} else {
 			resv.Rollback()
 		}

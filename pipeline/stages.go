@@ -77,6 +77,8 @@ func (s policyStage) run(t *trace, req policies.Request) (policies.Decision, *po
 		d, resv = e.Decide(req)
 	}
 	t.rec.Decision, t.rec.Rule, t.rec.Message, t.rec.PolicySHA256 = string(d.Verdict), d.Rule, d.Message, d.PolicySHA256
+	t.recordSession(&req.State)
+	t.labels = d.Labels
 	return d, resv
 }
 

@@ -42,6 +42,8 @@ type trace struct {
 	// maxRefusalNotes), and refusedMore how many other refusals there were.
 	refused     []EgressRecord
 	refusedMore int
+	// labels are what the decision's label_if rules give the session if the tool runs.
+	labels []string
 }
 
 // maxRefusalNotes is how many egress refusals a result's text names.

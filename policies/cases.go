@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,12 +24,20 @@ import (
 //	    grant: alice                # optional grant ID
 //	    labels: {team: platform}    # optional grant labels
 //	    session: s1                 # optional session ID
+//	    session_state:              # optional: the session's history (session.* paths)
+//	      tainted: true
+//	      tainted_by: [http_fetch]
+//	      tools: [read_file]
+//	      labels: [secret]
+//	      calls: 12
+//	      age: 90m
 //	    advance: 1h                 # optional: move the clock forward first (Go duration)
 //	    repeat: 30                  # optional: make the call N times; expect holds for each
 //	    rollback: true              # optional: roll reservations back instead of committing
 //	    expect: allow               # allow | deny | approve
 //	    rule: /tools/run_command    # optional: the exact rule pointer
 //	    message: budget             # optional: a substring of the message
+//	    expect_labels: [secret]     # optional: the labels label_if gives ([] for none)
 //
 // A bare list of cases (without the header) is accepted too. Cases run in order against one
 // engine with in-memory counters, so a sequence of cases can use up a budget and then show the
@@ -47,12 +56,15 @@ type Case struct {
 	Grant    string            `yaml:"grant"`
 	Labels   map[string]string `yaml:"labels"`
 	Session  string            `yaml:"session"`
+	State    *sessionInput     `yaml:"session_state"`
 	Advance  string            `yaml:"advance"`
 	Repeat   int               `yaml:"repeat"`
 	Rollback bool              `yaml:"rollback"`
 	Expect   Verdict           `yaml:"expect"`
 	Rule     string            `yaml:"rule"`
 	Message  string            `yaml:"message"`
+	// ExpectLabels, when set, are the decision's labels exactly (an empty list: none).
+	ExpectLabels *[]string `yaml:"expect_labels"`
 }
 
 // CaseResult is the outcome of one case; Failure is empty when it passed.
@@ -117,6 +129,11 @@ func ParseCases(name string, data []byte) (*CaseFile, error) {
 		if _, err := jsonArgs(c.Args); err != nil {
 			errs = append(errs, fmt.Errorf("%s: args: %w", where, err))
 		}
+		if c.State != nil {
+			if _, err := c.State.state(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: session_state: %w", where, err))
+			}
+		}
 	}
 	if cf.Now != "" {
 		if _, err := time.Parse(time.RFC3339, cf.Now); err != nil {
@@ -170,6 +187,9 @@ func RunCases(p *Policy, cf *CaseFile) []CaseResult {
 		}
 		args, _ := jsonArgs(c.Args)
 		req := Request{Tool: c.Tool, Args: args, Grant: Grant{ID: c.Grant, Labels: c.Labels}, Session: c.Session}
+		if c.State != nil {
+			req.State, _ = c.State.state()
+		}
 		n := max(c.Repeat, 1)
 		res := CaseResult{Name: c.Name}
 		for i := 0; i < n; i++ {
@@ -202,6 +222,9 @@ func checkCase(c Case, d Decision) string {
 	}
 	if c.Message != "" && !strings.Contains(d.Message, c.Message) {
 		probs = append(probs, fmt.Sprintf("message %q does not contain %q", d.Message, c.Message))
+	}
+	if c.ExpectLabels != nil && !slices.Equal(d.Labels, *c.ExpectLabels) {
+		probs = append(probs, fmt.Sprintf("labels %q, want %q", d.Labels, *c.ExpectLabels))
 	}
 	if len(probs) == 0 {
 		return ""

@@ -24,6 +24,9 @@ type Request struct {
 	Args    map[string]any
 	Grant   Grant
 	Session string
+	// State is the session's history before this call, for the session.* paths and the
+	// policy's session budgets. The zero value is a new, clean session.
+	State SessionState
 }
 
 // Decision is a verdict with the rule that produced it.
@@ -32,4 +35,7 @@ type Decision struct {
 	Rule         string  `json:"rule"` // pointer into the policy, e.g. /tools/x/require/args.path-path_within
 	Message      string  `json:"message"`
 	PolicySHA256 string  `json:"policy_sha256"`
+	// Labels are what the tool's label_if rules give the session if the call executes
+	// (allow and approve verdicts only).
+	Labels []string `json:"labels,omitempty"`
 }

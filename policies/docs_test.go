@@ -21,9 +21,21 @@ func TestDocsCoverLanguage(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"`default`", "`hide`", "`require`", "`deny_if`", "`limits`", "`approve_if`",
-		"`increment_from`", "`grant.labels.<k>`", "`session.id`", "`/tools/<tool>/limits/<counter>`"} {
+		"`increment_from`", "`grant.labels.<k>`", "`session.id`", "`/tools/<tool>/limits/<counter>`",
+		"`label_if`", "`session`", "`/session/max_calls`", "`/session/max_duration`", "`--session-json",
+		"`session_state`", "`expect_labels`", "`{session.tainted_by}`", "`airlock:history-full`"} {
 		if !strings.Contains(doc, s) {
 			t.Errorf("%s is not documented", s)
+		}
+	}
+	for p := range sessionPaths {
+		if !strings.Contains(doc, "`"+p+"`") {
+			t.Errorf("path %s is not documented", p)
+		}
+	}
+	for h := range msgHoles {
+		if !strings.Contains(doc, "{"+h+"}") {
+			t.Errorf("message hole {%s} is not documented", h)
 		}
 	}
 	examples, _ := filepath.Glob(filepath.Join("examples", "*.json"))

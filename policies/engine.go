@@ -65,7 +65,8 @@ func (e *Engine) Policy() *Policy {
 // Decide evaluates req including limits. When units were reserved, the Reservation must be
 // committed once the call executes or rolled back when it does not. A nil *Reservation is valid.
 //
-// Order: hide, default, require, deny_if, limits, approve_if; the first that decides wins.
+// Order: hide, session budgets, default, require, deny_if, limits, approve_if; the first that
+// decides wins. label_if rules then name the labels an allowed or approved call gives.
 // Limits reserve all-or-nothing: when the second of two counters is exhausted, the units taken
 // from the first are given back before the deny is returned.
 func (e *Engine) Decide(req Request) (Decision, *Reservation) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -405,7 +406,7 @@ func TestDeterministic(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := 0; j < 1000; j++ {
-				if d := e.Policy().Evaluate(req); d != first {
+				if d := e.Policy().Evaluate(req); !reflect.DeepEqual(d, first) {
 					t.Errorf("decision changed: %+v vs %+v", d, first)
 					return
 				}

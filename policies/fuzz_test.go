@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -63,7 +64,7 @@ func FuzzParse(f *testing.F) {
 		// Every compiled policy evaluates without panicking, the same way twice.
 		for _, tool := range append(p1.Tools(), "unlisted") {
 			req := Request{Tool: tool, Args: map[string]any{"a": "x", "n": json.Number("1")}, Grant: Grant{ID: "g"}}
-			if d1, d2 := p1.Evaluate(req), p2.Evaluate(req); d1 != d2 {
+			if d1, d2 := p1.Evaluate(req), p2.Evaluate(req); !reflect.DeepEqual(d1, d2) {
 				t.Fatalf("%s: %+v vs %+v", tool, d1, d2)
 			}
 		}
@@ -111,7 +112,7 @@ func FuzzEvaluate(f *testing.F) {
 			req := Request{Tool: tool, Args: args, Grant: Grant{ID: grant, Labels: map[string]string{"role": grant}}, Session: session}
 			d1 := p.Evaluate(req)
 			d2 := p.Evaluate(req)
-			if d1 != d2 {
+			if !reflect.DeepEqual(d1, d2) {
 				t.Fatalf("same input, different decisions: %+v vs %+v", d1, d2)
 			}
 			if d1.Verdict != Allow && d1.Verdict != Deny && d1.Verdict != Approve {
@@ -128,7 +129,7 @@ func FuzzEvaluate(f *testing.F) {
 			r.Rollback()
 			d4, r := e.Decide(req)
 			r.Rollback()
-			if d3 != d4 {
+			if !reflect.DeepEqual(d3, d4) {
 				t.Fatalf("Decide with rolled-back limits differs: %+v vs %+v", d3, d4)
 			}
 		}

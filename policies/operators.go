@@ -123,6 +123,14 @@ type cond struct {
 // eval decides the condition for req. It does not allocate for any operator except host_in,
 // whose URL parsing does, nor for any path except a |words path, whose words it builds.
 func (c *cond) eval(req *Request, ws string) outcome {
+	if c.path.root.isState() {
+		// The session state's values are judged as argument values of the same shape.
+		v := c.path.resolveState(req)
+		if c.path.each {
+			return c.evalEach(v, ws)
+		}
+		return c.evalValue(v, found, ws)
+	}
 	if c.path.root != rootArgs {
 		// grant.* and session.id are strings; they are judged without boxing them into an
 		// interface (which would allocate on every call).

@@ -148,7 +148,7 @@ func (c *compiler) str(ptr string, n *node, required bool) (string, bool) {
 }
 
 func (c *compiler) document(root *node) {
-	if !c.object("", root, "version", "default", "hide", "tools", "description") {
+	if !c.object("", root, "version", "default", "hide", "session", "tools", "description") {
 		return
 	}
 	if v := get(root, "version"); v != nil {
@@ -184,6 +184,7 @@ func (c *compiler) document(root *node) {
 			}
 		}
 	}
+	c.session(get(root, "session"))
 	if t := get(root, "tools"); t != nil {
 		if t.kind != kindObject {
 			c.errf("/tools", "must be an object keyed by tool name, not %s", t.kind)
@@ -200,7 +201,7 @@ func (c *compiler) tool(ptr, name string, n *node) {
 		c.errf(ptr, "empty tool name")
 		return
 	}
-	if !c.object(ptr, n, "description", "require", "deny_if", "limits", "approve_if") {
+	if !c.object(ptr, n, "description", "require", "deny_if", "limits", "approve_if", "label_if") {
 		return
 	}
 	c.str(join(ptr, "description"), get(n, "description"), false)
@@ -208,6 +209,7 @@ func (c *compiler) tool(ptr, name string, n *node) {
 	t.require = c.rules(ptr, "require", name, get(n, "require"))
 	t.denyIf = c.rules(ptr, "deny_if", name, get(n, "deny_if"))
 	t.approveIf = c.rules(ptr, "approve_if", name, get(n, "approve_if"))
+	t.labelIf = c.rules(ptr, "label_if", name, get(n, "label_if"))
 	t.limits = c.limits(ptr, name, get(n, "limits"))
 	t.visibility = visibilityRules(t.require)
 	c.p.tools[name] = t
@@ -223,8 +225,11 @@ func (c *compiler) rules(toolPtr, section, toolName string, n *node) []*rule {
 		return nil
 	}
 	msgKey := "on_deny"
-	if section == "approve_if" {
+	switch section {
+	case "approve_if":
 		msgKey = "message"
+	case "label_if":
+		msgKey = "label"
 	}
 	var out []*rule
 	for i, rn := range n.items {
@@ -234,7 +239,18 @@ func (c *compiler) rules(toolPtr, section, toolName string, n *node) []*rule {
 		}
 		c.str(join(rptr, "description"), get(rn, "description"), false)
 		r := &rule{}
-		r.custom, _ = c.str(join(rptr, msgKey), get(rn, msgKey), false)
+		before := len(c.issues)
+		if section == "label_if" {
+			if l, ok := c.str(join(rptr, "label"), get(rn, "label"), true); ok {
+				if err := checkLabel(l); err != nil {
+					c.errf(join(rptr, "label"), "%v", err)
+				}
+				r.label = l
+			}
+		} else {
+			r.custom, _ = c.str(join(rptr, msgKey), get(rn, msgKey), false)
+			r.tmpl = c.template(join(rptr, msgKey), r.custom)
+		}
 		cn := get(rn, "conditions")
 		cptr := join(rptr, "conditions")
 		switch {
@@ -258,7 +274,7 @@ func (c *compiler) rules(toolPtr, section, toolName string, n *node) []*rule {
 			r.conds = append(r.conds, cd)
 			texts = append(texts, cd.text)
 		}
-		if !ok {
+		if !ok || len(c.issues) > before {
 			continue
 		}
 		// A firing deny_if / approve_if rule is named by its first condition.

@@ -3,6 +3,7 @@ package policies
 import (
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -128,7 +129,7 @@ func TestYAMLAndJSONAgree(t *testing.T) {
 	for _, r := range reqs {
 		dj, dy := pj.Evaluate(r), py.Evaluate(r)
 		dj.PolicySHA256, dy.PolicySHA256 = "", ""
-		if dj != dy {
+		if !reflect.DeepEqual(dj, dy) {
 			t.Errorf("%s %v: JSON says %+v, YAML says %+v", r.Tool, r.Args, dj, dy)
 		}
 	}

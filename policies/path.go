@@ -14,6 +14,12 @@ import (
 //	grant.id      the caller's grant ID
 //	grant.labels.<k>  label k of the caller's grant
 //	session.id    the MCP session ID
+//	session.tainted      whether an untrusted tool ran in this session (boolean)
+//	session.tainted_by   the untrusted tools that ran (array of strings)
+//	session.tools        the tools whose calls executed, this one excluded (array of strings)
+//	session.labels       the labels label_if rules gave the session (array of strings)
+//	session.calls        how many calls the session made before this one (number)
+//	session.tools.*      (and tainted_by.*, labels.*) some element, as for args
 //
 // An args path may end in a transform and a selector:
 //
@@ -35,6 +41,12 @@ const (
 	rootGrantID
 	rootGrantLabel
 	rootSession
+	// The session state's values (session.go); rootSessionTainted must stay the first.
+	rootSessionTainted
+	rootSessionTaintedBy
+	rootSessionTools
+	rootSessionLabels
+	rootSessionCalls
 )
 
 type segment struct {
@@ -66,6 +78,17 @@ func compilePath(s string) (compiledPath, error) {
 		return p, nil
 	case s == "session.id":
 		p.root = rootSession
+		return p, nil
+	case strings.HasPrefix(s, "session."):
+		base, each := strings.CutSuffix(s, ".*")
+		root, ok := sessionPaths[base]
+		switch {
+		case !ok:
+			return p, fmt.Errorf("unknown path %q; the session paths are session.id, session.tainted, session.tainted_by, session.tools, session.labels and session.calls", s)
+		case each && !root.isList():
+			return p, fmt.Errorf("path %q: * follows an array (session.tainted_by, session.tools, session.labels)", s)
+		}
+		p.root, p.each = root, each
 		return p, nil
 	case strings.HasPrefix(s, "grant.labels."):
 		p.root = rootGrantLabel
@@ -125,7 +148,7 @@ func compilePath(s string) (compiledPath, error) {
 	if _, _, ok := strings.Cut(s, "|"); ok {
 		return p, fmt.Errorf("path %q: |words applies to args. paths only", s)
 	}
-	return p, fmt.Errorf("unknown path %q; paths start with args., grant.id, grant.labels. or session.id", s)
+	return p, fmt.Errorf("unknown path %q; paths start with args., grant.id, grant.labels. or session.", s)
 }
 
 // lookup is the outcome of resolving a path.
@@ -153,6 +176,9 @@ func (p *compiledPath) resolveString(req *Request) (string, bool) {
 
 // resolve finds the path's value in req.
 func (p *compiledPath) resolve(req *Request) (any, lookup) {
+	if p.root.isState() {
+		return p.resolveState(req), found
+	}
 	if p.root != rootArgs {
 		s, ok := p.resolveString(req)
 		if !ok {

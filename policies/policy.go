@@ -10,6 +10,7 @@ type Policy struct {
 	def    Verdict
 	hidden map[string]struct{}
 	tools  map[string]*tool
+	budget budget // the top-level "session" section
 }
 
 type tool struct {
@@ -18,6 +19,7 @@ type tool struct {
 	require   []*rule
 	denyIf    []*rule
 	approveIf []*rule
+	labelIf   []*rule // see labels.go
 	limits    []*limitRule
 	// visibility: require rules that test only grant.* paths, so tools/list can leave the
 	// tool out for callers who could never call it.
@@ -26,9 +28,11 @@ type tool struct {
 
 type rule struct {
 	conds  []cond
-	ptr    string // for deny_if/approve_if: the pointer of the first condition
-	custom string // on_deny (require, deny_if) or message (approve_if)
-	msg    string // custom, or a generated message
+	ptr    string      // for deny_if/approve_if: the pointer of the first condition
+	custom string      // on_deny (require, deny_if) or message (approve_if)
+	tmpl   msgTemplate // custom split at its {session.*} holes; nil when it has none
+	msg    string      // custom, or a generated message
+	label  string      // label_if: the label the rule gives
 }
 
 // SHA256 is the hex sha256 of the policy document's bytes.
@@ -82,6 +86,10 @@ func (p *Policy) check(req *Request, ws string) (d Decision, t *tool, done bool)
 	if _, hidden := p.hidden[req.Tool]; hidden {
 		return Decision{Verdict: Deny, Rule: "/hide", Message: "tool " + req.Tool + " is hidden by the policy", PolicySHA256: p.sha}, nil, true
 	}
+	// Session budgets bind every tool, those without an entry included.
+	if d, over := p.budget.check(req, p.sha); over {
+		return d, nil, true
+	}
 	t = p.tools[req.Tool]
 	if t == nil {
 		d = Decision{Verdict: p.def, Rule: "/default", PolicySHA256: p.sha}
@@ -100,7 +108,7 @@ func (p *Policy) check(req *Request, ws string) (d Decision, t *tool, done bool)
 			if o == holds {
 				continue
 			}
-			d = Decision{Verdict: Deny, Rule: c.ptr, Message: r.custom, PolicySHA256: p.sha}
+			d = Decision{Verdict: Deny, Rule: c.ptr, Message: r.customText(req), PolicySHA256: p.sha}
 			if d.Message == "" {
 				switch o {
 				case fails:
@@ -125,25 +133,39 @@ func (p *Policy) check(req *Request, ws string) (d Decision, t *tool, done bool)
 	return Decision{}, t, false
 }
 
-// approval runs approve_if for a call that passed everything else.
+// approval runs approve_if for a call that passed everything else, and label_if for the
+// labels the call gives its session if it executes.
 func (p *Policy) approval(t *tool, req *Request, ws string) Decision {
+	labels := t.labelsFor(req, ws)
 	for _, r := range t.approveIf {
 		if r.fires(req, ws) {
-			return Decision{Verdict: Approve, Rule: r.ptr, Message: r.message(req), PolicySHA256: p.sha}
+			return Decision{Verdict: Approve, Rule: r.ptr, Message: r.message(req), PolicySHA256: p.sha, Labels: labels}
 		}
 	}
-	return Decision{Verdict: Allow, Rule: t.ptr, PolicySHA256: p.sha}
+	return Decision{Verdict: Allow, Rule: t.ptr, PolicySHA256: p.sha, Labels: labels}
+}
+
+// customText is the rule's own message with its {session.*} holes filled.
+func (r *rule) customText(req *Request) string {
+	if r.tmpl != nil {
+		return r.tmpl.render(req)
+	}
+	return r.custom
 }
 
 // message is a firing rule's message, with the reason a |words path could not be judged
 // when the rule fired on that mismatch rather than on its operator.
 func (r *rule) message(req *Request) string {
+	msg := r.msg
+	if r.tmpl != nil {
+		msg = r.tmpl.render(req)
+	}
 	for i := range r.conds {
 		if why := wordsReason(&r.conds[i], req); why != "" {
-			return r.msg + why
+			return msg + why
 		}
 	}
-	return r.msg
+	return msg
 }
 
 // wordsReason says why the command at c's |words path has no words a policy can judge (" (args.command|words.0:

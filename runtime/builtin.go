@@ -33,6 +33,9 @@ type builtinSpec struct {
 	// network: the tool does nothing without hosts in its profile's network.allow, so a call
 	// under a profile without any is refused at stage 4, saying what to configure.
 	network bool
+	// untrusted: what the tool returns comes from outside the operator's control (the web),
+	// so its calls taint the session unless a config says trust: trusted.
+	untrusted bool
 
 	// fields are the JSON Schemas of the structuredContent fields render adds.
 	fields map[string]json.RawMessage
@@ -137,7 +140,7 @@ func builtinSpecs() map[string]builtinSpec {
 				"headers":{"type":"object","maxProperties":32,"additionalProperties":{"type":"string","maxLength":8192},"description":"Request headers."},
 				"body":{"type":"string","maxLength":1048576,"description":"Request body."}},
 				"required":["url"],"additionalProperties":false}`,
-			profile: "fetch", annotations: Annotations{ReadOnly: false, Destructive: ptr(false), OpenWorld: ptr(true)}, network: true,
+			profile: "fetch", annotations: Annotations{ReadOnly: false, Destructive: ptr(false), OpenWorld: ptr(true)}, network: true, untrusted: true,
 			argv: toolboxArgv("http_fetch", true), render: renderToolbox(renderFetch), result: toolboxResult(fetchResult),
 		},
 		"read_file": {

@@ -190,6 +190,9 @@ type ToolConfig struct {
 	Profile     string         `yaml:"profile"`
 	InputSchema map[string]any `yaml:"input_schema"`
 	Annotations *Annotations   `yaml:"annotations"`
+	// Trust is trusted or untrusted (see trust.go); default trusted, except for a built-in
+	// that is untrusted by nature (http_fetch).
+	Trust string `yaml:"trust"`
 }
 
 // Annotations are the MCP tool hints shown to clients.
@@ -457,6 +460,9 @@ func (c *Config) validate() error {
 		seen[t.Name] = i
 		if err := c.checkReplaces(i, t); err != nil {
 			return err
+		}
+		if err := checkTrust(t.Trust); err != nil {
+			return c.errAt(err.Error(), "tools", i, "trust")
 		}
 		switch {
 		case t.Builtin != "" && len(t.Argv) > 0:

@@ -68,6 +68,7 @@ func BuildTools(cfg *Config) ([]*Tool, error) {
 			}
 			t.annotations = *tc.Annotations
 		}
+		t.untrusted = trustSetting(tc.Trust, t.untrusted)
 		tools = append(tools, t)
 	}
 	return tools, nil
@@ -88,7 +89,7 @@ func (c *Config) builtinTool(name, builtin string, spec builtinSpec, profile str
 		name: name, title: spec.title, description: spec.description, schema: json.RawMessage(spec.schema),
 		annotations: profileHints(spec.annotations, p), profileName: profile, profile: p, ws: ws,
 		argv: spec.argv, render: spec.render, env: spec.env, envDefaults: spec.envDefaults, progress: spec.progress,
-		fields: spec.fields,
+		fields: spec.fields, untrusted: spec.untrusted,
 	}
 	if spec.network && len(p.Network.Allow) == 0 {
 		t.argv = func(map[string]any) ([]string, []byte, error) {

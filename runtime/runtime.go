@@ -275,6 +275,8 @@ type Runtime struct {
 	approvals    *approvals
 	calls        *inflight
 	gw           *gateway // nil without upstreams
+	// histories are the MCP sessions' histories (history.go); the zero value is ready.
+	histories sessionHistories
 }
 
 // Open builds the runtime for a resolved config. It refuses to start without a working
@@ -465,8 +467,13 @@ func (r *Runtime) VisibleTools(g policies.Grant) []*Tool {
 }
 
 // Run runs one call through the pipeline. The call is cancelled when ctx ends or the runtime
-// shuts down, whichever comes first.
+// shuts down, whichever comes first. It has a session history of its own (a one-shot call);
+// MCP calls run with their session's (run).
 func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
+	return r.run(ctx, call, nil)
+}
+
+func (r *Runtime) run(ctx context.Context, call pipeline.Call, h *history) pipeline.Result {
 	ctx, done := r.calls.begin(ctx, callKey{tool: call.Tool, grant: call.Grant.ID, session: call.Session})
 	defer done()
 	if call.Remote == nil && r.byName[call.Tool] == nil {
@@ -476,6 +483,7 @@ func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
 			call.Remote = r.gw.bind(t, "", nil, nil)
 		}
 	}
+	call.History = r.bindHistory(h, call)
 	res := r.pipe.Run(ctx, call)
 	r.counts.add(res)
 	return res

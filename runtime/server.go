@@ -91,8 +91,9 @@ func (h *mcpHandler) handleUnlisted(ctx context.Context, req *mcp.CallToolReques
 	if len(args) == 0 {
 		args = json.RawMessage("{}")
 	}
-	call := pipeline.Call{Tool: req.Params.Name, Args: args, Grant: h.grant, Session: h.sessionID(req.Session)}
-	return CallToolResult(h.rt.Run(ctx, call), h.rt.OutputPlacement(req.Session)), nil
+	session := h.sessionID(req.Session)
+	call := pipeline.Call{Tool: req.Params.Name, Args: args, Grant: h.grant, Session: session}
+	return CallToolResult(h.rt.run(ctx, call, h.rt.histories.of(session, req.Session)), h.rt.OutputPlacement(req.Session)), nil
 }
 
 func mcpTool(t *Tool) *mcp.Tool {
@@ -182,7 +183,7 @@ func (h *mcpHandler) handle(ctx context.Context, req *mcp.CallToolRequest) (*mcp
 	if tok := req.Params.GetProgressToken(); tok != nil && tool.ReportsProgress() && req.Session != nil {
 		call.Progress = progressNotifier(ctx, req.Session, tok, name, tool.Timeout())
 	}
-	return CallToolResult(h.rt.Run(ctx, call), h.rt.OutputPlacement(req.Session)), nil
+	return CallToolResult(h.rt.run(ctx, call, h.rt.histories.of(session, req.Session)), h.rt.OutputPlacement(req.Session)), nil
 }
 
 // progressNotifier reports a running call as MCP progress: the seconds it has run, to a
@@ -243,7 +244,10 @@ func (h *mcpHandler) approval(req *mcp.CallToolRequest, name string, args json.R
 	if !ok {
 		return sessionApprover{ss: req.Session, noElicit: h.noElicit(session)}, nil, nil
 	}
-	d := h.rt.pipe.Policy().Policy().Evaluate(policies.Request{Tool: name, Args: m, Grant: h.grant, Session: session})
+	// The same state the pipeline will judge the call against, so a call that needs approval
+	// only because its session is tainted is asked about here too.
+	d := h.rt.pipe.Policy().Policy().Evaluate(policies.Request{Tool: name, Args: m, Grant: h.grant, Session: session,
+		State: h.rt.sessionState(session, req.Session)})
 	if d.Verdict != policies.Approve {
 		return sessionApprover{ss: req.Session, noElicit: h.noElicit(session)}, nil, nil
 	}

@@ -42,6 +42,8 @@ type Tool struct {
 	envDefaults []string
 	// progress marks long-running tools that report MCP progress while they run.
 	progress bool
+	// untrusted: a call that executes taints its session (trust.go).
+	untrusted bool
 }
 
 var _ pipeline.Tool = (*Tool)(nil)

@@ -75,6 +75,8 @@ type upstreamState struct {
 	changed chan *upstream.Session // list_changed arrived, on this session (buffered 1)
 	perCall bool                   // a stdio server per call (lifecycle: call)
 	idle    time.Duration          // a stdio server's session ends after this long without a call
+	// untrusted: what its tools return taints the session (trust: untrusted).
+	untrusted bool
 
 	mu       sync.Mutex
 	loaded   bool
@@ -217,7 +219,8 @@ func (g *gateway) newUpstream(cfg *Config, name string, backend sandbox.Backend)
 	secrets = append(secrets, envSecrets...)
 	mode, _ := pins.ParseMode(u.Pins)
 	st := &upstreamState{g: g, name: name, prefix: u.prefix(name), mode: mode, timeout: time.Duration(u.Timeout),
-		secrets: secrets, changed: make(chan *upstream.Session, 1), sessions: map[string]*lazySession{}}
+		secrets: secrets, changed: make(chan *upstream.Session, 1), sessions: map[string]*lazySession{},
+		untrusted: trustSetting(u.Trust, false)}
 	if st.timeout <= 0 {
 		st.timeout = DefaultUpstreamTimeout
 	}

@@ -52,6 +52,9 @@ type UpstreamConfig struct {
 	Pins string `yaml:"pins"`
 	// Timeout bounds one call to the upstream; default 60s.
 	Timeout Duration `yaml:"timeout"`
+	// Trust is trusted (default) or untrusted: whether what the upstream's tools return
+	// taints the session (see trust.go).
+	Trust string `yaml:"trust"`
 }
 
 // SecretSource is a value Airlock holds for an upstream: from an environment variable or a
@@ -159,6 +162,9 @@ func (c *Config) validateUpstreams() error {
 		}
 		if _, err := pins.ParseMode(u.Pins); err != nil {
 			return at(err.Error(), "pins")
+		}
+		if err := checkTrust(u.Trust); err != nil {
+			return at(err.Error(), "trust")
 		}
 		p := u.prefix(name)
 		if p != "" {

@@ -42,7 +42,7 @@ func (h *mcpHandler) handleRemote(ctx context.Context, req *mcp.CallToolRequest,
 			_ = ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: progress, Total: total, Message: message})
 		}
 	}
-	return CallToolResult(h.rt.Run(ctx, call), h.rt.OutputPlacement(req.Session)), nil
+	return CallToolResult(h.rt.run(ctx, call, h.rt.histories.of(session, req.Session)), h.rt.OutputPlacement(req.Session)), nil
 }
 
 // gatewayResult maps the result of a call to an upstream tool: the upstream's content blocks

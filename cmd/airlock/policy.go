@@ -22,8 +22,11 @@ const policyUsage = `usage:
       built-in the config leaves out a note. Without FILE, checks the config's own policy
       (or the embedded default). Exit 0 valid, 1 invalid, 2 usage.
   airlock policy eval --policy FILE --tool T --args JSON [--grant ID] [--labels k=v,...]
-                      [--session ID] [--workspace DIR]
-      Decide one call and print {"verdict","rule","message","policy_sha256"}.
+                      [--session ID] [--session-json STATE] [--workspace DIR]
+      Decide one call and print {"verdict","rule","message","policy_sha256"} (and "labels"
+      when label_if gives some). --session-json is the session's history before the call:
+      '{"tainted":true,"tainted_by":["http_fetch"],"tools":["read_file"],"labels":["secret"],
+      "calls":12,"age":"90m"}'.
       Exit 0 allow, 3 deny, 4 approve, 2 error.
   airlock policy test FILE CASES.yaml
       Run a table of cases against the policy; print each failure and "N passed, M failed".
@@ -159,6 +162,7 @@ func policyEval(args []string, stdout, stderr io.Writer) int {
 		grant     = fs.String("grant", "", "grant ID of the caller")
 		labels    = fs.String("labels", "", "grant labels as k=v,k2=v2")
 		session   = fs.String("session", "", "session ID")
+		stateJSON = fs.String("session-json", "", "the session's history as JSON: tainted, tainted_by, tools, labels, calls, age")
 		workspace = fs.String("workspace", "", "workspace directory for path_within on absolute paths")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -192,8 +196,15 @@ func policyEval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "airlock policy eval: --labels: %v\n", err)
 		return 2
 	}
+	var state policies.SessionState
+	if *stateJSON != "" {
+		if state, err = policies.ParseSessionState([]byte(*stateJSON)); err != nil {
+			fmt.Fprintf(stderr, "airlock policy eval: --session-json: %v\n", err)
+			return 2
+		}
+	}
 	e := policies.NewEngine(p, policies.NewMemoryCounters(), policies.WithWorkspace(*workspace))
-	d, res := e.Decide(policies.Request{Tool: *tool, Args: callArgs, Grant: policies.Grant{ID: *grant, Labels: lbl}, Session: *session})
+	d, res := e.Decide(policies.Request{Tool: *tool, Args: callArgs, Grant: policies.Grant{ID: *grant, Labels: lbl}, Session: *session, State: state})
 	res.Rollback()
 	out, _ := json.Marshal(d)
 	fmt.Fprintln(stdout, string(out))
