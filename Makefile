@@ -6,7 +6,7 @@ TOOLS        := $(CURDIR)/.tools
 BIN          := $(CURDIR)/bin
 RUNC_VERSION := v1.5.2
 CONTAINERD_VERSION := v2.4.2
-APT_PACKAGES := libseccomp-dev pkg-config busybox-static git redis-server
+APT_PACKAGES := libseccomp-dev pkg-config busybox-static git redis-server chromium
 
 export AIRLOCK_STATE_DIR ?= /var/lib/airlock
 export AIRLOCK_RUNC      ?= $(TOOLS)/bin/runc
@@ -22,7 +22,8 @@ setup: apt runc docker containerd build images node upstreams
 
 # Debian packages: only apt-get when one is missing. redis-server is for the redis state
 # store's tests, which start servers of their own: the system service its install starts is
-# stopped and disabled, so it holds no port and keeps no data.
+# stopped and disabled, so it holds no port and keeps no data. chromium drives the console's
+# end-to-end test (headless).
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -205,8 +206,11 @@ unit:
 # skip: on CI the capability is installed above, so a skip would hide a broken setup.
 # Under -race TestRedactorRecall checks one gitleaks fixture per rule; the second run checks
 # all of them, without the race detector (a few seconds instead of a minute).
+# -artifacts keeps what tests save for people to look at (the console test's screenshots)
+# under test-artifacts/.
 test: setup lint
-	AIRLOCK_REQUIRE_SANDBOX=1 go test $(GO_TEST_FLAGS) ./...
+	mkdir -p $(CURDIR)/test-artifacts
+	AIRLOCK_REQUIRE_SANDBOX=1 go test $(GO_TEST_FLAGS) -artifacts -outputdir $(CURDIR)/test-artifacts ./...
 	go test -count=1 -run '^TestRedactorRecall$$' ./pipeline/
 	@for p in policies/examples/*.json; do \
 	  c=$${p%.json}.cases.yaml; [ -f "$$c" ] || continue; \
