@@ -19,10 +19,24 @@ import (
 )
 
 // flakyStore is a file store that stops answering when down is set: an outage of a shared
-// store, caused on purpose.
+// store, caused on purpose. docsDown fails only its documents (the gateway's pins).
 type flakyStore struct {
 	state.Store
-	down atomic.Bool
+	down, docsDown atomic.Bool
+}
+
+func (f *flakyStore) ReadDoc(ctx context.Context, kind, name string) ([]byte, error) {
+	if f.down.Load() || f.docsDown.Load() {
+		return nil, errOutage
+	}
+	return f.Store.ReadDoc(ctx, kind, name)
+}
+
+func (f *flakyStore) UpdateDoc(ctx context.Context, kind, name string, fn func([]byte) ([]byte, bool, error)) error {
+	if f.down.Load() || f.docsDown.Load() {
+		return errOutage
+	}
+	return f.Store.UpdateDoc(ctx, kind, name, fn)
 }
 
 var errOutage = errors.New("connection refused")

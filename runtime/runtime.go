@@ -384,7 +384,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	for name := range byName {
 		reserved[name] = true
 	}
-	gw, err := newGateway(cfg, pipe, gated, o.StateDir, reserved, o.Logger)
+	gw, err := newGateway(cfg, pipe, gated, store, reserved, o.Logger)
 	if err != nil {
 		pipe.Close()
 		closeBackend()
