@@ -97,8 +97,9 @@ func waitListening(t testing.TB, addr string, logs func() string) {
 	}
 }
 
-// uniqueUpstream is an upstream name no other test run uses: pins live in the shared state
-// directory (beside the images), one file per upstream name, removed when the test ends.
+// uniqueUpstream is an upstream name no other test run uses: containers are labelled with it,
+// and pins kept in the shared state directory (a config without state:, beside the images),
+// one file per upstream name, are removed when the test ends.
 func uniqueUpstream(t testing.TB, base string) string {
 	t.Helper()
 	name := base + "-" + strings.ToLower(rand.Text()[:10])

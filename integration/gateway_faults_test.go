@@ -34,7 +34,7 @@ func gwFaultEnv(t *testing.T, marker string) *mcpEnv {
 		testenv.Unavailable(t, "the upstream servers are not installed (make upstreams): %v", err)
 	}
 	e := newMCPEnv(t, gwFaultPolicy, nil)
-	// A name of its own: pins live in the shared state directory, by upstream name.
+	// A name of its own: containers and pins are found by upstream name.
 	e.extraYAML = fmt.Sprintf(`upstreams:
   %s:
     prefix: ev

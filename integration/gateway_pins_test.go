@@ -141,7 +141,8 @@ func TestGatewayPinChange(t *testing.T) {
 	}
 
 	pins := func(args ...string) (int, string) {
-		cmd := e.command(context.Background(), append([]string{"pins"}, args...)...)
+		// The server's config names its state store (state:), which holds its pins.
+		cmd := e.command(context.Background(), append(append([]string{"pins"}, args...), "--config", e.config)...)
 		out, err := cmd.CombinedOutput()
 		code := 0
 		var ee *exec.ExitError

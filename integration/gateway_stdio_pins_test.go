@@ -79,7 +79,8 @@ func TestGatewayStdioPins(t *testing.T) {
 
 	pins := func(args ...string) (int, string) {
 		t.Helper()
-		out, err := e.command(context.Background(), append([]string{"pins"}, args...)...).CombinedOutput()
+		// The server's config names its state store (state:), which holds its pins.
+		out, err := e.command(context.Background(), append(append([]string{"pins"}, args...), "--config", e.config)...).CombinedOutput()
 		var ee *exec.ExitError
 		switch {
 		case errors.As(err, &ee):

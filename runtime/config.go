@@ -58,8 +58,9 @@ type Config struct {
 	Pool PoolConfig `yaml:"pool"`
 	// Console is the web console on the HTTP listener (docs/console.md).
 	Console ConsoleConfig `yaml:"console"`
-	// State is where rate-limit counters, grants and kill switches live (docs/operate.md): a
-	// directory (default $AIRLOCK_STATE_DIR/state) or redis://host:port/db, shared by replicas.
+	// State is where rate-limit counters, grants, kill switches and the gateway's pins live
+	// (docs/operate.md): a directory (default $AIRLOCK_STATE_DIR/state, whose pins stay in
+	// $AIRLOCK_STATE_DIR/pins) or redis://host:port/db, shared by replicas.
 	State string `yaml:"state"`
 
 	// File is where the config came from ("" for the built-in default); errors name it.
@@ -67,6 +68,9 @@ type Config struct {
 	root *yaml.Node
 	// stateDir is Options.StateDir, once Resolve ran ("" before: no test caches).
 	stateDir string
+	// docsDir, when set, is where the file store State names keeps its documents (see
+	// resolveState).
+	docsDir string
 }
 
 // ResultsConfig configures what a tool result carries.

@@ -144,17 +144,17 @@ func (b consoleBackend) ClearKill(ctx context.Context, t state.Target) (bool, er
 	return b.rt.store.ClearKill(ctx, t)
 }
 
-func (b consoleBackend) Pins(context.Context) ([]pins.Status, error) {
+func (b consoleBackend) Pins(ctx context.Context) ([]pins.Status, error) {
 	if b.rt.gw == nil {
 		return []pins.Status{}, nil
 	}
-	ups, err := b.rt.gw.store.Upstreams()
+	ups, err := b.rt.gw.store.Upstreams(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := []pins.Status{}
 	for _, u := range ups {
-		st, err := b.rt.gw.store.List(u)
+		st, err := b.rt.gw.store.List(ctx, u)
 		if err != nil {
 			return nil, err
 		}
@@ -163,18 +163,18 @@ func (b consoleBackend) Pins(context.Context) ([]pins.Status, error) {
 	return out, nil
 }
 
-func (b consoleBackend) PinDiff(_ context.Context, upstream, tool string) (string, error) {
+func (b consoleBackend) PinDiff(ctx context.Context, upstream, tool string) (string, error) {
 	if b.rt.gw == nil {
 		return "", errors.New("no upstreams")
 	}
-	return b.rt.gw.store.Diff(upstream, tool)
+	return b.rt.gw.store.Diff(ctx, upstream, tool)
 }
 
-func (b consoleBackend) ApprovePin(_ context.Context, upstream, tool, hash string) error {
+func (b consoleBackend) ApprovePin(ctx context.Context, upstream, tool, hash string) error {
 	if b.rt.gw == nil {
 		return errors.New("no upstreams")
 	}
-	_, err := b.rt.gw.store.Approve(upstream, tool, hash)
+	_, err := b.rt.gw.store.Approve(ctx, upstream, tool, hash)
 	return err
 }
 

@@ -33,7 +33,11 @@ func (c *Config) OpenState(ctx context.Context) (state.Store, error) {
 		}
 		return s, nil
 	}
-	s, err := state.OpenFile(c.State)
+	var opts []state.FileOption
+	if c.docsDir != "" {
+		opts = append(opts, state.WithDocsDir(c.docsDir))
+	}
+	s, err := state.OpenFile(c.State, opts...)
 	if err != nil {
 		return nil, &ConfigError{File: c.File, Line: c.line("state"), Path: "state", Msg: err.Error()}
 	}

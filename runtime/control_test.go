@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,10 +19,24 @@ import (
 )
 
 // flakyStore is a file store that stops answering when down is set: an outage of a shared
-// store, caused on purpose.
+// store, caused on purpose. docsDown fails only its documents (the gateway's pins).
 type flakyStore struct {
 	state.Store
-	down atomic.Bool
+	down, docsDown atomic.Bool
+}
+
+func (f *flakyStore) ReadDoc(ctx context.Context, kind, name string) ([]byte, error) {
+	if f.down.Load() || f.docsDown.Load() {
+		return nil, errOutage
+	}
+	return f.Store.ReadDoc(ctx, kind, name)
+}
+
+func (f *flakyStore) UpdateDoc(ctx context.Context, kind, name string, fn func([]byte) ([]byte, bool, error)) error {
+	if f.down.Load() || f.docsDown.Load() {
+		return errOutage
+	}
+	return f.Store.UpdateDoc(ctx, kind, name, fn)
 }
 
 var errOutage = errors.New("connection refused")
@@ -150,5 +165,35 @@ func TestGrantTokens(t *testing.T) {
 	}
 	if _, err := f.authenticate(ctx, "Bearer alk_alice"); err == nil || !strings.Contains(err.Error(), "grant alice is revoked") {
 		t.Fatalf("alice's token right after revoke: %v", err)
+	}
+}
+
+// TestStateDocsDir: the default state directory keeps documents (pins) where they always were,
+// $AIRLOCK_STATE_DIR/pins; a directory the config names keeps its own.
+func TestStateDocsDir(t *testing.T) {
+	base, sd := t.TempDir(), t.TempDir()
+	for _, tc := range []struct{ state, want string }{
+		{"", filepath.Join(sd, "pins", "u.json")},
+		{filepath.Join(sd, "state"), filepath.Join(sd, "pins", "u.json")},
+		{filepath.Join(sd, "state") + "/", filepath.Join(sd, "pins", "u.json")},
+		{filepath.Join(sd, "other"), filepath.Join(sd, "other", "pins", "u.json")},
+		{"state", filepath.Join(base, "state", "pins", "u.json")},
+	} {
+		c := &Config{State: tc.state}
+		if err := c.resolveState(base, sd); err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.OpenState(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.DocLocation("pins", "u"); got != tc.want {
+			t.Errorf("state %q: pins of u at %s, want %s", tc.state, got, tc.want)
+		}
+		st.Close()
+	}
+	c := &Config{State: "redis://127.0.0.1:6379/0"}
+	if err := c.resolveState(base, sd); err != nil || c.docsDir != "" {
+		t.Errorf("redis: documents in %q, %v", c.docsDir, err)
 	}
 }

@@ -160,6 +160,13 @@ func (c *Config) resolveState(base, stateDir string) error {
 	case !filepath.IsAbs(c.State):
 		c.State = filepath.Join(base, c.State)
 	}
+	// The default directory keeps its documents (the gateway's pins) in stateDir, where pins
+	// lived before the store held them: pins left behind would be taken afresh on first use,
+	// letting a tool changed meanwhile in unreviewed. Another directory keeps its own.
+	c.docsDir = ""
+	if stateDir != "" && !isRedisURL(c.State) && filepath.Clean(c.State) == filepath.Join(stateDir, "state") {
+		c.docsDir = filepath.Clean(stateDir)
+	}
 	return nil
 }
 
@@ -383,7 +390,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	for name := range byName {
 		reserved[name] = true
 	}
-	gw, err := newGateway(cfg, pipe, gated, o.StateDir, reserved, o.Logger)
+	gw, err := newGateway(cfg, pipe, gated, store, reserved, o.Logger)
 	if err != nil {
 		pipe.Close()
 		closeBackend()

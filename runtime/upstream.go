@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/airlock-mcp/airlock/pipeline"
 	"github.com/airlock-mcp/airlock/policies"
 	"github.com/airlock-mcp/airlock/sandbox"
+	"github.com/airlock-mcp/airlock/state"
 	"github.com/airlock-mcp/airlock/upstream"
 	"github.com/airlock-mcp/airlock/upstream/pins"
 )
@@ -81,7 +81,7 @@ type upstreamState struct {
 	mu       sync.Mutex
 	loaded   bool
 	retryAt  time.Time
-	pinStamp time.Time // the pin file's mtime after the last check
+	pinned   string // the pin file's stamp after the last check (see pinStamp)
 	catalog  *upstream.Session
 	sessions map[string]*lazySession // Airlock session id -> call session
 	// listed is, for each open call session, what its own server lists: tool name ->
@@ -154,15 +154,13 @@ type remoteTool struct {
 }
 
 // newGateway builds the upstreams of cfg; it connects to none of them and starts no server.
-// backend runs the stdio upstreams' servers (nil: a config with one is refused).
-func newGateway(cfg *Config, pipe *pipeline.Pipeline, backend sandbox.Backend, stateDir string, reserved map[string]bool, log zerolog.Logger) (*gateway, error) {
+// backend runs the stdio upstreams' servers (nil: a config with one is refused); the pins are
+// kept in docs, the runtime's state store, so every process sharing it sees one set of pins.
+func newGateway(cfg *Config, pipe *pipeline.Pipeline, backend sandbox.Backend, docs state.Docs, reserved map[string]bool, log zerolog.Logger) (*gateway, error) {
 	if len(cfg.Upstreams) == 0 {
 		return nil, nil
 	}
-	store, err := pins.Open(stateDir)
-	if err != nil {
-		return nil, fmt.Errorf("upstreams: %w", err)
-	}
+	store := pins.NewStore(docs)
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gateway{log: log, pipe: pipe, store: store, reserved: reserved, tools: map[string]*remoteTool{},
 		servers: map[*mcp.Server]*attached{}, ctx: ctx, cancel: cancel}
@@ -327,11 +325,11 @@ func (g *gateway) ensure(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	for _, u := range g.ups {
-		stamp := u.pinFileTime()
+		stamp := u.pinStamp(ctx)
 		u.mu.Lock()
 		// Not loaded yet, or the pin file changed since the last check (an operator ran
 		// airlock pins approve or reset): list and check again.
-		need := (!u.loaded && time.Now().After(u.retryAt)) || (u.loaded && !stamp.Equal(u.pinStamp))
+		need := (!u.loaded && time.Now().After(u.retryAt)) || (u.loaded && stamp != u.pinned)
 		u.mu.Unlock()
 		if !need {
 			continue
@@ -402,25 +400,33 @@ func (u *upstreamState) load(ctx context.Context, via *upstream.Session) ([]*rem
 		u.failed()
 		return nil, err
 	}
-	tools := u.check(list, false)
+	tools, err := u.check(ctx, list, false)
 	if via != nil {
 		u.remember(via, tools)
 	}
-	stamp := u.pinFileTime()
+	stamp := u.pinStamp(ctx)
+	if err != nil && !pins.IsCorrupt(err) {
+		// The store did not answer: every tool is withheld until a check gets through.
+		stamp = stampUnavailable
+	}
 	u.mu.Lock()
-	u.loaded, u.pinStamp = true, stamp
+	u.loaded, u.pinned = true, stamp
 	u.mu.Unlock()
 	u.g.publish(u, tools)
 	return tools, nil
 }
 
-// pinFileTime is the modification time of the upstream's pin file (zero if it has none).
-func (u *upstreamState) pinFileTime() time.Time {
-	fi, err := os.Stat(u.g.store.Path(u.name))
+// stampUnavailable is pinStamp when the store does not answer: it equals no stamp of a file,
+// so once the store answers again the next tools/list checks the tools again.
+const stampUnavailable = "unavailable"
+
+// pinStamp changes whenever the upstream's pin file does ("" when it has none).
+func (u *upstreamState) pinStamp(ctx context.Context) string {
+	stamp, err := u.g.store.Stamp(ctx, u.name)
 	if err != nil {
-		return time.Time{}
+		return stampUnavailable
 	}
-	return fi.ModTime()
+	return stamp
 }
 
 // invalidate forgets the catalog session cat (if it is still the current one), so that the
@@ -449,8 +455,9 @@ func (u *upstreamState) failed() {
 
 // check runs the listed tools through the pins and the naming rules, recording every decision
 // that is not "matches its pin" in the audit log.
-// partial: the list may leave tools out (see pins.Store.CheckListed).
-func (u *upstreamState) check(list []*mcp.Tool, partial bool) []*remoteTool {
+// partial: the list may leave tools out (see pins.Store.CheckListed). The error is the pins'
+// (logged here): with one, every tool is withheld.
+func (u *upstreamState) check(ctx context.Context, list []*mcp.Tool, partial bool) ([]*remoteTool, error) {
 	defs := make([]pins.Definition, 0, len(list))
 	for _, t := range list {
 		d, err := pins.FromTool(t)
@@ -464,7 +471,7 @@ func (u *upstreamState) check(list []*mcp.Tool, partial bool) []*remoteTool {
 	if partial {
 		check = u.g.store.CheckListed
 	}
-	vs, err := check(u.name, u.mode, defs)
+	vs, err := check(ctx, u.name, u.mode, defs)
 	if err != nil {
 		u.g.log.Error().Str("event", "pins.error").Str("upstream", u.name).Err(err).Msg("pins could not be checked; every tool of the upstream is withheld")
 	}
@@ -492,7 +499,7 @@ func (u *upstreamState) check(list []*mcp.Tool, partial bool) []*remoteTool {
 	for _, v := range vs.Removed {
 		u.g.record(&remoteTool{up: u, exposed: ExposedName(u.prefix, v.Tool), name: v.Tool}, "pin_removed", pinRule(u.name, v.Tool), pinMessage(v))
 	}
-	return out
+	return out, err
 }
 
 // verify lists the tools of a call session that just connected and checks them against the
@@ -512,7 +519,7 @@ func (u *upstreamState) verify(ctx context.Context, s *upstream.Session) error {
 	if err != nil {
 		return err
 	}
-	checked := u.check(list, true)
+	checked, _ := u.check(ctx, list, true) // an error is logged, and withholds every tool
 	u.remember(s, checked)
 	// Merge into what is served, under one hold of the lock (a catalog published meanwhile
 	// is merged into, not overwritten): a tool this server lists withheld (changed, new) is
@@ -1099,8 +1106,9 @@ type UpstreamTool struct {
 }
 
 // CheckUpstream connects to one upstream of a resolved config, lists its tools and checks them
-// against the pins in stateDir, recording what it saw exactly as serving would (a first
-// check pins the tools). Names are checked against the config's own tools.
+// against the pins in the config's state store, recording what it saw exactly as serving
+// would (a first check pins the tools). Names are checked against the config's own tools;
+// stateDir holds the egress proxies of a stdio server's sandbox.
 func CheckUpstream(ctx context.Context, cfg *Config, backend sandbox.Backend, stateDir, name string) ([]UpstreamTool, error) {
 	uc, ok := cfg.Upstreams[name]
 	if !ok {
@@ -1122,7 +1130,12 @@ func CheckUpstream(ctx context.Context, cfg *Config, backend sandbox.Backend, st
 		defer closeEgress()
 		backend = proxied
 	}
-	g, err := newGateway(&sub, nil, backend, stateDir, reserved, zerolog.Nop())
+	store, err := cfg.OpenState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	g, err := newGateway(&sub, nil, backend, store, reserved, zerolog.Nop())
 	if err != nil {
 		return nil, err
 	}

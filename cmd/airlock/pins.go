@@ -27,8 +27,10 @@ const pinsUsage = `usage:
   airlock pins reset [--audit F] UPSTREAM
       Forget every pin of the upstream; its tools are pinned again at its next connect.
 
-Pins live in $AIRLOCK_STATE_DIR/pins (default /var/lib/airlock/pins). A running
-'airlock serve' notices approvals and resets at its next tools/list or tools/call.
+Every subcommand takes --config F: the config whose state: holds the pins (a directory, or
+Redis shared by replicas). Without it, pins live in $AIRLOCK_STATE_DIR/pins (default
+/var/lib/airlock/pins). A running 'airlock serve' notices approvals and resets at its next
+tools/list or tools/call.
 Approvals and resets are recorded in the audit log: --audit F, default
 $AIRLOCK_STATE_DIR/audit/audit.jsonl (give the audit.path of a config that sets one).
 
@@ -55,6 +57,8 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	hash := fs.String("hash", "", "approve only this definition")
 	all := fs.Bool("all", false, "approve every pending tool")
 	audit := fs.String("audit", defaultAuditPath(), "audit log to record approvals and resets in")
+	var cf controlFlags
+	cf.register(fs)
 	rest, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -68,11 +72,13 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "airlock pins %s: %s\n\n%s", args[0], msg, pinsUsage)
 		return 2
 	}
-	store, err := pins.Open(stateDir())
+	_, st, err := cf.open(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "airlock pins: %v\n", err)
 		return 2
 	}
+	defer st.Close()
+	store := pins.NewStore(st)
 	// Tool names and definitions come from upstreams: shown through the terminal filter.
 	stdout = clientTextWriter{stdout}
 	switch args[0] {
@@ -80,12 +86,12 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(rest) > 1 {
 			return usage("want at most one UPSTREAM")
 		}
-		return pinsList(store, rest, *asJSON, stdout, stderr)
+		return pinsList(ctx, store, rest, *asJSON, stdout, stderr)
 	case "diff":
 		if len(rest) != 2 {
 			return usage("want UPSTREAM TOOL")
 		}
-		d, err := store.Diff(rest[0], rest[1])
+		d, err := store.Diff(ctx, rest[0], rest[1])
 		if err != nil {
 			return pinsErr(stderr, "diff", err)
 		}
@@ -95,13 +101,13 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var vs []pins.Verdict
 		switch {
 		case len(rest) == 1 && *all && *hash == "":
-			vs, err = store.ApproveAll(rest[0])
+			vs, err = store.ApproveAll(ctx, rest[0])
 			if err == nil && len(vs) == 0 {
 				err = pins.ErrNothingPending
 			}
 		case len(rest) == 2 && !*all:
 			var v pins.Verdict
-			v, err = store.Approve(rest[0], rest[1], *hash)
+			v, err = store.Approve(ctx, rest[0], rest[1], *hash)
 			vs = []pins.Verdict{v}
 		default:
 			return usage("want UPSTREAM TOOL [--hash H], or UPSTREAM --all")
@@ -117,10 +123,10 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(rest) != 1 {
 			return usage("want UPSTREAM")
 		}
-		if _, err := store.List(rest[0]); errors.Is(err, pins.ErrUnknownUpstream) {
+		if _, err := store.List(ctx, rest[0]); errors.Is(err, pins.ErrUnknownUpstream) {
 			return pinsErr(stderr, "reset", err)
 		}
-		vs, err := store.Reset(rest[0])
+		vs, err := store.Reset(ctx, rest[0])
 		if err != nil {
 			return pinsErr(stderr, "reset", err)
 		}
@@ -130,18 +136,18 @@ func cmdPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func pinsList(store *pins.Store, rest []string, asJSON bool, stdout, stderr io.Writer) int {
+func pinsList(ctx context.Context, store *pins.Store, rest []string, asJSON bool, stdout, stderr io.Writer) int {
 	ups := rest
 	if len(ups) == 0 {
 		var err error
-		if ups, err = store.Upstreams(); err != nil {
+		if ups, err = store.Upstreams(ctx); err != nil {
 			fmt.Fprintf(stderr, "airlock pins list: %v\n", err)
 			return 2
 		}
 	}
 	var all []pins.Status
 	for _, u := range ups {
-		st, err := store.List(u)
+		st, err := store.List(ctx, u)
 		if err != nil {
 			return pinsErr(stderr, "list", err)
 		}

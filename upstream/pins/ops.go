@@ -1,12 +1,11 @@
 package pins
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -25,15 +24,14 @@ type Status struct {
 }
 
 // Upstreams lists the upstreams that have pins, sorted.
-func (s *Store) Upstreams() ([]string, error) {
-	ents, err := os.ReadDir(s.dir)
+func (s *Store) Upstreams(ctx context.Context) ([]string, error) {
+	names, err := s.docs.ListDocs(ctx, docKind)
 	if err != nil {
 		return nil, fmt.Errorf("pins: %w", err)
 	}
 	var out []string
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if ok && e.Type().IsRegular() && validUpstream(name) {
+	for _, name := range names {
+		if validUpstream(name) {
 			out = append(out, name)
 		}
 	}
@@ -41,8 +39,8 @@ func (s *Store) Upstreams() ([]string, error) {
 }
 
 // List returns the state of every tool of an upstream, sorted by name.
-func (s *Store) List(upstream string) ([]Status, error) {
-	f, err := s.read(upstream)
+func (s *Store) List(ctx context.Context, upstream string) ([]Status, error) {
+	f, err := s.read(ctx, upstream)
 	if err != nil {
 		return nil, err
 	}
@@ -72,8 +70,8 @@ func (s *Store) List(upstream string) ([]Status, error) {
 // Diff shows what an operator approves: a unified diff of the pinned definition (empty for a
 // new tool) against the one last seen, both in Pretty form, headed by their hashes. Pass the
 // seen hash to Approve so that what is pinned is what was reviewed.
-func (s *Store) Diff(upstream, tool string) (string, error) {
-	f, err := s.read(upstream)
+func (s *Store) Diff(ctx context.Context, upstream, tool string) (string, error) {
+	f, err := s.read(ctx, upstream)
 	if err != nil {
 		return "", err
 	}
@@ -103,9 +101,9 @@ func (s *Store) Diff(upstream, tool string) (string, error) {
 // Approve pins the definition of tool last seen. If hash is not empty it must be that
 // definition's hash: the upstream may have changed the tool again since the operator ran
 // Diff, and what is approved must be what was reviewed. The verdict is for the audit trail.
-func (s *Store) Approve(upstream, tool, hash string) (Verdict, error) {
+func (s *Store) Approve(ctx context.Context, upstream, tool, hash string) (Verdict, error) {
 	var out Verdict
-	err := s.modify(upstream, func(f *file) error {
+	err := s.modify(ctx, upstream, func(f *file) error {
 		e := f.Tools[tool]
 		switch {
 		case e == nil:
@@ -123,9 +121,9 @@ func (s *Store) Approve(upstream, tool, hash string) (Verdict, error) {
 }
 
 // ApproveAll pins the last seen definition of every tool of the upstream that has one.
-func (s *Store) ApproveAll(upstream string) ([]Verdict, error) {
+func (s *Store) ApproveAll(ctx context.Context, upstream string) ([]Verdict, error) {
 	var out []Verdict
-	err := s.modify(upstream, func(f *file) error {
+	err := s.modify(ctx, upstream, func(f *file) error {
 		now := s.now().UTC()
 		for _, name := range slices.Sorted(maps.Keys(f.Tools)) {
 			if e := f.Tools[name]; e.Seen != nil {
@@ -150,12 +148,12 @@ func approve(upstream, tool string, e *entry, now time.Time) Verdict {
 // Reset forgets every pin of the upstream: at its next check its tools are pinned as if it
 // were new (trust on first use). It also clears a corrupt pin file. The verdicts (one per
 // tool that was pinned, when the file could be read) are for the audit trail.
-func (s *Store) Reset(upstream string) ([]Verdict, error) {
+func (s *Store) Reset(ctx context.Context, upstream string) ([]Verdict, error) {
 	if err := checkUpstream(upstream); err != nil {
 		return nil, err
 	}
 	var out []Verdict
-	err := s.update(upstream, true, func(f *file) (bool, error) {
+	err := s.update(ctx, upstream, true, func(f *file) (bool, error) {
 		for _, name := range slices.Sorted(maps.Keys(f.Tools)) {
 			v := Verdict{Upstream: upstream, Tool: name, Decision: Reset}
 			if e := f.Tools[name]; e.Pinned != nil {
@@ -170,11 +168,11 @@ func (s *Store) Reset(upstream string) ([]Verdict, error) {
 }
 
 // modify runs fn on an existing pin file under its lock and writes it back.
-func (s *Store) modify(upstream string, fn func(f *file) error) error {
+func (s *Store) modify(ctx context.Context, upstream string, fn func(f *file) error) error {
 	if err := checkUpstream(upstream); err != nil {
 		return err
 	}
-	return s.update(upstream, false, func(f *file) (bool, error) {
+	return s.update(ctx, upstream, false, func(f *file) (bool, error) {
 		if f.Tools == nil {
 			return false, fmt.Errorf("pins of upstream %q: %w", upstream, ErrUnknownUpstream)
 		}
@@ -185,13 +183,12 @@ func (s *Store) modify(upstream string, fn func(f *file) error) error {
 	})
 }
 
-// read loads an existing pin file without the lock: files are replaced atomically, so a
-// reader sees one whole version.
-func (s *Store) read(upstream string) (*file, error) {
+// read loads an existing pin file without the lock (see load).
+func (s *Store) read(ctx context.Context, upstream string) (*file, error) {
 	if err := checkUpstream(upstream); err != nil {
 		return nil, err
 	}
-	f, _, err := s.load(upstream)
+	f, err := s.load(ctx, upstream)
 	if err != nil {
 		return nil, err
 	}

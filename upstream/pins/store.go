@@ -9,20 +9,18 @@ package pins
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/airlock-mcp/airlock/internal/flock"
-	"golang.org/x/sys/unix"
+	"github.com/airlock-mcp/airlock/state"
 )
 
 // MaxDefinitionBytes bounds one tool's canonical definition; a larger one is Invalid. It
@@ -32,11 +30,15 @@ const MaxDefinitionBytes = 1 << 20
 // maxFileBytes bounds a pin file read back.
 const maxFileBytes = 256 << 20
 
+// docKind is the kind of the pin files among the state store's documents.
+const docKind = "pins"
+
 // fileVersion is the pin file format written by this package.
 const fileVersion = 1
 
-// validUpstream reports whether an upstream may be called name: its name is a file name in
-// the pins directory, so it must not hold a path separator or start with a dot.
+// validUpstream reports whether an upstream may be called name: its name names its pin file
+// in the state store (a file name in the file store), so it must not hold a path separator or
+// start with a dot.
 func validUpstream(name string) bool {
 	return len(name) <= 64 && name != "" && name[0] != '.' && name[0] != '_' && name[0] != '-' &&
 		onlyChars(name, "_.-")
@@ -61,41 +63,47 @@ func onlyChars(s, extra string) bool {
 	return true
 }
 
-// Store keeps the pins of every upstream in a directory, one file per upstream
-// (<dir>/<upstream>.json). Several goroutines and several Airlock processes may use one
-// directory at once: every change happens under an exclusive flock on <upstream>.lock and
-// replaces the file atomically (write to a temporary file, fsync, rename, fsync the
-// directory), so a reader or a crash never sees half a file.
+// Store keeps the pins of every upstream in the state store, one document (a pin file) per
+// upstream: <stateDir>/pins/<upstream>.json in the default file store, a key in Redis.
+// Several goroutines and several Airlock processes may use one store at once: every change is
+// made under the document's lock (state.Docs.UpdateDoc) and replaces the document whole, so a
+// reader or a crash never sees half of it.
 type Store struct {
-	dir string
-	now func() time.Time
+	docs state.Docs
+	now  func() time.Time
 }
 
-// Open returns the store in <stateDir>/pins, creating the directory (mode 0700).
-func Open(stateDir string) (*Store, error) {
-	if stateDir == "" {
-		return nil, errors.New("pins: empty state directory (set AIRLOCK_STATE_DIR)")
-	}
-	dir := filepath.Join(stateDir, "pins")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("pins: %w", err)
-	}
-	return &Store{dir: dir, now: time.Now}, nil
+// NewStore returns the pins kept in docs.
+func NewStore(docs state.Docs) *Store {
+	return &Store{docs: docs, now: time.Now}
 }
 
-// Dir is the directory holding the pin files.
-func (s *Store) Dir() string { return s.dir }
+// Location names where the pin file of an upstream lives (a file path, a Redis key), for
+// messages.
+func (s *Store) Location(upstream string) string { return s.docs.DocLocation(docKind, upstream) }
 
-// Path is the pin file of an upstream.
-func (s *Store) Path(upstream string) string {
-	return filepath.Join(s.dir, upstream+".json")
+// Stamp changes whenever the pin file of an upstream does (an operator approved or reset
+// a tool): a digest of its bytes, "" when there is none.
+func (s *Store) Stamp(ctx context.Context, upstream string) (string, error) {
+	if err := checkUpstream(upstream); err != nil {
+		return "", err
+	}
+	raw, err := s.docs.ReadDoc(ctx, docKind, upstream)
+	if err != nil {
+		return "", fmt.Errorf("pins of upstream %q: %w", upstream, err)
+	}
+	if raw == nil {
+		return "", nil
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // CorruptError is a pin file that cannot be used: not JSON, an unknown format, a record
 // whose hash does not match its definition. Check fails closed on it.
 type CorruptError struct {
 	Upstream string
-	Path     string
+	Path     string // where the file lives (Store.Location)
 	Err      error
 }
 
@@ -154,18 +162,18 @@ type checked struct {
 // If the pin file cannot be read or written, Check returns the error (a *CorruptError for a
 // damaged file) and verdicts that withhold every tool: an upstream whose pins cannot be
 // checked must not be trusted by default.
-func (s *Store) Check(upstream string, mode Mode, defs []Definition) (Verdicts, error) {
-	return s.check(upstream, mode, defs, false)
+func (s *Store) Check(ctx context.Context, upstream string, mode Mode, defs []Definition) (Verdicts, error) {
+	return s.check(ctx, upstream, mode, defs, false)
 }
 
 // CheckListed is Check for a listing that may leave tools out (an upstream session whose
 // client cannot answer questions is not shown the tools that ask): it decides and records
 // what is listed, and marks nothing removed.
-func (s *Store) CheckListed(upstream string, mode Mode, defs []Definition) (Verdicts, error) {
-	return s.check(upstream, mode, defs, true)
+func (s *Store) CheckListed(ctx context.Context, upstream string, mode Mode, defs []Definition) (Verdicts, error) {
+	return s.check(ctx, upstream, mode, defs, true)
 }
 
-func (s *Store) check(upstream string, mode Mode, defs []Definition, partial bool) (Verdicts, error) {
+func (s *Store) check(ctx context.Context, upstream string, mode Mode, defs []Definition, partial bool) (Verdicts, error) {
 	vs := Verdicts{Upstream: upstream, Mode: mode}
 	prep := prepare(defs)
 	if mode == Off {
@@ -183,7 +191,7 @@ func (s *Store) check(upstream string, mode Mode, defs []Definition, partial boo
 		return withholdAll(vs, prep, err), err
 	}
 	var out Verdicts
-	err := s.update(upstream, false, func(f *file) (bool, error) {
+	err := s.update(ctx, upstream, false, func(f *file) (bool, error) {
 		out = decide(f, vs, prep, s.now().UTC(), partial)
 		return true, nil
 	})
@@ -338,74 +346,69 @@ func checkUpstream(upstream string) error {
 // update runs fn on the upstream's pin file under its exclusive lock. f.Tools is nil if the
 // file does not exist (or, with overwriteCorrupt, cannot be used). If fn returns true the
 // file is written back when it changed (fn may delete it by setting f.Tools to nil).
-func (s *Store) update(upstream string, overwriteCorrupt bool, fn func(f *file) (bool, error)) error {
-	unlock, err := s.lock(upstream)
-	if err != nil {
-		return err
+func (s *Store) update(ctx context.Context, upstream string, overwriteCorrupt bool, fn func(f *file) (bool, error)) error {
+	var fnErr error
+	err := s.docs.UpdateDoc(ctx, docKind, upstream, func(raw []byte) ([]byte, bool, error) {
+		b, write, err := s.change(upstream, raw, overwriteCorrupt, fn)
+		fnErr = err
+		return b, write, err
+	})
+	if fnErr != nil {
+		return fnErr // already names the upstream (or is fn's own)
 	}
-	defer unlock()
-	f, raw, err := s.load(upstream)
+	if err != nil {
+		return fmt.Errorf("pins of upstream %q: %w", upstream, err)
+	}
+	return nil
+}
+
+// change is update's work on the bytes of the pin file (nil: there is none): the bytes to
+// write (nil deletes the file) and whether to write them.
+func (s *Store) change(upstream string, raw []byte, overwriteCorrupt bool, fn func(f *file) (bool, error)) ([]byte, bool, error) {
+	f, err := s.parse(upstream, raw)
 	if overwriteCorrupt && IsCorrupt(err) {
 		f, raw, err = &file{}, nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	write, err := fn(f)
 	if err != nil || !write {
-		return err
+		return nil, false, err
 	}
 	if f.Tools == nil {
-		return s.remove(upstream)
+		return nil, true, nil
 	}
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		return fmt.Errorf("pins of upstream %q: %w", upstream, err)
+		return nil, false, fmt.Errorf("pins of upstream %q: %w", upstream, err)
 	}
 	b = append(b, '\n')
 	if string(b) == string(raw) {
-		return nil
+		return nil, false, nil
 	}
-	return s.write(upstream, b)
+	return b, true, nil
 }
 
-// lock takes the exclusive flock on <upstream>.lock. The lock is a separate file because the
-// pin file is replaced by rename: a lock on it would lock a file that is no longer the one at
-// the path. flock locks belong to an open file, so goroutines of one process exclude each
-// other as processes do.
-func (s *Store) lock(upstream string) (func(), error) {
-	p := filepath.Join(s.dir, upstream+".lock")
-	lf, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+// load reads and verifies the pin file without the lock: the store replaces a document
+// whole, so a reader sees one version. A missing file is an empty *file (Tools nil).
+func (s *Store) load(ctx context.Context, upstream string) (*file, error) {
+	raw, err := s.docs.ReadDoc(ctx, docKind, upstream)
 	if err != nil {
 		return nil, fmt.Errorf("pins of upstream %q: %w", upstream, err)
 	}
-	if err := flock.Apply(lf, unix.LOCK_EX); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("pins of upstream %q: locking %s: %w", upstream, p, err)
-	}
-	return func() {
-		flock.Apply(lf, unix.LOCK_UN)
-		lf.Close()
-	}, nil
+	return s.parse(upstream, raw)
 }
 
-// load reads and verifies the pin file; a missing file is an empty *file (Tools nil).
-func (s *Store) load(upstream string) (*file, []byte, error) {
-	p := s.Path(upstream)
-	fh, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &file{}, nil, nil
+// parse verifies the bytes of a pin file; nil (no file) is an empty *file (Tools nil). Present
+// but empty is a damaged file, not a missing one: it must not let the upstream be pinned
+// afresh.
+func (s *Store) parse(upstream string, raw []byte) (*file, error) {
+	if raw == nil {
+		return &file{}, nil
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("pins of upstream %q: %w", upstream, err)
-	}
-	defer fh.Close()
-	raw, err := io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("pins of upstream %q: reading %s: %w", upstream, p, err)
-	}
-	corrupt := func(format string, a ...any) (*file, []byte, error) {
-		return nil, nil, &CorruptError{Upstream: upstream, Path: p, Err: fmt.Errorf(format, a...)}
+	corrupt := func(format string, a ...any) (*file, error) {
+		return nil, &CorruptError{Upstream: upstream, Path: s.Location(upstream), Err: fmt.Errorf(format, a...)}
 	}
 	if len(raw) > maxFileBytes {
 		return corrupt("larger than %d bytes", maxFileBytes)
@@ -448,55 +451,5 @@ func (s *Store) load(upstream string) (*file, []byte, error) {
 			}
 		}
 	}
-	return &f, raw, nil
-}
-
-// write replaces the pin file atomically and durably.
-func (s *Store) write(upstream string, b []byte) error {
-	p := s.Path(upstream)
-	tmp, err := os.CreateTemp(s.dir, "."+upstream+".json.tmp-*")
-	if err != nil {
-		return fmt.Errorf("pins of upstream %q: %w", upstream, err)
-	}
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("pins of upstream %q: writing %s: %w", upstream, p, err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("pins of upstream %q: writing %s: %w", upstream, p, err)
-	}
-	return s.syncDir(upstream)
-}
-
-func (s *Store) remove(upstream string) error {
-	if err := os.Remove(s.Path(upstream)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("pins of upstream %q: %w", upstream, err)
-	}
-	return s.syncDir(upstream)
-}
-
-func (s *Store) syncDir(upstream string) error {
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("pins of upstream %q: %w", upstream, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("pins of upstream %q: fsync %s: %w", upstream, s.dir, err)
-	}
-	return nil
+	return &f, nil
 }

@@ -12,14 +12,25 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/airlock-mcp/airlock/state"
 )
 
-func newStore(t *testing.T) *Store {
+// openStore returns the pins of the file store of stateDir, kept where Airlock always kept
+// them: stateDir/pins/<upstream>.json.
+func openStore(t *testing.T, stateDir string) *Store {
 	t.Helper()
-	s, err := Open(t.TempDir())
+	st, err := state.OpenFile(filepath.Join(stateDir, "state"), state.WithDocsDir(stateDir))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
+	return NewStore(st)
+}
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	s := openStore(t, t.TempDir())
 	clock := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	s.now = func() time.Time {
@@ -33,7 +44,7 @@ func newStore(t *testing.T) *Store {
 
 func check(t *testing.T, s *Store, upstream string, mode Mode, defs ...Definition) Verdicts {
 	t.Helper()
-	vs, err := s.Check(upstream, mode, defs)
+	vs, err := s.Check(t.Context(), upstream, mode, defs)
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
@@ -200,22 +211,22 @@ func TestApproveAndReset(t *testing.T) {
 	s := newStore(t)
 	h1, h2 := mustHash(t, echoV1), mustHash(t, echoV2)
 	check(t, s, "u", Enforce, echoV1)
-	if _, err := s.Approve("u", "echo", ""); !errors.Is(err, ErrNothingPending) {
+	if _, err := s.Approve(t.Context(), "u", "echo", ""); !errors.Is(err, ErrNothingPending) {
 		t.Errorf("approving a pinned tool: %v", err)
 	}
-	if _, err := s.Approve("u", "nope", ""); !errors.Is(err, ErrUnknownTool) {
+	if _, err := s.Approve(t.Context(), "u", "nope", ""); !errors.Is(err, ErrUnknownTool) {
 		t.Errorf("approving an unknown tool: %v", err)
 	}
-	if _, err := s.Approve("other", "echo", ""); !errors.Is(err, ErrUnknownUpstream) {
+	if _, err := s.Approve(t.Context(), "other", "echo", ""); !errors.Is(err, ErrUnknownUpstream) {
 		t.Errorf("approving on an unknown upstream: %v", err)
 	}
 	check(t, s, "u", Enforce, echoV2, mailV1)
 
 	// The operator reviewed a hash that is no longer what the upstream serves.
-	if _, err := s.Approve("u", "echo", h1); err == nil || !strings.Contains(err.Error(), "changed again") {
+	if _, err := s.Approve(t.Context(), "u", "echo", h1); err == nil || !strings.Contains(err.Error(), "changed again") {
 		t.Errorf("approving a stale hash: %v", err)
 	}
-	v, err := s.Approve("u", "echo", h2)
+	v, err := s.Approve(t.Context(), "u", "echo", h2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +240,7 @@ func TestApproveAndReset(t *testing.T) {
 	if got := decisions(check(t, s, "u", Enforce, echoV1, mailV1)); got != "echo:changed:withheld send_mail:new:withheld" {
 		t.Errorf("after the upstream reverts: %s", got)
 	}
-	all, err := s.ApproveAll("u")
+	all, err := s.ApproveAll(t.Context(), "u")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +251,7 @@ func TestApproveAndReset(t *testing.T) {
 		t.Errorf("after ApproveAll: %s", got)
 	}
 
-	st, err := s.List("u")
+	st, err := s.List(t.Context(), "u")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,20 +259,20 @@ func TestApproveAndReset(t *testing.T) {
 		t.Errorf("List = %+v", st)
 	}
 
-	rs, err := s.Reset("u")
+	rs, err := s.Reset(t.Context(), "u")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rs) != 2 || rs[0].Decision != Reset || rs[0].OldHash != h1 {
 		t.Errorf("Reset = %+v", rs)
 	}
-	if _, err := os.Stat(s.Path("u")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(s.Location("u")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pin file after reset: %v", err)
 	}
 	if got := decisions(check(t, s, "u", Enforce, echoV2)); got != "echo:first_use:allowed" {
 		t.Errorf("after reset: %s", got)
 	}
-	if rs, err := s.Reset("never"); err != nil || len(rs) != 0 {
+	if rs, err := s.Reset(t.Context(), "never"); err != nil || len(rs) != 0 {
 		t.Errorf("resetting an unknown upstream: %v, %v", rs, err)
 	}
 }
@@ -270,7 +281,7 @@ func TestList(t *testing.T) {
 	s := newStore(t)
 	check(t, s, "u", Enforce, echoV1, addV1)
 	check(t, s, "u", Enforce, echoV2, mailV1)
-	st, err := s.List("u")
+	st, err := s.List(t.Context(), "u")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +293,7 @@ func TestList(t *testing.T) {
 		t.Errorf("List = %v, want %v", got, want)
 	}
 	check(t, s, "b-2", Enforce, echoV1)
-	if ups, err := s.Upstreams(); err != nil || !slices.Equal(ups, []string{"b-2", "u"}) {
+	if ups, err := s.Upstreams(t.Context()); err != nil || !slices.Equal(ups, []string{"b-2", "u"}) {
 		t.Errorf("Upstreams = %v, %v", ups, err)
 	}
 }
@@ -290,11 +301,11 @@ func TestList(t *testing.T) {
 func TestDiff(t *testing.T) {
 	s := newStore(t)
 	check(t, s, "everything", Enforce, echoV1)
-	if _, err := s.Diff("everything", "echo"); !errors.Is(err, ErrNothingPending) {
+	if _, err := s.Diff(t.Context(), "everything", "echo"); !errors.Is(err, ErrNothingPending) {
 		t.Errorf("diff of a pinned tool: %v", err)
 	}
 	check(t, s, "everything", Enforce, echoV2, mailV1)
-	d, err := s.Diff("everything", "echo")
+	d, err := s.Diff(t.Context(), "everything", "echo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +322,7 @@ func TestDiff(t *testing.T) {
 	if d != want {
 		t.Errorf("Diff:\n%s\nwant:\n%s", d, want)
 	}
-	d, err = s.Diff("everything", "send_mail")
+	d, err = s.Diff(t.Context(), "everything", "send_mail")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +332,7 @@ func TestDiff(t *testing.T) {
 	}
 	// A hidden instruction is visible in the diff, not hidden in the operator's terminal.
 	check(t, s, "everything", Enforce, def("echo", "Echoes a message."+tags("exfiltrate")+"\x1b[2J", echoSchema))
-	d, _ = s.Diff("everything", "echo")
+	d, _ = s.Diff(t.Context(), "everything", "echo")
 	if strings.ContainsRune(d, 0x1b) || strings.ContainsRune(d, 0xe0065) || !strings.Contains(d, `\udb40\udc65`) {
 		t.Errorf("hidden characters reach the terminal: %q", d)
 	}
@@ -369,24 +380,24 @@ func TestUnifiedDiff(t *testing.T) {
 func TestUpstreamNames(t *testing.T) {
 	s := newStore(t)
 	for _, name := range []string{"", "../etc", "a/b", ".hidden", "-x", "x y", strings.Repeat("a", 65), "a\x00"} {
-		vs, err := s.Check(name, Enforce, []Definition{echoV1})
+		vs, err := s.Check(t.Context(), name, Enforce, []Definition{echoV1})
 		if err == nil || vs.Tools[0].Allowed {
 			t.Errorf("Check(%q) = %+v, %v", name, vs, err)
 		}
-		if _, err := s.Diff(name, "echo"); err == nil {
+		if _, err := s.Diff(t.Context(), name, "echo"); err == nil {
 			t.Errorf("Diff(%q) accepted", name)
 		}
-		if _, err := s.Approve(name, "echo", ""); err == nil {
+		if _, err := s.Approve(t.Context(), name, "echo", ""); err == nil {
 			t.Errorf("Approve(%q) accepted", name)
 		}
-		if _, err := s.Reset(name); err == nil {
+		if _, err := s.Reset(t.Context(), name); err == nil {
 			t.Errorf("Reset(%q) accepted", name)
 		}
 	}
-	if _, err := s.Check("upstream_1.v2-x", Enforce, []Definition{echoV1}); err != nil {
+	if _, err := s.Check(t.Context(), "upstream_1.v2-x", Enforce, []Definition{echoV1}); err != nil {
 		t.Error(err)
 	}
-	if _, err := s.Check("u", Mode("strict"), []Definition{echoV1}); err == nil {
+	if _, err := s.Check(t.Context(), "u", Mode("strict"), []Definition{echoV1}); err == nil {
 		t.Error("an unknown mode was accepted")
 	}
 }
@@ -437,20 +448,20 @@ func TestCorruptFailsClosed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
 			check(t, s, "u", Enforce, echoV1, addV1)
-			b, err := os.ReadFile(s.Path("u"))
+			b, err := os.ReadFile(s.Location("u"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(s.Path("u"), tc.mangle(b), 0o600); err != nil {
+			if err := os.WriteFile(s.Location("u"), tc.mangle(b), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			for _, mode := range []Mode{Enforce, Warn} {
-				vs, err := s.Check("u", mode, []Definition{echoV1, addV1})
+				vs, err := s.Check(t.Context(), "u", mode, []Definition{echoV1, addV1})
 				var ce *CorruptError
 				if !errors.As(err, &ce) || !IsCorrupt(err) {
 					t.Fatalf("%s: err = %v, want a *CorruptError", mode, err)
 				}
-				for _, w := range []string{tc.want, s.Path("u"), "airlock pins reset u"} {
+				for _, w := range []string{tc.want, s.Location("u"), "airlock pins reset u"} {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("%s: error %q lacks %q", mode, err, w)
 					}
@@ -459,21 +470,21 @@ func TestCorruptFailsClosed(t *testing.T) {
 					t.Errorf("%s: verdicts %s", mode, got)
 				}
 				// The message reaches the model: it names the fix, not the host's paths.
-				if m := vs.Tools[0].Message; !strings.Contains(m, "airlock pins reset u") || strings.Contains(m, s.Dir()) {
+				if m := vs.Tools[0].Message; !strings.Contains(m, "airlock pins reset u") || strings.Contains(m, filepath.Dir(s.Location("u"))) {
 					t.Errorf("message %q", m)
 				}
 			}
 			// The damaged file is left for the operator, not silently replaced.
-			if after, _ := os.ReadFile(s.Path("u")); string(after) != string(tc.mangle(b)) {
+			if after, _ := os.ReadFile(s.Location("u")); string(after) != string(tc.mangle(b)) {
 				t.Error("Check rewrote the damaged file")
 			}
-			if _, err := s.Diff("u", "echo"); !IsCorrupt(err) {
+			if _, err := s.Diff(t.Context(), "u", "echo"); !IsCorrupt(err) {
 				t.Errorf("Diff: %v", err)
 			}
-			if _, err := s.Approve("u", "echo", ""); !IsCorrupt(err) {
+			if _, err := s.Approve(t.Context(), "u", "echo", ""); !IsCorrupt(err) {
 				t.Errorf("Approve: %v", err)
 			}
-			if _, err := s.Reset("u"); err != nil {
+			if _, err := s.Reset(t.Context(), "u"); err != nil {
 				t.Fatalf("Reset: %v", err)
 			}
 			if got := decisions(check(t, s, "u", Enforce, echoV1)); got != "echo:first_use:allowed" {
@@ -487,14 +498,14 @@ func TestCorruptFailsClosed(t *testing.T) {
 // at its path, which stops root too) withholds every tool.
 func TestIOErrorFailsClosed(t *testing.T) {
 	s := newStore(t)
-	if err := os.Mkdir(s.Path("u"), 0o700); err != nil {
+	if err := os.MkdirAll(s.Location("u"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	vs, err := s.Check("u", Enforce, []Definition{echoV1})
+	vs, err := s.Check(t.Context(), "u", Enforce, []Definition{echoV1})
 	if err == nil || IsCorrupt(err) || decisions(vs) != "echo:unreadable:withheld" {
 		t.Errorf("unreadable pin file: %s, %v", decisions(vs), err)
 	}
-	if m := vs.Tools[0].Message; !strings.Contains(m, "withheld") || strings.Contains(m, s.Dir()) {
+	if m := vs.Tools[0].Message; !strings.Contains(m, "withheld") || strings.Contains(m, filepath.Dir(s.Location("u"))) {
 		t.Errorf("message %q", vs.Tools[0].Message)
 	}
 }
@@ -504,14 +515,14 @@ func TestFileIsPrivateAndTidy(t *testing.T) {
 	s := newStore(t)
 	check(t, s, "u", Enforce, echoV1)
 	check(t, s, "u", Enforce, echoV2)
-	fi, err := os.Stat(s.Path("u"))
+	fi, err := os.Stat(s.Location("u"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", fi.Mode())
 	}
-	ents, _ := os.ReadDir(s.Dir())
+	ents, _ := os.ReadDir(filepath.Dir(s.Location("u")))
 	var names []string
 	for _, e := range ents {
 		names = append(names, e.Name())
@@ -519,14 +530,14 @@ func TestFileIsPrivateAndTidy(t *testing.T) {
 	if !slices.Equal(names, []string{"u.json", "u.lock"}) {
 		t.Errorf("pins directory holds %v", names)
 	}
-	if di, _ := os.Stat(s.Dir()); di.Mode().Perm() != 0o700 {
+	if di, _ := os.Stat(filepath.Dir(s.Location("u"))); di.Mode().Perm() != 0o700 {
 		t.Errorf("directory mode %v", di.Mode())
 	}
 	// An unchanged check does not rewrite the file.
-	before, _ := os.Stat(s.Path("u"))
+	before, _ := os.Stat(s.Location("u"))
 	time.Sleep(10 * time.Millisecond)
 	check(t, s, "u", Enforce, echoV2)
-	if after, _ := os.Stat(s.Path("u")); !os.SameFile(before, after) {
+	if after, _ := os.Stat(s.Location("u")); !os.SameFile(before, after) {
 		t.Error("an unchanged check rewrote the pin file")
 	}
 }
@@ -547,7 +558,7 @@ func TestConcurrentChecks(t *testing.T) {
 				if r%3 == 2 {
 					defs[0] = echoV2
 				}
-				vs, err := s.Check("shared", Enforce, defs)
+				vs, err := s.Check(t.Context(), "shared", Enforce, defs)
 				if err != nil {
 					errs <- err
 					return
@@ -558,12 +569,12 @@ func TestConcurrentChecks(t *testing.T) {
 					}
 				}
 				if w%2 == 0 && r%5 == 0 {
-					if _, err := s.ApproveAll("shared"); err != nil {
+					if _, err := s.ApproveAll(t.Context(), "shared"); err != nil {
 						errs <- err
 						return
 					}
 				}
-				if _, err := s.List("shared"); err != nil {
+				if _, err := s.List(t.Context(), "shared"); err != nil {
 					errs <- err
 					return
 				}
@@ -582,7 +593,7 @@ func TestConcurrentChecks(t *testing.T) {
 	if total != 3 {
 		t.Errorf("%d first-use verdicts, want 3 (one worker's echo, add and own tool)", total)
 	}
-	if _, _, err := s.load("shared"); err != nil {
+	if _, err := s.load(t.Context(), "shared"); err != nil {
 		t.Errorf("pin file after concurrent checks: %v", err)
 	}
 }
@@ -623,11 +634,8 @@ func TestConcurrentProcesses(t *testing.T) {
 	if firstUse != 2 {
 		t.Errorf("%d first-use verdicts across processes, want 2", firstUse)
 	}
-	s, err := Open(stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := s.List("shared")
+	s := openStore(t, stateDir)
+	st, err := s.List(t.Context(), "shared")
 	if err != nil {
 		t.Fatalf("pin file after concurrent processes: %v", err)
 	}
@@ -654,10 +662,7 @@ func TestHelperProcess(t *testing.T) {
 	if stateDir == "" {
 		t.Skip("helper process for TestConcurrentProcesses")
 	}
-	s, err := Open(stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, stateDir)
 	id := os.Getenv("AIRLOCK_PINS_HELPER_ID")
 	mine := def("proc_"+id, "Process tool.", `{"type":"object"}`)
 	var start int64
@@ -669,7 +674,7 @@ func TestHelperProcess(t *testing.T) {
 		if r%4 == 3 {
 			defs[0] = echoV2
 		}
-		vs, err := s.Check("shared", Enforce, defs)
+		vs, err := s.Check(t.Context(), "shared", Enforce, defs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -679,7 +684,7 @@ func TestHelperProcess(t *testing.T) {
 			}
 		}
 		if r%10 == 0 {
-			if _, err := s.ApproveAll("shared"); err != nil {
+			if _, err := s.ApproveAll(t.Context(), "shared"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -687,16 +692,16 @@ func TestHelperProcess(t *testing.T) {
 	fmt.Printf("first_use=%d\n", n)
 }
 
-func TestOpen(t *testing.T) {
-	if _, err := Open(""); err == nil {
-		t.Error("Open(\"\") accepted")
-	}
+// TestLocation: in the file store the pins are where Airlock always kept them, so an upgrade
+// finds them (pins lost would pin changed tools afresh on first use).
+func TestLocation(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
+	s := openStore(t, dir)
+	if got, want := s.Location("x"), filepath.Join(dir, "pins", "x.json"); got != want {
+		t.Errorf("Location = %s, want %s", got, want)
 	}
-	if s.Dir() != filepath.Join(dir, "pins") || s.Path("x") != filepath.Join(dir, "pins", "x.json") {
-		t.Errorf("Dir %s Path %s", s.Dir(), s.Path("x"))
+	check(t, s, "x", Enforce, echoV1)
+	if _, err := os.Stat(filepath.Join(dir, "pins", "x.json")); err != nil {
+		t.Error(err)
 	}
 }
