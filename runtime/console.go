@@ -108,14 +108,7 @@ func (b consoleBackend) Check(ctx context.Context, a console.Admin) error {
 }
 
 func (b consoleBackend) Pending() []console.Pending {
-	var out []console.Pending
-	for _, p := range b.rt.pending.List() {
-		out = append(out, console.Pending(p))
-	}
-	if out == nil {
-		out = []console.Pending{}
-	}
-	return out
+	return b.rt.pending.List()
 }
 
 func (b consoleBackend) PendingChanged() <-chan struct{} { return b.rt.pending.Changed() }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -83,18 +82,11 @@ func TestStateDownFailsClosed(t *testing.T) {
 		t.Fatalf("call with the store up: %+v", res)
 	}
 
-	srv := httptest.NewUnstartedServer(nil)
-	h, err := rt.HTTPHandler(srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Config.Handler = h
-	srv.Start()
-	defer srv.Close()
+	endpoint, _ := serveFront(t, rt)
 	withToken := func(tok string) func(*http.Request) {
 		return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
 	}
-	if resp := post(t, srv.URL+MCPPath, withToken("alk_grant-token-for-the-test")); resp.StatusCode != http.StatusOK {
+	if resp := post(t, endpoint, withToken("alk_grant-token-for-the-test")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("grant token with the store up: %d", resp.StatusCode)
 	}
 
@@ -103,7 +95,7 @@ func TestStateDownFailsClosed(t *testing.T) {
 	if !res.Denied || !strings.Contains(res.Text, "(rule /kill)") || !strings.Contains(res.Text, "connection refused") {
 		t.Fatalf("call with the store down: %+v; want denied by /kill naming the outage", res)
 	}
-	if resp := post(t, srv.URL+MCPPath, withToken("alk_grant-token-for-the-test")); resp.StatusCode != http.StatusServiceUnavailable {
+	if resp := post(t, endpoint, withToken("alk_grant-token-for-the-test")); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("grant token with the store down: %d; want 503", resp.StatusCode)
 	}
 	store.down.Store(false)

@@ -151,18 +151,11 @@ func TestHTTPToolsPerGrant(t *testing.T) {
 		"read_file":{},
 		"run_command":{"require":[{"conditions":[{"path":"grant.id","op":"eq","value":"dev"}]}]}}}`
 	rt := newTestRuntime(t, "http:\n  tokens:\n    - {token_env: CI_TOK, grant: ci}\n    - {token_env: DEV_TOK, grant: dev}\n", policy, &fakeBackend{})
-	srv := httptest.NewUnstartedServer(nil)
-	h, err := rt.HTTPHandler(srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Config.Handler = h
-	srv.Start()
-	defer srv.Close()
+	endpoint, _ := serveFront(t, rt)
 	list := func(token string) []string {
 		c := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil)
 		cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{
-			Endpoint: srv.URL + MCPPath, HTTPClient: &http.Client{Transport: bearerTransport{token}},
+			Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearerTransport{token}},
 		}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -194,16 +187,9 @@ func TestHTTPSessionBoundToGrant(t *testing.T) {
 	t.Setenv("DEV_TOK", devTok)
 	fb := &fakeBackend{}
 	rt := newTestRuntime(t, "http:\n  tokens:\n    - {token_env: CI_TOK, grant: ci}\n    - {token_env: DEV_TOK, grant: dev}\n", "", fb)
-	srv := httptest.NewUnstartedServer(nil)
-	h, err := rt.HTTPHandler(srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Config.Handler = h
-	srv.Start()
-	defer srv.Close()
+	endpoint, _ := serveFront(t, rt)
 	send := func(token, session, body string) (*http.Response, string) {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+MCPPath, strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		req.Header.Set("Authorization", "Bearer "+token)

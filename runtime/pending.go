@@ -9,22 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/airlock-mcp/airlock/console"
+
 	"github.com/airlock-mcp/airlock/pipeline"
 )
-
-// PendingApproval is a call waiting for a human in the console: its client cannot ask its
-// user (no elicitation), so the console shows the whole request instead.
-type PendingApproval struct {
-	ID       string         `json:"id"`
-	Tool     string         `json:"tool"`
-	Grant    string         `json:"grant"`
-	Session  string         `json:"session"`
-	Args     map[string]any `json:"args"`
-	Rule     string         `json:"rule"`
-	Message  string         `json:"message"`
-	Since    time.Time      `json:"since"`
-	Deadline time.Time      `json:"deadline"`
-}
 
 // pendingApprovals holds the calls waiting for the console. Elicitation stays the first
 // choice: only calls whose client cannot elicit wait here.
@@ -37,7 +25,7 @@ type pendingApprovals struct {
 }
 
 type pendingItem struct {
-	PendingApproval
+	console.Pending
 	answer chan consoleAnswer // buffered 1: the first answer wins
 }
 
@@ -63,14 +51,14 @@ func (p *pendingApprovals) Changed() <-chan struct{} {
 }
 
 // List returns the waiting calls, oldest first.
-func (p *pendingApprovals) List() []PendingApproval {
+func (p *pendingApprovals) List() []console.Pending {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]PendingApproval, 0, len(p.items))
+	out := make([]console.Pending, 0, len(p.items))
 	for _, it := range p.items {
-		out = append(out, it.PendingApproval)
+		out = append(out, it.Pending)
 	}
-	slices.SortFunc(out, func(a, b PendingApproval) int { return a.Since.Compare(b.Since) })
+	slices.SortFunc(out, func(a, b console.Pending) int { return a.Since.Compare(b.Since) })
 	return out
 }
 
@@ -97,7 +85,7 @@ func (p *pendingApprovals) Decide(id string, approve bool, by string) error {
 // wait shows req in the console and waits for an answer, the timeout or ctx.
 func (p *pendingApprovals) wait(ctx context.Context, grant, session string, req pipeline.ApprovalRequest) (consoleAnswer, error) {
 	now := time.Now()
-	it := &pendingItem{PendingApproval: PendingApproval{ID: rand.Text(), Tool: req.Tool, Grant: grant, Session: session,
+	it := &pendingItem{Pending: console.Pending{ID: rand.Text(), Tool: req.Tool, Grant: grant, Session: session,
 		Args: req.Args, Rule: req.Decision.Rule, Message: req.Decision.Message, Since: now, Deadline: now.Add(p.timeout)},
 		answer: make(chan consoleAnswer, 1)}
 	p.mu.Lock()

@@ -103,13 +103,7 @@ func (f *controlFlags) register(fs *flag.FlagSet) {
 
 // open opens the state store the config names, and returns the config too.
 func (f *controlFlags) open(ctx context.Context) (*runtime.Config, state.Store, error) {
-	var cfg *runtime.Config
-	var err error
-	if f.config != "" {
-		cfg, err = runtime.LoadConfig(f.config)
-	} else {
-		cfg, err = runtime.ParseConfig("", nil)
-	}
+	cfg, err := readConfig(f.config)
 	if err != nil {
 		return nil, nil, err
 	}

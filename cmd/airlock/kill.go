@@ -65,28 +65,52 @@ func (f *targetFlags) target() (state.Target, error) {
 	return ts[0], ts[0].Check()
 }
 
-func cmdKill(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("airlock kill", flag.ContinueOnError)
+// switchCommand parses the flags of kill or resume (name is "kill" or "resume") and opens the
+// state store; extra registers the command's own flags. ok false means the exit code is set.
+func switchCommand(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (cf controlFlags, tf targetFlags, code int, ok bool) {
+	fs := flag.NewFlagSet("airlock "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var cf controlFlags
 	cf.register(fs)
-	var tf targetFlags
 	tf.register(fs)
-	reason := fs.String("reason", "", "why")
-	list := fs.Bool("list", false, "list the switches")
+	if extra != nil {
+		extra(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, killUsage)
-			return 0
+			return cf, tf, 0, false
 		}
-		fmt.Fprintf(stderr, "airlock kill: %v\n\n%s", err, killUsage)
-		return 2
+		fmt.Fprintf(stderr, "airlock %s: %v\n\n%s", name, err, killUsage)
+		return cf, tf, 2, false
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "airlock kill: unexpected argument %q\n\n%s", fs.Arg(0), killUsage)
-		return 2
+		fmt.Fprintf(stderr, "airlock %s: unexpected argument %q\n\n%s", name, fs.Arg(0), killUsage)
+		return cf, tf, 2, false
 	}
-	if *list {
+	return cf, tf, 0, true
+}
+
+// openStore opens the state store for kill or resume, printing why not.
+func openStore(ctx context.Context, name string, cf controlFlags, stderr io.Writer) (state.Store, bool) {
+	_, store, err := cf.open(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "airlock %s: %v\n", name, err)
+		return nil, false
+	}
+	return store, true
+}
+
+func cmdKill(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var reason string
+	var list bool
+	cf, tf, code, ok := switchCommand("kill", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&reason, "reason", "", "why")
+		fs.BoolVar(&list, "list", false, "list the switches")
+	})
+	if !ok {
+		return code
+	}
+	if list {
 		return killList(ctx, cf, stdout, stderr)
 	}
 	t, err := tf.target()
@@ -94,17 +118,16 @@ func cmdKill(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "airlock kill: %v\n\n%s", err, killUsage)
 		return 2
 	}
-	if len(*reason) > 1024 || strings.ContainsAny(*reason, "\x00") {
+	if len(reason) > 1024 || strings.ContainsAny(reason, "\x00") {
 		fmt.Fprintln(stderr, "airlock kill: --reason: at most 1024 characters, no NUL")
 		return 2
 	}
-	_, store, err := cf.open(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "airlock kill: %v\n", err)
+	store, ok := openStore(ctx, "kill", cf, stderr)
+	if !ok {
 		return 2
 	}
 	defer store.Close()
-	if err := store.SetKill(ctx, state.Kill{Target: t, Reason: *reason, Time: time.Now().UTC()}); err != nil {
+	if err := store.SetKill(ctx, state.Kill{Target: t, Reason: reason, Time: time.Now().UTC()}); err != nil {
 		fmt.Fprintf(stderr, "airlock kill: %v\n", err)
 		return 1
 	}
@@ -116,9 +139,8 @@ func cmdKill(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func killList(ctx context.Context, cf controlFlags, stdout, stderr io.Writer) int {
-	_, store, err := cf.open(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "airlock kill: %v\n", err)
+	store, ok := openStore(ctx, "kill", cf, stderr)
+	if !ok {
 		return 2
 	}
 	defer store.Close()
@@ -139,31 +161,17 @@ func killList(ctx context.Context, cf controlFlags, stdout, stderr io.Writer) in
 }
 
 func cmdResume(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("airlock resume", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var cf controlFlags
-	cf.register(fs)
-	var tf targetFlags
-	tf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, killUsage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "airlock resume: %v\n\n%s", err, killUsage)
-		return 2
+	cf, tf, code, ok := switchCommand("resume", args, stderr, nil)
+	if !ok {
+		return code
 	}
 	t, err := tf.target()
-	if err != nil || fs.NArg() > 0 {
-		if err == nil {
-			err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
-		}
+	if err != nil {
 		fmt.Fprintf(stderr, "airlock resume: %v\n\n%s", err, killUsage)
 		return 2
 	}
-	_, store, err := cf.open(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "airlock resume: %v\n", err)
+	store, ok := openStore(ctx, "resume", cf, stderr)
+	if !ok {
 		return 2
 	}
 	defer store.Close()

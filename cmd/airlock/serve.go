@@ -52,13 +52,7 @@ func (f *runtimeFlags) register(fs *flag.FlagSet) {
 
 // loadConfig reads and resolves the config (or the built-in default).
 func (f *runtimeFlags) loadConfig() (*runtime.Config, error) {
-	var cfg *runtime.Config
-	var err error
-	if f.config != "" {
-		cfg, err = runtime.LoadConfig(f.config)
-	} else {
-		cfg, err = runtime.ParseConfig("", nil)
-	}
+	cfg, err := readConfig(f.config)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +60,14 @@ func (f *runtimeFlags) loadConfig() (*runtime.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// readConfig reads the config file at path, or the built-in default for "".
+func readConfig(path string) (*runtime.Config, error) {
+	if path != "" {
+		return runtime.LoadConfig(path)
+	}
+	return runtime.ParseConfig("", nil)
 }
 
 func newLogger(stderr io.Writer) zerolog.Logger {
