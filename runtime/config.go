@@ -80,6 +80,8 @@ type AuditConfig struct {
 	Path string `yaml:"path"`
 	// RecordArgs stores argument values in audit records (off: only keys and a hash).
 	RecordArgs bool `yaml:"record_args"`
+	// Rotate starts a new file by size or by day; the chain continues across files.
+	Rotate AuditRotateConfig `yaml:"rotate"`
 }
 
 // GrantConfig is a caller identity as the policy sees it (grant.id, grant.labels.X).
@@ -500,6 +502,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.validatePool(); err != nil {
+		return err
+	}
+	if err := c.validateAuditRotate(); err != nil {
 		return err
 	}
 	if s := c.Tests.CacheSize; s != "" {
