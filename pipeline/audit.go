@@ -1,13 +1,11 @@
 package pipeline
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -473,59 +471,6 @@ func (l *AuditLog) write(rec *Record) error {
 	l.end += int64(len(line))
 	if d := recordDay(rec.Time); d > l.day {
 		l.day = d
-	}
-	return nil
-}
-
-// checkExistingHead compares the head file left by earlier writers with the log as it is now
-// (called under the lock, after catching up). Rewriting the head without looking would erase
-// the only evidence that records were cut from the end of the log, so a head that claims more
-// than the log holds, or names a record that is no longer there, refuses the log.
-func (l *AuditLog) checkExistingHead() error {
-	b, err := io.ReadAll(io.NewSectionReader(l.headF, 0, 1<<10))
-	if err != nil {
-		return fmt.Errorf("audit log head %s.head: %w", l.path, err)
-	}
-	if len(bytes.TrimSpace(b)) == 0 || l.records == 0 && l.start == GenesisHash {
-		// A new log, a head file removed by hand, or a log moved aside and started afresh
-		// (someone able to empty the log could as well remove both files): nothing to compare.
-		return nil
-	}
-	// After a rotation the head file may still name a record of the rotated file (a crash
-	// before the new file's first record): that agrees with the log. One that names a record
-	// of neither file means records were cut.
-	var before io.Reader
-	if prev, err := predecessor(l.path); err == nil && prev != "" {
-		pf, err := os.Open(prev)
-		if err != nil {
-			return fmt.Errorf("audit log %s: %w", l.path, err)
-		}
-		defer pf.Close()
-		before = pf
-	}
-	rep := VerifyReport{Records: l.records, LastHash: l.head, IntactBytes: l.end}
-	if ok, msg := checkHeadAcross(b, l.path+".head", rep, io.NewSectionReader(l.f, 0, l.end), l.path, before); !ok {
-		return fmt.Errorf("audit log %s: %s. Airlock will not extend it: run `airlock audit verify %s` and keep the evidence, then move both %s and %s.head aside to start a new log", l.path, msg, l.path, l.path, l.path)
-	}
-	return nil
-}
-
-// The head file has a fixed length (zero-padded count), so it is rewritten in place.
-//
-// It is not fsynced, with one exception: in an active file that follows a rotated one, the
-// first time it names a record of that file. After a power cut it may then lag the log by
-// records of the active file, but never name a record more than one file back, which
-// verify could not tell from records cut from the end (checkHeadAcross).
-func (l *AuditLog) writeHead() error {
-	b := fmt.Appendf(nil, `{"records":%-20d,"hash":"%s"}`+"\n", l.records, l.head)
-	if _, err := l.headF.WriteAt(b, 0); err != nil {
-		return fmt.Errorf("audit log head %s.head: %w", l.path, err)
-	}
-	if !l.headSynced && l.records > 0 && l.start != GenesisHash {
-		if err := l.headF.Sync(); err != nil {
-			return fmt.Errorf("audit log head %s.head: %w", l.path, err)
-		}
-		l.headSynced = true
 	}
 	return nil
 }

@@ -132,9 +132,15 @@ func (l *AuditLog) rotateFile(reason string) error {
 	if err := l.openFiles(); err != nil {
 		return stop("opening a new file", err)
 	}
-	if _, err := l.lock(); err != nil {
+	recov, err := l.lock()
+	if err != nil {
 		l.closeFiles()
 		return stop("locking the new file", err)
+	}
+	if (recov.TornBytes > 0 || recov.Reopened) && l.onRecover != nil {
+		// Another writer died mid-record in the new file, or it was replaced meanwhile.
+		recov.Records, recov.LastID = l.records, l.lastID
+		l.onRecover(recov)
 	}
 	if l.onRotate != nil {
 		l.onRotate(ev)

@@ -370,40 +370,6 @@ func (s *setSnapshot) checkHead(rep *SetReport, prevFile int) {
 	rep.HeadOK, rep.HeadMsg = checkHeadAcross(s.head, headPath, ar.VerifyReport, intact, active.path, before)
 }
 
-// checkHeadAcross is checkHead for the active file of a rotated log. After a rotation the
-// head file names the last record of the file before the active one until a record is
-// written to the new file (and, the head file not being fsynced, possibly after a power cut):
-// a head that names a record of that file, before is its content, agrees with the log too.
-// The writer fsyncs the head file once it names a record of the new file, so it never lags
-// further back.
-func checkHeadAcross(b []byte, path string, rep VerifyReport, intact io.Reader, logPath string, before io.Reader) (ok bool, msg string) {
-	ok, msg = checkHead(b, path, rep, intact, logPath)
-	if ok || before == nil {
-		return ok, msg
-	}
-	var h struct {
-		Records int64  `json:"records"`
-		Hash    string `json:"hash"`
-	}
-	if json.Unmarshal(bytes.TrimSpace(b), &h) != nil || h.Records <= 0 {
-		return ok, msg
-	}
-	var i int64
-	errStop := errors.New("stop")
-	found := false
-	_ = ReadRecords(before, func(_ []byte, rec Record) error {
-		if i++; i == h.Records {
-			found = rec.Hash == h.Hash
-			return errStop
-		}
-		return nil
-	})
-	if found {
-		return true, ""
-	}
-	return ok, msg
-}
-
 // firstPrevHash is the prev_hash of r's first line, or "" when there is none.
 func firstPrevHash(r io.ReadSeeker) string {
 	defer r.Seek(0, io.SeekStart)
