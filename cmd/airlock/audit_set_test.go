@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/pipeline"
 )
 
@@ -295,5 +297,50 @@ func TestAuditTailRotated(t *testing.T) {
 	code, out, _ = runAudit("tail", "--denied", path)
 	if code != 0 || strings.Count(out, "\n") != 2 {
 		t.Fatalf("tail --denied = %d\n%s, want id-1 and id-3", code, out)
+	}
+}
+
+// TestAuditCallRotates: `airlock call` with a config's audit.rotate rotates a log past
+// max_size before it appends, and the set verifies through the config's audit path.
+func TestAuditCallRotates(t *testing.T) {
+	runcBin := testenv.Runc(t)
+	bin := filepath.Join(testenv.Binaries(t), "airlock")
+	state, ws := t.TempDir(), t.TempDir()
+	policy, err := filepath.Abs(filepath.Join("testdata", "audit", "deny-all.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(state, "audit", "audit.jsonl")
+	// Fill the log past 1 MiB.
+	l, _, err := pipeline.OpenAudit(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		r := &pipeline.Record{AuditID: fmt.Sprintf("fill-%d", i), Decision: "allow", Message: strings.Repeat("m", 2000)}
+		if err := l.Append(r); err != nil {
+			t.Fatal(err)
+		}
+		if fi, _ := os.Stat(logPath); fi.Size() >= 1<<20 {
+			break
+		}
+	}
+	l.Close()
+	cfg := filepath.Join(t.TempDir(), "airlock.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("audit:\n  path: %s\n  rotate:\n    max_size: 1Mi\n    keep: 5\n", logPath)), 0o600)
+	for i := range 2 {
+		cmd := exec.Command(bin, "call", "--config", cfg, "--policy", policy, "--workspace", ws, "run_command", fmt.Sprintf(`{"command":"ls %d"}`, i))
+		cmd.Env = append(os.Environ(), "AIRLOCK_STATE_DIR="+state, "AIRLOCK_RUNC="+runcBin)
+		if out, err := cmd.CombinedOutput(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
+			t.Fatalf("airlock call = %v, want 3 (denied)\n%s", err, out)
+		}
+	}
+	rot, err := pipeline.RotatedFiles(logPath)
+	if err != nil || len(rot) != 1 {
+		t.Fatalf("rotated files = %v (%v), want 1", rot, err)
+	}
+	code, out, errOut := runAudit("verify", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "  "+logPath+": 2 records\n") || !strings.Contains(out, "OK "+logPath+": ") {
+		t.Fatalf("airlock audit verify --config = %d\n%s%s", code, out, errOut)
 	}
 }
