@@ -46,6 +46,13 @@ func (l *AuditLog) lock() (Recovery, error) {
 					l.unlock()
 					return rec, err
 				}
+				// The file may have just been created (after a rotation, by this process
+				// or another): its directory entry must be on disk before records in it
+				// are fsynced, or a power cut could take the file and its records away.
+				if err := syncDir(filepath.Dir(l.path)); err != nil {
+					l.unlock()
+					return rec, fmt.Errorf("audit log %s: %w", l.path, err)
+				}
 				l.start, l.head = start, start
 			}
 			torn, err := l.catchUp(fi.Size())
