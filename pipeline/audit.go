@@ -1,19 +1,18 @@
 package pipeline
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 	"unicode/utf8"
 )
 
@@ -161,6 +160,12 @@ type AuditLog struct {
 	records int64
 	end     int64 // offset just past the last record this process verified or wrote
 	err     error
+	// start is the prev_hash of the active file's first record: GenesisHash, or the last
+	// hash of the rotated file before it; "" until lock has found it for the open file.
+	start string
+	day   string // latest UTC day among the active file's records (daily rotation)
+	// headSynced: the head file has been fsynced since it named a record of this file.
+	headSynced bool
 	// pending are closing records whose write found the disk full (see hold).
 	pending []*Record
 
@@ -168,6 +173,10 @@ type AuditLog struct {
 	onRecover func(Recovery)
 	// writeLine writes one encoded line; tests replace it to simulate a crash mid-write.
 	writeLine func(f *os.File, line []byte) error
+
+	rotate   RotateConfig
+	now      func() time.Time // names rotated files
+	onRotate func(Rotation)
 }
 
 // Recovery describes what the writer found and repaired in the log: on open, or, for a log
@@ -180,6 +189,9 @@ type Recovery struct {
 	// Reopened: the file at the log's path was no longer the one this process had open
 	// (moved aside or replaced); appends continue in the file now at the path.
 	Reopened bool
+	// Rotated: another process rotated the log (audit.rotate); appends continue in the new
+	// file at the path. Routine, so not reported to OnRecover.
+	Rotated bool
 }
 
 // OpenAudit opens (creating if needed) the audit log at path and recovers the chain head.
@@ -191,7 +203,11 @@ type Recovery struct {
 // record another live process is still writing. Any other damage (a complete line that does
 // not verify) is tampering or disk corruption: OpenAudit refuses the log rather than extend a
 // chain it cannot vouch for.
-func OpenAudit(path string) (*AuditLog, Recovery, error) {
+//
+// A rotated log (see WithRotation) continues its chain across files: the active file's first
+// record follows the last record of the newest rotated file beside it, with or without the
+// option (a writer that does not rotate still appends to a rotated log correctly).
+func OpenAudit(path string, opts ...AuditOption) (*AuditLog, Recovery, error) {
 	var rec Recovery
 	if path == "" {
 		return nil, rec, errors.New("audit log: no path configured; set AuditPath (default $AIRLOCK_STATE_DIR/audit/audit.jsonl)")
@@ -199,7 +215,13 @@ func OpenAudit(path string) (*AuditLog, Recovery, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, rec, fmt.Errorf("audit log %s: %w", path, err)
 	}
-	l := &AuditLog{path: path, head: GenesisHash, writeLine: writeAll}
+	l := &AuditLog{path: path, head: GenesisHash, writeLine: writeAll, now: time.Now}
+	for _, o := range opts {
+		o(l)
+	}
+	if l.rotate.Keep < 0 || l.rotate.MaxSize < 0 {
+		return nil, rec, fmt.Errorf("audit log %s: rotation: keep and max size must not be negative", path)
+	}
 	if err := l.openFiles(); err != nil {
 		return nil, rec, err
 	}
@@ -239,6 +261,7 @@ func (l *AuditLog) openFiles() error {
 	}
 	l.f, l.headF = f, headF
 	l.head, l.lastID, l.records, l.end = GenesisHash, "", 0, 0
+	l.start, l.day, l.headSynced = "", "", false
 	return nil
 }
 
@@ -324,6 +347,11 @@ func (l *AuditLog) append(rec *Record, sync bool) error {
 	if (recov.TornBytes > 0 || recov.Reopened) && l.onRecover != nil {
 		recov.Records, recov.LastID = l.records, l.lastID
 		l.onRecover(recov)
+	}
+	if why := l.rotateDue(rec); why != "" {
+		if err := l.rotateFile(why); err != nil {
+			return err
+		}
 	}
 	// Closing records that found the disk full go first, in their order.
 	for len(l.pending) > 0 {
@@ -450,35 +478,8 @@ func (l *AuditLog) write(rec *Record) error {
 	l.head, l.lastID = rec.Hash, rec.AuditID
 	l.records++
 	l.end += int64(len(line))
-	return nil
-}
-
-// checkExistingHead compares the head file left by earlier writers with the log as it is now
-// (called under the lock, after catching up). Rewriting the head without looking would erase
-// the only evidence that records were cut from the end of the log, so a head that claims more
-// than the log holds, or names a record that is no longer there, refuses the log.
-func (l *AuditLog) checkExistingHead() error {
-	b, err := io.ReadAll(io.NewSectionReader(l.headF, 0, 1<<10))
-	if err != nil {
-		return fmt.Errorf("audit log head %s.head: %w", l.path, err)
-	}
-	if len(bytes.TrimSpace(b)) == 0 || l.records == 0 {
-		// A new log, a head file removed by hand, or a log moved aside and started afresh
-		// (someone able to empty the log could as well remove both files): nothing to compare.
-		return nil
-	}
-	rep := VerifyReport{Records: l.records, LastHash: l.head, IntactBytes: l.end}
-	if ok, msg := checkHead(b, l.path+".head", rep, io.NewSectionReader(l.f, 0, l.end), l.path); !ok {
-		return fmt.Errorf("audit log %s: %s. Airlock will not extend it: run `airlock audit verify %s` and keep the evidence, then move both %s and %s.head aside to start a new log", l.path, msg, l.path, l.path, l.path)
-	}
-	return nil
-}
-
-// The head file has a fixed length (zero-padded count), so it is rewritten in place.
-func (l *AuditLog) writeHead() error {
-	b := fmt.Appendf(nil, `{"records":%-20d,"hash":"%s"}`+"\n", l.records, l.head)
-	if _, err := l.headF.WriteAt(b, 0); err != nil {
-		return fmt.Errorf("audit log head %s.head: %w", l.path, err)
+	if d := recordDay(rec.Time); d > l.day {
+		l.day = d
 	}
 	return nil
 }

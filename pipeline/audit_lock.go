@@ -37,6 +37,24 @@ func (l *AuditLog) lock() (Recovery, error) {
 		}
 		pi, err := os.Stat(l.path)
 		if err == nil && os.SameFile(fi, pi) {
+			if l.start == "" {
+				// The chain of a file this process has just opened starts where the newest
+				// rotated file ends (or at the genesis). Read under the lock: rotations
+				// happen under it, so the newest rotated file is the one before this file.
+				start, err := chainStart(l.path)
+				if err != nil {
+					l.unlock()
+					return rec, err
+				}
+				// The file may have just been created (after a rotation, by this process
+				// or another): its directory entry must be on disk before records in it
+				// are fsynced, or a power cut could take the file and its records away.
+				if err := syncDir(filepath.Dir(l.path)); err != nil {
+					l.unlock()
+					return rec, fmt.Errorf("audit log %s: %w", l.path, err)
+				}
+				l.start, l.head = start, start
+			}
 			torn, err := l.catchUp(fi.Size())
 			if err != nil {
 				l.unlock()
@@ -45,6 +63,7 @@ func (l *AuditLog) lock() (Recovery, error) {
 			rec.TornBytes, rec.TornPath = torn.TornBytes, torn.TornPath
 			return rec, nil
 		}
+		rotated := l.wasRotated(fi)
 		l.unlock()
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return rec, fmt.Errorf("audit log %s: %w", l.path, err)
@@ -58,14 +77,20 @@ func (l *AuditLog) lock() (Recovery, error) {
 		if err := l.openFiles(); err != nil {
 			return rec, err
 		}
-		rec.Reopened = true
+		if rotated {
+			rec.Rotated = true
+		} else {
+			rec.Reopened = true
+		}
 	}
 }
 
 func (l *AuditLog) unlock() {
 	// Closing the file also releases the lock, so an error here cannot leave it held for
 	// longer than the process lives.
-	_ = flock.Apply(l.f, unix.LOCK_UN)
+	if l.f != nil {
+		_ = flock.Apply(l.f, unix.LOCK_UN)
+	}
 }
 
 // catchUp verifies the bytes between l.end and size, which other processes appended, and
@@ -82,7 +107,7 @@ func (l *AuditLog) catchUp(size int64) (Recovery, error) {
 		// shrinking below a record this process saw means records were removed.
 		return rec, fmt.Errorf("audit log %s shrank from %d to %d bytes while Airlock had it open: records were removed from the end. Run `airlock audit verify %s`", l.path, l.end, size, l.path)
 	}
-	start := VerifyReport{Records: l.records, LastID: l.lastID, LastHash: l.head, IntactBytes: l.end}
+	start := VerifyReport{Records: l.records, LastID: l.lastID, LastHash: l.head, IntactBytes: l.end, day: l.day}
 	rep, err := verifyFrom(io.NewSectionReader(l.f, l.end, size-l.end), start, int(min(max(size-l.end, 4<<10), 64<<10)))
 	if err != nil {
 		return rec, fmt.Errorf("audit log %s: reading: %w", l.path, err)
@@ -95,7 +120,7 @@ func (l *AuditLog) catchUp(size int64) (Recovery, error) {
 		return rec, fmt.Errorf("audit log %s is broken at line %d (%s)%s; the last intact record is %q. Run `airlock audit verify %s`, move the file aside and start again",
 			l.path, rep.BrokenLine, rep.Reason, who, rep.LastID, l.path)
 	}
-	l.records, l.lastID, l.head, l.end = rep.Records, rep.LastID, rep.LastHash, rep.IntactBytes
+	l.records, l.lastID, l.head, l.end, l.day = rep.Records, rep.LastID, rep.LastHash, rep.IntactBytes, rep.day
 	if rep.TornBytes == 0 {
 		return rec, nil
 	}

@@ -266,11 +266,32 @@ func TestAuditChildWriter(t *testing.T) {
 	if path == "" {
 		t.Skip("helper process for TestAuditKilledMidWrite")
 	}
-	l, _, err := OpenAudit(path)
+	var opts []AuditOption
+	if v := os.Getenv("AIRLOCK_AUDIT_CHILD_ROTATE"); v != "" {
+		size, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, WithRotation(RotateConfig{MaxSize: size}))
+	}
+	l, _, err := OpenAudit(path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	switch os.Getenv("AIRLOCK_AUDIT_CHILD_MODE") {
+	case "crash-after-rotate":
+		// Two records, then a third that rotates the log (AIRLOCK_AUDIT_CHILD_ROTATE=1) and
+		// stops before its write: killed between the rename and the new file's first record.
+		for i := 0; i < 2; i++ {
+			if err := l.Append(testRecord(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.writeLine = func(f *os.File, line []byte) error {
+			fmt.Println("CHILD-READY")
+			select {} // killed here
+		}
+		l.Append(testRecord(2))
 	case "half-line":
 		for i := 0; i < 3; i++ {
 			if err := l.Append(testRecord(i)); err != nil {

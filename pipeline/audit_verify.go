@@ -40,6 +40,13 @@ type VerifyReport struct {
 	UnfinishedCount int
 	Reaped          int64
 	open            map[string]bool // audit_ids started and not yet closed, while verifying
+
+	// day is the latest UTC day (2006-01-02) among the records' times, for daily rotation.
+	day string
+	// emit, when set, is called with each record once it has verified (LogSet.Read); its
+	// error stops the verification and is returned as emitErr.
+	emit    func(line []byte, rec *Record) error
+	emitErr error
 }
 
 // maxUnfinished bounds VerifyReport.Unfinished.
@@ -137,6 +144,9 @@ func verifyFrom(r io.Reader, rep VerifyReport, bufSize int) (VerifyReport, error
 				rep.Broken, rep.BrokenLine, rep.Reason = true, line, reason
 				return rep, nil
 			}
+			if rep.emitErr != nil {
+				return rep, rep.emitErr
+			}
 			rep.IntactBytes += int64(len(b))
 		}
 		if err == io.EOF {
@@ -168,6 +178,12 @@ func checkLine(b []byte, prev string, rep *VerifyReport) string {
 	rep.LastID = rec.AuditID
 	rep.LastHash = rec.Hash
 	rep.track(&rec)
+	if d := recordDay(rec.Time); d > rep.day {
+		rep.day = d
+	}
+	if rep.emit != nil {
+		rep.emitErr = rep.emit(b, &rec)
+	}
 	return ""
 }
 

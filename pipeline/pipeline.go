@@ -25,6 +25,7 @@ type Config struct {
 	Stop        Stopper
 	Backend     sandbox.Backend
 	AuditPath   string // append-only, hash-chained JSON lines
+	AuditRotate RotateConfig
 	Workspace   string // host path of the workspace, scrubbed from results as /workspace
 	MaxArgBytes int    // 0 means 1 MiB
 	RecordArgs  bool   // store argument values in the audit record
@@ -114,10 +115,11 @@ func New(cfg Config) (*Pipeline, error) {
 		scrub = DefaultHostPaths()
 	}
 	p.sanitize = sanitizeStage{NewSanitizer(red, cfg.Workspace, scrub, cfg.MaxOutputBytes)}
-	log, rec, err := OpenAudit(cfg.AuditPath)
+	log, rec, err := OpenAudit(cfg.AuditPath, WithRotation(cfg.AuditRotate), WithClock(p.now))
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
+	log.OnRotate(func(r Rotation) { logRotation(p.log, r) })
 	if rec.TornBytes > 0 {
 		p.log.Warn().Str("event", "audit.recovered").Str("path", cfg.AuditPath).Int64("torn_bytes", rec.TornBytes).
 			Str("saved_to", rec.TornPath).Str("last_id", rec.LastID).

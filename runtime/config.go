@@ -86,6 +86,8 @@ type AuditConfig struct {
 	Path string `yaml:"path"`
 	// RecordArgs stores argument values in audit records (off: only keys and a hash).
 	RecordArgs bool `yaml:"record_args"`
+	// Rotate starts a new file by size or by day; the chain continues across files.
+	Rotate AuditRotateConfig `yaml:"rotate"`
 }
 
 // GrantConfig is a caller identity as the policy sees it (grant.id, grant.labels.X).
@@ -515,6 +517,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.validatePool(); err != nil {
+		return err
+	}
+	if err := c.validateAuditRotate(); err != nil {
 		return err
 	}
 	if s := c.Tests.CacheSize; s != "" {

@@ -375,6 +375,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		Logger:     o.Logger,
 
 		ProgressInterval: o.ProgressInterval,
+		AuditRotate:      cfg.Audit.Rotate.resolved,
 	})
 	if err != nil {
 		closeBackend()
