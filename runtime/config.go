@@ -59,6 +59,8 @@ type Config struct {
 	// State is where rate-limit counters, grants and kill switches live (docs/operate.md): a
 	// directory (default $AIRLOCK_STATE_DIR/state) or redis://host:port/db, shared by replicas.
 	State string `yaml:"state"`
+	// Metrics configures the Prometheus metrics served at /metrics (docs/observe.md).
+	Metrics MetricsConfig `yaml:"metrics"`
 
 	// File is where the config came from ("" for the built-in default); errors name it.
 	File string `yaml:"-"`

@@ -271,6 +271,13 @@ type Runtime struct {
 	approvals    *approvals
 	calls        *inflight
 	gw           *gateway // nil without upstreams
+	// tel is the metrics and traces of the calls; gate, pool and probe are what the gauges
+	// and the readiness check read (see metricsstate.go, health.go).
+	tel   *telemetry
+	gate  *runGate
+	pool  *pool.Pool
+	probe sandbox.Backend
+	ready *readiness
 }
 
 // Open builds the runtime for a resolved config. It refuses to start without a working
@@ -349,8 +356,20 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		_ = pooled.Close()
 		return closeAll()
 	}
-	proxied := egressBackend{Backend: cacheGuardBackend{Backend: pooled}, dir: edir, base: cfg.Egress.resolved, log: o.Logger}
-	gated := gatedBackend{Backend: proxied, gate: gate}
+	tel, err := newTelemetry(ctx, cfg, o.Logger)
+	if err != nil {
+		closeBackend()
+		return nil, err
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			tel.close()
+		}
+	}()
+	proxied := egressBackend{Backend: cacheGuardBackend{Backend: pooled}, dir: edir, base: cfg.Egress.resolved, log: o.Logger,
+		count: tel.m.egressEvent}
+	gated := gatedBackend{Backend: observedBackend{Backend: proxied, m: tel.m}, gate: gate}
 	pipe, err := pipeline.New(pipeline.Config{
 		Tools:      ptools,
 		Policy:     engine,
@@ -360,6 +379,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		Workspace:  cfg.Workspace,
 		RecordArgs: cfg.Audit.RecordArgs,
 		Logger:     o.Logger,
+		Observer:   tel,
 
 		ProgressInterval: o.ProgressInterval,
 	})
@@ -377,7 +397,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	for name := range byName {
 		reserved[name] = true
 	}
-	gw, err := newGateway(cfg, pipe, gated, o.StateDir, reserved, o.Logger)
+	gw, err := newGateway(cfg, pipe, gated, o.StateDir, reserved, o.Logger, tel.callMeta)
 	if err != nil {
 		pipe.Close()
 		closeBackend()
@@ -385,7 +405,11 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	}
 	ReapLeftovers(ctx, backend, o.Logger)
 	r := &Runtime{cfg: cfg, tools: tools, byName: byName, pipe: pipe, store: store, control: ctl,
-		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw}
+		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw,
+		tel: tel, gate: gate, pool: pooled, probe: gatedBackend{Backend: backend, gate: gate}}
+	r.ready = newReadiness(r)
+	tel.m.bind(r)
+	opened = true
 	// The watcher lives as long as the runtime: Close stops it.
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watched := make(chan struct{})
@@ -430,6 +454,7 @@ func (r *Runtime) Close() error {
 	if cerr := r.pipe.Close(); err == nil {
 		err = cerr
 	}
+	r.tel.close() // the last spans, of the calls that just finished
 	return err
 }
 
@@ -465,6 +490,9 @@ func (r *Runtime) Run(ctx context.Context, call pipeline.Call) pipeline.Result {
 			call.Remote = r.gw.bind(t, "", nil, nil)
 		}
 	}
+	ctx, traceID, endSpan := r.tel.beginCall(ctx, call.Tool)
+	defer endSpan()
+	call.TraceID = traceID
 	return r.pipe.Run(ctx, call)
 }
 
