@@ -241,3 +241,41 @@ func TestMetricsGrantLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsUpstreamState follows an upstream through airlock_upstream_state: pending until
+// first needed, up once its tools are listed, down when it stops answering.
+func TestMetricsUpstreamState(t *testing.T) {
+	up := newFakeUpstream(t)
+	rt := newTestRuntime(t, "builtins: []\nupstreams:\n  up:\n    url: "+up.http.URL+"\n", gatewayPolicy, &fakeBackend{})
+	base := serveHTTPTest(t, rt)
+	state := func() string {
+		mfs := scrape(t, base, "")
+		for _, s := range []string{upstreamUp, upstreamDown, upstreamPending} {
+			if sample(mfs, "airlock_upstream_state", map[string]string{"upstream": "up", "state": s}) == 1 {
+				return s
+			}
+		}
+		return "none"
+	}
+	if s := state(); s != upstreamPending {
+		t.Fatalf("before any need: %s, want pending", s)
+	}
+	cs := connectClient(t, rt, nil)
+	if toolNames(t, cs)["up__echo"] == nil {
+		t.Fatal("up__echo not listed")
+	}
+	if s := state(); s != upstreamUp {
+		t.Fatalf("after listing: %s, want up", s)
+	}
+	callText(t, cs, "up__echo", map[string]any{"text": "hi"})
+	if n := sample(scrape(t, base, ""), "airlock_upstream_sessions", map[string]string{"upstream": "up"}); n != 1 {
+		t.Errorf("upstream sessions %v, want 1", n)
+	}
+	up.http.CloseClientConnections()
+	up.http.Close()
+	callText(t, cs, "up__echo", map[string]any{"text": "hi"}) // fails: the next list connects again
+	toolNames(t, cs)
+	if s := state(); s != upstreamDown {
+		t.Fatalf("after the upstream went away: %s, want down", s)
+	}
+}
