@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -148,14 +149,18 @@ func inode(fi os.FileInfo) uint64 {
 	return 0
 }
 
-// auditVerify checks the whole chain, as `airlock audit verify` does.
+// auditVerify checks the whole chain across the rotated files, as `airlock audit verify` does.
 func (h *Handler) auditVerify(w http.ResponseWriter, r *http.Request) {
-	rep, err := pipeline.VerifyLog(h.b.AuditPath())
+	rep, err := pipeline.LogSet{Active: h.b.AuditPath()}.Verify()
 	if err != nil {
 		fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	writeJSON(w, map[string]any{"intact": rep.Intact() && (!rep.HeadFound || rep.HeadOK), "records": rep.Records,
-		"last_id": rep.LastID, "broken_line": rep.BrokenLine, "reason": rep.Reason, "torn_bytes": rep.TornBytes,
-		"head": rep.HeadMsg, "checked": time.Now().UTC()})
+	out := map[string]any{"intact": rep.Intact(), "records": rep.Records, "files": len(rep.Files), "last_id": rep.LastID,
+		"broken_line": rep.BrokenLine, "reason": rep.Reason, "torn_bytes": rep.TornBytes, "head": rep.HeadMsg,
+		"earlier_removed": rep.EarlierRemoved(), "checked": time.Now().UTC()}
+	if rep.BrokenFile != "" {
+		out["broken_file"] = filepath.Base(rep.BrokenFile)
+	}
+	writeJSON(w, out)
 }

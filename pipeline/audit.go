@@ -79,6 +79,9 @@ type Record struct {
 	SessionTainted   bool     `json:"session_tainted,omitempty"`
 	SessionTaintedBy []string `json:"session_tainted_by,omitempty"`
 	Labels           []string `json:"labels,omitempty"`
+	// TraceID is the W3C trace id of the call's OpenTelemetry span (32 lowercase hex digits),
+	// when tracing is on; it ties the record to the call's trace (docs/observe.md).
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // EgressRecord is one connection through a call's egress proxy, allowed or refused.
@@ -112,7 +115,7 @@ func (r *Record) normalize() {
 	v := func(s *string) { *s = strings.ToValidUTF8(*s, "\uFFFD") }
 	for _, s := range []*string{&r.AuditID, &r.Time, &r.Grant, &r.Session, &r.Tool, &r.ArgsSHA256,
 		&r.Decision, &r.Rule, &r.Message, &r.PolicySHA256, &r.Backend, &r.Image, &r.Profile, &r.ContainerID, &r.Phase,
-		&r.Upstream, &r.UpstreamTool} {
+		&r.Upstream, &r.UpstreamTool, &r.TraceID} {
 		v(s)
 	}
 	for i := range r.ArgKeys {

@@ -40,6 +40,8 @@ type Config struct {
 	ProgressInterval time.Duration
 	// Now is the clock for audit timestamps and stage timings; nil means time.Now.
 	Now func() time.Time
+	// Observer, when set, is told of every call once it is recorded (metrics, traces).
+	Observer Observer
 }
 
 // Pipeline is safe for concurrent use. Each stage is a small value with one job (stages.go);
@@ -57,6 +59,7 @@ type Pipeline struct {
 
 	log zerolog.Logger
 	now func() time.Time
+	obs Observer
 }
 
 type toolEntry struct {
@@ -80,6 +83,7 @@ func New(cfg Config) (*Pipeline, error) {
 		execute: executeStage{backend: cfg.Backend, interval: cfg.ProgressInterval},
 		log:     cfg.Logger,
 		now:     cfg.Now,
+		obs:     cfg.Observer,
 	}
 	p.policy.engine.Store(cfg.Policy)
 	if p.now == nil {
@@ -197,6 +201,9 @@ type Call struct {
 	// History is the call's MCP session as the runtime keeps it (nil: a session without
 	// history, such as a one-shot CLI call). See SessionHistory.
 	History SessionHistory
+	// TraceID is the W3C trace id of the call's span when tracing is on (32 lowercase hex
+	// digits), recorded as the audit record's trace_id; anything else is not recorded.
+	TraceID string
 }
 
 // Result is what goes back to the agent: a text block plus structured content
@@ -274,6 +281,7 @@ func (p *Pipeline) Run(ctx context.Context, call Call) (res Result) {
 			res = t.errorResult(fmt.Sprintf("internal error while running %s; the call was recorded", call.Tool))
 		}
 		res = p.trace.finish(t, res) // stage 7, always
+		p.observe(ctx, t)
 	}()
 	if err := p.trace.audit.Err(); err != nil {
 		// Fail closed: a call that cannot be recorded does not run.

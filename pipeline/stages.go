@@ -339,11 +339,13 @@ func (s traceStage) started(t *trace) error {
 // finish completes and appends t's record and returns res with the audit id and timings.
 func (s traceStage) finish(t *trace, res Result) Result {
 	if t.unrecorded {
+		t.end = s.now()
 		s.log.Error().Str("event", "audit.refused").Str("audit_id", t.rec.AuditID).Str("tool", t.rec.Tool).Str("message", t.rec.Message).Msg("call refused without a record: the audit log's disk is full")
 		res.AuditID = t.rec.AuditID
 		return res
 	}
 	end := s.now()
+	t.end = end
 	t.rec.DurationMS = ms(end.Sub(t.start))
 	res.AuditID = t.rec.AuditID
 	res.StageMS = map[string]float64{}
@@ -355,7 +357,10 @@ func (s traceStage) finish(t *trace, res Result) Result {
 	}
 	res.Gateway = t.remote
 	err := s.audit.Append(&t.rec)
-	res.StageMS[StageAudit] = ms(s.now().Sub(end))
+	t.end = s.now()
+	res.StageMS[StageAudit] = ms(t.end.Sub(end))
+	t.span(StageAudit, end, t.end)
+	t.auditErr = err
 	if err != nil {
 		s.log.Error().Str("event", "audit.error").Str("audit_id", t.rec.AuditID).Str("tool", t.rec.Tool).Err(err).Msg("audit record not written")
 		ran := t.rec.ExitCode != nil

@@ -44,6 +44,11 @@ type trace struct {
 	refusedMore int
 	// labels are what the decision's label_if rules give the session if the tool runs.
 	labels []string
+	// spans are the stages as they ended, end the call's end and auditErr why its record
+	// was not written, for the Observer.
+	spans    []StageSpan
+	end      time.Time
+	auditErr error
 }
 
 // maxRefusalNotes is how many egress refusals a result's text names.
@@ -137,11 +142,17 @@ func newTrace(clock func() time.Time, call Call) *trace {
 		id = uuid.New()
 	}
 	sum := sha256.Sum256(call.Args)
+	traceID := ""
+	if validTraceID(call.TraceID) {
+		traceID = call.TraceID
+	}
 	return &trace{
 		now:   clock,
 		start: now,
 		last:  now,
+		spans: make([]StageSpan, 0, 8),
 		rec: Record{
+			TraceID:    traceID,
 			AuditID:    id.String(),
 			Time:       now.UTC().Format(time.RFC3339Nano),
 			Grant:      call.Grant.ID,
@@ -159,6 +170,7 @@ func newTrace(clock func() time.Time, call Call) *trace {
 func (t *trace) stage(name string) {
 	now := t.now()
 	t.rec.StageMS[name] += ms(now.Sub(t.last))
+	t.span(name, t.last, now)
 	t.last = now
 }
 

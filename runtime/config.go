@@ -62,6 +62,8 @@ type Config struct {
 	// (docs/operate.md): a directory (default $AIRLOCK_STATE_DIR/state, whose pins stay in
 	// $AIRLOCK_STATE_DIR/pins) or redis://host:port/db, shared by replicas.
 	State string `yaml:"state"`
+	// Metrics configures the Prometheus metrics served at /metrics (docs/observe.md).
+	Metrics MetricsConfig `yaml:"metrics"`
 
 	// File is where the config came from ("" for the built-in default); errors name it.
 	File string `yaml:"-"`

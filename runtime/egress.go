@@ -134,6 +134,8 @@ type egressBackend struct {
 	dir  string // where the sockets go
 	base egress.Config
 	log  zerolog.Logger
+	// count, if set, is told of every connection (metrics).
+	count func(allowed bool)
 }
 
 func (b egressBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
@@ -151,6 +153,9 @@ func (b egressBackend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Resu
 		cfg.Unlisted, cfg.MaxConns, cfg.MaxBytes = true, math.MaxInt32, math.MaxInt64
 	}
 	cfg.OnEvent = func(ev egress.Event) {
+		if b.count != nil {
+			b.count(ev.Allowed)
+		}
 		e := b.log.Info()
 		if !ev.Allowed || ev.Code != "" {
 			e = b.log.Warn() // refused, or allowed and then failed (dial_failed, byte_cap)

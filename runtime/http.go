@@ -122,6 +122,8 @@ type httpFront struct {
 	// tools/call it carries can be cancelled when the client goes away.
 	posts   sync.Map // string -> *postState
 	postSeq atomic.Uint64
+	// metricsToken is the sha256 of metrics.token_env/token_file; nil without (health.go).
+	metricsToken *[32]byte
 }
 
 // sessionIDHeader carries the streamable HTTP session id.
@@ -174,6 +176,9 @@ func (r *Runtime) newHTTPFront(listenAddr string) (*httpFront, error) {
 			return nil, err
 		}
 		f.console = c
+	}
+	if f.metricsToken, err = r.cfg.metricsToken(); err != nil {
+		return nil, err
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
 		f.hosts[strings.ToLower(net.JoinHostPort(host, port))] = true
@@ -247,6 +252,9 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if o := req.Header.Get("Origin"); o != "" && !f.origins[strings.TrimSuffix(o, "/")] {
 		http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed (add it to http.allowed_origins)", o), http.StatusForbidden)
 		return
+	}
+	if f.serveOps(w, req) {
+		return // /healthz, /readyz, /metrics (health.go)
 	}
 	if f.console != nil && (req.URL.Path == console.Prefix || strings.HasPrefix(req.URL.Path, console.Prefix+"/")) {
 		// The console authenticates its own way (a login that opens a cookie session), after
@@ -649,6 +657,7 @@ func (r *Runtime) ServeHTTP(ctx context.Context, ln net.Listener) error {
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, peerCacheKey{}, &peerCache{})
 		}}
+	defer r.tel.m.httpSessions(f.sessions)()
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() { defer close(swept); f.sessions.run(sweepCtx) }()

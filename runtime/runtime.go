@@ -284,6 +284,13 @@ type Runtime struct {
 	gw           *gateway // nil without upstreams
 	// histories are the MCP sessions' histories (history.go); the zero value is ready.
 	histories sessionHistories
+	// tel is the metrics and traces of the calls; gate, pool and probe are what the gauges
+	// and the readiness check read (see metricsstate.go, health.go).
+	tel   *telemetry
+	gate  *runGate
+	pool  *pool.Pool
+	probe sandbox.Backend
+	ready *readiness
 }
 
 // Open builds the runtime for a resolved config. It refuses to start without a working
@@ -362,8 +369,20 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		_ = pooled.Close()
 		return closeAll()
 	}
-	proxied := egressBackend{Backend: cacheGuardBackend{Backend: pooled}, dir: edir, base: cfg.Egress.resolved, log: o.Logger}
-	gated := gatedBackend{Backend: proxied, gate: gate}
+	tel, err := newTelemetry(ctx, cfg, o.Logger)
+	if err != nil {
+		closeBackend()
+		return nil, err
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			tel.close()
+		}
+	}()
+	proxied := egressBackend{Backend: cacheGuardBackend{Backend: pooled}, dir: edir, base: cfg.Egress.resolved, log: o.Logger,
+		count: tel.m.egressEvent}
+	gated := gatedBackend{Backend: observedBackend{Backend: proxied, m: tel.m}, gate: gate}
 	pipe, err := pipeline.New(pipeline.Config{
 		Tools:      ptools,
 		Policy:     engine,
@@ -373,6 +392,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		Workspace:  cfg.Workspace,
 		RecordArgs: cfg.Audit.RecordArgs,
 		Logger:     o.Logger,
+		Observer:   tel,
 
 		ProgressInterval: o.ProgressInterval,
 		AuditRotate:      cfg.Audit.Rotate.resolved,
@@ -391,7 +411,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	for name := range byName {
 		reserved[name] = true
 	}
-	gw, err := newGateway(cfg, pipe, gated, store, reserved, o.Logger)
+	gw, err := newGateway(cfg, pipe, gated, store, reserved, o.Logger, tel.callMeta)
 	if err != nil {
 		pipe.Close()
 		closeBackend()
@@ -399,7 +419,8 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 	}
 	ReapLeftovers(ctx, backend, o.Logger)
 	r := &Runtime{cfg: cfg, tools: tools, byName: byName, pipe: pipe, store: store, control: ctl,
-		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw, started: time.Now()}
+		closeBackend: closeBackend, log: o.Logger, approvals: appr, calls: newInflight(), gw: gw, started: time.Now(),
+		tel: tel, gate: gate, pool: pooled, probe: gatedBackend{Backend: backend, gate: gate}}
 	if cfg.Console.Enabled {
 		timeout := time.Duration(cfg.Console.ApprovalTimeout)
 		if timeout == 0 {
@@ -407,6 +428,9 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		}
 		r.pending = newPendingApprovals(timeout)
 	}
+	r.ready = newReadiness(r)
+	tel.m.bind(r)
+	opened = true
 	// The watcher lives as long as the runtime: Close stops it.
 	wctx, stopWatch := context.WithCancel(context.Background())
 	watched := make(chan struct{})
@@ -451,6 +475,7 @@ func (r *Runtime) Close() error {
 	if cerr := r.pipe.Close(); err == nil {
 		err = cerr
 	}
+	r.tel.close() // the last spans, of the calls that just finished
 	return err
 }
 
@@ -491,6 +516,9 @@ func (r *Runtime) run(ctx context.Context, call pipeline.Call, h *history) pipel
 			call.Remote = r.gw.bind(t, "", nil, nil)
 		}
 	}
+	ctx, traceID, endSpan := r.tel.beginCall(ctx, call.Tool)
+	defer endSpan()
+	call.TraceID = traceID
 	call.History = r.bindHistory(h, call)
 	res := r.pipe.Run(ctx, call)
 	r.counts.add(res)

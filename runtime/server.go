@@ -75,6 +75,11 @@ func (r *Runtime) newMCPServer(g policies.Grant, authorize authorizeFunc) *mcp.S
 			return next(ctx, method, req)
 		}
 	})
+	if r.tel.t != nil {
+		// Added after the router, so it runs before it: every tools/call, routed or not,
+		// continues the trace its client sent in _meta.
+		srv.AddReceivingMiddleware(r.tel.t.middleware)
+	}
 	r.gw.attach(srv, visibleTo(r.pipe.Policy, g))
 	return srv
 }
@@ -131,6 +136,7 @@ func (r *Runtime) ServeTransport(ctx context.Context, t mcp.Transport) error {
 func (r *Runtime) serveAs(ctx context.Context, t mcp.Transport, g policies.Grant, authorize authorizeFunc) error {
 	stop := context.AfterFunc(ctx, func() { r.Shutdown(shutdownCause(ctx)) })
 	defer stop()
+	defer r.tel.m.stdioSession()()
 	srv := r.newMCPServer(g, authorize)
 	defer r.servers.remove(srv)
 	defer r.gw.detach(srv)

@@ -56,6 +56,8 @@ type gateway struct {
 	ctx    context.Context // ends at close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// callMeta gives the _meta entries of each tools/call sent upstream; nil for none.
+	callMeta func(context.Context) map[string]string
 }
 
 // attached is an MCP server the gateway lists upstream tools on.
@@ -156,14 +158,17 @@ type remoteTool struct {
 // newGateway builds the upstreams of cfg; it connects to none of them and starts no server.
 // backend runs the stdio upstreams' servers (nil: a config with one is refused); the pins are
 // kept in docs, the runtime's state store, so every process sharing it sees one set of pins.
-func newGateway(cfg *Config, pipe *pipeline.Pipeline, backend sandbox.Backend, docs state.Docs, reserved map[string]bool, log zerolog.Logger) (*gateway, error) {
+// callMeta, if not nil, gives the _meta entries of each tools/call sent upstream (the trace
+// context).
+func newGateway(cfg *Config, pipe *pipeline.Pipeline, backend sandbox.Backend, docs state.Docs, reserved map[string]bool, log zerolog.Logger,
+	callMeta func(context.Context) map[string]string) (*gateway, error) {
 	if len(cfg.Upstreams) == 0 {
 		return nil, nil
 	}
 	store := pins.NewStore(docs)
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gateway{log: log, pipe: pipe, store: store, reserved: reserved, tools: map[string]*remoteTool{},
-		servers: map[*mcp.Server]*attached{}, ctx: ctx, cancel: cancel}
+		servers: map[*mcp.Server]*attached{}, ctx: ctx, cancel: cancel, callMeta: callMeta}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Upstreams)) {
 		st, err := g.newUpstream(cfg, name, backend)
 		if err != nil {
@@ -222,7 +227,7 @@ func (g *gateway) newUpstream(cfg *Config, name string, backend sandbox.Backend)
 	if st.timeout <= 0 {
 		st.timeout = DefaultUpstreamTimeout
 	}
-	opts := upstream.Options{Name: name, URL: u.URL, Headers: headers, Version: Version,
+	opts := upstream.Options{Name: name, URL: u.URL, Headers: headers, Version: Version, CallMeta: g.callMeta,
 		OnToolsChanged: func(on *upstream.Session) {
 			select {
 			case st.changed <- on:
@@ -1135,7 +1140,7 @@ func CheckUpstream(ctx context.Context, cfg *Config, backend sandbox.Backend, st
 		return nil, err
 	}
 	defer store.Close()
-	g, err := newGateway(&sub, nil, backend, store, reserved, zerolog.Nop())
+	g, err := newGateway(&sub, nil, backend, store, reserved, zerolog.Nop(), nil)
 	if err != nil {
 		return nil, err
 	}

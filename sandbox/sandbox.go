@@ -219,6 +219,9 @@ type Result struct {
 	Ran bool
 	// Warm: the command ran in a sandbox started before the call (Prestarter).
 	Warm bool
+	// Ready: the sandbox was one a pool kept ready, started before the call arrived; false
+	// for one prestarted by the call itself (a pool miss), which paid the whole start.
+	Ready bool
 	// Egress lists the connections the run made through its egress proxy, allowed and
 	// refused, when Airlock's runtime ran that proxy (Egress.Allow).
 	Egress []egress.Event

@@ -38,6 +38,10 @@ type Options struct {
 	OnToolsChanged func(*Session)
 	// Version is Airlock's, sent as clientInfo.version.
 	Version string
+	// CallMeta, when set, returns entries for the _meta of each tools/call sent to the
+	// upstream, from the call's context: the W3C trace context (traceparent, tracestate) of
+	// Airlock's span, so the upstream's spans join the call's trace.
+	CallMeta func(ctx context.Context) map[string]string
 }
 
 // Launcher starts one instance of a stdio server, whose end the returned Pipes report. ctx
@@ -270,6 +274,14 @@ func (s *Session) Call(ctx context.Context, name string, args map[string]any, pr
 		return nil, false, err
 	}
 	params := &mcp.CallToolParams{Name: name, Arguments: args}
+	if s.r.opts.CallMeta != nil {
+		for k, v := range s.r.opts.CallMeta(ctx) {
+			if params.Meta == nil {
+				params.Meta = mcp.Meta{}
+			}
+			params.Meta[k] = v
+		}
+	}
 	if in != nil {
 		params.InputResponses, params.RequestState = in.Responses, in.State
 	}

@@ -93,7 +93,7 @@ function checkChain() {
     const badge = document.getElementById("chain");
     try {
       const v = await api("GET", "/audit/verify");
-      badge.textContent = v.intact ? "chain intact · " + v.records + " records" : "chain BROKEN at line " + v.broken_line + ": " + v.reason;
+      badge.textContent = v.intact ? "chain intact · " + v.records + " records" + (v.files > 1 ? " in " + v.files + " files" : "") : "chain BROKEN at " + (v.broken_file ? v.broken_file + " " : "") + "line " + v.broken_line + ": " + v.reason;
       badge.className = "badge " + (v.intact ? "ok" : "bad");
     } catch (e) { badge.textContent = "chain: " + e.message; badge.className = "badge bad"; }
   }, 300);

@@ -167,6 +167,7 @@ func (p *Pool) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, erro
 		p.hits.Add(1)
 		res, err := w.Run(ctx, spec)
 		if !errors.Is(err, sandbox.ErrStale) || res.Ran {
+			res.Ready = true
 			return res, err
 		}
 		// The sandbox was gone and nothing ran (its init had given up or been killed):
