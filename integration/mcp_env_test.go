@@ -363,7 +363,7 @@ func (b mcpBearer) RoundTrip(r *http.Request) (*http.Response, error) {
 // connectHTTP connects a Go SDK client to a running server's streamable HTTP endpoint.
 func connectHTTP(t testing.TB, s *mcpServer, token string, opts *mcp.ClientOptions) *mcp.ClientSession {
 	t.Helper()
-	hc := &http.Client{Timeout: 60 * time.Second}
+	hc := &http.Client{Timeout: 150 * time.Second} // above run_tests' own 120 s timeout: a loaded machine is not a hang
 	if token != "" {
 		hc.Transport = mcpBearer{token: token, base: http.DefaultTransport}
 	}
