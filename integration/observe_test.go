@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,7 +18,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"golang.org/x/sys/unix"
 
 	"github.com/airlock-mcp/airlock/internal/testenv"
 )
@@ -37,33 +35,6 @@ const (
 	obsTrace2 = "0af7651916cd43dd8448eb211c80319c"
 	obsSpan   = "00f067aa0ba902b7"
 )
-
-// obsUpstream is an MCP server over streamable HTTP on 127.0.0.1 whose echo tool keeps each
-// call's _meta.
-type obsUpstream struct {
-	url   string
-	mu    sync.Mutex
-	metas []map[string]any
-}
-
-func startObsUpstream(t *testing.T) *obsUpstream {
-	u := &obsUpstream{}
-	srv := mcp.NewServer(&mcp.Implementation{Name: "obs-upstream", Version: "1"}, nil)
-	type args struct {
-		Text string `json:"text"`
-	}
-	mcp.AddTool(srv, &mcp.Tool{Name: "echo", Description: "Echoes the text."},
-		func(_ context.Context, req *mcp.CallToolRequest, a args) (*mcp.CallToolResult, any, error) {
-			u.mu.Lock()
-			u.metas = append(u.metas, map[string]any(req.Params.Meta))
-			u.mu.Unlock()
-			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "echo: " + a.Text}}}, nil, nil
-		})
-	hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
-	t.Cleanup(hs.Close)
-	u.url = hs.URL
-	return u
-}
 
 // obsGet GETs a path of the server.
 func obsGet(t *testing.T, s *mcpServer, path string) (int, string) {
@@ -131,7 +102,7 @@ func obsReady(t *testing.T, s *mcpServer, code int, want string, within time.Dur
 
 func TestObserveServeHTTP(t *testing.T) {
 	otlp := testenv.StartOTLP(t)
-	up := startObsUpstream(t)
+	up := testenv.StartMetaUpstream(t)
 	e := newMCPEnv(t, obsPolicy, nil)
 	// The audit log in a directory of its own, which the test makes unwritable.
 	e.audit = filepath.Join(filepath.Dir(e.audit), "auditdir", "audit.jsonl")
@@ -141,7 +112,7 @@ func TestObserveServeHTTP(t *testing.T) {
 	e.runc = runc
 	e.extraEnv = append(e.extraEnv, "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.URL, "OTEL_BSP_SCHEDULE_DELAY=100", "OTEL_TRACES_SAMPLER=parentbased_always_on")
 	upName := uniqueUpstream(t, "obs")
-	e.extraYAML = fmt.Sprintf("upstreams:\n  %s:\n    url: %s\n    prefix: up\n", upName, up.url)
+	e.extraYAML = fmt.Sprintf("upstreams:\n  %s:\n    url: %s\n    prefix: up\n", upName, up.URL)
 	s := e.startHTTP(t)
 
 	if code, body := obsGet(t, s, "/healthz"); code != 200 {
@@ -254,9 +225,7 @@ func TestObserveServeHTTP(t *testing.T) {
 			t.Errorf("run_command's stage spans %v lack %s", stages, want)
 		}
 	}
-	up.mu.Lock()
-	metas := slices.Clone(up.metas)
-	up.mu.Unlock()
+	metas := up.Received()
 	if len(metas) != 1 || metas[0]["traceparent"] != "00-"+obsTrace2+"-"+upSpan.SpanID+"-01" {
 		t.Errorf("upstream's _meta: %v, want traceparent 00-%s-%s-01", metas, obsTrace2, upSpan.SpanID)
 	}
@@ -323,24 +292,7 @@ func readAuditTraceIDs(t *testing.T, path string) [][2]string {
 // (also run when the test ends) clears the flag.
 func immutable(t *testing.T, dir string) func() {
 	t.Helper()
-	const fsImmutableFL = 0x10 // linux/fs.h
-	set := func(on bool) error {
-		f, err := os.Open(dir)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-		if err != nil {
-			return err
-		}
-		if on {
-			flags |= fsImmutableFL
-		} else {
-			flags &^= fsImmutableFL
-		}
-		return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags))
-	}
+	set := func(on bool) error { return testenv.SetImmutable(dir, on) }
 	if err := set(true); err != nil {
 		testenv.Unavailable(t, "cannot set the immutable flag on %s (needs root and a file system with it): %v", dir, err)
 	}

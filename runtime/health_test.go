@@ -15,8 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/sandbox"
 )
 
@@ -220,10 +219,6 @@ func TestReadyzAuditLog(t *testing.T) {
 	e.eventually(t, 200, "ready\n")
 }
 
-// fsImmutableFL is FS_IMMUTABLE_FL of linux/fs.h: no entry of a directory with it can be
-// created, removed or renamed, and a file with it cannot be opened for writing, by root too.
-const fsImmutableFL = 0x10
-
 // makeUnwritable makes dir unwritable to this process until the returned func (also run at
 // the test's end) undoes it.
 func makeUnwritable(t *testing.T, dir string) func() {
@@ -237,23 +232,7 @@ func makeUnwritable(t *testing.T, dir string) func() {
 		t.Cleanup(undo)
 		return undo
 	}
-	set := func(on bool) error {
-		f, err := os.Open(dir)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-		if err != nil {
-			return err
-		}
-		if on {
-			flags |= fsImmutableFL
-		} else {
-			flags &^= fsImmutableFL
-		}
-		return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags))
-	}
+	set := func(on bool) error { return testenv.SetImmutable(dir, on) }
 	if err := set(true); err != nil {
 		t.Skipf("SKIPPED LOUDLY: cannot set the immutable flag on %s (file system without it, or no CAP_LINUX_IMMUTABLE): %v", dir, err)
 	}

@@ -2,12 +2,9 @@ package runtime
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,36 +13,6 @@ import (
 	"github.com/airlock-mcp/airlock/internal/testenv"
 	"github.com/airlock-mcp/airlock/pipeline"
 )
-
-// metaUpstream is an MCP server over streamable HTTP on 127.0.0.1 whose echo tool keeps the
-// _meta of every call it gets.
-type metaUpstream struct {
-	url   string
-	mu    sync.Mutex
-	metas []map[string]any
-}
-
-func newMetaUpstream(t *testing.T) *metaUpstream {
-	u := &metaUpstream{}
-	srv := mcp.NewServer(&mcp.Implementation{Name: "meta", Version: "1"}, nil)
-	mcp.AddTool(srv, &mcp.Tool{Name: "echo", Description: "Echoes the text."},
-		func(ctx context.Context, req *mcp.CallToolRequest, a echoArgs) (*mcp.CallToolResult, any, error) {
-			u.mu.Lock()
-			u.metas = append(u.metas, map[string]any(req.Params.Meta))
-			u.mu.Unlock()
-			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "echo: " + a.Text}}}, nil, nil
-		})
-	hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
-	t.Cleanup(hs.Close)
-	u.url = hs.URL
-	return u
-}
-
-func (u *metaUpstream) received() []map[string]any {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return slices.Clone(u.metas)
-}
 
 const (
 	clientTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -65,8 +32,8 @@ func TestTracing(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
 	t.Setenv("OTEL_SERVICE_NAME", "airlock-under-test")
-	up := newMetaUpstream(t)
-	rt := newTestRuntime(t, "upstreams:\n  up:\n    url: "+up.url+"\n", `{"version":"1","default":"allow"}`, &fakeBackend{})
+	up := testenv.StartMetaUpstream(t)
+	rt := newTestRuntime(t, "upstreams:\n  up:\n    url: "+up.URL+"\n", `{"version":"1","default":"allow"}`, &fakeBackend{})
 	cs := connectClient(t, rt, nil)
 	call := func(name string, args map[string]any, meta mcp.Meta) {
 		t.Helper()
@@ -129,7 +96,7 @@ func TestTracing(t *testing.T) {
 	}
 
 	// The upstream saw the call's trace context, Airlock's span as the parent.
-	metas := up.received()
+	metas := up.Received()
 	if len(metas) != 1 {
 		t.Fatalf("upstream got %d calls, want 1", len(metas))
 	}
@@ -163,8 +130,8 @@ func TestTracing(t *testing.T) {
 func TestTracingOff(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
-	up := newMetaUpstream(t)
-	rt := newTestRuntime(t, "upstreams:\n  up:\n    url: "+up.url+"\n", `{"version":"1","default":"allow"}`, &fakeBackend{})
+	up := testenv.StartMetaUpstream(t)
+	rt := newTestRuntime(t, "upstreams:\n  up:\n    url: "+up.URL+"\n", `{"version":"1","default":"allow"}`, &fakeBackend{})
 	if rt.tel.t != nil {
 		t.Fatal("a tracer without an endpoint")
 	}
@@ -173,7 +140,7 @@ func TestTracingOff(t *testing.T) {
 		Name: "up__echo", Arguments: map[string]any{"text": "hi"}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range up.received() {
+	for _, m := range up.Received() {
 		if _, ok := m["traceparent"]; ok {
 			t.Errorf("upstream got a traceparent with tracing off: %v", m)
 		}
