@@ -177,7 +177,7 @@ func (h *Handler) pendingStream(w http.ResponseWriter, r *http.Request) {
 	if fl == nil {
 		return
 	}
-	keep := time.NewTicker(15 * time.Second)
+	keep := time.NewTicker(time.Second)
 	defer keep.Stop()
 	for {
 		changed := h.b.PendingChanged()
@@ -189,6 +189,9 @@ func (h *Handler) pendingStream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-keep.C:
+		}
+		if !h.stillAllowed(r) {
+			return
 		}
 	}
 }
@@ -203,3 +206,11 @@ func limitParam(r *http.Request, def, max int) int {
 }
 
 var errNoAudit = errors.New("no audit log")
+
+// stillAllowed re-checks a streaming request's session: a stream outlives the request's own
+// check, and a session logged out, expired or of a grant revoked since must stop receiving
+// pending calls and records at once.
+func (h *Handler) stillAllowed(r *http.Request) bool {
+	s, ok := h.session(r)
+	return ok && h.b.Check(r.Context(), s.admin) == nil
+}

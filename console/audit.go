@@ -104,6 +104,9 @@ func (h *Handler) auditStream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-tick.C:
 		}
+		if !h.stillAllowed(r) {
+			return
+		}
 		st, err := os.Stat(path)
 		if err != nil {
 			continue

@@ -3,13 +3,16 @@ package console
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/airlock-mcp/airlock/state"
 	"github.com/airlock-mcp/airlock/upstream/pins"
@@ -17,7 +20,7 @@ import (
 
 // fakeBackend stands in for the runtime.
 type fakeBackend struct {
-	revoked  bool
+	revoked  atomic.Bool
 	approved []string // upstream/tool@hash
 	decided  []string
 	kills    []state.Kill
@@ -34,7 +37,7 @@ func (f *fakeBackend) Login(_ *http.Request, token string) (Admin, error) {
 }
 
 func (f *fakeBackend) Check(context.Context, Admin) error {
-	if f.revoked {
+	if f.revoked.Load() {
 		return errors.New("grant ops is revoked")
 	}
 	return nil
@@ -172,7 +175,7 @@ func TestConsoleAuthAndCSRF(t *testing.T) {
 		t.Fatalf("decide: %d %v", code, fb.decided)
 	}
 	// Revoked since login: the session ends.
-	fb.revoked = true
+	fb.revoked.Store(true)
 	resp, err := c.Get(base + "/console/api/summary")
 	if err != nil {
 		t.Fatal(err)
@@ -211,5 +214,32 @@ func TestConsoleHeaders(t *testing.T) {
 			regexp.MustCompile(`<script>|\son[a-z]+="`).MatchString(s) {
 			t.Errorf("%s loads external assets, inline code or sets HTML", name)
 		}
+	}
+}
+
+// A stream ends once its session's grant is revoked: an open EventSource must not go on
+// receiving pending calls and records.
+func TestConsoleStreamEndsOnRevocation(t *testing.T) {
+	fb := &fakeBackend{}
+	base := serve(t, fb)
+	c, _ := login(t, base, "admin-token")
+	for _, path := range []string{"/console/api/pending/stream", "/console/api/audit/stream"} {
+		fb.revoked.Store(false)
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb.revoked.Store(true)
+		done := make(chan struct{})
+		go func() {
+			io.Copy(io.Discard, resp.Body)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s still streams 5 s after the revocation", path)
+		}
+		resp.Body.Close()
 	}
 }

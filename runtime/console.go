@@ -24,6 +24,10 @@ type ConsoleConfig struct {
 	AdminLabel string `yaml:"admin_label"`
 	// ApprovalTimeout bounds how long a call waits for an answer in the console; default 10m.
 	ApprovalTimeout Duration `yaml:"approval_timeout"`
+	// LocalLogin lets Airlock's own uid open the console on loopback without a token. Off by
+	// default: any process of that uid (an agent's own, outside its sandboxes) could then
+	// approve its own calls and lift kill switches.
+	LocalLogin bool `yaml:"local_login"`
 }
 
 const defaultAdminLabel = "console=admin"
@@ -74,8 +78,8 @@ type consoleBackend struct {
 func (b consoleBackend) Login(r *http.Request, token string) (console.Admin, error) {
 	if token == "" {
 		// Token-less: the operator's own uid on loopback, as for MCP requests.
-		if b.front.local == nil {
-			return console.Admin{}, errors.New("this server needs a token")
+		if b.front.local == nil || !b.rt.cfg.Console.LocalLogin {
+			return console.Admin{}, errors.New("log in with an admin token (a grant labelled for the console)")
 		}
 		if err := b.front.checkPeer(r); err != nil {
 			return console.Admin{}, err
@@ -93,15 +97,23 @@ func (b consoleBackend) Login(r *http.Request, token string) (console.Admin, err
 	return console.Admin{Grant: g.ID}, nil
 }
 
-// Check refuses a console session whose grant was revoked or expired since it logged in.
+// Check refuses a console session whose grant was revoked or expired since it logged in, or
+// re-created under its name without the admin label.
 func (b consoleBackend) Check(ctx context.Context, a console.Admin) error {
 	cur, err := b.rt.control.get(ctx)
 	if err != nil {
 		return err
 	}
+	k, v := b.rt.cfg.Console.adminLabel()
 	for _, g := range cur.Grants {
-		if g.Name == a.Grant && !g.Active(time.Now()) {
+		if g.Name != a.Grant {
+			continue
+		}
+		if !g.Active(time.Now()) {
 			return &grantError{g.Name, g.Status(time.Now())}
+		}
+		if g.Labels[k] != v {
+			return fmt.Errorf("grant %s no longer has the label %s=%s", g.Name, k, v)
 		}
 	}
 	return nil

@@ -165,14 +165,18 @@ func (c *control) byUID(ctx context.Context, uid uint32) (policies.Grant, error)
 	if err != nil {
 		return policies.Grant{}, &errStateDown{fmt.Errorf("grants cannot be read (%s): %w", c.store.Describe(), err)}
 	}
-	for _, g := range cur.Grants {
+	var inactive *state.Grant
+	for i, g := range cur.Grants {
 		if g.UID == nil || *g.UID != uid {
 			continue
 		}
-		if !g.Active(time.Now()) {
-			return policies.Grant{}, &grantError{g.Name, g.Status(time.Now())}
+		if g.Active(time.Now()) {
+			return g.Policy(), nil
 		}
-		return g.Policy(), nil
+		inactive = &cur.Grants[i]
+	}
+	if inactive != nil {
+		return policies.Grant{}, &grantError{inactive.Name, inactive.Status(time.Now())}
 	}
 	return policies.Grant{}, fmt.Errorf("%w uid %d; the operator runs airlock grant create NAME --uid %d --no-token", errNoGrant, uid, uid)
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-mcp/airlock/policies"
@@ -28,6 +30,20 @@ type DaemonHello struct {
 // user may connect (the socket is 0666): who they are is the kernel's word (SO_PEERCRED),
 // mapped to a grant per connection, not the socket's permissions.
 func ListenDaemon(path string) (net.Listener, error) {
+	// The socket's directory must be Airlock's or root's and writable by nobody else: in a
+	// directory others can write, they could swap the new socket for a symlink before its mode
+	// is set (making a root daemon chmod another file) or put up a daemon of their own first.
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || (st.Uid != 0 && st.Uid != uint32(os.Getuid())) || st.Mode&0o022 != 0 {
+		return nil, fmt.Errorf("the socket's directory %s must be a directory owned by root (or Airlock's user) and writable by nobody else (e.g. /run/airlock, mode 0755)", dir)
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("%s exists and is not a socket; remove it or choose another path", path)
@@ -40,9 +56,6 @@ func ListenDaemon(path string) (net.Listener, error) {
 		if err := os.Remove(path); err != nil {
 			return nil, err
 		}
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {

@@ -6,11 +6,13 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -622,7 +624,11 @@ func (f *httpFront) serverFor(req *http.Request) *mcp.Server {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if s, ok := f.servers[g.ID]; ok {
+	// Keyed by the grant's name and labels: policies judge the labels the server holds, so a
+	// caller must never be served by a server built for the same name with other labels (two
+	// tokens of one grant name, a JWT whose claims changed, a grant re-created with fewer).
+	key := grantServerKey(g)
+	if s, ok := f.servers[key]; ok {
 		return s
 	}
 	s := f.rt.newMCPServer(g, func(call *mcp.CallToolRequest) error {
@@ -636,15 +642,25 @@ func (f *httpFront) serverFor(req *http.Request) *mcp.Server {
 		if err != nil {
 			return fmt.Errorf("unauthorized: %w", err)
 		}
-		if cg.ID != g.ID {
+		if cg.ID != g.ID || !maps.Equal(cg.Labels, g.Labels) {
 			return errors.New("unauthorized: this session belongs to another grant")
 		}
 		return nil
 	})
 	// Added last, so it runs first: before the unlisted-tool router newMCPServer installs.
 	s.AddReceivingMiddleware(f.sessionMiddleware(g.ID))
-	f.servers[g.ID] = s
+	f.servers[key] = s
 	return s
+}
+
+// grantServerKey names a grant with its labels, in a fixed order.
+func grantServerKey(g policies.Grant) string {
+	var b strings.Builder
+	b.WriteString(strconv.Quote(g.ID))
+	for _, k := range slices.Sorted(maps.Keys(g.Labels)) {
+		b.WriteString(" " + strconv.Quote(k) + "=" + strconv.Quote(g.Labels[k]))
+	}
+	return b.String()
 }
 
 // ServeHTTP serves MCP over streamable HTTP on ln until ctx ends, then shuts down gracefully.

@@ -142,6 +142,48 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
+// listToolsAs lists the tools a client with token sees, sorted.
+func listToolsAs(t *testing.T, endpoint, token string) []string {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{
+		Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearerTransport{token}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range res.Tools {
+		names = append(names, tl.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestHTTPSameGrantOtherLabels: two tokens of one grant name with different labels are
+// judged by their own labels, whichever connected first.
+func TestHTTPSameGrantOtherLabels(t *testing.T) {
+	const adminTok, guestTok = "admin-token-0123456789abcdef", "guest-token-0123456789abcdef"
+	t.Setenv("ADMIN_TOK", adminTok)
+	t.Setenv("GUEST_TOK", guestTok)
+	policy := `{"version":"1","default":"deny","tools":{
+		"read_file":{},
+		"run_command":{"require":[{"conditions":[{"path":"grant.labels.role","op":"eq","value":"admin"}]}]}}}`
+	rt := newTestRuntime(t, "http:\n  tokens:\n    - {token_env: ADMIN_TOK, grant: team, labels: {role: admin}}\n    - {token_env: GUEST_TOK, grant: team, labels: {role: guest}}\n", policy, &fakeBackend{})
+	endpoint, _ := serveFront(t, rt)
+	if got := listToolsAs(t, endpoint, adminTok); !slices.Equal(got, []string{"read_file", "run_command"}) {
+		t.Errorf("admin sees %v", got)
+	}
+	if got := listToolsAs(t, endpoint, guestTok); !slices.Equal(got, []string{"read_file"}) {
+		t.Errorf("guest sees %v after the admin connected; want [read_file] (its own labels)", got)
+	}
+}
+
 // TestHTTPToolsPerGrant: each token's grant sees only the tools its policy allows it.
 func TestHTTPToolsPerGrant(t *testing.T) {
 	const ciTok, devTok = "ci-token-0123456789abcdef", "dev-token-0123456789abcdef"
@@ -152,26 +194,7 @@ func TestHTTPToolsPerGrant(t *testing.T) {
 		"run_command":{"require":[{"conditions":[{"path":"grant.id","op":"eq","value":"dev"}]}]}}}`
 	rt := newTestRuntime(t, "http:\n  tokens:\n    - {token_env: CI_TOK, grant: ci}\n    - {token_env: DEV_TOK, grant: dev}\n", policy, &fakeBackend{})
 	endpoint, _ := serveFront(t, rt)
-	list := func(token string) []string {
-		c := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil)
-		cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{
-			Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearerTransport{token}},
-		}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cs.Close()
-		res, err := cs.ListTools(context.Background(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, tl := range res.Tools {
-			names = append(names, tl.Name)
-		}
-		slices.Sort(names)
-		return names
-	}
+	list := func(token string) []string { return listToolsAs(t, endpoint, token) }
 	if got := list(ciTok); !slices.Equal(got, []string{"read_file"}) {
 		t.Errorf("ci sees %v, want [read_file]", got)
 	}
