@@ -100,21 +100,12 @@ func (b consoleBackend) Login(r *http.Request, token string) (console.Admin, err
 // Check refuses a console session whose grant was revoked or expired since it logged in, or
 // re-created under its name without the admin label.
 func (b consoleBackend) Check(ctx context.Context, a console.Admin) error {
-	cur, err := b.rt.control.get(ctx)
+	g, err := b.rt.control.named(ctx, a.Grant)
 	if err != nil {
 		return err
 	}
-	k, v := b.rt.cfg.Console.adminLabel()
-	for _, g := range cur.Grants {
-		if g.Name != a.Grant {
-			continue
-		}
-		if !g.Active(time.Now()) {
-			return &grantError{g.Name, g.Status(time.Now())}
-		}
-		if g.Labels[k] != v {
-			return fmt.Errorf("grant %s no longer has the label %s=%s", g.Name, k, v)
-		}
+	if k, v := b.rt.cfg.Console.adminLabel(); g != nil && g.Labels[k] != v {
+		return fmt.Errorf("grant %s no longer has the label %s=%s", g.Name, k, v)
 	}
 	return nil
 }

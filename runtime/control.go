@@ -181,6 +181,27 @@ func (c *control) byUID(ctx context.Context, uid uint32) (policies.Grant, error)
 	return policies.Grant{}, fmt.Errorf("%w uid %d; the operator runs airlock grant create NAME --uid %d --no-token", errNoGrant, uid, uid)
 }
 
+// named returns the state store's grant of that name, nil when there is none; a grant that
+// is revoked or expired is a *grantError. Identities that come from elsewhere (a JWT, a console
+// login) are refused by it, so an operator's revocation holds for them too.
+func (c *control) named(ctx context.Context, name string) (*state.Grant, error) {
+	cur, err := c.get(ctx)
+	if err != nil {
+		return nil, &errStateDown{err}
+	}
+	for i := range cur.Grants {
+		g := &cur.Grants[i]
+		if g.Name != name {
+			continue
+		}
+		if now := time.Now(); !g.Active(now) {
+			return nil, &grantError{g.Name, g.Status(now)}
+		}
+		return g, nil
+	}
+	return nil, nil
+}
+
 // tokenSum is how a bearer token is compared: by its sha256, which is all the store keeps.
 func tokenSum(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
 

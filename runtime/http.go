@@ -562,14 +562,8 @@ func (f *httpFront) authenticateJWT(ctx context.Context, tok string) (policies.G
 	if err != nil {
 		return policies.Grant{}, &jwtError{err}
 	}
-	cur, err := f.control.get(ctx)
-	if err != nil {
-		return policies.Grant{}, &errStateDown{err}
-	}
-	for _, g := range cur.Grants {
-		if g.Name == id.Grant && !g.Active(time.Now()) {
-			return policies.Grant{}, &grantError{g.Name, g.Status(time.Now())}
-		}
+	if _, err := f.control.named(ctx, id.Grant); err != nil {
+		return policies.Grant{}, err
 	}
 	return policies.Grant{ID: id.Grant, Labels: id.Labels}, nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlock-mcp/airlock/policies"
-	"github.com/airlock-mcp/airlock/sandbox"
 )
 
 // liveServer is an MCP server the runtime built, with the tools it lists: a policy reload
@@ -119,7 +118,7 @@ func (r *Runtime) ReloadPolicy() (PolicyReload, error) {
 	if pol.SHA256() == out.SHA256 {
 		return out, nil
 	}
-	engine := policies.NewEngine(pol, r.store, policies.WithWorkspace(sandbox.WorkspaceTarget))
+	engine := newEngine(pol, r.store)
 	if err := r.pipe.SetPolicy(engine); err != nil {
 		return out, err
 	}

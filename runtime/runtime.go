@@ -246,6 +246,13 @@ func (c *Config) LoadPolicy() (*policies.Policy, error) {
 	return policies.Load(c.Policy)
 }
 
+// newEngine is the policy engine of a runtime: at start and at every reload. path_within
+// judges absolute paths against /workspace: that is the path agents see, and the one the
+// file tools accept.
+func newEngine(pol *policies.Policy, counters policies.Counters) *policies.Engine {
+	return policies.NewEngine(pol, counters, policies.WithWorkspace(sandbox.WorkspaceTarget))
+}
+
 // Options are what Open needs besides the config.
 type Options struct {
 	StateDir string
@@ -313,9 +320,7 @@ func Open(ctx context.Context, cfg *Config, o Options) (*Runtime, error) {
 		}
 	}
 	ctl := newControl(store, o.Logger)
-	// path_within judges absolute paths against /workspace: that is the path agents see, and
-	// the one the file tools accept.
-	engine := policies.NewEngine(pol, store, policies.WithWorkspace(sandbox.WorkspaceTarget))
+	engine := newEngine(pol, store)
 	backend, closeBackend, err := o.Backends.Open(ctx, cfg.Backend, sandbox.OpenOptions{StateDir: o.StateDir, Logger: o.Logger})
 	var unknown *sandbox.UnknownBackendError
 	if errors.As(err, &unknown) {
