@@ -355,10 +355,11 @@ func (b *Backend) oomKilled(ctx context.Context, id string, maybeOOM bool) bool 
 		if err == nil && ins.Container.State != nil && ins.Container.State.OOMKilled {
 			return true
 		}
-		// Up to 5 s: under load (a CI host running three backends' suites at once) the event
-		// took longer than half a second, and once longer than 2 s, to reach the daemon. Only
-		// a command SIGKILLed outside a timeout or a cancellation waits this long.
-		if !maybeOOM || attempt == 100 || ictx.Err() != nil {
+		// Up to 10 s: under load (a CI host running three backends' suites at once) the event
+		// took longer than half a second, once longer than 2 s and once longer than 5 s, to
+		// reach the daemon. Only a command SIGKILLed outside a timeout or a cancellation waits
+		// this long.
+		if !maybeOOM || attempt == 200 || ictx.Err() != nil {
 			return false
 		}
 		time.Sleep(50 * time.Millisecond)
